@@ -1,0 +1,76 @@
+"""The ``narla`` command line: ``narla run``, ``narla bench``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from narla.graph import GraphError
+from narla.rewards import RewardError
+from narla.scenario import ScenarioError, apply_overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    from narla import scenario as scenarios
+    from narla.training import Trainer
+
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    scenario = scenarios.load(args.scenario, overrides)
+    out = args.out
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{scenario.name}-s{scenario.seed}-{stamp}"
+    summary = Trainer(scenario, out, progress=not args.quiet).train()
+    print(json.dumps(summary, indent=2))
+    print(f"results: {out}", file=sys.stderr)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from narla.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="narla", description="Populations of neurons that are RL agents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train a scenario and write a results directory")
+    run.add_argument("scenario", help="path to a scenario YAML file")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. learning.lr=0.01")
+    run.add_argument("--out", type=Path, help="results directory (default runs/NAME-sSEED-TIME)")
+    run.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    run.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+    from narla.bench import add_arguments
+
+    bench = sub.add_parser("bench", help="neuron-steps/s of the engine against a per-neuron reference loop")
+    add_arguments(bench)
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ScenarioError, GraphError, RewardError) as err:
+        print(f"narla: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("narla: interrupted; results written so far are kept", file=sys.stderr)
+        return 130
+
+
+__all__ = ["apply_overrides", "build_parser", "main"]

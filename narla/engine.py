@@ -1,0 +1,152 @@
+"""The batched engine: one tick of ``B`` copies of a neuron network as a few tensor ops.
+
+Propagation modes:
+- ``sweep``: stages run in topological order within one tick; a neuron reads this tick's spikes of
+  its presynaptic neurons (and this tick's observation). Context always reads the previous tick.
+- ``delay``: every neuron acts at once on the previous tick's presynaptic spikes (a one-tick synaptic
+  delay); sensors carry the current observation. The whole network is then one stage.
+
+The engine samples actions without gradient (``tick``) and re-evaluates recorded rollouts with
+gradient in one batched pass (``evaluate``): both go through the same ``_stage`` code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from narla.neurons.population import Population
+from narla.readout import Readout
+from narla.wiring import Wiring
+
+PROPAGATIONS = ("sweep", "delay")
+
+
+class Engine:
+    """Runs a :class:`Population` wired by a :class:`Wiring` and read out by a :class:`Readout`."""
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        population: Population,
+        readout: Readout,
+        propagation: str = "sweep",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation: unknown mode {propagation!r}; allowed: {', '.join(PROPAGATIONS)}")
+        self.wiring = wiring
+        self.population = population
+        self.readout = readout.bind(wiring)
+        self.propagation = propagation
+        self.generator = generator
+        self.device = wiring.ff_idx.device
+        self.num_sensors = wiring.num_sensors
+        self.num_neurons = wiring.num_neurons
+        self.stages = wiring.stages if propagation == "sweep" else [(0, wiring.num_neurons)]
+        self._ff_mask = wiring.ff_mask.unsqueeze(-1)
+        self._ctx_mask = wiring.ctx_mask.unsqueeze(-1)
+
+    # -- shared pieces -------------------------------------------------------------------------
+    def sensors(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations ``[cols, obs_dim]`` -> sensor activity ``[S, cols]``."""
+        return obs[:, self.wiring.sensor_index].T
+
+    def _stage(self, src: torch.Tensor, prev: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Output pre-activations ``[n, D, cols]`` of neurons ``start:end``.
+
+        ``src[S + N, cols]`` supplies feedforward inputs, ``prev[S + N, cols]`` (the previous tick)
+        supplies context.
+        """
+        x = src[self.wiring.ff_idx[start:end]] * self._ff_mask[start:end]
+        c = prev[self.wiring.ctx_idx[start:end]] * self._ctx_mask[start:end]
+        return self.population(x, c, start, end)
+
+    def _feedforward_source(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        if self.propagation == "sweep":
+            return act
+        return torch.cat([act[: self.num_sensors], prev[self.num_sensors :]])
+
+    # -- acting --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def tick(self, obs: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tick of every copy.
+
+        Args:
+            obs: ``[B, obs_dim]`` observations.
+            prev: ``[S + N, B]`` the previous tick's activity vector (zeros at an episode's start).
+
+        Returns:
+            ``act[S + N, B]`` (sensors, then spikes) and ``actions[N, B]`` (long: each neuron's choice).
+        """
+        cols = obs.shape[0]
+        act = torch.empty(self.num_sensors + self.num_neurons, cols, device=self.device)
+        act[: self.num_sensors] = self.sensors(obs)
+        actions = torch.empty(self.num_neurons, cols, dtype=torch.long, device=self.device)
+        src = self._feedforward_source(act, prev)
+        for start, end in self.stages:
+            logits = self._stage(src, prev, start, end)
+            actions[start:end] = self._sample(logits, self.wiring.motor[start:end])
+            act[self.num_sensors + start : self.num_sensors + end] = (actions[start:end] > 0).float()
+        return act, actions
+
+    def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
+        """Bernoulli spikes from logit column 0; categorical choices for motor neurons when ``D > 1``."""
+        n, d, cols = logits.shape
+        u = torch.rand(n, cols, generator=self.generator, device=self.device)
+        fire = (u < torch.sigmoid(logits[:, 0])).long()
+        if d == 1:
+            return fire
+        g = torch.rand(n, d, cols, generator=self.generator, device=self.device).clamp_(1e-20, 1.0)
+        choice = (logits - torch.log(-torch.log(g))).argmax(1)
+        return torch.where(motor.unsqueeze(1), choice, fire)
+
+    # -- learning ------------------------------------------------------------------------------
+    def evaluate(
+        self, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, values: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Re-evaluate recorded ticks with gradient.
+
+        Args:
+            obs: ``[T, B, obs_dim]``, actions: ``[T, B, N]``, first: ``[T, B]`` bool (episode starts).
+            values: also return each neuron's critic value.
+
+        Returns:
+            ``log_prob[T, B, N]`` of the recorded actions, ``entropy[T, B, N]``, ``value[T, B, N]`` or None.
+        """
+        t, b, n = actions.shape
+        cols = t * b
+        act = torch.cat([self.sensors(obs.reshape(cols, -1)), (actions.reshape(cols, n) > 0).float().T])
+        prev = torch.zeros_like(act).view(-1, t, b)
+        prev[:, 1:] = act.view(-1, t, b)[:, :-1]
+        prev = (prev * (~first).float().unsqueeze(0)).view(-1, cols)
+        src = self._feedforward_source(act, prev)
+        flat_actions = actions.reshape(cols, n).T
+        logps, ents, vals = [], [], []
+        for start, end in self.stages:
+            logits = self._stage(src, prev, start, end)
+            lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
+            logps.append(lp)
+            ents.append(ent)
+            if values:
+                x = src[self.wiring.ff_idx[start:end]] * self._ff_mask[start:end]
+                vals.append(self.population.value(x, start, end))
+
+        def back(parts: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat(parts).T.reshape(t, b, n)
+
+        return back(logps), back(ents), back(vals) if values else None
+
+
+def log_prob(logits: torch.Tensor, actions: torch.Tensor, motor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability and entropy ``[n, cols]`` of ``actions[n, cols]`` under ``logits[n, D, cols]``."""
+    z = logits[:, 0]
+    bern_lp = -F.binary_cross_entropy_with_logits(z, actions.clamp(max=1).float(), reduction="none")
+    bern_ent = F.binary_cross_entropy_with_logits(z, torch.sigmoid(z), reduction="none")
+    if logits.shape[1] == 1:
+        return bern_lp, bern_ent
+    logsm = torch.log_softmax(logits, 1)
+    cat_lp = logsm.gather(1, actions.unsqueeze(1)).squeeze(1)
+    cat_ent = -(logsm.exp() * logsm).sum(1)
+    m = motor.unsqueeze(1)
+    return torch.where(m, cat_lp, bern_lp), torch.where(m, cat_ent, bern_ent)

@@ -1,0 +1,411 @@
+"""Neuron graphs: the wiring of a population, as a ``networkx.DiGraph``.
+
+Schema. A *sensor* node (``kind="sensor"``) carries one observation feature (``index``) and is not an
+agent. A *neuron* node (``kind="neuron"``) is an agent with a ``layer`` (int >= 1), a ``role``
+(``"hidden"`` or ``"motor"``) and a ``group`` (str, may be empty). Every edge has a ``kind``:
+``"feedforward"`` edges are basal input (the receptive field R) and must form a DAG; ``"context"``
+edges are apical input (the contextual field C), read from the previous tick, and may form cycles.
+
+The builders return new, validated graphs; :func:`narla.wiring.compile_graph` turns them into tensors.
+"""
+
+from __future__ import annotations
+
+import random
+
+import networkx as nx
+
+NODE_KINDS = ("sensor", "neuron")
+ROLES = ("hidden", "motor")
+EDGE_KINDS = ("feedforward", "context")
+CONNECTIVITIES = ("local", "full")
+
+
+class GraphError(ValueError):
+    """A neuron graph, or a builder argument, that does not follow the schema."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_nodes(graph: nx.DiGraph) -> None:
+    seen_index: dict[int, object] = {}
+    for node, data in graph.nodes(data=True):
+        if "kind" not in data:
+            raise GraphError(f"node {node!r} has no 'kind' attribute; allowed: {', '.join(NODE_KINDS)}")
+        kind = data["kind"]
+        if kind not in NODE_KINDS:
+            raise GraphError(f"node {node!r} has kind={kind!r}; allowed: {', '.join(NODE_KINDS)}")
+        if "group" in data and not isinstance(data["group"], str):
+            raise GraphError(f"node {node!r} has group={data['group']!r}; group must be a str (may be empty)")
+        if kind == "sensor":
+            if "index" not in data:
+                raise GraphError(f"sensor {node!r} has no 'index' attribute; it must be an int >= 0")
+            index = data["index"]
+            if not _is_int(index) or index < 0:
+                raise GraphError(f"sensor {node!r} has index={index!r}; it must be an int >= 0")
+            if index in seen_index:
+                raise GraphError(f"sensor {node!r} has index={index}, already used by sensor {seen_index[index]!r}")
+            seen_index[index] = node
+        else:
+            if "layer" not in data:
+                raise GraphError(f"neuron {node!r} has no 'layer' attribute; it must be an int >= 1")
+            layer = data["layer"]
+            if not _is_int(layer) or layer < 1:
+                raise GraphError(f"neuron {node!r} has layer={layer!r}; it must be an int >= 1")
+            if data.get("role") not in ROLES:
+                shown = "no 'role' attribute" if "role" not in data else f"role={data['role']!r}"
+                raise GraphError(f"neuron {node!r} has {shown}; allowed: {', '.join(ROLES)}")
+
+
+def _check_edges(graph: nx.DiGraph) -> None:
+    for u, v, data in graph.edges(data=True):
+        if "kind" not in data:
+            raise GraphError(f"edge {u!r} -> {v!r} has no 'kind' attribute; allowed: {', '.join(EDGE_KINDS)}")
+        if data["kind"] not in EDGE_KINDS:
+            raise GraphError(f"edge {u!r} -> {v!r} has kind={data['kind']!r}; allowed: {', '.join(EDGE_KINDS)}")
+        if graph.nodes[v]["kind"] == "sensor":
+            raise GraphError(
+                f"edge {u!r} -> {v!r} ({data['kind']}) points into sensor {v!r}; sensors take no input, "
+                "edges may only end at neurons"
+            )
+
+
+def _feedforward(graph: nx.DiGraph) -> nx.DiGraph:
+    """The feedforward part of ``graph``: all nodes, feedforward edges only."""
+    ff = nx.DiGraph()
+    ff.add_nodes_from(graph.nodes)
+    ff.add_edges_from((u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "feedforward")
+    return ff
+
+
+def validate(graph: nx.DiGraph) -> None:
+    """Raise :class:`GraphError` with one clear message if ``graph`` does not follow the neuron-graph schema."""
+    if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
+        raise GraphError(f"graph must be a networkx.DiGraph, got {type(graph).__name__}")
+    _check_nodes(graph)
+    kinds = nx.get_node_attributes(graph, "kind")
+    if "sensor" not in kinds.values():
+        raise GraphError("graph has no sensor node (kind='sensor'); at least one is needed to feed the neurons")
+    neuron_nodes = [n for n, k in kinds.items() if k == "neuron"]
+    if not neuron_nodes:
+        raise GraphError("graph has no neuron node (kind='neuron'); at least one motor neuron is needed")
+    if not any(graph.nodes[n]["role"] == "motor" for n in neuron_nodes):
+        raise GraphError("graph has no motor neuron (a neuron with role='motor'); the task action is read from them")
+    _check_edges(graph)
+
+    ff = _feedforward(graph)
+    if not nx.is_directed_acyclic_graph(ff):
+        cycle = [u for u, _ in nx.find_cycle(ff)]
+        path = " -> ".join(repr(n) for n in [*cycle, cycle[0]])
+        raise GraphError(f"feedforward edges form a cycle: {path}; use kind='context' for recurrent connections")
+
+    reached = _reached_from_sensors(graph, ff)
+    for n in neuron_nodes:
+        if graph.nodes[n]["role"] == "motor" and n not in reached:
+            starts = sorted(repr(a) for a in nx.ancestors(ff, n) if ff.in_degree(a) == 0)
+            origin = (
+                f"; its feedforward inputs start at {', '.join(starts)}" if starts else "; it has no feedforward input"
+            )
+            raise GraphError(f"motor neuron {n!r} is not reached by any sensor through feedforward edges{origin}")
+    # In a DAG whose every neuron has a feedforward input, every neuron is reached from a sensor; so the
+    # unreached neurons are exactly those downstream of a neuron without feedforward input.
+    unreached = [n for n in neuron_nodes if n not in reached]
+    if unreached:
+        root = next(n for n in unreached if ff.in_degree(n) == 0)
+        below = len(nx.descendants(ff, root))
+        also = f" (nor have the {below} neurons downstream of it)" if below else ""
+        raise GraphError(
+            f"neuron {root!r} has no feedforward input, so it has no feedforward path from any sensor{also}; "
+            "every neuron needs an incoming edge with kind='feedforward'"
+        )
+
+
+def _reached_from_sensors(graph: nx.DiGraph, ff: nx.DiGraph) -> set:
+    """Nodes reachable from any sensor through feedforward edges (sensors included)."""
+    frontier = [n for n, k in graph.nodes(data="kind") if k == "sensor"]
+    reached = set(frontier)
+    while frontier:
+        node = frontier.pop()
+        for succ in ff.successors(node):
+            if succ not in reached:
+                reached.add(succ)
+                frontier.append(succ)
+    return reached
+
+
+def neurons(graph: nx.DiGraph) -> list:
+    """Names of the neuron nodes, in insertion order."""
+    return [n for n, k in graph.nodes(data="kind") if k == "neuron"]
+
+
+def sensors(graph: nx.DiGraph) -> list:
+    """Names of the sensor nodes, in insertion order."""
+    return [n for n, k in graph.nodes(data="kind") if k == "sensor"]
+
+
+def describe(graph: nx.DiGraph) -> str:
+    """One-line summary: sensors, neurons per layer (motor count), feedforward and context edge counts."""
+    per_layer: dict[int, int] = {}
+    motors = 0
+    for n in neurons(graph):
+        data = graph.nodes[n]
+        per_layer[data["layer"]] = per_layer.get(data["layer"], 0) + 1
+        motors += data["role"] == "motor"
+    edge_kinds = [k for _, _, k in graph.edges(data="kind")]
+    layers = ", ".join(f"L{layer}: {count}" for layer, count in sorted(per_layer.items()))
+    return (
+        f"{len(sensors(graph))} sensors, {sum(per_layer.values())} neurons ({layers}; {motors} motor), "
+        f"{edge_kinds.count('feedforward')} feedforward + {edge_kinds.count('context')} context edges"
+    )
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise GraphError(message)
+
+
+def _check_common(n_obs: int, n_motor: int, motor_groups: list[str] | None) -> list[str]:
+    _require(_is_int(n_obs) and n_obs >= 1, f"n_obs must be an int >= 1, got {n_obs!r}")
+    _require(_is_int(n_motor) and n_motor >= 1, f"n_motor must be an int >= 1, got {n_motor!r}")
+    if motor_groups is None:
+        return [str(i) for i in range(n_motor)]
+    _require(
+        isinstance(motor_groups, (list, tuple))
+        and len(motor_groups) == n_motor
+        and all(isinstance(g, str) for g in motor_groups),
+        f"motor_groups must be a list of {n_motor} str (one per motor neuron), got {motor_groups!r}",
+    )
+    return list(motor_groups)
+
+
+def _skeleton(n_obs: int, hidden_sizes: list[int], motor_groups: list[str]) -> tuple[nx.DiGraph, list[list]]:
+    """A graph with sensors, hidden and motor neurons but no edges; also the node names of each layer (0 = sensors)."""
+    graph = nx.DiGraph()
+    layer_nodes: list[list] = [[f"s{i}" for i in range(n_obs)]]
+    graph.add_nodes_from(
+        (name, {"kind": "sensor", "index": i, "group": "sensor"}) for i, name in enumerate(layer_nodes[0])
+    )
+    for layer, size in enumerate(hidden_sizes, start=1):
+        names = [f"n{layer}_{i}" for i in range(size)]
+        graph.add_nodes_from(names, kind="neuron", layer=layer, role="hidden", group="")
+        layer_nodes.append(names)
+    motor_layer = len(hidden_sizes) + 1
+    names = [f"motor_{i}" for i in range(len(motor_groups))]
+    graph.add_nodes_from(
+        (name, {"kind": "neuron", "layer": motor_layer, "role": "motor", "group": g})
+        for name, g in zip(names, motor_groups, strict=True)
+    )
+    layer_nodes.append(names)
+    return graph, layer_nodes
+
+
+def _connect_all(graph: nx.DiGraph, sources: list, targets: list) -> None:
+    graph.add_edges_from(((u, v) for v in targets for u in sources), kind="feedforward")
+
+
+def _split(n_hidden: int, parts: int) -> list[int]:
+    base, extra = divmod(n_hidden, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def _hidden_sizes(n_neurons: int, n_motor: int, layers: int) -> list[int]:
+    _require(_is_int(layers) and layers >= 1, f"layers must be an int >= 1, got {layers!r}")
+    _require(_is_int(n_neurons), f"n_neurons must be an int, got {n_neurons!r}")
+    n_hidden = n_neurons - n_motor
+    if layers == 1:
+        _require(n_hidden == 0, f"n_neurons must equal n_motor={n_motor} when layers=1, got {n_neurons}")
+        return []
+    _require(
+        n_hidden >= layers - 1,
+        f"n_neurons must be at least n_motor + layers - 1 = {n_motor + layers - 1} "
+        f"(one neuron per hidden layer), got {n_neurons}",
+    )
+    return _split(n_hidden, layers - 1)
+
+
+def _finish(graph: nx.DiGraph, builder: str, params: dict) -> nx.DiGraph:
+    graph.graph["builder"] = builder
+    graph.graph["params"] = params
+    validate(graph)
+    return graph
+
+
+def layered(
+    n_obs: int,
+    layers: int,
+    width: int = 15,
+    connectivity: str = "local",
+    n_motor: int = 1,
+    motor_groups: list[str] | None = None,
+) -> nx.DiGraph:
+    """NaRLA's layered network: ``layers - 1`` hidden layers of ``width`` neurons, then the motor layer.
+
+    ``connectivity="full"`` wires every neuron to all of the previous layer. ``"local"`` wires hidden neuron
+    ``i`` of layer >= 2 to the previous layer's neurons ``i-1, i, i+1`` (no wraparound); as in NaRLA, the first
+    hidden layer sees all sensors and the motor layer sees all of the last hidden layer.
+    """
+    groups = _check_common(n_obs, n_motor, motor_groups)
+    _require(_is_int(layers) and layers >= 1, f"layers must be an int >= 1, got {layers!r}")
+    _require(_is_int(width) and width >= 1, f"width must be an int >= 1, got {width!r}")
+    _require(
+        connectivity in CONNECTIVITIES, f"connectivity must be one of {', '.join(CONNECTIVITIES)}, got {connectivity!r}"
+    )
+    graph, layer_nodes = _skeleton(n_obs, [width] * (layers - 1), groups)
+    for layer in range(1, layers + 1):
+        previous, current = layer_nodes[layer - 1], layer_nodes[layer]
+        if connectivity == "full" or layer == 1 or layer == layers:
+            _connect_all(graph, previous, current)
+            continue
+        graph.add_edges_from(
+            ((previous[j], v) for i, v in enumerate(current) for j in (i - 1, i, i + 1) if 0 <= j < len(previous)),
+            kind="feedforward",
+        )
+    params = {
+        "n_obs": n_obs,
+        "layers": layers,
+        "width": width,
+        "connectivity": connectivity,
+        "n_motor": n_motor,
+        "motor_groups": groups,
+    }
+    return _finish(graph, "layered", params)
+
+
+def random_sparse(
+    n_obs: int,
+    n_neurons: int,
+    fan_in: int = 8,
+    n_motor: int = 1,
+    layers: int = 4,
+    seed: int = 0,
+    motor_groups: list[str] | None = None,
+) -> nx.DiGraph:
+    """A random sparse feedforward network of ``n_neurons`` neurons (motor neurons included).
+
+    The ``n_neurons - n_motor`` hidden neurons are split evenly into ``layers - 1`` layers; every neuron draws
+    ``min(fan_in, available)`` distinct sources at random from all earlier layers (sensors are layer 0), so the
+    feedforward part is a DAG and every neuron is reached from the sensors. Deterministic for a ``seed``.
+    """
+    groups = _check_common(n_obs, n_motor, motor_groups)
+    _require(_is_int(fan_in) and fan_in >= 1, f"fan_in must be an int >= 1, got {fan_in!r}")
+    sizes = _hidden_sizes(n_neurons, n_motor, layers)
+    graph, layer_nodes = _skeleton(n_obs, sizes, groups)
+    rng = random.Random(seed)
+    pool = list(layer_nodes[0])
+    edges = []
+    for current in layer_nodes[1:]:
+        k = min(fan_in, len(pool))
+        for v in current:
+            edges.extend((pool[j], v) for j in rng.sample(range(len(pool)), k))
+        pool.extend(current)
+    graph.add_edges_from(edges, kind="feedforward")
+    params = {
+        "n_obs": n_obs,
+        "n_neurons": n_neurons,
+        "fan_in": fan_in,
+        "n_motor": n_motor,
+        "layers": layers,
+        "seed": seed,
+        "motor_groups": groups,
+    }
+    return _finish(graph, "random_sparse", params)
+
+
+def _ring_sources(i: int, size: int, prev_size: int, k: int, p: float, rng: random.Random) -> list[int]:
+    """Indices in the previous layer feeding neuron ``i``: the ``k`` nearest on a ring, each rewired with prob ``p``."""
+    if k >= prev_size:
+        return list(range(prev_size))
+    centre = (i * prev_size) // size
+    offsets = [0]
+    step = 1
+    while len(offsets) < k:
+        offsets.append(step)
+        if len(offsets) < k:
+            offsets.append(-step)
+        step += 1
+    chosen = [(centre + o) % prev_size for o in offsets]
+    taken = set(chosen)
+    for j, src in enumerate(chosen):
+        if rng.random() < p:
+            new = rng.randrange(prev_size)
+            while new in taken:
+                new = rng.randrange(prev_size)
+            taken.discard(src)
+            taken.add(new)
+            chosen[j] = new
+    return chosen
+
+
+def small_world(
+    n_obs: int,
+    n_neurons: int,
+    k: int = 4,
+    p: float = 0.1,
+    n_motor: int = 1,
+    layers: int = 4,
+    seed: int = 0,
+    motor_groups: list[str] | None = None,
+) -> nx.DiGraph:
+    """A layered small-world network of ``n_neurons`` neurons (motor neurons included).
+
+    Feedforward: each neuron of hidden layer >= 2 sees the ``k`` nearest-by-index neurons of the previous layer
+    on a ring, each edge rewired with probability ``p`` to a random neuron of that layer; the first hidden layer
+    sees all sensors and the motor layer all of the last hidden layer. Context: a Watts-Strogatz ring
+    (``k``, ``p``) within each hidden layer, with edges in both directions. Deterministic for a ``seed``.
+    """
+    groups = _check_common(n_obs, n_motor, motor_groups)
+    _require(_is_int(k) and k >= 1, f"k must be an int >= 1, got {k!r}")
+    _require(isinstance(p, (int, float)) and 0.0 <= p <= 1.0, f"p must be a number in [0, 1], got {p!r}")
+    sizes = _hidden_sizes(n_neurons, n_motor, layers)
+    graph, layer_nodes = _skeleton(n_obs, sizes, groups)
+    rng = random.Random(seed)
+    for layer in range(1, layers + 1):
+        previous, current = layer_nodes[layer - 1], layer_nodes[layer]
+        if layer == 1 or layer == layers:
+            _connect_all(graph, previous, current)
+            continue
+        graph.add_edges_from(
+            (
+                (previous[j], v)
+                for i, v in enumerate(current)
+                for j in _ring_sources(i, len(current), len(previous), k, p, rng)
+            ),
+            kind="feedforward",
+        )
+    for current in layer_nodes[1:-1]:
+        ring = nx.watts_strogatz_graph(len(current), min(k, len(current)), p, seed=rng.randrange(2**32))
+        for a, b in ring.edges:
+            graph.add_edge(current[a], current[b], kind="context")
+            graph.add_edge(current[b], current[a], kind="context")
+    params = {
+        "n_obs": n_obs,
+        "n_neurons": n_neurons,
+        "k": k,
+        "p": p,
+        "n_motor": n_motor,
+        "layers": layers,
+        "seed": seed,
+        "motor_groups": groups,
+    }
+    return _finish(graph, "small_world", params)
+
+
+def from_networkx(graph: nx.DiGraph) -> nx.DiGraph:
+    """A validated copy of a user's graph, with defaults filled in.
+
+    Missing edge ``kind`` becomes ``"feedforward"`` and missing neuron ``group`` becomes ``""``. Node ``kind`` is
+    never guessed: a node without it is an error.
+    """
+    if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
+        raise GraphError(f"graph must be a networkx.DiGraph, got {type(graph).__name__}")
+    out = graph.copy()
+    for _, _, data in out.edges(data=True):
+        data.setdefault("kind", "feedforward")
+    for _, data in out.nodes(data=True):
+        if data.get("kind") == "neuron":
+            data.setdefault("group", "")
+    out.graph.setdefault("builder", "from_networkx")
+    validate(out)
+    return out

@@ -1,0 +1,83 @@
+"""Readouts: how the motor neurons' outputs become the task's action.
+
+- ``choice`` (NaRLA parity, discrete tasks): a single motor neuron chooses the action. With two
+  actions it is a Bernoulli neuron whose spike is the action (firing = action 1); with more it is a
+  categorical neuron with one logit per action.
+- ``vote`` (discrete tasks): one motor group per action (group names ``"0"``..``"n-1"``); the action
+  is the group with the most firing neurons (ties go to the lowest index).
+- ``rate`` (continuous tasks, ``Box(low, high, (A,))``): one motor group per action dimension; the
+  action is the group's firing rate mapped linearly onto ``[low, high]``.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+
+from narla.wiring import Wiring
+
+READOUTS = ("choice", "vote", "rate")
+
+
+class Readout:
+    """Maps motor activity ``[N, B]`` to task actions ``[B]`` (discrete) or ``[B, A]`` (continuous)."""
+
+    def __init__(self, kind: str, action_space: gym.Space, motor_per_group: int = 1) -> None:
+        if kind not in READOUTS:
+            raise ValueError(f"readout.kind: unknown readout {kind!r}; allowed: {', '.join(READOUTS)}")
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        if kind in ("choice", "vote") and not discrete:
+            raise ValueError(f"readout.kind: {kind!r} needs a Discrete action space, the task has {action_space}")
+        if kind == "rate" and not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"readout.kind: 'rate' needs a Box action space, the task has {action_space}")
+        if motor_per_group < 1:
+            raise ValueError(f"readout.motor_per_group: must be >= 1, got {motor_per_group}")
+        self.kind = kind
+        self.action_space = action_space
+        self.motor_per_group = 1 if kind == "choice" else motor_per_group
+        self.num_groups = 1 if kind == "choice" else (int(action_space.n) if discrete else int(action_space.shape[0]))
+        self.out_dim = int(action_space.n) if kind == "choice" and action_space.n > 2 else 1
+        self._motor_idx: torch.Tensor | None = None
+        self._motor_group: torch.Tensor | None = None
+
+    def motor_groups(self) -> list[str]:
+        """The ``group`` attribute of each motor neuron a builder should create, in order."""
+        if self.kind == "choice":
+            return ["0"]
+        return [str(g) for g in range(self.num_groups) for _ in range(self.motor_per_group)]
+
+    def bind(self, wiring: Wiring) -> Readout:
+        """Check the wiring's motor neurons fit this readout and cache their indices."""
+        motor_idx = wiring.motor_idx
+        groups = [wiring.group_names[int(g)] for g in wiring.group[motor_idx].tolist()]
+        if self.kind == "choice" and len(groups) != 1:
+            raise ValueError(f"readout 'choice' needs exactly one motor neuron, the network has {len(groups)}")
+        allowed = {str(g) for g in range(self.num_groups)}
+        bad = sorted(set(groups) - allowed)
+        if bad:
+            raise ValueError(
+                f"readout {self.kind!r}: motor neuron groups must be action indices {sorted(allowed)}, found {bad}"
+            )
+        missing = sorted(allowed - set(groups))
+        if missing:
+            raise ValueError(f"readout {self.kind!r}: no motor neuron serves action(s) {missing}")
+        self._motor_idx = motor_idx
+        self._motor_group = torch.tensor([int(g) for g in groups], dtype=torch.long, device=motor_idx.device)
+        return self
+
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        """``actions[N, B]`` (every neuron's chosen action) -> the task action for each copy."""
+        if self._motor_idx is None:
+            raise RuntimeError("Readout.bind(wiring) must be called before use")
+        motor = actions[self._motor_idx]
+        if self.kind == "choice":
+            return motor[0]
+        spikes = (motor > 0).to(torch.float32)
+        counts = torch.zeros(self.num_groups, spikes.shape[1], device=spikes.device)
+        counts.index_add_(0, self._motor_group, spikes)
+        if self.kind == "vote":
+            return counts.argmax(0)
+        low = torch.as_tensor(self.action_space.low, dtype=torch.float32, device=spikes.device)
+        high = torch.as_tensor(self.action_space.high, dtype=torch.float32, device=spikes.device)
+        rate = (counts / self.motor_per_group).T
+        return low + (high - low) * rate

@@ -1,0 +1,149 @@
+"""Built-in neuron rewards (Ott, "Neurons as RL agents"): task, activity, sparsity, prediction, trace.
+
+Every reward maps one tick of the batched rollout to one reward per neuron:
+``reward(state: NetworkState) -> Tensor[B, N]`` (the dtype and device of ``state.spikes``).
+Notation in the formulas: ``s_i`` is neuron i's spike this tick (0 or 1), ``x_i`` its activity trace,
+``r_task`` the environment's reward, ``post(i)`` / ``pre(i)`` its feedforward postsynaptic /
+presynaptic *neurons* (sensors are not agents and never count). All rewards are vectorized over the
+batch and the neurons and never read a value back to the host inside a tick.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from narla.rewards.registry import register_reward
+from narla.rewards.state import NetworkState
+from narla.wiring import Wiring
+
+SPARSITY_SCOPES = ("layer", "neighbourhood")
+_EPS = 1e-6  # slack on comparisons, so that e.g. 3 of 15 active counts as exactly 20 %
+
+
+@register_reward("task")
+def task(state: NetworkState) -> torch.Tensor:
+    """The task reward, given to every neuron: ``r_i = r_task``; [B] -> [B, N]."""
+    spikes = state.spikes
+    return state.task_reward.to(spikes.dtype).unsqueeze(1).expand_as(spikes)
+
+
+@register_reward("activity")
+def activity(state: NetworkState, fire: float = 1.0, silent: float = -1.0) -> torch.Tensor:
+    """Reward firing, punish silence: ``r_i = fire * s_i + silent * (1 - s_i)``; [B, N]."""
+    spikes = state.spikes
+    return silent + (fire - silent) * spikes
+
+
+@register_reward("sparsity")
+class Sparsity:
+    """Reward a neuron when the fraction of active neurons around it is on target.
+
+    ``f_i = (sum_{j in G(i)} s_j) / |G(i)|`` and ``r_i = reward if |f_i - target| <= tolerance else penalty``
+    (a hard band, as in NaRLA: every neuron of a group gets the same reward; no graded penalty).
+    The group ``G(i)`` is, by ``scope``:
+
+    - ``"layer"``: the neurons of i's layer (``wiring.layer``);
+    - ``"neighbourhood"``: i itself, its presynaptic and its postsynaptic neurons (feedforward edges).
+
+    Motor neurons are excluded by default (``include_motor=False``): they neither count in any group nor
+    get this reward (``r = 0``), because NaRLA applies sparsity to hidden layers only and a motor layer of
+    one neuron can never be 20 % active. With ``include_motor=True`` they count and are rewarded like any
+    other neuron. Shapes: spikes [B, N] -> reward [B, N].
+    """
+
+    def __init__(
+        self,
+        target: float = 0.2,
+        tolerance: float = 0.05,
+        reward: float = 1.0,
+        penalty: float = -1.0,
+        scope: str = "layer",
+        include_motor: bool = False,
+    ) -> None:
+        if not 0.0 <= target <= 1.0:
+            raise ValueError(f"target must be in [0, 1], got {target!r}")
+        if tolerance < 0.0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
+        if scope not in SPARSITY_SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SPARSITY_SCOPES)}; got {scope!r}")
+        self.target = float(target)
+        self.tolerance = float(tolerance)
+        self.reward = float(reward)
+        self.penalty = float(penalty)
+        self.scope = scope
+        self.include_motor = include_motor
+        self._wiring: Wiring | None = None
+        self._layer_id = torch.zeros(0, dtype=torch.long)
+        self._num_layers = 0
+
+    def _layers(self, wiring: Wiring) -> tuple[torch.Tensor, int]:
+        """Compact layer ids [N] and their count, computed once per wiring (the only host sync, at setup)."""
+        if self._wiring is not wiring:
+            values, self._layer_id = torch.unique(wiring.layer, return_inverse=True)
+            self._num_layers = values.numel()
+            self._wiring = wiring
+        return self._layer_id, self._num_layers
+
+    def __call__(self, state: NetworkState) -> torch.Tensor:
+        spikes, wiring = state.spikes, state.wiring
+        member = torch.ones_like(spikes[0]) if self.include_motor else (~wiring.motor).to(spikes.dtype)  # [N]
+        active = spikes * member  # [B, N]
+        if self.scope == "layer":
+            layer_id, num_layers = self._layers(wiring)
+            count = active.new_zeros(spikes.shape[0], num_layers).index_add_(1, layer_id, active)[:, layer_id]
+            size = member.new_zeros(num_layers).index_add_(0, layer_id, member)[layer_id]
+        else:
+            src, dst = wiring.edge_src, wiring.edge_dst
+            count = active.clone().index_add_(1, dst, active[:, src]).index_add_(1, src, active[:, dst])
+            size = member.clone().index_add_(0, dst, member[src]).index_add_(0, src, member[dst])
+        fraction = count / size.clamp_min(1.0)  # [B, N]
+        on_target = (fraction - self.target).abs() <= self.tolerance + _EPS
+        value = torch.where(on_target, self.reward, self.penalty).to(spikes.dtype)
+        return value * member
+
+
+@register_reward("prediction")
+def prediction(state: NetworkState, hit: float = 1.0, miss: float = -1.0, mean: bool = True) -> torch.Tensor:
+    """Reward a firing neuron for each postsynaptic neuron that fires with it.
+
+    ``r_i = s_i * A_i * sum_{j in post(i)} (hit * s_j + miss * (1 - s_j))`` with ``A_i = 1 / |post(i)|`` when
+    ``mean`` (the default: the reward stays in [miss, hit] whatever the fan-out) and ``A_i = 1`` otherwise.
+    Silent neurons and neurons without postsynaptic neurons (the motor layer) get 0.
+    "Postsynaptic activity" is read from the *same* sweep: feedforward targets come later in topological
+    order, so their spikes are already in this tick's ``state.spikes``. Shapes: spikes [B, N], edges [E] -> [B, N].
+    """
+    spikes, wiring = state.spikes, state.wiring
+    src, dst = wiring.edge_src, wiring.edge_dst
+    post = spikes[:, dst]  # [B, E]
+    per_edge = hit * post + miss * (1.0 - post)  # [B, E]
+    total = torch.zeros_like(spikes).index_add_(1, src, per_edge)  # [B, N]
+    if mean:
+        fan_out = torch.zeros_like(spikes[0]).index_add_(0, src, torch.ones_like(per_edge[0]))  # [N]
+        total = total / fan_out.clamp_min(1.0)
+    return spikes * total
+
+
+@register_reward("trace")
+class Trace:
+    """Punish neurons pinned always-off or always-on, judged by their activity trace.
+
+    ``r_i = penalty if x_i < low or x_i > high else 0``, with the engine's trace
+    ``x_i <- d * x_i + (1 - d) * s_i`` (``d = scheme.trace_decay``, ``x_i = 0`` at an episode's start).
+    The trace is used as is, also in the first ticks of an episode: it starts at 0, so a neuron counts as
+    silent until it fires. One spike lifts it to ``1 - d``; keep ``low < 1 - d`` (defaults: ``d = 0.9``,
+    ``low = 0.05``: one spike clears the penalty for about 7 ticks) and expect ``high`` to be reached only
+    after ``log(1 - high) / log(d)`` ticks of continuous firing (about 29 ticks for ``high = 0.95``).
+    Shapes: trace [B, N] -> reward [B, N].
+    """
+
+    def __init__(self, low: float = 0.05, high: float = 0.95, penalty: float = -1.0) -> None:
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"need 0 <= low <= high <= 1, got low={low!r}, high={high!r}")
+        self.low = float(low)
+        self.high = float(high)
+        self.penalty = float(penalty)
+
+    def __call__(self, state: NetworkState) -> torch.Tensor:
+        trace = state.trace
+        pinned = (trace < self.low) | (trace > self.high)
+        return pinned.to(state.spikes.dtype) * self.penalty

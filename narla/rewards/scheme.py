@@ -1,0 +1,291 @@
+"""A reward scheme: named rewards x weights x where they apply x phases by episode.
+
+Built from the ``rewards:`` section of a scenario. Long form::
+
+    rewards:
+      trace_decay: 0.9                      # decay d of the activity trace the engine keeps
+      terms:
+        - task                              # a bare name: weight 1, everywhere
+        - {name: activity, weight: 0.5, where: {roles: [hidden]}}
+        - {name: sparsity, params: {target: 0.2}, where: {layers: [1, 2]}}
+        - {name: mypkg.rewards:curiosity, params: {scale: 0.1}, label: curiosity}
+      phases:                               # optional; episode < until_episode selects a phase
+        - {until_episode: 1000, terms: [activity, sparsity, prediction, trace]}
+        - {terms: all}                      # open-ended; without it, all terms are active after the last phase
+
+Short form: ``rewards: [task, activity]`` (a list of terms; trace_decay 0.9, no phases).
+
+The reward of neuron i is ``r_i = sum_k active_k(episode) * w_k * m_k[i] * reward_k(state)[:, i]`` with
+``m_k`` the 0/1 mask of ``where`` (all neurons without it). ``where`` selects by ``roles`` (hidden, motor),
+``layers`` (1-based; negative counts from the last), ``groups`` (``wiring.group_names``) and ``neurons`` (names);
+keys combine with AND, the values of one key with OR. A term's ``label`` (default: the reward name, or the
+``attr`` of a dotted path) names its component and is what ``phases`` refer to. ``episode`` is
+``state.episode`` (episodes finished before the batch started), so phases switch between batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+import torch
+
+from narla.graph import ROLES
+from narla.rewards.registry import RewardError, RewardFn, resolve_reward
+from narla.rewards.state import NetworkState
+from narla.wiring import Wiring
+
+DEFAULT_TRACE_DECAY = 0.9
+SCHEME_KEYS = ("trace_decay", "terms", "phases")
+TERM_KEYS = ("name", "weight", "params", "where", "label")
+WHERE_KEYS = ("roles", "layers", "groups", "neurons")
+PHASE_KEYS = ("until_episode", "terms")
+
+
+@dataclass
+class Term:
+    """One reward of a scheme: ``weight * mask * fn(state)``; ``mask`` is [N] or None (everywhere)."""
+
+    label: str
+    reward: str
+    fn: RewardFn
+    weight: float
+    mask: torch.Tensor | None
+
+
+@dataclass
+class Phase:
+    """The terms active while ``episode < until_episode`` (``None``: open-ended)."""
+
+    until_episode: int | None
+    terms: list[str]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fail(path: str, message: str) -> RewardError:
+    return RewardError(f"{path}: {message}")
+
+
+def _check_keys(path: str, data: Mapping, allowed: Sequence[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise _fail(path, f"unknown key {key!r}; allowed: {', '.join(allowed)}")
+
+
+def _as_list(path: str, value: Any, what: str) -> list:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise _fail(path, f"must be a list of {what}, got {value!r}")
+    return list(value)
+
+
+def _selection(path: str, value: Any, what: str) -> list:
+    """A non-empty list for one ``where`` key."""
+    items = _as_list(path, value, what)
+    if not items:
+        raise _fail(path, f"must list at least one of the {what}; leave the key out to select all neurons")
+    return items
+
+
+def _where_mask(path: str, where: Any, wiring: Wiring) -> torch.Tensor | None:
+    """The [N] float mask of the neurons a ``where`` selects (AND across keys, OR within a key)."""
+    if where is None:
+        return None
+    if not isinstance(where, Mapping):
+        raise _fail(path, f"must be a mapping with keys {', '.join(WHERE_KEYS)}, got {where!r}")
+    _check_keys(path, where, WHERE_KEYS)
+    device = wiring.layer.device
+    mask = torch.ones(wiring.num_neurons, dtype=torch.bool, device=device)
+    if "roles" in where:
+        roles = _selection(f"{path}.roles", where["roles"], "roles")
+        for i, role in enumerate(roles):
+            if role not in ROLES:
+                raise _fail(f"{path}.roles[{i}]", f"unknown role {role!r}; allowed: {', '.join(ROLES)}")
+        motor = wiring.motor
+        mask &= (motor & ("motor" in roles)) | (~motor & ("hidden" in roles))
+    if "layers" in where:
+        layers = _selection(f"{path}.layers", where["layers"], "layer numbers")
+        count = wiring.num_layers
+        chosen = []
+        for i, layer in enumerate(layers):
+            if not _is_int(layer) or not (1 <= layer <= count or -count <= layer <= -1):
+                raise _fail(
+                    f"{path}.layers[{i}]",
+                    f"must be a layer number 1..{count} (or -1..-{count} counting from the last), got {layer!r}",
+                )
+            chosen.append(layer if layer > 0 else count + 1 + layer)
+        mask &= torch.isin(wiring.layer, torch.tensor(chosen, dtype=torch.long, device=device))
+    if "groups" in where:
+        groups = _selection(f"{path}.groups", where["groups"], "group names")
+        ids = []
+        for i, group in enumerate(groups):
+            if group not in wiring.group_names:
+                raise _fail(f"{path}.groups[{i}]", f"unknown group {group!r}; allowed: {wiring.group_names}")
+            ids.append(wiring.group_names.index(group))
+        mask &= torch.isin(wiring.group, torch.tensor(ids, dtype=torch.long, device=device))
+    if "neurons" in where:
+        names = _selection(f"{path}.neurons", where["neurons"], "neuron names")
+        picked = torch.zeros_like(mask)
+        for i, name in enumerate(names):
+            if name not in wiring.neuron_names:
+                raise _fail(f"{path}.neurons[{i}]", f"unknown neuron {name!r}; see wiring.neuron_names")
+            picked[wiring.neuron_names.index(name)] = True
+        mask &= picked
+    return mask.float()
+
+
+def _term(path: str, spec: Any, wiring: Wiring) -> Term:
+    """One term from a bare name or a mapping ``{name, weight, params, where, label}``."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, Mapping):
+        raise _fail(path, f"must be a reward name or a mapping with keys {', '.join(TERM_KEYS)}, got {spec!r}")
+    _check_keys(path, spec, TERM_KEYS)
+    if "name" not in spec:
+        raise _fail(path, "missing 'name': a registered reward or a dotted path 'package.module:attr'")
+    name = spec["name"]
+    if not isinstance(name, str) or not name:
+        raise _fail(f"{path}.name", f"must be a reward name (str), got {name!r}")
+    weight = spec.get("weight", 1.0)
+    if not _is_number(weight) or not math.isfinite(weight):
+        raise _fail(f"{path}.weight", f"must be a number, got {weight!r}")
+    params = spec.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise _fail(f"{path}.params", f"must be a mapping of parameter names to values, got {params!r}")
+    label = spec.get("label", name.rpartition(":")[2])
+    if not isinstance(label, str) or not label:
+        raise _fail(f"{path}.label", f"must be a non-empty str, got {label!r}")
+    try:
+        fn = resolve_reward(name, params)
+    except RewardError as exc:
+        raise _fail(f"{path}.{exc.field}", str(exc)) from exc
+    mask = _where_mask(f"{path}.where", spec.get("where"), wiring)
+    return Term(label=label, reward=name, fn=fn, weight=float(weight), mask=mask)
+
+
+def _phases(path: str, specs: Any, labels: list[str]) -> list[Phase]:
+    """Phases in order; each ``until_episode`` must exceed the previous one; only the last may omit it."""
+    phases: list[Phase] = []
+    previous = 0
+    for i, spec in enumerate(_as_list(path, specs, "phases")):
+        where = f"{path}[{i}]"
+        if not isinstance(spec, Mapping):
+            raise _fail(where, f"must be a mapping with keys {', '.join(PHASE_KEYS)}, got {spec!r}")
+        _check_keys(where, spec, PHASE_KEYS)
+        until = spec.get("until_episode")
+        if until is None and i != len(specs) - 1:
+            raise _fail(f"{where}.until_episode", "required on every phase but the last")
+        if until is not None and (not _is_int(until) or until <= previous):
+            raise _fail(f"{where}.until_episode", f"must be an int > {previous}, got {until!r}")
+        if "terms" not in spec:
+            raise _fail(where, f"missing 'terms': a list of term labels ({', '.join(labels)}) or 'all'")
+        terms = spec["terms"]
+        if terms == "all":
+            terms = list(labels)
+        for j, label in enumerate(_as_list(f"{where}.terms", terms, "term labels, or 'all'")):
+            if label not in labels:
+                raise _fail(f"{where}.terms[{j}]", f"unknown term {label!r}; allowed: {', '.join(labels)}, or 'all'")
+        phases.append(Phase(until_episode=until, terms=list(terms)))
+        previous = until if until is not None else previous
+    return phases
+
+
+class RewardScheme:
+    """Weighted, masked, phased sum of rewards: ``scheme(state) -> (total [B, N], {label: [B, N]})``."""
+
+    def __init__(self, terms: list[Term], phases: list[Phase] | None = None, trace_decay: float = DEFAULT_TRACE_DECAY):
+        self.terms = terms
+        self.phases = phases or []
+        self.trace_decay = trace_decay
+
+    @classmethod
+    def from_config(cls, config: Any, wiring: Wiring, path: str = "rewards") -> RewardScheme:
+        """Build from the ``rewards:`` section (long mapping form or short list form; None means ``[task]``)."""
+        if config is None:
+            config = ["task"]
+        if not isinstance(config, Mapping):
+            config = {"terms": _as_list(path, config, "reward terms, or a mapping with keys " + ", ".join(SCHEME_KEYS))}
+        _check_keys(path, config, SCHEME_KEYS)
+        decay = config.get("trace_decay", DEFAULT_TRACE_DECAY)
+        if not _is_number(decay) or not 0.0 <= decay < 1.0:
+            raise _fail(f"{path}.trace_decay", f"must be a number in [0, 1), got {decay!r}")
+        if "terms" not in config:
+            raise _fail(path, "missing 'terms': a list of rewards, e.g. [task, activity]")
+        specs = _as_list(f"{path}.terms", config["terms"], "reward terms")
+        if not specs:
+            raise _fail(f"{path}.terms", "must list at least one reward, e.g. [task]")
+        terms = [_term(f"{path}.terms[{i}]", spec, wiring) for i, spec in enumerate(specs)]
+        labels: list[str] = []
+        for i, term in enumerate(terms):
+            if term.label in labels:
+                raise _fail(f"{path}.terms[{i}]", f"duplicate term {term.label!r}; give each a distinct 'label'")
+            labels.append(term.label)
+        phases = _phases(f"{path}.phases", config["phases"], labels) if config.get("phases") is not None else []
+        return cls(terms, phases, float(decay))
+
+    @property
+    def names(self) -> list[str]:
+        """Component names (term labels), in order."""
+        return [t.label for t in self.terms]
+
+    def active_terms(self, episode: int) -> list[str]:
+        """Labels of the terms active in ``episode`` (all terms without phases or after the last phase)."""
+        for phase in self.phases:
+            if phase.until_episode is None or episode < phase.until_episode:
+                return [label for label in self.names if label in phase.terms]
+        return self.names
+
+    def __call__(self, state: NetworkState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total reward [B, N] and each term's weighted, masked contribution [B, N] (zeros when inactive)."""
+        spikes = state.spikes
+        active = set(self.active_terms(state.episode))
+        total = torch.zeros_like(spikes)
+        components: dict[str, torch.Tensor] = {}
+        for term in self.terms:
+            if term.label not in active:
+                components[term.label] = torch.zeros_like(spikes)
+                continue
+            value = term.fn(state)
+            self._check(term, value, spikes)
+            value = term.weight * value
+            if term.mask is not None:
+                value = value * term.mask.to(spikes.device)
+            components[term.label] = value
+            total = total + value
+        return total, components
+
+    @staticmethod
+    def _check(term: Term, value: Any, spikes: torch.Tensor) -> None:
+        """Metadata checks only (no host sync): a floating [B, N] tensor on the spikes' device."""
+        name = f"reward {term.label!r} ({term.reward})"
+        if not isinstance(value, torch.Tensor):
+            raise RewardError(f"{name} must return a torch.Tensor [B, N], got {type(value).__name__}")
+        if value.shape != spikes.shape:
+            raise RewardError(f"{name} returned shape {list(value.shape)}; expected [B, N] = {list(spikes.shape)}")
+        if not value.dtype.is_floating_point:
+            raise RewardError(f"{name} returned dtype {value.dtype}; expected a floating dtype like {spikes.dtype}")
+        if value.device != spikes.device:
+            raise RewardError(f"{name} returned a tensor on {value.device}; expected {spikes.device} (as the spikes)")
+
+    def check_finite(self, components: Mapping[str, torch.Tensor]) -> None:
+        """Raise naming the first component holding NaN or inf (syncs: call once per batch, not per tick)."""
+        for label, value in components.items():
+            if not bool(torch.isfinite(value).all()):
+                bad = int((~torch.isfinite(value)).sum())
+                raise RewardError(
+                    f"reward {label!r} produced {bad} non-finite value(s) (NaN or inf) of {value.numel()}; "
+                    "check its formula and parameters"
+                )
+
+    def __repr__(self) -> str:
+        terms = ", ".join(f"{t.weight:g}*{t.label}" + ("[where]" if t.mask is not None else "") for t in self.terms)
+        return f"RewardScheme({terms}; phases={len(self.phases)}, trace_decay={self.trace_decay})"

@@ -1,0 +1,255 @@
+"""Scenario files: the single, validated description of a run.
+
+A scenario is YAML with the sections below; every field has a default except ``name``. Validation
+names the offending field by its dotted path (``learning.lr``) and says what is allowed.
+
+.. code-block:: yaml
+
+    name: cartpole_1layer
+    seed: 0
+    device: cpu                 # cpu | cuda | cuda:N
+    propagation: sweep          # sweep | delay
+    task: {id: cartpole, num_envs: 1}
+    network: {builder: layered, layers: 1, width: 15, connectivity: local}
+    neuron: {hidden: [128, 128], activation: leaky_relu, amtf: feedforward}
+    readout: {kind: choice}
+    learning: {rule: reinforce, lr: 0.001, gamma: 0.99}
+    rewards: [task]
+    training: {max_episodes: 20000}
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ScenarioError(ValueError):
+    """A scenario field is missing, unknown, or has a value that is not allowed."""
+
+
+def _choices(*allowed: str, default: str) -> Any:
+    return field(default=default, metadata={"choices": allowed})
+
+
+@dataclass
+class TaskConfig:
+    """Which task, how many copies ``B`` run in parallel, and task-specific options."""
+
+    id: str = "cartpole"
+    num_envs: int = 1
+    max_episode_steps: int | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class NeuronConfig:
+    """Each neuron's policy network and its modulatory transfer function (``narla.cooperation``)."""
+
+    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    activation: str = _choices("leaky_relu", "relu", "tanh", default="leaky_relu")
+    amtf: str = _choices("cooperation", "cooperation_relu6", "additive", "feedforward", "gain", default="feedforward")
+
+
+@dataclass
+class ReadoutConfig:
+    """How motor neurons form the task action (``narla.readout``)."""
+
+    kind: str = _choices("choice", "vote", "rate", default="choice")
+    motor_per_group: int = 1
+
+
+@dataclass
+class LearningConfig:
+    """The learning rule and its hyper-parameters (every neuron learns from its own reward)."""
+
+    rule: str = _choices("reinforce", "actor_critic", default="reinforce")
+    lr: float = 1e-3
+    gamma: float = 0.99
+    normalize_returns: bool = True
+    entropy_coef: float = 0.0
+    gae_lambda: float = 0.95
+    value_coef: float = 0.5
+    max_grad_norm: float | None = None
+
+
+@dataclass
+class TrainingConfig:
+    """When to stop and what to keep. ``solve_*`` default to the task's own criterion."""
+
+    max_episodes: int = 20000
+    solve_window: int | None = None
+    solve_threshold: float | None = None
+    stop_when_solved: bool = True
+
+
+@dataclass
+class Scenario:
+    """A whole run. ``network`` holds ``builder`` plus that builder's keyword arguments."""
+
+    name: str
+    seed: int = 0
+    device: str = "cpu"
+    propagation: str = _choices("sweep", "delay", default="sweep")
+    task: TaskConfig = field(default_factory=TaskConfig)
+    network: dict = field(default_factory=lambda: {"builder": "layered", "layers": 1})
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
+    rewards: Any = field(default_factory=lambda: ["task"])
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict:
+        """Plain data (YAML-ready) that :func:`from_dict` turns back into an equal scenario."""
+        return asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(inner[0], value, path)
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+        return _build(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ScenarioError(f"{path}: must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ScenarioError(f"{path}: must be a mapping, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ScenarioError(f"{path}: must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError(f"{path}: must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{path}: must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ScenarioError(f"{path}: must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {_type_name(tp)} at {path}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = f"{path}: " if path else ""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{where or 'scenario: '}must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in known:
+            name = f"{path}.{key}" if path else str(key)
+            raise ScenarioError(f"{name}: unknown field; allowed: {', '.join(known)}")
+    kwargs = {}
+    for f in fields(cls):
+        name = f"{path}.{f.name}" if path else f.name
+        if f.name not in data:
+            continue
+        value = _coerce(hints[f.name], data[f.name], name)
+        allowed = f.metadata.get("choices")
+        if allowed and value not in allowed:
+            raise ScenarioError(f"{name}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _check_ranges(s: Scenario) -> None:
+    def need(ok: bool, name: str, rule: str, value: Any) -> None:
+        if not ok:
+            raise ScenarioError(f"{name}: must be {rule}, got {value!r}")
+
+    need(s.task.num_envs >= 1, "task.num_envs", ">= 1", s.task.num_envs)
+    need(s.task.max_episode_steps is None or s.task.max_episode_steps >= 1, "task.max_episode_steps", ">= 1",
+         s.task.max_episode_steps)
+    need(all(h >= 1 for h in s.neuron.hidden), "neuron.hidden", "a list of layer widths >= 1", s.neuron.hidden)
+    need(s.readout.motor_per_group >= 1, "readout.motor_per_group", ">= 1", s.readout.motor_per_group)
+    need(s.learning.lr > 0, "learning.lr", "> 0", s.learning.lr)
+    need(0.0 <= s.learning.gamma <= 1.0, "learning.gamma", "in [0, 1]", s.learning.gamma)
+    need(0.0 <= s.learning.gae_lambda <= 1.0, "learning.gae_lambda", "in [0, 1]", s.learning.gae_lambda)
+    need(s.learning.max_grad_norm is None or s.learning.max_grad_norm > 0, "learning.max_grad_norm", "> 0",
+         s.learning.max_grad_norm)
+    need(s.training.max_episodes >= 1, "training.max_episodes", ">= 1", s.training.max_episodes)
+    need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
+         s.training.solve_window)
+    need(s.device == "cpu" or s.device.startswith("cuda"), "device", "'cpu', 'cuda' or 'cuda:N'", s.device)
+    builder = s.network.get("builder", "layered")
+    need(isinstance(builder, str), "network.builder", "a builder name or 'module:function'", builder)
+
+
+def from_dict(data: Any) -> Scenario:
+    """Validate plain data into a :class:`Scenario` (raises :class:`ScenarioError`)."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario: must be a mapping of sections, got {type(data).__name__}")
+    if "name" not in data:
+        raise ScenarioError("name: missing required field (a short name for the run)")
+    scenario = _build(Scenario, data, "")
+    scenario.network.setdefault("builder", "layered")
+    _check_ranges(scenario)
+    return scenario
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"learning.lr=0.01"`` -> ``(["learning", "lr"], 0.01)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ScenarioError(f"--set {text!r}: expected KEY=VALUE, e.g. learning.lr=0.01")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ScenarioError(f"--set {text!r}: the key must be a dotted path like task.num_envs")
+    return key.split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """A copy of ``data`` with each ``KEY=VALUE`` override set (creating sections as needed)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ScenarioError(f"--set {text!r}: {k} is not a section")
+        node[keys[-1]] = value
+    return data
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"scenario file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"{path}: not valid YAML: {err}") from None
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides or [])
+    return from_dict(data)
+
+
+def dump(scenario: Scenario) -> str:
+    """The scenario as YAML text."""
+    return yaml.safe_dump(scenario.to_dict(), sort_keys=False)

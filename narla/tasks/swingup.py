@@ -1,0 +1,132 @@
+"""Torch-native cart-pole swing-up (the version used by AttentionNeuron and the Cooperator)."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from narla.tasks.base import Task
+
+GRAVITY = 9.82  # m/s^2
+MASS_CART = 0.5  # kg
+MASS_POLE = 0.5  # kg
+TOTAL_MASS = MASS_CART + MASS_POLE
+POLE_LENGTH = 0.6  # m
+FORCE_MAG = 10.0  # N per unit of action
+FRICTION = 0.1  # cart friction coefficient b
+DT = 0.01  # s per step
+X_THRESHOLD = 2.4  # m
+STARTS = ("simple", "harder")
+
+
+class CartPoleSwingUp(Task):
+    """``B`` copies of cart-pole swing-up stepped together on ``device``.
+
+    State ``[x (m), x_dot (m/s), theta (rad), theta_dot (rad/s)]`` with ``theta = 0`` upright, kept in float64.
+    Observation ``[x, x_dot, cos theta, sin theta, theta_dot]`` (float32). Action ``[B, 1]`` in ``[-1, 1]``
+    (clipped), force = 10 * action newtons. Reward ``((cos theta + 1) / 2) * cos((x / 2.4) (pi / 2))`` on the
+    state after the step. A copy terminates when ``|x| > 2.4`` and is truncated at ``max_episode_steps``.
+
+    Start distributions: ``"simple"`` = Normal(mean [0, 0, pi, 0], sd 0.2); ``"harder"`` = uniform
+    ``x in +-2.4, x_dot in +-10, theta in pi +- pi/2, theta_dot in +-10``.
+
+    ``solve`` is None: the papers report fitness curves (e.g. "fitness 600"), not a windowed solve threshold.
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        start: str = "simple",
+        max_episode_steps: int = 1000,
+    ) -> None:
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {list(STARTS)}, got {start!r}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        self.num_envs = num_envs
+        self.obs_dim = 5
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self.device = torch.device(device)
+        self.max_episode_steps = max_episode_steps
+        self.solve = None
+        self.start = start
+        self.generator = torch.Generator(device=self.device)
+        self.state = torch.zeros(num_envs, 4, dtype=torch.float64, device=self.device)
+        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._start_centre = torch.tensor([0.0, 0.0, math.pi, 0.0], dtype=torch.float64, device=self.device)
+        self._start_half_width = torch.tensor(
+            [X_THRESHOLD, 10.0, math.pi / 2, 10.0], dtype=torch.float64, device=self.device
+        )
+
+    def _sample_start(self) -> torch.Tensor:
+        """Fresh start states ``[B, 4]`` (float64) from the chosen start distribution."""
+        shape = (self.num_envs, 4)
+        if self.start == "simple":
+            noise = torch.randn(shape, generator=self.generator, dtype=torch.float64, device=self.device)
+            return self._start_centre + 0.2 * noise
+        u = torch.rand(shape, generator=self.generator, dtype=torch.float64, device=self.device)
+        return self._start_centre + self._start_half_width * (2.0 * u - 1.0)
+
+    def _observe(self) -> torch.Tensor:
+        """Observation ``[B, 5]`` float32 of the current state."""
+        x, x_dot, theta, theta_dot = self.state.unbind(dim=1)
+        return torch.stack((x, x_dot, torch.cos(theta), torch.sin(theta), theta_dot), dim=1).to(torch.float32)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start every copy anew; ``seed`` reseeds the task's generator. Returns obs ``[B, 5]`` float32."""
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        self.state = self._sample_start()
+        self.elapsed.zero_()
+        return self._observe()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        """Overwrite the physical state ``[B, 4]`` = ``[x, x_dot, theta, theta_dot]``; step counters unchanged."""
+        if state.shape != (self.num_envs, 4):
+            raise ValueError(f"state must have shape [{self.num_envs}, 4], got {list(state.shape)}")
+        self.state = state.to(device=self.device, dtype=torch.float64).clone()
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance every copy by ``DT`` seconds; finished copies restart in the same call.
+
+        Args:
+            action: ``[B, 1]`` (or ``[B]``) floats; values outside ``[-1, 1]`` are clipped.
+
+        Returns:
+            ``(obs [B, 5] float32, reward [B] float32, terminated [B] bool, truncated [B] bool)``.
+        """
+        force = FORCE_MAG * action.reshape(self.num_envs).to(torch.float64).clamp(-1.0, 1.0)
+        x, x_dot, theta, theta_dot = self.state.unbind(dim=1)
+        s, c = torch.sin(theta), torch.cos(theta)
+        mpl = MASS_POLE * POLE_LENGTH
+
+        x_acc = (
+            -2 * mpl * theta_dot.square() * s + 3 * MASS_POLE * GRAVITY * s * c + 4 * force - 4 * FRICTION * x_dot
+        ) / (4 * TOTAL_MASS - 3 * MASS_POLE * c.square())
+        theta_acc = (
+            -3 * mpl * theta_dot.square() * s * c + 6 * TOTAL_MASS * GRAVITY * s + 6 * (force - FRICTION * x_dot) * c
+        ) / (4 * POLE_LENGTH * TOTAL_MASS - 3 * mpl * c.square())
+
+        x = x + x_dot * DT
+        theta = theta + theta_dot * DT
+        x_dot = x_dot + x_acc * DT
+        theta_dot = theta_dot + theta_acc * DT
+        state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
+
+        reward = ((torch.cos(theta) + 1.0) / 2.0 * torch.cos((x / X_THRESHOLD) * (math.pi / 2))).to(torch.float32)
+        terminated = x.abs() > X_THRESHOLD
+        self.elapsed += 1
+        truncated = self.elapsed >= self.max_episode_steps
+        done = terminated | truncated
+
+        self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
+        self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+        return self._observe(), reward, terminated, truncated

@@ -1,0 +1,309 @@
+"""Build a run from a scenario and train it: rollouts, updates, history, results directory.
+
+Results directory (written as the run goes; files are replaced atomically, never half-written):
+- ``scenario.yaml``: the resolved scenario (with the seed and device actually used);
+- ``episodes.csv``: one row per finished episode (episode, return, length, wall clock, loss, firing
+  rate per layer, and each reward component's mean per layer);
+- ``summary.json``: solved-at episode, wall time, neuron-steps/s, status;
+- ``model.pt``: the final per-neuron parameters and the scenario.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import inspect
+import json
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import torch
+from tqdm.auto import tqdm
+
+from narla import graph as graphs
+from narla.engine import Engine
+from narla.learning import ActorCritic, Reinforce
+from narla.neurons import Population
+from narla.readout import Readout
+from narla.rewards import RewardScheme
+from narla.rollout import Rollout, collect
+from narla.scenario import Scenario, ScenarioError, dump
+from narla.tasks.base import Task
+from narla.tasks.registry import make_task
+from narla.wiring import Wiring, compile_graph
+
+BUILDERS: dict[str, Callable[..., nx.DiGraph]] = {
+    "layered": graphs.layered,
+    "random_sparse": graphs.random_sparse,
+    "small_world": graphs.small_world,
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, say); the results written so far are kept."""
+
+
+def _import(path: str, field_name: str) -> Callable:
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ScenarioError(f"{field_name}: cannot import {path!r} ({err})") from None
+
+
+def build_graph(network: dict, n_obs: int, motor_groups: list[str]) -> nx.DiGraph:
+    """The scenario's ``network`` section -> a validated neuron graph.
+
+    ``builder`` is a built-in name or ``"module:function"``; a user function is called as
+    ``fn(n_obs=..., motor_groups=[...], **params)`` and must return a ``networkx.DiGraph``.
+    """
+    params = dict(network)
+    name = params.pop("builder", "layered")
+    if name in BUILDERS:
+        fn = BUILDERS[name]
+    elif ":" in name:
+        fn = _import(name, "network.builder")
+    else:
+        raise ScenarioError(
+            f"network.builder: unknown builder {name!r}; allowed: {', '.join(BUILDERS)} or 'module:function'"
+        )
+    sig = inspect.signature(fn)
+    allowed = [p for p in sig.parameters if p not in ("n_obs", "n_motor", "motor_groups")]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    for key in params:
+        if key not in allowed and not takes_any:
+            raise ScenarioError(f"network.{key}: unknown parameter of builder {name!r}; allowed: {', '.join(allowed)}")
+    kwargs = {"n_obs": n_obs, "motor_groups": motor_groups, **params}
+    if "n_motor" in sig.parameters:
+        kwargs["n_motor"] = len(motor_groups)
+    graph = fn(**kwargs)
+    if not isinstance(graph, nx.DiGraph):
+        raise ScenarioError(f"network.builder: {name!r} returned {type(graph).__name__}, expected a networkx.DiGraph")
+    return graphs.from_networkx(graph)
+
+
+@dataclass
+class Run:
+    """Everything a scenario builds, ready to train."""
+
+    scenario: Scenario
+    task: Task
+    graph: nx.DiGraph
+    wiring: Wiring
+    engine: Engine
+    scheme: RewardScheme
+    learner: Reinforce | ActorCritic
+    device: torch.device
+    generator: torch.Generator = field(repr=False, default=None)
+
+
+def build(scenario: Scenario) -> Run:
+    """Construct task, graph, wiring, population, engine, reward scheme and learner; seeded."""
+    device = torch.device(scenario.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError(f"device: {scenario.device!r} requested but CUDA is not available here; use cpu")
+    torch.manual_seed(scenario.seed)
+    task_kwargs = dict(scenario.task.options)
+    if scenario.task.max_episode_steps is not None:
+        task_kwargs["max_episode_steps"] = scenario.task.max_episode_steps
+    try:
+        task = make_task(scenario.task.id, scenario.task.num_envs, device=device, **task_kwargs)
+    except ValueError as err:
+        raise ScenarioError(f"task: {err}") from None
+    try:
+        readout = Readout(scenario.readout.kind, task.action_space, scenario.readout.motor_per_group)
+    except ValueError as err:
+        raise ScenarioError(str(err)) from None
+    graph = build_graph(scenario.network, task.obs_dim, readout.motor_groups())
+    wiring = compile_graph(graph, device)
+    rule = scenario.learning.rule
+    population = Population(
+        wiring,
+        out_dim=readout.out_dim,
+        hidden=scenario.neuron.hidden,
+        activation=scenario.neuron.activation,
+        amtf=scenario.neuron.amtf,
+        critic=rule == "actor_critic",
+    ).to(device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(scenario.seed + 1)
+    try:
+        engine = Engine(wiring, population, readout, scenario.propagation, generator)
+    except ValueError as err:
+        raise ScenarioError(str(err)) from None
+    scheme = RewardScheme.from_config(scenario.rewards, wiring)
+    cfg = scenario.learning
+    if rule == "reinforce":
+        learner = Reinforce(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm)
+    else:
+        learner = ActorCritic(
+            engine, cfg.lr, cfg.gamma, cfg.gae_lambda, cfg.value_coef, cfg.entropy_coef, cfg.normalize_returns,
+            cfg.max_grad_norm,
+        )
+    task.reset(seed=scenario.seed)
+    return Run(scenario, task, graph, wiring, engine, scheme, learner, device, generator)
+
+
+def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
+    """Per-episode statistics of a batch, each ``[B]`` (firing rates and reward components per layer)."""
+    valid = rollout.valid.float()
+    length = valid.sum(0)
+    per_step = length.clamp(min=1).unsqueeze(1)
+    layers = wiring.layer - 1
+    num_layers = wiring.num_layers
+    count = torch.bincount(layers, minlength=num_layers).float()
+
+    def per_layer(x: torch.Tensor) -> torch.Tensor:
+        per_neuron = (x * valid.unsqueeze(-1)).sum(0) / per_step  # [B, N]
+        sums = torch.zeros(x.shape[1], num_layers, device=x.device).index_add_(1, layers, per_neuron)
+        return sums / count
+
+    out = {"return": rollout.task_reward.sum(0), "length": length}
+    firing = per_layer(rollout.spikes)
+    for layer in range(num_layers):
+        out[f"firing_L{layer + 1}"] = firing[:, layer]
+    for name, values in rollout.components.items():
+        means = per_layer(values)
+        for layer in range(num_layers):
+            out[f"reward_{name}_L{layer + 1}"] = means[:, layer]
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Runs a scenario until its solve criterion or ``training.max_episodes``."""
+
+    def __init__(self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.scenario = scenario
+        self.run = build(scenario)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        solve = self.run.task.solve
+        self.solve_window = scenario.training.solve_window or (solve.window if solve else 100)
+        self.solve_threshold = scenario.training.solve_threshold
+        if self.solve_threshold is None and solve is not None:
+            self.solve_threshold = solve.threshold
+        self.returns: list[float] = []
+        self.solved_at: int | None = None
+
+    def _start_results(self) -> None:
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.out_dir / "scenario.yaml", dump(self.scenario))
+
+    def train(self) -> dict:
+        """Train; returns the summary (also written to ``summary.json``)."""
+        run, cfg = self.run, self.scenario.training
+        self._start_results()
+        csv_file = writer = None
+        window: deque[float] = deque(maxlen=self.solve_window)
+        start = time.perf_counter()
+        neuron_steps = 0
+        status = "max_episodes"
+        bar = tqdm(total=cfg.max_episodes, disable=not self.progress, unit="ep", dynamic_ncols=True)
+        try:
+            while len(self.returns) < cfg.max_episodes:
+                episode = len(self.returns)
+                rollout = collect(run.engine, run.task, run.scheme, episode)
+                stats = run.learner.update(rollout)
+                rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, run.wiring).items()}
+                loss = float(stats["loss"])
+                if not math.isfinite(loss):
+                    run.scheme.check_finite(rollout.components)
+                    raise TrainingError(
+                        f"the loss became {loss} at episode {episode}; try a smaller learning.lr or "
+                        "learning.max_grad_norm (results so far are kept)"
+                    )
+                neuron_steps += int(sum(rows["length"])) * run.wiring.num_neurons
+                elapsed = time.perf_counter() - start
+                keys = list(rows)
+                for b in range(len(rows["return"])):
+                    if len(self.returns) >= cfg.max_episodes:
+                        break
+                    ret = rows["return"][b]
+                    self.returns.append(ret)
+                    window.append(ret)
+                    row = {"episode": len(self.returns), "wall_clock": round(elapsed, 3), "loss": loss}
+                    row.update({k: rows[k][b] for k in keys})
+                    if self.out_dir is not None:
+                        if writer is None:
+                            csv_file = open(self.out_dir / "episodes.csv", "w", newline="")
+                            writer = csv.DictWriter(csv_file, fieldnames=list(row))
+                            writer.writeheader()
+                        writer.writerow(row)
+                    if (
+                        self.solved_at is None
+                        and self.solve_threshold is not None
+                        and len(window) == self.solve_window
+                        and sum(window) / len(window) >= self.solve_threshold
+                    ):
+                        self.solved_at = len(self.returns)
+                if csv_file is not None:
+                    csv_file.flush()
+                bar.update(len(self.returns) - bar.n)
+                bar.set_postfix(
+                    mean=f"{sum(window) / max(len(window), 1):.1f}", eps=f"{len(self.returns) / elapsed:.1f}/s"
+                )
+                if self.solved_at is not None and cfg.stop_when_solved:
+                    status = "solved"
+                    break
+        except BaseException as err:
+            status = f"failed: {type(err).__name__}: {err}"
+            raise
+        finally:
+            bar.close()
+            if csv_file is not None:
+                csv_file.close()
+            summary = self._summary(status, time.perf_counter() - start, neuron_steps)
+            if self.out_dir is not None:
+                _atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+                self.save(self.out_dir / "model.pt")
+        return summary
+
+    def _summary(self, status: str, wall: float, neuron_steps: int) -> dict:
+        last = self.returns[-self.solve_window :]
+        return {
+            "name": self.scenario.name,
+            "seed": self.scenario.seed,
+            "status": status,
+            "episodes": len(self.returns),
+            "solved_at": self.solved_at,
+            "solve_window": self.solve_window,
+            "solve_threshold": self.solve_threshold,
+            "final_mean_return": sum(last) / len(last) if last else None,
+            "best_mean_return": _best_window_mean(self.returns, self.solve_window),
+            "wall_time_s": round(wall, 3),
+            "neuron_steps_per_s": round(neuron_steps / wall, 1) if wall > 0 else None,
+            "num_neurons": self.run.wiring.num_neurons,
+            "num_envs": self.run.task.num_envs,
+            "device": str(self.run.device),
+        }
+
+    def save(self, path: Path) -> None:
+        """Write the population's parameters and the scenario atomically."""
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"scenario": self.scenario.to_dict(), "population": self.run.engine.population.state_dict()}, tmp)
+        os.replace(tmp, path)
+
+
+def _best_window_mean(returns: list[float], window: int) -> float | None:
+    if not returns:
+        return None
+    w = min(window, len(returns))
+    total = sum(returns[:w])
+    best = total
+    for i in range(w, len(returns)):
+        total += returns[i] - returns[i - w]
+        best = max(best, total)
+    return best / w
