@@ -1,1 +1,280 @@
-def add_arguments(p): pass
+"""``narla bench``: neuron-steps/s of the batched engine against the per-neuron reference loop.
+
+What is measured is the *acting path* of rollout collection, the same work on both sides:
+- engine: ``Engine.tick`` over ``B`` copies at once, the readout, and one step of the torch-native
+  ``CartPole`` holding the ``B`` copies;
+- reference: :class:`narla.reference.ReferenceNetwork` (one ``nn.Module`` per neuron, the weights copied from
+  the engine's population) stepping ``B`` separate ``CartPole(num_envs=1)`` one copy at a time, one neuron at
+  a time, as the public NaRLA implementation does.
+
+Both run under ``torch.inference_mode`` in the same process, with the same policies; their timing is
+interleaved in rounds so that a change in machine load hits both alike. Rewards and learning updates are
+not part of the measurement. The reference always runs on the CPU (its fastest device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import networkx as nx
+import torch
+
+from narla.engine import Engine
+from narla.graph import layered, random_sparse
+from narla.neurons import Population
+from narla.readout import Readout
+from narla.reference import ReferenceNetwork
+from narla.tasks.cartpole import CartPole
+from narla.wiring import compile_graph
+
+MEASURED = "acting path: tick + readout + CartPole step (no rewards, no learning)"
+
+
+@dataclass
+class Config:
+    """One network to measure at several batch sizes ``B``."""
+
+    name: str
+    graph: Callable[[], nx.DiGraph]
+    hidden: tuple[int, ...]
+    batches: tuple[int, ...]
+    reference_batches: tuple[int, ...]  # B at which the reference is measured; other B reuse the smallest
+
+
+def configs(quick: bool) -> list[Config]:
+    """NaRLA's 3- and 5-layer networks and a >= 10,000-neuron network (tiny stand-ins with ``quick``)."""
+    if quick:
+        return [
+            Config("tiny-2layer", lambda: layered(4, layers=2, width=3), (16, 16), (1, 4), (1, 4)),
+            Config("sparse-200", lambda: random_sparse(4, 200, fan_in=4, layers=3), (16, 16), (1, 4), (1,)),
+        ]
+    return [
+        Config(
+            "narla-3layer", lambda: layered(4, layers=3, width=15, connectivity="local"), (128, 128), (1, 64), (1, 64)
+        ),
+        Config(
+            "narla-5layer", lambda: layered(4, layers=5, width=15, connectivity="local"), (128, 128), (1, 64), (1, 64)
+        ),
+        Config("sparse-10k", lambda: random_sparse(4, 10_000, fan_in=8, layers=4), (128, 128), (1, 64), (1,)),
+    ]
+
+
+class EngineLoop:
+    """``B`` copies acting together: one engine tick, the readout, one batched task step."""
+
+    def __init__(self, engine: Engine, batch: int, seed: int) -> None:
+        self.engine = engine
+        self.batch = batch
+        self.task = CartPole(batch, device=engine.device)
+        self.obs = self.task.reset(seed=seed)
+        self.prev = torch.zeros(engine.num_sensors + engine.num_neurons, batch, device=engine.device)
+
+    def step(self) -> None:
+        act, actions = self.engine.tick(self.obs, self.prev)
+        self.obs, _, terminated, truncated = self.task.step(self.engine.readout(actions))
+        self.prev = act * (~(terminated | truncated)).float()
+
+
+class ReferenceLoop:
+    """``B`` copies, each its own ``CartPole(num_envs=1)``, stepped one after another by the reference network."""
+
+    def __init__(self, network: ReferenceNetwork, readout: Readout, batch: int, seed: int) -> None:
+        self.network = network
+        self.readout = readout
+        self.batch = batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.tasks = [CartPole(1) for _ in range(batch)]
+        self.obs = [task.reset(seed=seed + k)[0] for k, task in enumerate(self.tasks)]
+        self.prev = [torch.zeros(network.num_sensors + network.num_neurons) for _ in range(batch)]
+
+    def step(self) -> None:
+        for k, task in enumerate(self.tasks):
+            act, actions = self.network.act(self.obs[k], self.prev[k], self.generator)
+            obs, _, terminated, truncated = task.step(self.readout(actions.unsqueeze(1)))
+            self.obs[k] = obs[0]
+            self.prev[k] = act * (~(terminated | truncated)).float()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(loops: dict[str, EngineLoop | ReferenceLoop], seconds: float, rounds: int) -> dict[str, tuple[int, float]]:
+    """Interleaved timing: ``rounds`` rounds of about ``seconds / rounds`` per loop, each loop stepping at least once.
+
+    Returns ``{name: (env_steps, elapsed_s)}`` where ``env_steps`` counts every copy's steps.
+    """
+    devices = {
+        name: getattr(getattr(loop, "engine", None), "device", torch.device("cpu")) for name, loop in loops.items()
+    }
+    for name, loop in loops.items():
+        loop.step()
+        _sync(devices[name])
+    totals = {name: [0, 0.0] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            n = 0
+            while n == 0 or time.perf_counter() - start < seconds / rounds:
+                loop.step()
+                n += 1
+            _sync(devices[name])
+            totals[name][0] += n * loop.batch
+            totals[name][1] += time.perf_counter() - start
+    return {name: (steps, elapsed) for name, (steps, elapsed) in totals.items()}
+
+
+def bench_config(cfg: Config, device: torch.device, seconds: float, rounds: int, seed: int = 0) -> list[dict]:
+    """Rows (one per ``B``) for one network."""
+    torch.manual_seed(seed)
+    readout = Readout("choice", CartPole(1).action_space)
+    wiring = compile_graph(cfg.graph(), device)
+    population = Population(wiring, out_dim=readout.out_dim, hidden=cfg.hidden, activation="leaky_relu").to(device)
+    engine = Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(seed))
+    reference = ReferenceNetwork.from_population(population, wiring)
+    ref_readout = Readout("choice", readout.action_space).bind(wiring.to("cpu"))
+    n = wiring.num_neurons
+    policy = "x".join(str(h) for h in cfg.hidden) + " leaky_relu"
+    rows, ref_rate = [], {}
+    with torch.inference_mode():
+        for b in cfg.batches:
+            loops: dict[str, EngineLoop | ReferenceLoop] = {"engine": EngineLoop(engine, b, seed)}
+            if b in cfg.reference_batches:
+                loops["reference"] = ReferenceLoop(reference, ref_readout, b, seed)
+            result = measure(loops, seconds, rounds)
+            if "reference" in result:
+                ref_rate[b] = result["reference"]
+            ref_b = b if b in ref_rate else min(ref_rate)
+            e_steps, e_time = result["engine"]
+            r_steps, r_time = ref_rate[ref_b]
+            engine_rate, reference_rate = e_steps / e_time, r_steps / r_time
+            rows.append(
+                {
+                    "network": cfg.name,
+                    "neurons": n,
+                    "stages": len(wiring.stages),
+                    "policy": policy,
+                    "B": b,
+                    "device": str(device),
+                    "engine_env_steps": e_steps,
+                    "engine_seconds": round(e_time, 3),
+                    "engine_env_steps_per_s": round(engine_rate, 2),
+                    "engine_neuron_steps_per_s": round(engine_rate * n, 1),
+                    "reference_B": ref_b,
+                    "reference_env_steps": r_steps,
+                    "reference_seconds": round(r_time, 3),
+                    "reference_env_steps_per_s": round(reference_rate, 2),
+                    "reference_neuron_steps_per_s": round(reference_rate * n, 1),
+                    "ratio": round(engine_rate / reference_rate, 2),
+                    "measured": MEASURED,
+                }
+            )
+    return rows
+
+
+def machine_info(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"{os.cpu_count()} CPUs ({cpu}), python {platform.python_version()}"
+    )
+
+
+def format_table(rows: list[dict], info: str) -> str:
+    """A readable table of the rows; a ``*`` marks a ratio against the reference measured at a smaller B."""
+    head = [
+        "network",
+        "neurons",
+        "policy",
+        "B",
+        "engine env/s",
+        "engine neuron-steps/s",
+        "ref env/s",
+        "ref neuron-steps/s",
+        "engine/ref",
+    ]
+    body = []
+    for r in rows:
+        mark = "" if r["reference_B"] == r["B"] else "*"
+        body.append(
+            [
+                r["network"],
+                str(r["neurons"]),
+                r["policy"],
+                str(r["B"]),
+                f"{r['engine_env_steps_per_s']:,.1f}",
+                f"{r['engine_neuron_steps_per_s']:,.0f}",
+                f"{r['reference_env_steps_per_s']:,.2f}",
+                f"{r['reference_neuron_steps_per_s']:,.0f}",
+                f"{r['ratio']:,.1f}x{mark}",
+            ]
+        )
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    lines = [
+        f"narla bench: {MEASURED}",
+        "engine = all neurons and copies batched; ref = one nn.Module per neuron, one neuron and one copy at a time",
+        info,
+        "",
+        "  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True))),
+    ]
+    for line in body:
+        lines.append(
+            "  ".join(x.ljust(w) if i < 3 else x.rjust(w) for i, (x, w) in enumerate(zip(line, widths, strict=True)))
+        )
+    if any(r["reference_B"] != r["B"] for r in rows):
+        lines.append(
+            "* reference measured at B=1 only (too slow at this size); its rate does not depend on B, "
+            "since copies are stepped one after another"
+        )
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="device of the engine: cpu (default), cuda or cuda:N")
+    parser.add_argument("--json", action="store_true", help="print the rows as a JSON list instead of a table")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="timing budget per measurement (default 3; 0.1 with --quick)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved engine/reference timing rounds (default 3)")
+    parser.add_argument("--quick", action="store_true", help="tiny networks and budgets (a smoke test)")
+    parser.add_argument("--only", action="append", metavar="NAME", help="only networks whose name contains NAME")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: robust on a shared machine; 0 = torch's default)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(
+            f"narla bench: error: --device {args.device} requested but CUDA is not available here; use cpu",
+            file=sys.stderr,
+        )
+        return 2
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    seconds = args.seconds if args.seconds is not None else (0.1 if args.quick else 3.0)
+    chosen = [c for c in configs(args.quick) if not args.only or any(s in c.name for s in args.only)]
+    if not chosen:
+        names = ", ".join(c.name for c in configs(args.quick))
+        print(f"narla bench: error: --only {args.only} matches no network; networks: {names}", file=sys.stderr)
+        return 2
+    rows = []
+    for cfg in chosen:
+        rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1)))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows, machine_info(device)))
+    return 0

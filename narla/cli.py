@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from narla.sweep import main as sweep_main
+
+    return sweep_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="narla", description="Populations of neurons that are RL agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,10 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="neuron-steps/s of the engine against a per-neuron reference loop")
     add_arguments(bench)
     bench.set_defaults(func=_bench)
+
+    from narla.sweep import add_arguments as add_sweep_arguments
+
+    sweep = sub.add_parser("sweep", help="a grid of scenario keys x seeds in parallel worker processes")
+    add_sweep_arguments(sweep)
+    sweep.set_defaults(func=_sweep)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Like `python -m`, let scenarios name modules of the current directory by dotted path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

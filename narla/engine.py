@@ -8,6 +8,11 @@ Propagation modes:
 
 The engine samples actions without gradient (``tick``) and re-evaluates recorded rollouts with
 gradient in one batched pass (``evaluate``): both go through the same ``_stage`` code.
+
+Universal context: when the population reads the previous task action (``population.action_dim > 0``),
+``tick`` takes it as ``prev_action[B, A]`` features (:func:`narla.context.action_features`, zeros at an
+episode's start) and ``evaluate`` rebuilds it from the recorded neuron actions through the readout
+(or takes ``prev_action[T, B, A]``). Both are optional: without them the action context is zero.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from narla.context import action_features
 from narla.neurons.population import Population
 from narla.readout import Readout
 from narla.wiring import Wiring
@@ -52,14 +58,18 @@ class Engine:
         """Observations ``[cols, obs_dim]`` -> sensor activity ``[S, cols]``."""
         return obs[:, self.wiring.sensor_index].T
 
-    def _stage(self, src: torch.Tensor, prev: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    def _stage(
+        self, src: torch.Tensor, prev: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Output pre-activations ``[n, D, cols]`` of neurons ``start:end``.
 
         ``src[S + N, cols]`` supplies feedforward inputs, ``prev[S + N, cols]`` (the previous tick)
-        supplies context.
+        supplies context, ``prev_action[cols, A]`` the previous task action (universal context).
         """
         x = src[self.wiring.ff_idx[start:end]] * self._ff_mask[start:end]
         c = prev[self.wiring.ctx_idx[start:end]] * self._ctx_mask[start:end]
+        if self.population.action_dim:
+            return self.population(x, c, start, end, prev_action=prev_action)
         return self.population(x, c, start, end)
 
     def _feedforward_source(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
@@ -69,12 +79,15 @@ class Engine:
 
     # -- acting --------------------------------------------------------------------------------
     @torch.no_grad()
-    def tick(self, obs: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def tick(
+        self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One tick of every copy.
 
         Args:
             obs: ``[B, obs_dim]`` observations.
             prev: ``[S + N, B]`` the previous tick's activity vector (zeros at an episode's start).
+            prev_action: optional ``[B, A]`` features of the previous task action (zeros at an episode's start).
 
         Returns:
             ``act[S + N, B]`` (sensors, then spikes) and ``actions[N, B]`` (long: each neuron's choice).
@@ -85,7 +98,7 @@ class Engine:
         actions = torch.empty(self.num_neurons, cols, dtype=torch.long, device=self.device)
         src = self._feedforward_source(act, prev)
         for start, end in self.stages:
-            logits = self._stage(src, prev, start, end)
+            logits = self._stage(src, prev, start, end, prev_action)
             actions[start:end] = self._sample(logits, self.wiring.motor[start:end])
             act[self.num_sensors + start : self.num_sensors + end] = (actions[start:end] > 0).float()
         return act, actions
@@ -102,14 +115,33 @@ class Engine:
         return torch.where(motor.unsqueeze(1), choice, fire)
 
     # -- learning ------------------------------------------------------------------------------
+    def previous_task_action(self, actions: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """Features ``[T, B, A]`` of the task action of the previous tick, rebuilt from ``actions[T, B, N]``.
+
+        Zero on an episode's first tick (``first[T, B]``), as during collection.
+        """
+        t, b, n = actions.shape
+        task_action = self.readout(actions.reshape(t * b, n).T)
+        feats = action_features(task_action, self.readout.action_space).view(t, b, -1)
+        out = torch.zeros_like(feats)
+        out[1:] = feats[:-1]
+        return out * (~first).float().unsqueeze(-1)
+
     def evaluate(
-        self, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, values: bool = False
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        first: torch.Tensor,
+        values: bool = False,
+        prev_action: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Re-evaluate recorded ticks with gradient.
 
         Args:
             obs: ``[T, B, obs_dim]``, actions: ``[T, B, N]``, first: ``[T, B]`` bool (episode starts).
             values: also return each neuron's critic value.
+            prev_action: optional ``[T, B, A]`` previous-task-action features; rebuilt from ``actions``
+                when the population needs them and they are not given.
 
         Returns:
             ``log_prob[T, B, N]`` of the recorded actions, ``entropy[T, B, N]``, ``value[T, B, N]`` or None.
@@ -122,9 +154,14 @@ class Engine:
         prev = (prev * (~first).float().unsqueeze(0)).view(-1, cols)
         src = self._feedforward_source(act, prev)
         flat_actions = actions.reshape(cols, n).T
+        flat_prev_action = None
+        if self.population.action_dim:
+            if prev_action is None:
+                prev_action = self.previous_task_action(actions, first)
+            flat_prev_action = prev_action.reshape(cols, -1)
         logps, ents, vals = [], [], []
         for start, end in self.stages:
-            logits = self._stage(src, prev, start, end)
+            logits = self._stage(src, prev, start, end, flat_prev_action)
             lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
             logps.append(lp)
             ents.append(ent)

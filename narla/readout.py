@@ -7,6 +7,13 @@
   is the group with the most firing neurons (ties go to the lowest index).
 - ``rate`` (continuous tasks, ``Box(low, high, (A,))``): one motor group per action dimension; the
   action is the group's firing rate mapped linearly onto ``[low, high]``.
+- ``squash`` (continuous tasks): one motor group per action dimension ``d`` of ``M`` Bernoulli motor
+  neurons. Each motor neuron fires with probability ``σ(AMTF(R, C))`` (its cooperation-modulated output
+  squashed by the sigmoid); the group's signed vote ``v_d = mean_i (2 s_i − 1) ∈ [−1, 1]`` is squashed
+  into the bounds by ``a_d = mid + half · tanh(κ v_d) / tanh(κ)`` with ``mid = (low + high)/2``,
+  ``half = (high − low)/2``, ``κ = 2``. Unanimous firing (or silence) gives exactly ``high`` (``low``), a
+  balanced group gives ``mid``, and the curve is steeper than ``rate`` near the middle. The policy stays
+  stochastic through the motor spikes, so REINFORCE needs nothing new.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import torch
 
 from narla.wiring import Wiring
 
-READOUTS = ("choice", "vote", "rate")
+READOUTS = ("choice", "vote", "rate", "squash")
+SQUASH_GAIN = 2.0
 
 
 class Readout:
@@ -28,8 +36,8 @@ class Readout:
         discrete = isinstance(action_space, gym.spaces.Discrete)
         if kind in ("choice", "vote") and not discrete:
             raise ValueError(f"readout.kind: {kind!r} needs a Discrete action space, the task has {action_space}")
-        if kind == "rate" and not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"readout.kind: 'rate' needs a Box action space, the task has {action_space}")
+        if kind in ("rate", "squash") and not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"readout.kind: {kind!r} needs a Box action space, the task has {action_space}")
         if motor_per_group < 1:
             raise ValueError(f"readout.motor_per_group: must be >= 1, got {motor_per_group}")
         self.kind = kind
@@ -80,4 +88,8 @@ class Readout:
         low = torch.as_tensor(self.action_space.low, dtype=torch.float32, device=spikes.device)
         high = torch.as_tensor(self.action_space.high, dtype=torch.float32, device=spikes.device)
         rate = (counts / self.motor_per_group).T
+        if self.kind == "squash":
+            vote = 2.0 * rate - 1.0
+            squashed = torch.tanh(SQUASH_GAIN * vote) / torch.tanh(torch.tensor(SQUASH_GAIN))
+            return (low + high) / 2 + (high - low) / 2 * squashed
         return low + (high - low) * rate

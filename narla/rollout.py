@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from narla.context import action_features
 from narla.engine import Engine
 from narla.rewards.state import NetworkState
 from narla.tasks.base import Task
@@ -28,6 +29,7 @@ class Rollout:
     task_reward: torch.Tensor  # [T, B]
     rewards: torch.Tensor  # [T, B, N] each neuron's total reward, zero on invalid ticks
     components: dict[str, torch.Tensor]  # name -> [T, B, N], zero on invalid ticks
+    prev_action: torch.Tensor | None = None  # [T, B, A] previous task action features (universal context)
 
     @property
     def spikes(self) -> torch.Tensor:
@@ -55,11 +57,15 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
     first = torch.ones(b, dtype=torch.bool, device=device)
     alive = torch.ones(b, dtype=torch.bool, device=device)
     decay = float(scheme.trace_decay)
+    use_action = engine.population.action_dim > 0
+    prev_action = torch.zeros(b, engine.population.action_dim, device=device) if use_action else None
+    prev_actions: list[torch.Tensor] = []
     rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
     comps: dict[str, list] = {name: [] for name in scheme.names}
     for t in range(task.max_episode_steps):
-        act, actions = engine.tick(obs, prev)
-        next_obs, reward, terminated, truncated = task.step(engine.readout(actions))
+        act, actions = engine.tick(obs, prev, prev_action=prev_action) if use_action else engine.tick(obs, prev)
+        task_action = engine.readout(actions)
+        next_obs, reward, terminated, truncated = task.step(task_action)
         done = terminated | truncated
         spikes = act[s:].T
         trace = decay * trace * (~first).unsqueeze(1) + (1.0 - decay) * spikes
@@ -76,8 +82,16 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
         for name in comps:
             comps[name].append(parts[name] * mask)
         alive = alive & ~done
+        if use_action:
+            prev_actions.append(prev_action)
+            feats = action_features(task_action, engine.readout.action_space)
+            prev_action = feats * (~done).float().unsqueeze(1)
         prev, prev_spikes, first, obs = act, spikes, done, next_obs
         if (t + 1) % sync_every == 0 and not bool(alive.any()):
             break
     stacked = {k: torch.stack(v) for k, v in rec.items()}
-    return Rollout(components={k: torch.stack(v) for k, v in comps.items()}, **stacked)
+    return Rollout(
+        components={k: torch.stack(v) for k, v in comps.items()},
+        prev_action=torch.stack(prev_actions) if use_action else None,
+        **stacked,
+    )

@@ -13,6 +13,7 @@ names the offending field by its dotted path (``learning.lr``) and says what is 
     network: {builder: layered, layers: 1, width: 15, connectivity: local}
     neuron: {hidden: [128, 128], activation: leaky_relu, amtf: feedforward}
     readout: {kind: choice}
+    context: {proximal: false, distal: false, feedback: false, universal_position: 0, universal_action: false}
     learning: {rule: reinforce, lr: 0.001, gamma: 0.99}
     rewards: [task]
     training: {max_episodes: 20000}
@@ -61,8 +62,26 @@ class NeuronConfig:
 class ReadoutConfig:
     """How motor neurons form the task action (``narla.readout``)."""
 
-    kind: str = _choices("choice", "vote", "rate", default="choice")
+    kind: str = _choices("choice", "vote", "rate", "squash", default="choice")
     motor_per_group: int = 1
+
+
+@dataclass
+class ContextConfig:
+    """Context sources of every neuron (``narla.context``) and how C is integrated; all sources off by default.
+
+    ``proximal``/``distal``/``feedback`` add graph context edges; ``universal_position`` is the width of the
+    positional encoding of the neuron index (0 = off); ``universal_action`` feeds the previous task action.
+    ``integration``: ``amtf`` (C is a linear map, combined with R by ``neuron.amtf``), or the attention
+    baseline ``attention`` / ``attention_expressive`` (``narla.neurons.attention``).
+    """
+
+    proximal: bool = False
+    distal: bool = False
+    feedback: bool = False
+    universal_position: int = 0
+    universal_action: bool = False
+    integration: str = _choices("amtf", "attention", "attention_expressive", default="amtf")
 
 
 @dataclass
@@ -101,6 +120,7 @@ class Scenario:
     network: dict = field(default_factory=lambda: {"builder": "layered", "layers": 1})
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
     learning: LearningConfig = field(default_factory=LearningConfig)
     rewards: Any = field(default_factory=lambda: ["task"])
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -187,6 +207,7 @@ def _check_ranges(s: Scenario) -> None:
          s.task.max_episode_steps)
     need(all(h >= 1 for h in s.neuron.hidden), "neuron.hidden", "a list of layer widths >= 1", s.neuron.hidden)
     need(s.readout.motor_per_group >= 1, "readout.motor_per_group", ">= 1", s.readout.motor_per_group)
+    need(s.context.universal_position >= 0, "context.universal_position", ">= 0", s.context.universal_position)
     need(s.learning.lr > 0, "learning.lr", "> 0", s.learning.lr)
     need(0.0 <= s.learning.gamma <= 1.0, "learning.gamma", "in [0, 1]", s.learning.gamma)
     need(0.0 <= s.learning.gae_lambda <= 1.0, "learning.gae_lambda", "in [0, 1]", s.learning.gae_lambda)

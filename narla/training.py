@@ -27,9 +27,12 @@ import torch
 from tqdm.auto import tqdm
 
 from narla import graph as graphs
+from narla.context import action_dim, add_context
+from narla.cooperator import input_pooling, tied_slots
 from narla.engine import Engine
 from narla.learning import ActorCritic, Reinforce
 from narla.neurons import Population
+from narla.neurons.attention import AttentionPopulation
 from narla.readout import Readout
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
@@ -121,16 +124,29 @@ def build(scenario: Scenario) -> Run:
     except ValueError as err:
         raise ScenarioError(str(err)) from None
     graph = build_graph(scenario.network, task.obs_dim, readout.motor_groups())
+    ctx = scenario.context
+    if ctx.proximal or ctx.distal or ctx.feedback:
+        graph = add_context(graph, proximal=ctx.proximal, distal=ctx.distal, feedback=ctx.feedback)
     wiring = compile_graph(graph, device)
     rule = scenario.learning.rule
-    population = Population(
-        wiring,
+    ff_pool, ctx_pool = input_pooling(graph, wiring)
+    options = dict(
         out_dim=readout.out_dim,
         hidden=scenario.neuron.hidden,
         activation=scenario.neuron.activation,
         amtf=scenario.neuron.amtf,
         critic=rule == "actor_critic",
-    ).to(device)
+        position_dim=ctx.universal_position,
+        action_dim=action_dim(task.action_space) if ctx.universal_action else 0,
+        slots=tied_slots(graph, wiring),
+        ff_pool=ff_pool,
+        ctx_pool=ctx_pool,
+    )
+    if ctx.integration == "amtf":
+        population = Population(wiring, **options).to(device)
+    else:
+        kind = "expressive" if ctx.integration == "attention_expressive" else "softmax"
+        population = AttentionPopulation(wiring, attention=kind, **options).to(device)
     generator = torch.Generator(device=device)
     generator.manual_seed(scenario.seed + 1)
     try:

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from narla.cooperation import get_amtf
+from narla.context import positional_encoding
+from narla.cooperation import DEFAULT_SCALES, get_amtf, soft_bound
 from narla.wiring import Wiring
 
 ACTIVATIONS = {"leaky_relu": F.leaky_relu, "relu": F.relu, "tanh": torch.tanh}
@@ -45,11 +46,21 @@ class StackedMLP(nn.Module):
             self.weights.append(nn.Parameter((torch.rand(num, b, a) * 2 - 1) * bound))
             self.biases.append(nn.Parameter((torch.rand(num, b, 1) * 2 - 1) * bound))
 
-    def forward(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """``x[n, in, cols]`` for neurons ``start:end`` -> ``[n, out, cols]``."""
+    def forward(
+        self, x: torch.Tensor, start: int = 0, end: int | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x[n, in, cols]`` for neurons ``start:end`` -> ``[n, out, cols]``.
+
+        ``rows[n]`` (optional) picks each neuron's parameter row when parameters are tied; without it
+        neuron ``i`` uses row ``i``.
+        """
         last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b[start:end], w[start:end], x)
+            if rows is None:
+                w, b = w[start:end], b[start:end]
+            else:
+                w, b = w[rows], b[rows]
+            x = torch.baddbmm(b, w, x)
             if layer < last:
                 x = self.activation(x)
         return x
@@ -59,8 +70,20 @@ class Population(nn.Module):
     """Every neuron's policy (and, for actor-critic, its own critic) as stacked parameters.
 
     Each neuron is a two-point neuron: its MLP integrates the feedforward inputs into ``R[n, D, cols]``,
-    a linear map of its context inputs gives ``C[n, 1, cols]``, and its output is ``amtf(R, C)``.
+    a linear map of its context inputs gives ``C[n, 1, cols]``, and its output is ``amtf(R, C)``
+    (R and C soft-bounded first, ``s·tanh(·/s)``, see :mod:`narla.cooperation`).
     ``D`` is 1 (a Bernoulli firing logit) unless a categorical motor neuron needs one logit per action.
+
+    Context inputs ``c_in[n, Fc + P + A, cols]``: the ``Fc`` graph context sources (previous tick), then
+    ``P = position_dim`` columns of the neuron's fixed positional encoding, then ``A = action_dim``
+    columns of the previous task action (universal context, :mod:`narla.context`).
+
+    Options for the permutation-invariant sensory layer (:mod:`narla.cooperator`), all off by default:
+
+    - ``slots[N]`` (long): neuron ``i`` uses parameter row ``slots[i]`` (tied neurons share a row; the
+      gradient of the row is the sum of its neurons' own gradients). Default: one row per neuron.
+    - ``ff_pool[N, F, F]`` / ``ctx_pool[N, Fc, Fc]``: a fixed linear map applied to the gathered inputs
+      before integration (e.g. the mean over a channel of tied sensory neurons). Default: identity.
     """
 
     def __init__(
@@ -71,31 +94,92 @@ class Population(nn.Module):
         activation: str = "leaky_relu",
         amtf: str = "feedforward",
         critic: bool = False,
+        amtf_scale: float | None | str = "default",
+        position_dim: int = 0,
+        action_dim: int = 0,
+        slots: torch.Tensor | None = None,
+        ff_pool: torch.Tensor | None = None,
+        ctx_pool: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         n, fan = wiring.ff_idx.shape
         fan_in = wiring.ff_mask.sum(1).cpu()
+        rows = n
+        if slots is not None:
+            slots = slots.long().cpu()
+            rows = int(slots.max()) + 1 if n else 0
+            first = torch.full((rows,), -1, dtype=torch.long)
+            first[slots.flip(0)] = torch.arange(n - 1, -1, -1)
+            fan_in = fan_in[first]
+        self.register_buffer("slots", slots)
+        self.register_buffer("ff_pool", ff_pool)
+        self.register_buffer("ctx_pool", ctx_pool)
         self.out_dim = out_dim
         self.amtf_name = amtf
         self.amtf = get_amtf(amtf)
-        self.policy = StackedMLP(n, fan, hidden, out_dim, activation, fan_in)
-        self.critic = StackedMLP(n, fan, hidden, 1, activation, fan_in) if critic else None
-        ctx = wiring.ctx_idx.shape[1]
-        self.context_weight = nn.Parameter(torch.randn(n, 1, ctx) / math.sqrt(max(ctx, 1)))
-        self.context_bias = nn.Parameter(torch.zeros(n, 1, 1))
+        self.amtf_scale = DEFAULT_SCALES[amtf] if amtf_scale == "default" else amtf_scale
+        self.position_dim = position_dim
+        self.action_dim = action_dim
+        self.register_buffer("position", positional_encoding(n, position_dim).unsqueeze(-1))  # [N, P, 1]
+        self.policy = StackedMLP(rows, fan, hidden, out_dim, activation, fan_in)
+        self.critic = StackedMLP(rows, fan, hidden, 1, activation, fan_in) if critic else None
+        ctx = wiring.ctx_idx.shape[1] + position_dim + action_dim
+        self.context_weight = nn.Parameter(torch.randn(rows, 1, ctx) / math.sqrt(max(ctx, 1)))
+        self.context_bias = nn.Parameter(torch.zeros(rows, 1, 1))
+
+    def _rows(self, start: int, end: int | None) -> torch.Tensor | None:
+        return None if self.slots is None else self.slots[start:end]
+
+    def _param(self, p: torch.Tensor, start: int, end: int | None) -> torch.Tensor:
+        """Rows of a stacked parameter for neurons ``start:end`` (following ``slots`` when tied)."""
+        return p[start:end] if self.slots is None else p[self.slots[start:end]]
+
+    def feedforward_inputs(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Gathered feedforward inputs ``x[n, F, cols]`` after the optional fixed pooling map."""
+        if self.ff_pool is None:
+            return x
+        return torch.bmm(self.ff_pool[start:end], x)
+
+    def context_inputs(
+        self, c_in: torch.Tensor, start: int = 0, end: int | None = None, prev_action: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Graph context ``c_in[n, Fc, cols]`` -> all context inputs ``[n, Fc + P + A, cols]``.
+
+        ``prev_action[cols, A]`` is the previous task action (zeros when None).
+        """
+        if self.ctx_pool is not None:
+            c_in = torch.bmm(self.ctx_pool[start:end], c_in)
+        n, _, cols = c_in.shape
+        parts = [c_in]
+        if self.position_dim:
+            parts.append(self.position[start:end].expand(n, self.position_dim, cols))
+        if self.action_dim:
+            if prev_action is None:
+                prev_action = c_in.new_zeros(cols, self.action_dim)
+            parts.append(prev_action.T.unsqueeze(0).expand(n, self.action_dim, cols))
+        return torch.cat(parts, 1) if len(parts) > 1 else c_in
 
     def context(self, c_in: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """``c_in[n, Fc, cols]`` -> ``C[n, 1, cols]`` for neurons ``start:end``."""
-        return torch.baddbmm(self.context_bias[start:end], self.context_weight[start:end], c_in)
+        """All context inputs ``c_in[n, Fc + P + A, cols]`` -> ``C[n, 1, cols] = w_c · c_in + b_c``."""
+        w = self._param(self.context_weight, start, end)
+        b = self._param(self.context_bias, start, end)
+        return torch.baddbmm(b, w, c_in)
 
     def forward(
-        self, x: torch.Tensor, c_in: torch.Tensor, start: int = 0, end: int | None = None
+        self,
+        x: torch.Tensor,
+        c_in: torch.Tensor,
+        start: int = 0,
+        end: int | None = None,
+        prev_action: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Output pre-activations ``amtf(R, C)``: ``[n, D, cols]`` for neurons ``start:end``."""
-        return self.amtf(self.policy(x, start, end), self.context(c_in, start, end))
+        """Output pre-activations ``amtf(s·tanh(R/s), s·tanh(C/s))``: ``[n, D, cols]`` for neurons ``start:end``."""
+        r = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))
+        c = self.context(self.context_inputs(c_in, start, end, prev_action), start, end)
+        return self.amtf(soft_bound(r, self.amtf_scale), soft_bound(c, self.amtf_scale))
 
     def value(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
         """Each neuron's critic of its own return, ``[n, cols]``, from its feedforward inputs."""
         if self.critic is None:
             raise RuntimeError("this population was built without critics (critic=False)")
-        return self.critic(x, start, end)[:, 0]
+        return self.critic(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))[:, 0]

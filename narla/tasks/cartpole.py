@@ -53,10 +53,12 @@ class CartPole(Task):
         return (2.0 * u - 1.0) * START_BOUND
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
-        """Start every copy anew; ``seed`` reseeds the task's generator. Returns obs ``[B, 4]`` float32."""
-        if seed is None:
-            self.generator.seed()
-        else:
+        """Start every copy anew. Returns obs ``[B, 4]`` float32.
+
+        ``seed`` reseeds the task's generator; without one the generator's stream goes on (as in gymnasium),
+        so a run seeded once stays reproducible.
+        """
+        if seed is not None:
             self.generator.manual_seed(seed)
         self.state = self._sample_start()
         self.elapsed.zero_()

@@ -1,0 +1,1 @@
+"""Runnable examples referenced from README.md (each one is exercised by a test)."""

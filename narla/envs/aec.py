@@ -1,0 +1,161 @@
+"""The AEC view: neurons act one at a time in topological order; the task steps after the last one.
+
+This is the engine's ``sweep`` propagation seen as a PettingZoo :class:`~pettingzoo.AECEnv`:
+
+- agents are the neurons, named after their graph nodes, in engine order (sorted by feedforward stage,
+  i.e. topological order); one *cycle* of ``agent_iter`` is one tick of the network;
+- an agent's observation is its feedforward inputs of *this* tick (the task's current observation for
+  sensors, this tick's spikes for presynaptic neurons, which acted before it) followed, where the neuron
+  has them, by its context inputs from the previous tick (see :mod:`narla.envs.core`). Observing an agent
+  that has not had its turn yet shows the neurons still to act this tick as silent;
+- when the last agent of the tick has acted (in the layered networks: the last motor neuron), the
+  readout turns the motor neurons' actions into the task action, the task steps, and **every agent's
+  reward for the tick is assigned at once** from the scenario's reward scheme; the agents collect it
+  through ``last()`` at their next turn. ``infos[agent]`` then holds ``task_reward`` and
+  ``reward_components`` (each term's weighted contribution);
+- when the task's episode ends, every agent is terminated (or truncated, as the task says) together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import logger, spaces
+from pettingzoo import AECEnv
+
+from narla.engine import Engine
+from narla.envs.core import NetworkCore, ScenarioLike, TickResult, build_run
+from narla.rewards.scheme import RewardScheme
+from narla.tasks.base import Task
+
+
+class NeuronAECEnv(AECEnv):
+    """A neuron network as an AEC environment (``sweep`` semantics); build it with :func:`aec_env`.
+
+    Args:
+        task: a task with ``num_envs == 1``.
+        engine: the network (wiring, population, readout) with ``propagation="sweep"``; its policies are
+            used only by :meth:`policy_action`.
+        scheme: the reward scheme that gives each agent its reward.
+        render_mode: ``None`` or ``"ansi"`` (``render()`` returns the network's activity as text).
+        episode: the episode index the reward scheme's phases start counting from.
+    """
+
+    metadata = {"name": "narla_neurons_aec_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+
+    def __init__(
+        self, task: Task, engine: Engine, scheme: RewardScheme, render_mode: str | None = None, episode: int = 0
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not supported; allowed: None, 'ansi'")
+        self.render_mode = render_mode
+        self.core = NetworkCore(task, engine, scheme, "sweep", episode)
+        self.possible_agents = list(self.core.names)
+        self.observation_spaces = self.core.observation_spaces
+        self.action_spaces = self.core.action_spaces
+        self.agents: list[str] = []
+        self.rewards: dict[str, float] = {}
+        self._cumulative_rewards: dict[str, float] = {}
+        self.terminations: dict[str, bool] = {}
+        self.truncations: dict[str, bool] = {}
+        self.infos: dict[str, dict] = {}
+        self.agent_selection = self.possible_agents[0]
+        self.owns_task = False
+
+    @classmethod
+    def from_run(cls, run, render_mode: str | None = None) -> NeuronAECEnv:
+        """The view of a :class:`narla.training.Run` built with ``num_envs=1`` and ``propagation="sweep"``."""
+        return cls(run.task, run.engine, run.scheme, render_mode)
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> None:
+        """Start an episode; ``seed`` seeds the task (and the engine's sampling generator with ``seed + 1``)."""
+        self.core.reset(seed)
+        self.agents = list(self.possible_agents)
+        self.rewards = dict.fromkeys(self.agents, 0.0)
+        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
+        self.terminations = dict.fromkeys(self.agents, False)
+        self.truncations = dict.fromkeys(self.agents, False)
+        self.infos = {agent: {} for agent in self.agents}
+        self.agent_selection = self.agents[0]
+
+    def observe(self, agent: str) -> np.ndarray:
+        return self.core.observe(self.core.index[agent])
+
+    def step(self, action: Any) -> None:
+        """The selected agent fires (1) or stays silent (0), or a categorical motor neuron picks an action."""
+        agent = self.agent_selection
+        if self.terminations.get(agent) or self.truncations.get(agent):
+            self._was_dead_step(action)
+            return
+        self.core.require_running()
+        i = self.core.index[agent]
+        self.core.set_action(i, self.core.check_action(agent, action))
+        self._cumulative_rewards[agent] = 0.0
+        if i == self.core.num_neurons - 1:
+            self._finish_tick(self.core.end_tick())
+        else:
+            self._clear_rewards()
+        self._accumulate_rewards()
+        self.agent_selection = self.agents[(i + 1) % len(self.agents)]
+
+    def _finish_tick(self, result: TickResult) -> None:
+        for i, agent in enumerate(self.agents):
+            self.rewards[agent] = result.rewards[i]
+            self.infos[agent] = {
+                "task_reward": result.task_reward,
+                "reward_components": {name: values[i] for name, values in result.components.items()},
+            }
+            self.terminations[agent] = result.terminated
+            self.truncations[agent] = result.truncated
+
+    def policy_action(self) -> int:
+        """The action the network's own policy takes for the selected agent on its current observation.
+
+        The neurons of one topological stage are sampled together, once, from the engine's generator (as the
+        engine samples them), so driving every agent with this reproduces the engine's batched rollout.
+        """
+        agent = self.agent_selection
+        self.core.require_running()
+        i = self.core.index[agent]
+        if i not in self.core.policy_cache:
+            start, end = self.core.wiring.stages[int(self.core.stage_of[i])]
+            sampled = self.core.sample(start, end)
+            self.core.policy_cache.update({start + k: int(a) for k, a in enumerate(sampled)})
+        return self.core.policy_cache[i]
+
+    @property
+    def task_observation(self) -> np.ndarray:
+        """The task observation the current (or, after the episode's end, the last) tick acts on."""
+        return self.core.task_obs
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            logger.warn("render() was called without a render_mode; build the view with render_mode='ansi'")
+            return None
+        return self.core.render_text()
+
+    def close(self) -> None:
+        if self.owns_task:
+            self.core.task.close()
+
+
+def aec_env(
+    scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None
+) -> NeuronAECEnv:
+    """The AEC view of ``scenario`` (a :class:`~narla.scenario.Scenario`, its dict form or a YAML path).
+
+    The run is built as :func:`narla.training.build` builds it, with one task copy and ``propagation:
+    sweep``; ``max_cycles`` (ticks per episode) replaces ``task.max_episode_steps`` when given.
+    """
+    run = build_run(scenario, "sweep", max_cycles)
+    env = NeuronAECEnv.from_run(run, render_mode)
+    env.owns_task = True
+    return env

@@ -1,0 +1,287 @@
+"""What both PettingZoo views share: one ``B = 1`` copy of a neuron network, ticked by outside actions.
+
+:class:`NetworkCore` holds the engine objects a :class:`narla.training.Run` builds (task, wiring, readout,
+population, reward scheme) and keeps the activity of one network the way :mod:`narla.rollout` does:
+
+- the *activity vector* ``[S + N]`` of the tick in progress (sensors, then spikes in engine order) and of
+  the previous tick (zeros at an episode's start);
+- the per-neuron activity trace, the previous tick's spikes and the ``first`` flag that build the
+  :class:`~narla.rewards.state.NetworkState` handed to the run's :class:`~narla.rewards.RewardScheme`.
+
+An agent's observation is what its synapses carry, as the population reads it: its feedforward inputs
+(padded to the network's largest fan-in ``F``, padding zero), then, for a neuron that has context inputs,
+its context inputs (padded to ``Fc``), which always read the previous tick. Which tick the feedforward
+inputs read depends on the propagation mode: ``sweep`` (this tick's presynaptic spikes; the AEC view) or
+``delay`` (the previous tick's; the Parallel view). Sensors always carry the task's current observation.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from narla.engine import Engine
+from narla.rewards.scheme import RewardScheme
+from narla.rewards.state import NetworkState
+from narla.scenario import Scenario, from_dict, load
+from narla.tasks.base import Task
+
+ScenarioLike = Scenario | dict | str | Path
+
+
+def build_run(scenario: ScenarioLike, propagation: str, max_cycles: int | None = None):
+    """A ``B = 1`` :class:`narla.training.Run` of ``scenario`` with ``propagation`` forced.
+
+    ``scenario`` is a :class:`Scenario`, its plain-data form, or the path of a YAML file. ``max_cycles``
+    (if given) replaces ``task.max_episode_steps``: the task truncates after that many ticks.
+    """
+    from narla.training import build
+
+    if isinstance(scenario, (str, Path)):
+        scenario = load(scenario)
+    elif isinstance(scenario, dict):
+        scenario = from_dict(scenario)
+    elif not isinstance(scenario, Scenario):
+        raise TypeError(f"scenario must be a Scenario, a dict or a YAML path, got {type(scenario).__name__}")
+    if max_cycles is not None and (isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1):
+        raise ValueError(f"max_cycles must be an int >= 1, got {max_cycles!r}")
+    task = replace(scenario.task, num_envs=1)
+    if max_cycles is not None:
+        task = replace(task, max_episode_steps=max_cycles)
+    return build(replace(scenario, propagation=propagation, task=task))
+
+
+@dataclass
+class TickResult:
+    """What one finished tick gives every agent."""
+
+    rewards: list[float]  # per neuron, engine order
+    components: dict[str, list[float]]  # reward component -> per neuron
+    task_reward: float
+    terminated: bool
+    truncated: bool
+
+
+class NetworkCore:
+    """One network copy driven one tick at a time (see the module docstring)."""
+
+    def __init__(self, task: Task, engine: Engine, scheme: RewardScheme, propagation: str, episode: int = 0) -> None:
+        if task.num_envs != 1:
+            raise ValueError(f"task.num_envs: a PettingZoo view plays one copy (num_envs=1), got {task.num_envs}")
+        if engine.propagation != propagation:
+            other = "parallel_env" if propagation == "sweep" else "aec_env"
+            raise ValueError(
+                f"propagation: this view plays {propagation!r} semantics but the engine was built with "
+                f"{engine.propagation!r}; build the engine with propagation={propagation!r} or use narla.envs.{other}"
+            )
+        self.task, self.engine, self.scheme = task, engine, scheme
+        self.wiring = wiring = engine.wiring
+        self.propagation = propagation
+        self.episode = episode
+        self.num_sensors, self.num_neurons = wiring.num_sensors, wiring.num_neurons
+        self.names = [str(n) for n in wiring.neuron_names]
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("graph: neuron names must stay distinct as strings (they name the agents)")
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.ff_idx = wiring.ff_idx.cpu().numpy()
+        self.ff_mask = wiring.ff_mask.cpu().numpy().astype(np.float32)
+        self.ctx_idx = wiring.ctx_idx.cpu().numpy()
+        self.ctx_mask = wiring.ctx_mask.cpu().numpy().astype(np.float32)
+        self.fan_in, self.ctx_fan_in = self.ff_idx.shape[1], self.ctx_idx.shape[1]
+        self.has_context = self.ctx_mask.sum(1) > 0
+        self.sensor_index = wiring.sensor_index.cpu().numpy()
+        self.motor = wiring.motor.cpu().numpy()
+        self.layer = wiring.layer.cpu().numpy()
+        self.stage_of = np.zeros(self.num_neurons, dtype=np.int64)
+        for k, (start, end) in enumerate(wiring.stages):
+            self.stage_of[start:end] = k
+        self.observation_spaces = {name: self._observation_space(i) for i, name in enumerate(self.names)}
+        self.action_spaces = {name: self._action_space(i) for i, name in enumerate(self.names)}
+        self.ready = False
+        self.done = False
+        self.tick_count = 0
+        self.episode_return = 0.0
+        self.task_action: np.ndarray | None = None
+
+    # -- spaces --------------------------------------------------------------------------------
+    def _input_bounds(self, idx: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sensors are unbounded, spikes lie in [0, 1], padding is exactly 0."""
+        real = mask > 0
+        sensor = real & (idx < self.num_sensors)
+        low = np.where(sensor, -np.inf, 0.0)
+        high = np.where(sensor, np.inf, np.where(real, 1.0, 0.0))
+        return low, high
+
+    def _observation_space(self, i: int) -> spaces.Box:
+        low, high = self._input_bounds(self.ff_idx[i], self.ff_mask[i])
+        if self.has_context[i]:
+            c_low, c_high = self._input_bounds(self.ctx_idx[i], self.ctx_mask[i])
+            low, high = np.concatenate([low, c_low]), np.concatenate([high, c_high])
+        return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+
+    def _action_space(self, i: int) -> spaces.Discrete:
+        """Discrete(2) (silent / fire) for every neuron but a categorical motor neuron (one choice per action)."""
+        out_dim = self.engine.population.out_dim
+        return spaces.Discrete(out_dim if self.motor[i] and out_dim > 1 else 2)
+
+    # -- episode -------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: the task reset under ``seed``; the engine's sampling generator seeded with ``seed + 1``.
+
+        That pairing is :func:`narla.training.build`'s for scenario seed ``seed``. Without a seed both
+        random streams go on where they are.
+        """
+        if seed is not None:
+            if self.engine.generator is not None:
+                self.engine.generator.manual_seed(seed + 1)
+        obs = self.task.reset(seed=seed)
+        n = self.num_sensors + self.num_neurons
+        self.prev = np.zeros(n, dtype=np.float32)
+        self.cur = np.zeros(n, dtype=np.float32)
+        self.actions = np.zeros(self.num_neurons, dtype=np.int64)
+        self.acted = np.zeros(self.num_neurons, dtype=bool)
+        self.prev_spikes = torch.zeros(1, self.num_neurons, device=self.engine.device)
+        self.trace = torch.zeros(1, self.num_neurons, device=self.engine.device)
+        self.first = torch.ones(1, dtype=torch.bool, device=self.engine.device)
+        self.tick_count = 0
+        self.episode_return = 0.0
+        self.task_action = None
+        self.done = False
+        self.ready = True
+        self._begin_tick(obs)
+
+    def _begin_tick(self, obs: torch.Tensor) -> None:
+        self.task_obs = obs.detach().to("cpu", torch.float32).numpy()[0].copy()
+        self.cur[: self.num_sensors] = self.task_obs[self.sensor_index]
+        self.cur[self.num_sensors :] = 0.0
+        self.acted[:] = False
+        self.policy_cache: dict[int, int] = {}
+
+    def require_running(self) -> None:
+        if not self.ready:
+            raise RuntimeError("reset() must be called before step()")
+        if self.done:
+            raise RuntimeError("the episode has ended; call reset() to start a new one")
+
+    # -- observations --------------------------------------------------------------------------
+    def _feedforward_source(self) -> np.ndarray:
+        if self.propagation == "sweep":
+            return self.cur
+        return np.concatenate([self.cur[: self.num_sensors], self.prev[self.num_sensors :]])
+
+    def inputs(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Feedforward ``[n, F]`` and context ``[n, Fc]`` inputs of neurons ``start:end`` (what their policies read)."""
+        x = self._feedforward_source()[self.ff_idx[start:end]] * self.ff_mask[start:end]
+        c = self.prev[self.ctx_idx[start:end]] * self.ctx_mask[start:end]
+        return x, c
+
+    def observe(self, i: int) -> np.ndarray:
+        """Neuron ``i``'s observation (float32, matching its observation space)."""
+        x, c = self.inputs(i, i + 1)
+        if self.has_context[i]:
+            return np.concatenate([x[0], c[0]])
+        return x[0].copy()
+
+    def observe_all(self) -> list[np.ndarray]:
+        """Every neuron's observation at once (the Parallel view's path)."""
+        x, c = self.inputs(0, self.num_neurons)
+        return [np.concatenate([x[i], c[i]]) if self.has_context[i] else x[i] for i in range(self.num_neurons)]
+
+    # -- the network's own policies ------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, start: int, end: int) -> np.ndarray:
+        """Sample neurons ``start:end`` from their own policies on their current observations.
+
+        The draws come from the engine's generator in the engine's own order (one call per stage), so a
+        view driven this way reproduces :func:`narla.rollout.collect` for the same generator state.
+        """
+        x, c = self.inputs(start, end)
+        device = self.engine.device
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device).unsqueeze(-1)
+        ct = torch.from_numpy(np.ascontiguousarray(c)).to(device).unsqueeze(-1)
+        logits = self.engine.population(xt, ct, start, end)
+        return self.engine._sample(logits, self.engine.wiring.motor[start:end]).cpu().numpy()[:, 0]
+
+    # -- acting --------------------------------------------------------------------------------
+    def check_action(self, name: str, action: Any) -> int:
+        """``action`` as an int, or a ``ValueError`` naming the agent and its action space."""
+        if isinstance(action, torch.Tensor) and action.numel() == 1:
+            action = action.item()
+        space = self.action_spaces[name]
+        if not space.contains(action):
+            raise ValueError(f"action for agent {name!r}: {action!r} is not in its action space {space}")
+        return int(action)
+
+    def set_action(self, i: int, action: int) -> None:
+        self.actions[i] = action
+        self.cur[self.num_sensors + i] = float(action > 0)
+        self.acted[i] = True
+
+    def end_tick(self) -> TickResult:
+        """Every neuron has acted: step the task with the readout's action and score the tick.
+
+        The :class:`NetworkState` is built exactly as :func:`narla.rollout.collect` builds it.
+        """
+        device = self.engine.device
+        actions = torch.from_numpy(self.actions).to(device).unsqueeze(1)
+        task_action = self.engine.readout(actions)
+        next_obs, reward, terminated, truncated = self.task.step(task_action)
+        done = terminated | truncated
+        spikes = torch.from_numpy(self.cur[self.num_sensors :].copy()).to(device).unsqueeze(0)
+        decay = float(self.scheme.trace_decay)
+        self.trace = decay * self.trace * (~self.first).unsqueeze(1) + (1.0 - decay) * spikes
+        state = NetworkState(
+            spikes, self.prev_spikes, self.trace, reward, done, self.first, self.wiring, self.episode
+        )
+        total, parts = self.scheme(state)
+        result = TickResult(
+            rewards=total[0].tolist(),
+            components={name: value[0].tolist() for name, value in parts.items()},
+            task_reward=float(reward[0]),
+            terminated=bool(terminated[0]),
+            truncated=bool(truncated[0]),
+        )
+        self.task_action = task_action[0].cpu().numpy()
+        self.prev_spikes, self.first = spikes, done
+        self.tick_count += 1
+        self.episode_return += result.task_reward
+        if result.terminated or result.truncated:
+            # The task has already reset itself; its terminal observation is gone, so the agents keep
+            # observing the last tick they acted on.
+            self.done = True
+            self.episode += 1
+        else:
+            self.prev = self.cur.copy()
+            self._begin_tick(next_obs)
+        return result
+
+    # -- rendering -----------------------------------------------------------------------------
+    def render_text(self) -> str:
+        """The network's current activity: sensors, then one row per layer (``#`` fired, ``.`` silent, ``?`` to act)."""
+        if not self.ready:
+            return "narla network: not reset yet\n"
+        status = "ended" if self.done else "running"
+        episode = self.episode - int(self.done)
+        lines = [f"episode {episode}  tick {self.tick_count}  return {self.episode_return:g}  ({status})"]
+        sensors = "  ".join(f"{name}={self.cur[k]:+.3f}" for k, name in enumerate(self.wiring.sensor_names))
+        lines.append(f"sensors  {sensors}")
+        for layer in sorted(set(self.layer.tolist())):
+            members = np.flatnonzero(self.layer == layer)
+            cells = "".join(
+                ("#" if self.actions[i] > 0 else ".") if (self.acted[i] or self.done) else "?" for i in members
+            )
+            fired = int(sum(self.actions[i] > 0 for i in members if self.acted[i] or self.done))
+            role = "motor" if self.motor[members].all() else "hidden"
+            lines.append(f"L{layer:<2} {role:<6} {cells}  {fired}/{len(members)} firing")
+        motors = [f"{self.names[i]}={int(self.actions[i])}" for i in np.flatnonzero(self.motor) if self.acted[i]]
+        if motors:
+            lines.append("motor    " + textwrap.shorten("  ".join(motors), 200))
+        if self.task_action is not None:
+            lines.append(f"last task action {np.array2string(self.task_action, precision=3)}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,221 @@
+"""The per-neuron reference: every neuron its own ``nn.Module``, stepped one neuron and one environment at a time.
+
+This is how the public NaRLA implementation runs a network (a Python loop over independent torch modules).
+Here it serves two purposes: it is the oracle the batched :class:`narla.neurons.Population` is tested
+against (same logits, same per-neuron gradients when the weights are copied over), and it is the baseline
+``narla bench`` measures the engine against.
+
+Each :class:`ReferenceNeuron` sees only its *real* synapses: its first layer is ``nn.Linear(fan_in_i, H)``,
+not the padded ``F`` columns of the stacked tensors, and its context map is ``nn.Linear(ctx_fan_in_i, 1)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from narla.cooperation import get_amtf
+from narla.engine import PROPAGATIONS
+from narla.neurons.population import ACTIVATIONS, Population
+from narla.wiring import Wiring
+
+
+def _linear(in_dim: int, out_dim: int, init: bool) -> nn.Linear:
+    """``nn.Linear(in_dim, out_dim)``, uninitialized unless ``init``; a neuron without context has ``in_dim = 0``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+        if init:
+            return nn.Linear(in_dim, out_dim)
+        return nn.utils.skip_init(nn.Linear, in_dim, out_dim)
+
+
+class ReferenceNeuron(nn.Module):
+    """One two-point neuron: an MLP ``fan_in -> hidden... -> D`` for R, a linear map of its context for C."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        ctx_dim: int,
+        hidden: Sequence[int] = (128, 128),
+        out_dim: int = 1,
+        activation: str = "leaky_relu",
+        amtf: str = "feedforward",
+        init: bool = True,
+    ) -> None:
+        super().__init__()
+        sizes = [in_dim, *hidden, out_dim]
+        self.layers = nn.ModuleList(_linear(a, b, init) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.context = _linear(ctx_dim, 1, init)
+        self.activation = ACTIVATIONS[activation]
+        self.amtf = get_amtf(amtf)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Feedforward inputs ``x[fan_in]`` and context inputs ``c[ctx_fan_in]`` -> output ``amtf(R, C)`` ``[D]``."""
+        r = x
+        last = len(self.layers) - 1
+        for j, layer in enumerate(self.layers):
+            r = layer(r)
+            if j < last:
+                r = self.activation(r)
+        return self.amtf(r, self.context(c))
+
+    @staticmethod
+    def sample(logits: torch.Tensor, motor: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A spike (Bernoulli on ``logits[0]``), or a categorical choice for a motor neuron with ``D > 1``; 0-d long."""
+        if motor and logits.shape[0] > 1:
+            return torch.multinomial(torch.softmax(logits, 0), 1, generator=generator)[0]
+        u = torch.rand((), generator=generator, device=logits.device)
+        return (u < torch.sigmoid(logits[0])).long()
+
+    @staticmethod
+    def log_prob(logits: torch.Tensor, action: torch.Tensor, motor: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability and entropy (0-d) of ``action`` under ``logits[D]``, with the engine's semantics."""
+        if motor and logits.shape[0] > 1:
+            logsm = torch.log_softmax(logits, 0)
+            return logsm[action], -(logsm.exp() * logsm).sum()
+        z = logits[0]
+        lp = -F.binary_cross_entropy_with_logits(z, action.clamp(max=1).to(z.dtype))
+        return lp, F.binary_cross_entropy_with_logits(z, torch.sigmoid(z))
+
+
+class ReferenceNetwork(nn.Module):
+    """``N`` :class:`ReferenceNeuron` wired like a :class:`Wiring`, looped over in engine order.
+
+    Activity vectors are ``[S + N]`` (sensors, then spikes in engine order), for ONE environment copy.
+    """
+
+    def __init__(
+        self,
+        neurons: Sequence[ReferenceNeuron],
+        ff_sources: Sequence[torch.Tensor],
+        ctx_sources: Sequence[torch.Tensor],
+        motor: Sequence[bool],
+        sensor_index: torch.Tensor,
+        propagation: str = "sweep",
+    ) -> None:
+        super().__init__()
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation: unknown mode {propagation!r}; allowed: {', '.join(PROPAGATIONS)}")
+        self.neurons = nn.ModuleList(neurons)
+        self.ff_sources = list(ff_sources)
+        self.ctx_sources = list(ctx_sources)
+        self.motor = list(motor)
+        self.sensor_index = sensor_index
+        self.propagation = propagation
+        self.num_sensors = int(sensor_index.shape[0])
+        self.num_neurons = len(self.neurons)
+
+    @classmethod
+    def from_population(
+        cls, population: Population, wiring: Wiring, propagation: str = "sweep", device: str | torch.device = "cpu"
+    ) -> ReferenceNetwork:
+        """Separate modules holding copies of each neuron's slice of the stacked parameters (policies only)."""
+        hidden = [w.shape[1] for w in population.policy.weights[:-1]]
+        activation = next(k for k, f in ACTIVATIONS.items() if f is population.policy.activation)
+        ff_mask = wiring.ff_mask.cpu() > 0
+        ctx_mask = wiring.ctx_mask.cpu() > 0
+        ff_idx, ctx_idx = wiring.ff_idx.cpu(), wiring.ctx_idx.cpu()
+        weights = [w.detach().to(device) for w in population.policy.weights]
+        biases = [b.detach().to(device) for b in population.policy.biases]
+        ctx_w, ctx_b = population.context_weight.detach().to(device), population.context_bias.detach().to(device)
+        neurons, ff_sources, ctx_sources = [], [], []
+        for i in range(wiring.num_neurons):
+            fm, cm = ff_mask[i], ctx_mask[i]
+            neuron = ReferenceNeuron(
+                int(fm.sum()), int(cm.sum()), hidden, population.out_dim, activation, population.amtf_name, init=False
+            ).to(device)
+            with torch.no_grad():
+                for j, layer in enumerate(neuron.layers):
+                    w = weights[j][i][:, fm.to(device)] if j == 0 else weights[j][i]
+                    layer.weight.copy_(w)
+                    layer.bias.copy_(biases[j][i, :, 0])
+                neuron.context.weight.copy_(ctx_w[i][:, cm.to(device)])
+                neuron.context.bias.copy_(ctx_b[i, :, 0])
+            neurons.append(neuron)
+            ff_sources.append(ff_idx[i][fm].to(device))
+            ctx_sources.append(ctx_idx[i][cm].to(device))
+        motor = wiring.motor.cpu().tolist()
+        return cls(neurons, ff_sources, ctx_sources, motor, wiring.sensor_index.to(device), propagation)
+
+    def _source(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Where feedforward inputs are read: this tick (sweep), or this tick's sensors and last tick's spikes."""
+        if self.propagation == "sweep":
+            return act
+        return torch.cat([act[: self.num_sensors], prev[self.num_sensors :]])
+
+    def logits(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Every neuron's output ``[N, D]`` given a full activity vector ``act[S + N]`` and ``prev[S + N]``."""
+        src = self._source(act, prev)
+        return torch.stack(
+            [nrn(src[f], prev[c]) for nrn, f, c in zip(self.neurons, self.ff_sources, self.ctx_sources, strict=True)]
+        )
+
+    @torch.no_grad()
+    def act(
+        self, obs: torch.Tensor, prev: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tick of one environment copy, one neuron at a time.
+
+        Args:
+            obs: ``[obs_dim]`` this copy's observation.
+            prev: ``[S + N]`` the previous tick's activity (zeros at an episode's start).
+
+        Returns:
+            ``act[S + N]`` (sensors, then spikes) and ``actions[N]`` (long: each neuron's choice).
+        """
+        s = self.num_sensors
+        act = torch.empty(s + self.num_neurons, device=obs.device)
+        act[:s] = obs[self.sensor_index]
+        src = self._source(act, prev)
+        actions = torch.empty(self.num_neurons, dtype=torch.long, device=obs.device)
+        for i, neuron in enumerate(self.neurons):
+            logits = neuron(src[self.ff_sources[i]], prev[self.ctx_sources[i]])
+            choice = neuron.sample(logits, self.motor[i], generator)
+            actions[i] = choice
+            act[s + i] = (choice > 0).float()
+        return act, actions
+
+    def evaluate_tick(
+        self, obs: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities and entropies ``[N]`` (with gradient) of one copy's recorded ``actions[N]``."""
+        act = torch.cat([obs[self.sensor_index], (actions > 0).float()])
+        src = self._source(act, prev)
+        lps, ents = [], []
+        for i, neuron in enumerate(self.neurons):
+            logits = neuron(src[self.ff_sources[i]], prev[self.ctx_sources[i]])
+            lp, ent = neuron.log_prob(logits, actions[i], self.motor[i])
+            lps.append(lp)
+            ents.append(ent)
+        return torch.stack(lps), torch.stack(ents)
+
+    def evaluate(
+        self, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`narla.engine.Engine.evaluate`, looping over ticks, copies and neurons.
+
+        Args:
+            obs: ``[T, B, obs_dim]``, actions: ``[T, B, N]``, first: ``[T, B]`` bool (episode starts).
+
+        Returns:
+            ``log_prob[T, B, N]`` and ``entropy[T, B, N]``.
+        """
+        t_len, b_len, _ = actions.shape
+        lps, ents = [], []
+        for t in range(t_len):
+            row_lp, row_ent = [], []
+            for b in range(b_len):
+                prev = torch.zeros(self.num_sensors + self.num_neurons, device=obs.device)
+                if t > 0 and not bool(first[t, b]):
+                    prev = torch.cat([obs[t - 1, b][self.sensor_index], (actions[t - 1, b] > 0).float()])
+                lp, ent = self.evaluate_tick(obs[t, b], prev, actions[t, b])
+                row_lp.append(lp)
+                row_ent.append(ent)
+            lps.append(torch.stack(row_lp))
+            ents.append(torch.stack(row_ent))
+        return torch.stack(lps), torch.stack(ents)

@@ -1,0 +1,319 @@
+"""``narla sweep``: a grid of scenario keys x seeds, one results directory per trial, run in worker processes.
+
+.. code-block:: console
+
+    narla sweep scenarios/cartpole_1layer.yaml --grid learning.lr=0.001,0.003 --seeds 0-4 --out runs/lr --workers 2
+
+Layout of ``--out``: ``SCENARIO_STEM/[KEY=VALUE,...]/seedN/`` (a ``narla run`` results directory per trial),
+plus ``trials.csv`` (one row per trial) and ``sweep.csv`` (one row per grid cell: scenario x grid values).
+A trial that raises is recorded with ``status: "failed: ..."`` in its ``summary.json`` and the tables; the
+others go on. A trial whose ``summary.json`` holds a non-failed status is finished and skipped on a re-run
+(delete its directory to run it again). Unsolved trials count as the episode cap in the ``solved_at``
+statistics, as the NaRLA paper counts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import re
+import statistics
+import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from narla.scenario import ScenarioError, parse_override
+
+TRIAL_FIELDS = ["cell", "scenario", "seed", "status", "solved_at", "episodes", "cap", "final_mean_return",
+                "wall_time_s", "dir"]
+CELL_FIELDS = ["cell", "trials", "solved", "failed", "solved_at_mean", "solved_at_median", "solved_at_min",
+               "solved_at_max", "final_return_mean", "wall_time_s", "errors"]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of the sweep: a scenario file, its grid values (``--set`` style) and a seed."""
+
+    scenario: str
+    grid: tuple[tuple[str, Any], ...]
+    seed: int
+    out: str
+    overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def cell(self) -> str:
+        """The grid cell's label: scenario stem plus its grid values (seeds of one cell aggregate)."""
+        values = " ".join(f"{k}={_fmt(v)}" for k, v in self.grid)
+        return f"{Path(self.scenario).stem} {values}".strip()
+
+    @property
+    def dir(self) -> Path:
+        """This trial's results directory."""
+        path = Path(self.out) / Path(self.scenario).stem
+        if self.grid:
+            path = path / _safe(",".join(f"{k}={_fmt(v)}" for k, v in self.grid))
+        return path / f"seed{self.seed}"
+
+
+def _fmt(value: Any) -> str:
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(
+        "\n...").strip()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,2,7-8"`` -> ``[0, 2, 7, 8]``."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise ScenarioError(f"--seeds {text!r}: expected integers and ranges, e.g. 0-4 or 0,2,5-7")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise ScenarioError(f"--seeds {text!r}: range {part.strip()} is empty")
+        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+    return seeds
+
+
+def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
+    """``["learning.lr=0.001,0.003"]`` -> ``{"learning.lr": [0.001, 0.003]}`` (each value parsed as YAML)."""
+    grid: dict[str, list[Any]] = {}
+    for text in items:
+        if "=" not in text:
+            raise ScenarioError(f"--grid {text!r}: expected KEY=V1,V2,..., e.g. learning.lr=0.001,0.003")
+        key, raw = text.split("=", 1)
+        parse_override(f"{key}=0")
+        values = [yaml.safe_load(v) for v in raw.split(",")]
+        if not raw or key in grid:
+            raise ScenarioError(f"--grid {text!r}: give each key once with at least one value")
+        grid[key] = values
+    return grid
+
+
+def make_trials(
+    scenarios: Sequence[str | Path], grid: dict[str, list[Any]], seeds: Sequence[int], out: str | Path,
+    overrides: Sequence[str] = (),
+) -> list[Trial]:
+    """The full product scenarios x grid values x seeds."""
+    for path in scenarios:
+        if not Path(path).is_file():
+            raise ScenarioError(f"scenario file {str(path)!r} does not exist")
+    stems = [Path(p).stem for p in scenarios]
+    if len(set(stems)) != len(stems):
+        raise ScenarioError("sweep: two scenario files share a name; their results directories would collide")
+    keys = list(grid)
+    combos = list(itertools.product(*(grid[k] for k in keys)))
+    return [
+        Trial(str(path), tuple(zip(keys, combo)), seed, str(out), tuple(overrides))
+        for path in scenarios
+        for combo in combos
+        for seed in seeds
+    ]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(trial: Trial) -> bool:
+    """A trial is finished when its ``summary.json`` exists with a status that is not ``failed: ...``."""
+    summary = _read_json(trial.dir / "summary.json")
+    return summary is not None and not str(summary.get("status", "failed")).startswith("failed")
+
+
+def _write_failure(trial: Trial, error: str) -> None:
+    path = trial.dir / "summary.json"
+    summary = _read_json(path)
+    if summary is not None and str(summary.get("status", "")).startswith("failed"):
+        return
+    trial.dir.mkdir(parents=True, exist_ok=True)
+    summary = {"seed": trial.seed, "status": f"failed: {error}", "episodes": 0, "solved_at": None}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def run_trial(trial: Trial) -> dict:
+    """Train one trial into its directory (in a worker process); errors are recorded, never raised."""
+    from narla import scenario as scenarios
+    from narla.training import Trainer
+
+    overrides = list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + [f"seed={trial.seed}"]
+    try:
+        scenario = scenarios.load(trial.scenario, overrides)
+        Trainer(scenario, trial.dir, progress=False).train()
+    except Exception as err:  # a failing trial must not stop the sweep
+        _write_failure(trial, f"{type(err).__name__}: {err}")
+        (trial.dir / "error.txt").write_text(traceback.format_exc())
+    return load_record(trial)
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def load_record(trial: Trial) -> dict:
+    """The trial's row for ``trials.csv``, read from its results directory."""
+    summary = _read_json(trial.dir / "summary.json") or {"status": "missing"}
+    cap = None
+    scenario_file = trial.dir / "scenario.yaml"
+    if scenario_file.is_file():
+        cap = (yaml.safe_load(scenario_file.read_text()) or {}).get("training", {}).get("max_episodes")
+    return {
+        "cell": trial.cell,
+        "scenario": Path(trial.scenario).stem,
+        "seed": trial.seed,
+        "status": summary.get("status"),
+        "solved_at": summary.get("solved_at"),
+        "episodes": summary.get("episodes"),
+        "cap": cap,
+        "final_mean_return": summary.get("final_mean_return"),
+        "wall_time_s": summary.get("wall_time_s"),
+        "dir": str(trial.dir),
+    }
+
+
+def run_sweep(trials: Sequence[Trial], workers: int | None = None, progress: bool = True) -> list[dict]:
+    """Run the unfinished trials in ``workers`` processes (default: one per core); records of all trials."""
+    workers = workers or len(os.sched_getaffinity(0))
+    todo = [t for t in trials if not is_finished(t)]
+    bar = tqdm(total=len(trials), initial=len(trials) - len(todo), unit="trial", disable=not progress,
+               dynamic_ncols=True, desc="sweep")
+    failed = 0
+    if todo:
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(run_trial, t): t for t in todo}
+            try:
+                for future in as_completed(futures):
+                    try:
+                        record = future.result()
+                    except Exception as err:  # the worker itself died (killed, out of memory)
+                        _write_failure(futures[future], f"{type(err).__name__}: {err}")
+                        record = load_record(futures[future])
+                    failed += str(record["status"]).startswith("failed")
+                    bar.update(1)
+                    bar.set_postfix(failed=failed, last=f"{record['cell']} s{record['seed']}: {record['status']}")
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                bar.close()
+    else:
+        bar.close()
+    return [load_record(t) for t in trials]
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "median": None, "min": None, "max": None}
+    return {"mean": statistics.fmean(values), "median": statistics.median(values), "min": min(values),
+            "max": max(values)}
+
+
+def aggregate(records: Sequence[dict]) -> list[dict]:
+    """One row per cell: solved_at statistics over its non-failed seeds (unsolved = the cap), final return."""
+    cells: dict[str, list[dict]] = {}
+    for r in records:
+        cells.setdefault(r["cell"], []).append(r)
+    rows = []
+    for cell, rs in cells.items():
+        ok = [r for r in rs if r["status"] not in (None, "missing") and not str(r["status"]).startswith("failed")]
+        bad = [r for r in rs if r not in ok]
+        solved = [r["solved_at"] if r["solved_at"] is not None else (r["cap"] or r["episodes"]) for r in ok]
+        returns = [r["final_mean_return"] for r in ok if r["final_mean_return"] is not None]
+        s = _stats([float(v) for v in solved])
+        rows.append({
+            "cell": cell,
+            "trials": len(rs),
+            "solved": sum(r["solved_at"] is not None for r in ok),
+            "failed": len(bad),
+            "solved_at_mean": s["mean"],
+            "solved_at_median": s["median"],
+            "solved_at_min": s["min"],
+            "solved_at_max": s["max"],
+            "final_return_mean": statistics.fmean(returns) if returns else None,
+            "wall_time_s": round(sum(r["wall_time_s"] or 0.0 for r in ok), 1),
+            "errors": "; ".join(f"seed {r['seed']}: {r['status']}" for r in bad),
+        })
+    return rows
+
+
+def _write_csv(path: Path, rows: Sequence[dict], fieldnames: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_tables(out: str | Path, records: Sequence[dict]) -> list[dict]:
+    """Write ``trials.csv`` and ``sweep.csv`` under ``out``; returns the cell rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = aggregate(records)
+    _write_csv(out / "trials.csv", records, TRIAL_FIELDS)
+    _write_csv(out / "sweep.csv", cells, CELL_FIELDS)
+    return cells
+
+
+def format_table(cells: Sequence[dict]) -> str:
+    """A plain-text table of the cells (solved_at: mean, median, min, max; final mean return)."""
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
+
+    header = ["cell", "solved", "mean", "median", "min", "max", "final return"]
+    body = [[c["cell"], f"{c['solved']}/{c['trials']}" + (f" ({c['failed']} failed)" if c["failed"] else ""),
+             num(c["solved_at_mean"]), num(c["solved_at_median"]), num(c["solved_at_min"]), num(c["solved_at_max"]),
+             num(c["final_return_mean"])] for c in cells]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+              for row in body]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``narla sweep`` options."""
+    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML files")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                        help="a scenario key and its values, e.g. learning.lr=0.001,0.003 (repeatable: product)")
+    parser.add_argument("--seeds", default="0", help="seeds, e.g. 0-4 or 0,3,7 (default 0)")
+    parser.add_argument("--out", type=Path, required=True, help="sweep directory (one results directory per trial)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field in every trial, e.g. training.max_episodes=2000")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the sweep, write ``trials.csv`` / ``sweep.csv`` and print the table; 1 if any trial failed."""
+    if args.workers is not None and args.workers < 1:
+        raise ScenarioError(f"--workers: must be >= 1, got {args.workers}")
+    for text in args.set:
+        parse_override(text)
+    trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), args.out, args.set)
+    records = run_sweep(trials, args.workers, progress=not args.quiet)
+    cells = write_tables(args.out, records)
+    print(format_table(cells))
+    print(f"results: {args.out}/sweep.csv", flush=True)
+    return 1 if any(c["failed"] for c in cells) else 0

@@ -1,0 +1,179 @@
+"""The trainer and `narla run`: learning, results directory, determinism, clear failures."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from narla.cli import main
+from narla.graph import GraphError
+from narla.rewards import RewardError, register_reward
+from narla.scenario import ScenarioError, from_dict
+from narla.training import Trainer, build
+
+SMALL = {
+    "name": "small",
+    "task": {"id": "cartpole", "num_envs": 4},
+    "network": {"builder": "layered", "layers": 1},
+    "neuron": {"hidden": [32, 32]},
+    "learning": {"lr": 0.003},
+    "training": {"max_episodes": 240},
+}
+
+
+def scenario(**changes):
+    data = json.loads(json.dumps(SMALL))
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            data.setdefault(section, {})[field] = value
+        else:
+            data[section] = value
+    return from_dict(data)
+
+
+def test_cartpole_mean_return_clearly_rises_with_task_reward():
+    trainer = Trainer(scenario(seed=1), progress=False)
+    trainer.train()
+    first, last = trainer.returns[:40], trainer.returns[-40:]
+    assert sum(last) / 40 > 2.5 * sum(first) / 40
+
+
+def test_same_seed_gives_identical_returns_on_cpu():
+    runs = []
+    for _ in range(2):
+        trainer = Trainer(scenario(seed=3, training__max_episodes=8, network={"layers": 2, "width": 5}), progress=False)
+        trainer.train()
+        runs.append(trainer.returns)
+    assert runs[0] == runs[1]
+
+
+def test_different_seeds_give_different_returns():
+    runs = []
+    for seed in (0, 1):
+        trainer = Trainer(scenario(seed=seed, training__max_episodes=16), progress=False)
+        trainer.train()
+        runs.append(trainer.returns)
+    assert runs[0] != runs[1]
+
+
+def test_training_stops_at_the_solve_criterion():
+    s = scenario(training={"max_episodes": 400, "solve_window": 4, "solve_threshold": 5.0})
+    summary = Trainer(s, progress=False).train()
+    assert summary["status"] == "solved" and summary["solved_at"] == 4 and summary["episodes"] == 4
+
+
+def test_actor_critic_trains_with_per_neuron_critics():
+    learning = {"rule": "actor_critic", "lr": 0.003}
+    s = scenario(learning=learning, training__max_episodes=8, network={"layers": 2, "width": 5})
+    trainer = Trainer(s, progress=False)
+    summary = trainer.train()
+    assert summary["episodes"] == 8
+    assert trainer.run.engine.population.critic is not None
+
+
+def test_delay_propagation_trains():
+    s = scenario(propagation="delay", training__max_episodes=4, network={"layers": 3, "width": 4})
+    assert Trainer(s, progress=False).train()["episodes"] == 4
+
+
+def test_unknown_builder_parameter_names_the_field():
+    with pytest.raises(ScenarioError, match=r"^network\.depth: unknown parameter of builder 'layered'"):
+        build(scenario(network={"builder": "layered", "depth": 3}))
+
+
+def test_unknown_builder_lists_allowed_builders():
+    with pytest.raises(ScenarioError, match=r"^network\.builder: unknown builder 'grid'; allowed: layered"):
+        build(scenario(network={"builder": "grid"}))
+
+
+def test_user_builder_by_dotted_path_is_validated():
+    with pytest.raises(ScenarioError, match="cannot import"):
+        build(scenario(network={"builder": "no_such_module:graph"}))
+
+
+def test_invalid_builder_argument_raises_graph_error():
+    with pytest.raises(GraphError):
+        build(scenario(network={"builder": "layered", "layers": 0}))
+
+
+def test_unknown_task_is_reported_under_task():
+    with pytest.raises(ScenarioError, match="^task: "):
+        build(scenario(task={"id": "pong"}))
+
+
+def test_readout_that_does_not_fit_the_task_is_reported():
+    with pytest.raises(ScenarioError, match="readout.kind: 'rate' needs a Box"):
+        build(scenario(readout={"kind": "rate"}))
+
+
+@register_reward("always_nan")
+def _always_nan(state):
+    return torch.full_like(state.spikes, float("nan"))
+
+
+def test_nan_reward_stops_training_naming_the_reward(tmp_path):
+    s = scenario(rewards=["task", "always_nan"], training__max_episodes=8)
+    with pytest.raises(RewardError, match="always_nan"):
+        Trainer(s, tmp_path, progress=False).train()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"].startswith("failed")
+
+
+def test_narla_run_writes_a_complete_results_directory(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: e2e\ntask: {num_envs: 2}\nneuron: {hidden: [16]}\ntraining: {max_episodes: 6}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--seed", "5", "--quiet"]) == 0
+    assert {p.name for p in out.iterdir()} == {"scenario.yaml", "episodes.csv", "summary.json", "model.pt"}
+    rows = list(csv.DictReader((out / "episodes.csv").open()))
+    assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert {"return", "length", "wall_clock", "loss", "firing_L1", "reward_task_L1"} <= set(rows[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 5 and summary["episodes"] == 6 and summary["neuron_steps_per_s"] > 0
+    assert "seed: 5" in (out / "scenario.yaml").read_text()
+
+
+def test_narla_run_with_malformed_scenario_exits_nonzero_with_one_message(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nlearning: {lr: -1}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "narla: error: learning.lr: must be > 0, got -1.0"
+    assert not (tmp_path / "out").exists()
+
+
+def test_narla_run_with_bad_override_exits_nonzero(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\n")
+    assert main(["run", str(path), "--set", "task.num_envs=zero", "--quiet"]) == 2
+    assert "task.num_envs: must be an integer" in capsys.readouterr().err
+
+
+def _readme_block(marker: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    after = text.split(f"<!-- {marker} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def test_readme_custom_reward_example_is_the_shipped_example():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    assert _readme_block("custom-reward:python") == (root / "examples" / "custom_reward.py").read_text()
+    assert _readme_block("custom-reward:yaml") == (root / "examples" / "custom_reward.yaml").read_text()
+
+
+def test_readme_custom_reward_example_runs_and_logs_its_component(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)
+    out = tmp_path / "out"
+    args = ["run", "examples/custom_reward.yaml", "--set", "training.max_episodes=8", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    header = (out / "episodes.csv").read_text().splitlines()[0].split(",")
+    assert "reward_agree_with_motor_L1" in header and "reward_agree_with_motor_L2" in header
