@@ -12,6 +12,7 @@ from pathlib import Path
 from narla.graph import GraphError
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError, apply_overrides
+from narla.training import ResultsExistError, TrainingError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ScenarioError, GraphError, RewardError) as err:
+    except (ScenarioError, GraphError, RewardError, ResultsExistError, TrainingError) as err:
         print(f"narla: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -71,6 +71,9 @@ class Readout:
             raise ValueError(f"readout {self.kind!r}: no motor neuron serves action(s) {missing}")
         self._motor_idx = motor_idx
         self._motor_group = torch.tensor([int(g) for g in groups], dtype=torch.long, device=motor_idx.device)
+        if isinstance(self.action_space, gym.spaces.Box):
+            self._low = torch.as_tensor(self.action_space.low, dtype=torch.float32, device=motor_idx.device)
+            self._high = torch.as_tensor(self.action_space.high, dtype=torch.float32, device=motor_idx.device)
         return self
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:

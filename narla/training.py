@@ -52,6 +52,10 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, say); the results written so far are kept."""
 
 
+class ResultsExistError(FileExistsError):
+    """The results directory already holds a run; narla never overwrites results."""
+
+
 def _import(path: str, field_name: str) -> Callable:
     module, _, attr = path.partition(":")
     try:
@@ -200,10 +204,17 @@ def _atomic_write(path: Path, text: str) -> None:
 class Trainer:
     """Runs a scenario until its solve criterion or ``training.max_episodes``."""
 
-    def __init__(self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(
+        self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False
+    ) -> None:
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        if self.out_dir is not None and not overwrite and (self.out_dir / "episodes.csv").exists():
+            raise ResultsExistError(
+                f"results directory {str(self.out_dir)!r} already holds a run; choose another --out "
+                "(narla never overwrites results)"
+            )
         self.scenario = scenario
         self.run = build(scenario)
-        self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         solve = self.run.task.solve
         self.solve_window = scenario.training.solve_window or (solve.window if solve else 100)

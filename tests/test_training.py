@@ -177,3 +177,14 @@ def test_readme_custom_reward_example_runs_and_logs_its_component(tmp_path, monk
     assert main(args) == 0
     header = (out / "episodes.csv").read_text().splitlines()[0].split(",")
     assert "reward_agree_with_motor_L1" in header and "reward_agree_with_motor_L2" in header
+
+
+def test_narla_run_refuses_to_overwrite_an_existing_results_directory(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nneuron: {hidden: [8]}\ntraining: {max_episodes: 2}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    before = (out / "episodes.csv").read_text()
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "episodes.csv").read_text() == before
