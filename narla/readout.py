@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import torch
 
@@ -88,11 +90,10 @@ class Readout:
         counts.index_add_(0, self._motor_group, spikes)
         if self.kind == "vote":
             return counts.argmax(0)
-        low = torch.as_tensor(self.action_space.low, dtype=torch.float32, device=spikes.device)
-        high = torch.as_tensor(self.action_space.high, dtype=torch.float32, device=spikes.device)
+        low, high = self._low, self._high
         rate = (counts / self.motor_per_group).T
         if self.kind == "squash":
             vote = 2.0 * rate - 1.0
-            squashed = torch.tanh(SQUASH_GAIN * vote) / torch.tanh(torch.tensor(SQUASH_GAIN))
+            squashed = torch.tanh(SQUASH_GAIN * vote) / math.tanh(SQUASH_GAIN)
             return (low + high) / 2 + (high - low) / 2 * squashed
         return low + (high - low) * rate

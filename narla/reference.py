@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from narla.cooperation import get_amtf
+from narla.cooperation import DEFAULT_SCALES, get_amtf, soft_bound
 from narla.engine import PROPAGATIONS
 from narla.neurons.population import ACTIVATIONS, Population
 from narla.wiring import Wiring
@@ -44,6 +44,7 @@ class ReferenceNeuron(nn.Module):
         out_dim: int = 1,
         activation: str = "leaky_relu",
         amtf: str = "feedforward",
+        amtf_scale: float | None | str = "default",
         init: bool = True,
     ) -> None:
         super().__init__()
@@ -52,17 +53,18 @@ class ReferenceNeuron(nn.Module):
         self.context = _linear(ctx_dim, 1, init)
         self.activation = ACTIVATIONS[activation]
         self.amtf = get_amtf(amtf)
+        self.amtf_scale = DEFAULT_SCALES[amtf] if amtf_scale == "default" else amtf_scale
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Feedforward inputs ``x[fan_in]`` and context inputs ``c[ctx_fan_in]`` -> output ``amtf(R, C)`` ``[D]``."""
+        """Inputs ``x[fan_in]``, context ``c[ctx_dim]`` -> ``amtf(s·tanh(R/s), s·tanh(C/s))`` ``[D]``."""
         r = x
         last = len(self.layers) - 1
         for j, layer in enumerate(self.layers):
             r = layer(r)
             if j < last:
                 r = self.activation(r)
-        return self.amtf(r, self.context(c))
+        return self.amtf(soft_bound(r, self.amtf_scale), soft_bound(self.context(c), self.amtf_scale))
 
     @staticmethod
     def sample(logits: torch.Tensor, motor: bool, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -86,7 +88,9 @@ class ReferenceNeuron(nn.Module):
 class ReferenceNetwork(nn.Module):
     """``N`` :class:`ReferenceNeuron` wired like a :class:`Wiring`, looped over in engine order.
 
-    Activity vectors are ``[S + N]`` (sensors, then spikes in engine order), for ONE environment copy.
+    Activity vectors are ``[S + N]`` (sensors, then spikes in engine order), for ONE environment copy. A neuron's
+    context inputs are its graph context sources (previous tick), its fixed positional encoding ``position[i]``
+    and the previous task action's features ``prev_action[A]`` (zeros when not given), as in the population.
     """
 
     def __init__(
@@ -97,6 +101,8 @@ class ReferenceNetwork(nn.Module):
         motor: Sequence[bool],
         sensor_index: torch.Tensor,
         propagation: str = "sweep",
+        positions: Sequence[torch.Tensor] | None = None,
+        action_dim: int = 0,
     ) -> None:
         super().__init__()
         if propagation not in PROPAGATIONS:
@@ -109,12 +115,19 @@ class ReferenceNetwork(nn.Module):
         self.propagation = propagation
         self.num_sensors = int(sensor_index.shape[0])
         self.num_neurons = len(self.neurons)
+        self.positions = (
+            list(positions) if positions is not None else [sensor_index.new_zeros(0).float()] * len(neurons)
+        )
+        self.action_dim = action_dim
 
     @classmethod
     def from_population(
         cls, population: Population, wiring: Wiring, propagation: str = "sweep", device: str | torch.device = "cpu"
     ) -> ReferenceNetwork:
         """Separate modules holding copies of each neuron's slice of the stacked parameters (policies only)."""
+        if population.slots is not None or population.ff_pool is not None or population.ctx_pool is not None:
+            raise ValueError("the reference models independent neurons: tied slots and pooling maps are not supported")
+        extra = population.position_dim + population.action_dim
         hidden = [w.shape[1] for w in population.policy.weights[:-1]]
         activation = next(k for k, f in ACTIVATIONS.items() if f is population.policy.activation)
         ff_mask = wiring.ff_mask.cpu() > 0
@@ -127,20 +140,36 @@ class ReferenceNetwork(nn.Module):
         for i in range(wiring.num_neurons):
             fm, cm = ff_mask[i], ctx_mask[i]
             neuron = ReferenceNeuron(
-                int(fm.sum()), int(cm.sum()), hidden, population.out_dim, activation, population.amtf_name, init=False
+                int(fm.sum()),
+                int(cm.sum()) + extra,
+                hidden,
+                population.out_dim,
+                activation,
+                population.amtf_name,
+                population.amtf_scale,
+                init=False,
             ).to(device)
+            ctx_cols = torch.cat([cm, torch.ones(extra, dtype=torch.bool)]).to(device)
             with torch.no_grad():
                 for j, layer in enumerate(neuron.layers):
                     w = weights[j][i][:, fm.to(device)] if j == 0 else weights[j][i]
                     layer.weight.copy_(w)
                     layer.bias.copy_(biases[j][i, :, 0])
-                neuron.context.weight.copy_(ctx_w[i][:, cm.to(device)])
+                neuron.context.weight.copy_(ctx_w[i][:, ctx_cols])
                 neuron.context.bias.copy_(ctx_b[i, :, 0])
             neurons.append(neuron)
             ff_sources.append(ff_idx[i][fm].to(device))
             ctx_sources.append(ctx_idx[i][cm].to(device))
         motor = wiring.motor.cpu().tolist()
-        return cls(neurons, ff_sources, ctx_sources, motor, wiring.sensor_index.to(device), propagation)
+        positions = list(population.position[:, :, 0].detach().to(device))
+        sensor_index = wiring.sensor_index.to(device)
+        return cls(neurons, ff_sources, ctx_sources, motor, sensor_index, propagation, positions, population.action_dim)
+
+    def _context(self, i: int, prev: torch.Tensor, prev_action: torch.Tensor | None) -> torch.Tensor:
+        """Neuron ``i``'s context inputs ``[Fc_i + P + A]``."""
+        if prev_action is None:
+            prev_action = prev.new_zeros(self.action_dim)
+        return torch.cat([prev[self.ctx_sources[i]], self.positions[i], prev_action])
 
     def _source(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         """Where feedforward inputs are read: this tick (sweep), or this tick's sensors and last tick's spikes."""
@@ -148,22 +177,30 @@ class ReferenceNetwork(nn.Module):
             return act
         return torch.cat([act[: self.num_sensors], prev[self.num_sensors :]])
 
-    def logits(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def logits(self, act: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None) -> torch.Tensor:
         """Every neuron's output ``[N, D]`` given a full activity vector ``act[S + N]`` and ``prev[S + N]``."""
         src = self._source(act, prev)
         return torch.stack(
-            [nrn(src[f], prev[c]) for nrn, f, c in zip(self.neurons, self.ff_sources, self.ctx_sources, strict=True)]
+            [
+                nrn(src[f], self._context(i, prev, prev_action))
+                for i, (nrn, f) in enumerate(zip(self.neurons, self.ff_sources, strict=True))
+            ]
         )
 
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor, prev: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        obs: torch.Tensor,
+        prev: torch.Tensor,
+        generator: torch.Generator | None = None,
+        prev_action: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One tick of one environment copy, one neuron at a time.
 
         Args:
             obs: ``[obs_dim]`` this copy's observation.
             prev: ``[S + N]`` the previous tick's activity (zeros at an episode's start).
+            prev_action: optional ``[A]`` features of the previous task action.
 
         Returns:
             ``act[S + N]`` (sensors, then spikes) and ``actions[N]`` (long: each neuron's choice).
@@ -174,33 +211,34 @@ class ReferenceNetwork(nn.Module):
         src = self._source(act, prev)
         actions = torch.empty(self.num_neurons, dtype=torch.long, device=obs.device)
         for i, neuron in enumerate(self.neurons):
-            logits = neuron(src[self.ff_sources[i]], prev[self.ctx_sources[i]])
+            logits = neuron(src[self.ff_sources[i]], self._context(i, prev, prev_action))
             choice = neuron.sample(logits, self.motor[i], generator)
             actions[i] = choice
             act[s + i] = (choice > 0).float()
         return act, actions
 
     def evaluate_tick(
-        self, obs: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor
+        self, obs: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor, prev_action: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities and entropies ``[N]`` (with gradient) of one copy's recorded ``actions[N]``."""
         act = torch.cat([obs[self.sensor_index], (actions > 0).float()])
         src = self._source(act, prev)
         lps, ents = [], []
         for i, neuron in enumerate(self.neurons):
-            logits = neuron(src[self.ff_sources[i]], prev[self.ctx_sources[i]])
+            logits = neuron(src[self.ff_sources[i]], self._context(i, prev, prev_action))
             lp, ent = neuron.log_prob(logits, actions[i], self.motor[i])
             lps.append(lp)
             ents.append(ent)
         return torch.stack(lps), torch.stack(ents)
 
     def evaluate(
-        self, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor
+        self, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, prev_action: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`narla.engine.Engine.evaluate`, looping over ticks, copies and neurons.
 
         Args:
-            obs: ``[T, B, obs_dim]``, actions: ``[T, B, N]``, first: ``[T, B]`` bool (episode starts).
+            obs: ``[T, B, obs_dim]``, actions: ``[T, B, N]``, first: ``[T, B]`` bool (episode starts),
+            prev_action: optional ``[T, B, A]`` previous-task-action features.
 
         Returns:
             ``log_prob[T, B, N]`` and ``entropy[T, B, N]``.
@@ -213,7 +251,8 @@ class ReferenceNetwork(nn.Module):
                 prev = torch.zeros(self.num_sensors + self.num_neurons, device=obs.device)
                 if t > 0 and not bool(first[t, b]):
                     prev = torch.cat([obs[t - 1, b][self.sensor_index], (actions[t - 1, b] > 0).float()])
-                lp, ent = self.evaluate_tick(obs[t, b], prev, actions[t, b])
+                pa = None if prev_action is None else prev_action[t, b]
+                lp, ent = self.evaluate_tick(obs[t, b], prev, actions[t, b], pa)
                 row_lp.append(lp)
                 row_ent.append(ent)
             lps.append(torch.stack(row_lp))

@@ -8,8 +8,8 @@ Layout of ``--out``: ``SCENARIO_STEM/[KEY=VALUE,...]/seedN/`` (a ``narla run`` r
 plus ``trials.csv`` (one row per trial) and ``sweep.csv`` (one row per grid cell: scenario x grid values).
 A trial that raises is recorded with ``status: "failed: ..."`` in its ``summary.json`` and the tables; the
 others go on. A trial whose ``summary.json`` holds a non-failed status is finished and skipped on a re-run
-(delete its directory to run it again). Unsolved trials count as the episode cap in the ``solved_at``
-statistics, as the NaRLA paper counts them.
+(delete its directory to run it again); an unfinished or failed trial starts over in its directory.
+Unsolved trials count as the episode cap in the ``solved_at`` statistics, as the NaRLA paper counts them.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def make_trials(
     keys = list(grid)
     combos = list(itertools.product(*(grid[k] for k in keys)))
     return [
-        Trial(str(path), tuple(zip(keys, combo)), seed, str(out), tuple(overrides))
+        Trial(str(path), tuple(zip(keys, combo, strict=True)), seed, str(out), tuple(overrides))
         for path in scenarios
         for combo in combos
         for seed in seeds
@@ -155,9 +155,10 @@ def run_trial(trial: Trial) -> dict:
     from narla.training import Trainer
 
     overrides = list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + [f"seed={trial.seed}"]
+    (trial.dir / "error.txt").unlink(missing_ok=True)
     try:
         scenario = scenarios.load(trial.scenario, overrides)
-        Trainer(scenario, trial.dir, progress=False).train()
+        Trainer(scenario, trial.dir, progress=False, overwrite=True).train()  # an unfinished trial starts over
     except Exception as err:  # a failing trial must not stop the sweep
         _write_failure(trial, f"{type(err).__name__}: {err}")
         (trial.dir / "error.txt").write_text(traceback.format_exc())
@@ -286,10 +287,10 @@ def format_table(cells: Sequence[dict]) -> str:
              num(c["solved_at_mean"]), num(c["solved_at_median"]), num(c["solved_at_min"]), num(c["solved_at_max"]),
              num(c["final_return_mean"])] for c in cells]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-              for row in body]
-    return "\n".join(lines)
+    def line(row: list[str]) -> str:
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+
+    return "\n".join(line(row) for row in [header, *body])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,13 +31,15 @@ CARTPOLE_BIO = {
     "neuron": {"hidden": [32, 32]},
     "rewards": {"terms": ["task", *BIO], "phases": [{"until_episode": 1, "terms": BIO}, {"terms": "all"}]},
 }
-# Two-point neurons with context edges (cooperation AMTF) on a small-world graph.
+# Two-point neurons with context edges (cooperation AMTF) on a small-world graph, plus the previous task
+# action as universal context.
 CARTPOLE_CONTEXT = {
     "name": "envs_cartpole_context",
     "seed": 11,
     "task": {"id": "cartpole"},
     "network": {"builder": "small_world", "n_neurons": 13, "layers": 3, "k": 3, "p": 0.2},
     "neuron": {"hidden": [16], "amtf": "cooperation"},
+    "context": {"universal_action": True},
     "rewards": {"terms": ["task", "activity", {"name": "sparsity", "params": {"scope": "neighbourhood"}}, "trace"]},
 }
 
@@ -87,7 +89,8 @@ def test_agents_are_graph_nodes_with_spaces_declared_up_front():
     assert ctx > 0
     for i, agent in enumerate(env.possible_agents):
         has_context = bool(wiring.ctx_mask[i].sum() > 0)
-        assert env.observation_space(agent).shape == (fan + (ctx if has_context else 0),)
+        # feedforward inputs, graph context (where the neuron has it), the previous task action (one-hot, 2)
+        assert env.observation_space(agent).shape == (fan + (ctx if has_context else 0) + 2,)
         assert env.observation_space(agent).dtype == np.float32
         assert env.action_space(agent) == spaces.Discrete(2)
     motor = env.possible_agents[int(wiring.motor_idx[0])]
@@ -137,6 +140,11 @@ def test_ansi_render_draws_the_network_activity():
     assert "tick 0" in text and "sensors" in text
     assert "L1  hidden #####??????????  5/15 firing" in text
     assert "L3  motor  ?  0/1 firing" in text
+    par = parallel_env(CARTPOLE_BIO, render_mode="ansi")
+    par.reset(seed=0)
+    par.step({agent: 1 for agent in par.agents})
+    text = par.render()  # the last finished tick: the spikes the neurons observe now
+    assert "tick 1" in text and "L1  hidden ###############  15/15 firing" in text and "motor_0=1" in text
 
 
 def test_bad_actions_and_mismatched_engines_are_refused():
@@ -232,13 +240,16 @@ def _check_same_episode(rec: dict, rollout, engine, names: list[str]) -> None:
     # the agents' observations are exactly their policies' inputs: same log-probs as the engine's re-evaluation
     expected, _, _ = engine.evaluate(rollout.obs[:t], rollout.actions[:t], rollout.first[:t])
     wiring, population = engine.wiring, engine.population
-    fan, ctx_fan = wiring.ff_idx.shape[1], wiring.ctx_idx.shape[1]
+    fan, ctx_fan, a = wiring.ff_idx.shape[1], wiring.ctx_idx.shape[1], population.action_dim
     with torch.no_grad():
         for i, name in enumerate(names):
             obs = torch.tensor(np.stack([tick[name] for tick in rec["obs"]]))  # [T, dim]
             x = obs[:, :fan].T.unsqueeze(0)
-            c = obs[:, fan:].T.unsqueeze(0) if obs.shape[1] > fan else torch.zeros(1, ctx_fan, t)
-            lp, _ = log_prob(population(x, c, i, i + 1), actions[:, i].unsqueeze(0), wiring.motor[i : i + 1])
+            ctx = obs[:, fan : obs.shape[1] - a]
+            c = ctx.T.unsqueeze(0) if ctx.shape[1] else torch.zeros(1, ctx_fan, t)
+            kwargs = {"prev_action": obs[:, obs.shape[1] - a :]} if a else {}
+            logits = population(x, c, i, i + 1, **kwargs)
+            lp, _ = log_prob(logits, actions[:, i].unsqueeze(0), wiring.motor[i : i + 1])
             torch.testing.assert_close(lp[0], expected[:, 0, i], rtol=1e-5, atol=1e-5)
 
 
@@ -253,7 +264,7 @@ def test_view_driven_by_the_networks_policies_reproduces_the_engine_rollout(scen
     names = env.possible_agents
     task = _SeedOnce(ref.task, s.seed)
     for episode in range(2):  # the second episode continues both random streams (and switches reward phase)
-        rollout = collect(ref.engine, task, ref.scheme, episode=episode)
+        rollout = collect(ref.engine, task, ref.scheme, episode=episode, sync_every=1)  # no ticks past the end
         reset = env.reset(seed=s.seed if episode == 0 else None)
         rec = _drive_aec(env) if view == "aec" else _drive_parallel(env, reset[0])
         _check_same_episode(rec, rollout, ref.engine, names)

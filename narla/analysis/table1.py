@@ -73,7 +73,9 @@ def cell_stats(records: list[dict], cap: int = 20000) -> dict:
     return stats
 
 
-def plot_cell(path: Path, title: str, runs: list[tuple[int, list[float]]], paper: int, threshold: float = 300.0) -> None:
+def plot_cell(
+    path: Path, title: str, runs: list[tuple[int, list[float]]], paper: int, threshold: float = 300.0
+) -> None:
     """One PNG: each seed's 100-episode mean return against episodes, the threshold and the paper's mean."""
     import matplotlib
 
@@ -217,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             run_sweep(trials, args.workers, progress=not args.quiet)
         records = [load_record(t) for t in trials]
         write_tables(args.runs, records)
-        path = render(records, args.out, COMMAND.format(runs=args.runs, out=args.out), args.scenarios)
+        command = COMMAND.format(runs=args.runs, out=args.out) + "".join(f" --set {kv}" for kv in args.set)
+        if args.seeds != "0-4":
+            command += f" --seeds {args.seeds}"
+        path = render(records, args.out, command, args.scenarios)
     except ScenarioError as err:
         print(f"table1: error: {err}", file=sys.stderr)
         return 2

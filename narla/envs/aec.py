@@ -140,16 +140,14 @@ class NeuronAECEnv(AECEnv):
         if self.render_mode is None:
             logger.warn("render() was called without a render_mode; build the view with render_mode='ansi'")
             return None
-        return self.core.render_text()
+        return self.core.render_text(in_progress=True)
 
     def close(self) -> None:
         if self.owns_task:
             self.core.task.close()
 
 
-def aec_env(
-    scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None
-) -> NeuronAECEnv:
+def aec_env(scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None) -> NeuronAECEnv:
     """The AEC view of ``scenario`` (a :class:`~narla.scenario.Scenario`, its dict form or a YAML path).
 
     The run is built as :func:`narla.training.build` builds it, with one task copy and ``propagation:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
+
 from narla.envs.aec import aec_env
+from narla.envs.core import build_run
 from narla.envs.parallel import parallel_env
 from narla.rollout import collect
 
@@ -57,14 +60,18 @@ def _drive_engine(run, seconds: float) -> tuple[int, float]:
     return ticks, time.perf_counter() - start
 
 
-def bench_steps_per_second(view: str = "aec", seconds: float = 2.0, policy: str = "own", seed: int = 0) -> dict:
+def bench_steps_per_second(
+    view: str = "aec", seconds: float = 2.0, policy: str = "own", seed: int = 0, num_threads: int | None = None
+) -> dict:
     """Task steps per second of a PettingZoo view and of the engine (``B = 1``, same propagation mode).
 
     Both play whole CartPole episodes with NaRLA's 3-layer network (31 neurons, all five rewards) for about
     ``seconds`` each. ``policy="own"`` drives the view with the network's own policies
     (:meth:`~narla.envs.NeuronAECEnv.policy_action` / :meth:`~narla.envs.NeuronParallelEnv.policy_actions`),
-    ``"random"`` with samples of each agent's action space. Returns a flat dict of the numbers, with
-    ``ratio`` = view steps/s over engine steps/s.
+    ``"random"`` with samples of each agent's action space. ``num_threads`` (if given) sets torch's
+    intra-op threads for the measurement (``B = 1`` gains nothing from more than one; on a shared machine
+    extra threads only contend). Returns a flat dict of the numbers, with ``ratio`` = view steps/s over
+    engine steps/s.
     """
     if view not in VIEWS:
         raise ValueError(f"view: unknown view {view!r}; allowed: {', '.join(VIEWS)}")
@@ -73,16 +80,20 @@ def bench_steps_per_second(view: str = "aec", seconds: float = 2.0, policy: str 
     if seconds <= 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
     scenario = dict(BENCH_SCENARIO, seed=seed)
-    env = aec_env(scenario) if view == "aec" else parallel_env(scenario)
-    env.reset(seed=seed)
-    drive = _drive_aec if view == "aec" else _drive_parallel
-    view_ticks, view_time = drive(env, seconds, policy == "own")
-    env.close()
-    from narla.envs.core import build_run
-
-    run = build_run(scenario, PROPAGATION[view])
-    engine_ticks, engine_time = _drive_engine(run, seconds)
-    run.task.close()
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        env = aec_env(scenario) if view == "aec" else parallel_env(scenario)
+        env.reset(seed=seed)
+        drive = _drive_aec if view == "aec" else _drive_parallel
+        view_ticks, view_time = drive(env, seconds, policy == "own")
+        env.close()
+        run = build_run(scenario, PROPAGATION[view])
+        engine_ticks, engine_time = _drive_engine(run, seconds)
+        run.task.close()
+    finally:
+        torch.set_num_threads(threads)
     neurons = len(env.possible_agents)
     view_rate, engine_rate = view_ticks / view_time, engine_ticks / engine_time
     return {
@@ -90,6 +101,7 @@ def bench_steps_per_second(view: str = "aec", seconds: float = 2.0, policy: str 
         "propagation": PROPAGATION[view],
         "policy": policy,
         "num_neurons": neurons,
+        "num_threads": num_threads if num_threads is not None else threads,
         "view_steps": view_ticks,
         "view_steps_per_s": round(view_rate, 1),
         "view_agent_steps_per_s": round(view_rate * neurons, 1),

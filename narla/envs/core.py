@@ -9,10 +9,13 @@ population, reward scheme) and keeps the activity of one network the way :mod:`n
   :class:`~narla.rewards.state.NetworkState` handed to the run's :class:`~narla.rewards.RewardScheme`.
 
 An agent's observation is what its synapses carry, as the population reads it: its feedforward inputs
-(padded to the network's largest fan-in ``F``, padding zero), then, for a neuron that has context inputs,
-its context inputs (padded to ``Fc``), which always read the previous tick. Which tick the feedforward
-inputs read depends on the propagation mode: ``sweep`` (this tick's presynaptic spikes; the AEC view) or
-``delay`` (the previous tick's; the Parallel view). Sensors always carry the task's current observation.
+(padded to the network's largest fan-in ``F``, padding zero), then, for a neuron that has context edges,
+its graph context inputs (padded to ``Fc``), which always read the previous tick, then, when the
+scenario feeds the previous task action as universal context (``context.universal_action``), those
+``A`` action features (zeros on an episode's first tick). Which tick the feedforward inputs read depends
+on the propagation mode: ``sweep`` (this tick's presynaptic spikes; the AEC view) or ``delay`` (the
+previous tick's; the Parallel view). Sensors always carry the task's current observation. Fixed
+per-neuron constants (a positional encoding, pooling maps) are part of the policy, not the observation.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from narla.context import action_features
 from narla.engine import Engine
 from narla.rewards.scheme import RewardScheme
 from narla.rewards.state import NetworkState
@@ -95,6 +99,7 @@ class NetworkCore:
         self.ctx_mask = wiring.ctx_mask.cpu().numpy().astype(np.float32)
         self.fan_in, self.ctx_fan_in = self.ff_idx.shape[1], self.ctx_idx.shape[1]
         self.has_context = self.ctx_mask.sum(1) > 0
+        self.action_dim = int(getattr(engine.population, "action_dim", 0))
         self.sensor_index = wiring.sensor_index.cpu().numpy()
         self.motor = wiring.motor.cpu().numpy()
         self.layer = wiring.layer.cpu().numpy()
@@ -118,12 +123,22 @@ class NetworkCore:
         high = np.where(sensor, np.inf, np.where(real, 1.0, 0.0))
         return low, high
 
+    def _action_feature_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """One-hot features of a Discrete task action lie in [0, 1]; a Box action's in its bounds."""
+        space = self.engine.readout.action_space
+        if isinstance(space, spaces.Box):
+            return space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
+        return np.zeros(self.action_dim), np.ones(self.action_dim)
+
     def _observation_space(self, i: int) -> spaces.Box:
-        low, high = self._input_bounds(self.ff_idx[i], self.ff_mask[i])
+        parts = [self._input_bounds(self.ff_idx[i], self.ff_mask[i])]
         if self.has_context[i]:
-            c_low, c_high = self._input_bounds(self.ctx_idx[i], self.ctx_mask[i])
-            low, high = np.concatenate([low, c_low]), np.concatenate([high, c_high])
-        return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+            parts.append(self._input_bounds(self.ctx_idx[i], self.ctx_mask[i]))
+        if self.action_dim:
+            parts.append(self._action_feature_bounds())
+        low = np.concatenate([p[0] for p in parts]).astype(np.float32)
+        high = np.concatenate([p[1] for p in parts]).astype(np.float32)
+        return spaces.Box(low, high, dtype=np.float32)
 
     def _action_space(self, i: int) -> spaces.Discrete:
         """Discrete(2) (silent / fire) for every neuron but a categorical motor neuron (one choice per action)."""
@@ -145,10 +160,12 @@ class NetworkCore:
         self.prev = np.zeros(n, dtype=np.float32)
         self.cur = np.zeros(n, dtype=np.float32)
         self.actions = np.zeros(self.num_neurons, dtype=np.int64)
+        self.last_actions = np.zeros(self.num_neurons, dtype=np.int64)
         self.acted = np.zeros(self.num_neurons, dtype=bool)
         self.prev_spikes = torch.zeros(1, self.num_neurons, device=self.engine.device)
         self.trace = torch.zeros(1, self.num_neurons, device=self.engine.device)
         self.first = torch.ones(1, dtype=torch.bool, device=self.engine.device)
+        self.prev_action = np.zeros(self.action_dim, dtype=np.float32)
         self.tick_count = 0
         self.episode_return = 0.0
         self.task_action = None
@@ -181,31 +198,41 @@ class NetworkCore:
         c = self.prev[self.ctx_idx[start:end]] * self.ctx_mask[start:end]
         return x, c
 
+    def _join(self, i: int, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        parts = [x]
+        if self.has_context[i]:
+            parts.append(c)
+        if self.action_dim:
+            parts.append(self.prev_action)
+        return np.concatenate(parts) if len(parts) > 1 else x.copy()
+
     def observe(self, i: int) -> np.ndarray:
         """Neuron ``i``'s observation (float32, matching its observation space)."""
         x, c = self.inputs(i, i + 1)
-        if self.has_context[i]:
-            return np.concatenate([x[0], c[0]])
-        return x[0].copy()
+        return self._join(i, x[0], c[0])
 
     def observe_all(self) -> list[np.ndarray]:
         """Every neuron's observation at once (the Parallel view's path)."""
         x, c = self.inputs(0, self.num_neurons)
-        return [np.concatenate([x[i], c[i]]) if self.has_context[i] else x[i] for i in range(self.num_neurons)]
+        return [self._join(i, x[i], c[i]) for i in range(self.num_neurons)]
 
     # -- the network's own policies ------------------------------------------------------------
     @torch.no_grad()
     def sample(self, start: int, end: int) -> np.ndarray:
-        """Sample neurons ``start:end`` from their own policies on their current observations.
+        """Sample neurons ``start:end`` from their own policies on their current inputs.
 
-        The draws come from the engine's generator in the engine's own order (one call per stage), so a
-        view driven this way reproduces :func:`narla.rollout.collect` for the same generator state.
+        The logits come from the engine's own stage computation on the activity the agents observe, and
+        the draws from the engine's generator in the engine's order (one call per stage), so a view driven
+        this way reproduces :func:`narla.rollout.collect` for the same generator state.
         """
-        x, c = self.inputs(start, end)
         device = self.engine.device
-        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device).unsqueeze(-1)
-        ct = torch.from_numpy(np.ascontiguousarray(c)).to(device).unsqueeze(-1)
-        logits = self.engine.population(xt, ct, start, end)
+        src = torch.from_numpy(self._feedforward_source().copy()).to(device).unsqueeze(1)
+        prev = torch.from_numpy(self.prev.copy()).to(device).unsqueeze(1)
+        if self.action_dim:
+            prev_action = torch.from_numpy(self.prev_action.copy()).to(device).unsqueeze(0)
+            logits = self.engine._stage(src, prev, start, end, prev_action)
+        else:
+            logits = self.engine._stage(src, prev, start, end)
         return self.engine._sample(logits, self.engine.wiring.motor[start:end]).cpu().numpy()[:, 0]
 
     # -- acting --------------------------------------------------------------------------------
@@ -236,9 +263,7 @@ class NetworkCore:
         spikes = torch.from_numpy(self.cur[self.num_sensors :].copy()).to(device).unsqueeze(0)
         decay = float(self.scheme.trace_decay)
         self.trace = decay * self.trace * (~self.first).unsqueeze(1) + (1.0 - decay) * spikes
-        state = NetworkState(
-            spikes, self.prev_spikes, self.trace, reward, done, self.first, self.wiring, self.episode
-        )
+        state = NetworkState(spikes, self.prev_spikes, self.trace, reward, done, self.first, self.wiring, self.episode)
         total, parts = self.scheme(state)
         result = TickResult(
             rewards=total[0].tolist(),
@@ -249,6 +274,7 @@ class NetworkCore:
         )
         self.task_action = task_action[0].cpu().numpy()
         self.prev_spikes, self.first = spikes, done
+        self.last_actions = self.actions.copy()
         self.tick_count += 1
         self.episode_return += result.task_reward
         if result.terminated or result.truncated:
@@ -258,14 +284,25 @@ class NetworkCore:
             self.episode += 1
         else:
             self.prev = self.cur.copy()
+            if self.action_dim:
+                features = action_features(task_action, self.engine.readout.action_space)
+                self.prev_action = features[0].detach().to("cpu", torch.float32).numpy()
             self._begin_tick(next_obs)
         return result
 
     # -- rendering -----------------------------------------------------------------------------
-    def render_text(self) -> str:
-        """The network's current activity: sensors, then one row per layer (``#`` fired, ``.`` silent, ``?`` to act)."""
+    def render_text(self, in_progress: bool) -> str:
+        """The network's activity as text: a header, the sensors, one row per layer (``#`` fired, ``.`` silent).
+
+        ``in_progress``: draw the tick being played, ``?`` marking neurons still to act (the AEC view);
+        otherwise the last finished tick, i.e. the spikes the neurons observe now (the Parallel view).
+        """
         if not self.ready:
             return "narla network: not reset yet\n"
+        if in_progress and not self.done:
+            actions, shown = self.actions, self.acted
+        else:
+            actions, shown = self.last_actions, np.ones(self.num_neurons, dtype=bool)
         status = "ended" if self.done else "running"
         episode = self.episode - int(self.done)
         lines = [f"episode {episode}  tick {self.tick_count}  return {self.episode_return:g}  ({status})"]
@@ -273,13 +310,11 @@ class NetworkCore:
         lines.append(f"sensors  {sensors}")
         for layer in sorted(set(self.layer.tolist())):
             members = np.flatnonzero(self.layer == layer)
-            cells = "".join(
-                ("#" if self.actions[i] > 0 else ".") if (self.acted[i] or self.done) else "?" for i in members
-            )
-            fired = int(sum(self.actions[i] > 0 for i in members if self.acted[i] or self.done))
+            cells = "".join(("#" if actions[i] > 0 else ".") if shown[i] else "?" for i in members)
+            fired = int(sum(actions[i] > 0 for i in members if shown[i]))
             role = "motor" if self.motor[members].all() else "hidden"
             lines.append(f"L{layer:<2} {role:<6} {cells}  {fired}/{len(members)} firing")
-        motors = [f"{self.names[i]}={int(self.actions[i])}" for i in np.flatnonzero(self.motor) if self.acted[i]]
+        motors = [f"{self.names[i]}={int(actions[i])}" for i in np.flatnonzero(self.motor) if shown[i]]
         if motors:
             lines.append("motor    " + textwrap.shorten("  ".join(motors), 200))
         if self.task_action is not None:

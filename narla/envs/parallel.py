@@ -82,8 +82,10 @@ class NeuronParallelEnv(ParallelEnv):
         self.core.require_running()
         missing = [agent for agent in self.agents if agent not in actions]
         if missing:
-            raise ValueError(f"actions: every live agent acts each tick; missing {', '.join(missing[:5])}"
-                             + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+            raise ValueError(
+                f"actions: every live agent acts each tick; missing {', '.join(missing[:5])}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            )
         unknown = [agent for agent in actions if agent not in self.core.index]
         if unknown:
             raise ValueError(f"actions: unknown agent(s) {', '.join(map(repr, unknown[:5]))}")
@@ -128,7 +130,7 @@ class NeuronParallelEnv(ParallelEnv):
         if self.render_mode is None:
             logger.warn("render() was called without a render_mode; build the view with render_mode='ansi'")
             return None
-        return self.core.render_text()
+        return self.core.render_text(in_progress=False)
 
     def close(self) -> None:
         if self.owns_task:

@@ -1,0 +1,257 @@
+"""Specification: the batched population is exactly N independent neurons (narla.reference is the oracle)."""
+
+import gymnasium as gym
+import pytest
+import torch
+
+from narla.engine import Engine
+from narla.graph import layered, random_sparse, small_world
+from narla.learning.clip import clip_per_neuron
+from narla.neurons import Population
+from narla.readout import Readout
+from narla.reference import ReferenceNetwork
+from narla.wiring import compile_graph
+
+HIDDEN = (16, 16)
+
+
+def build(graph, out_dim: int = 1, amtf: str = "feedforward", propagation: str = "sweep", seed: int = 0, **options):
+    """Engine and reference network with the same (copied) weights."""
+    torch.manual_seed(seed)
+    wiring = compile_graph(graph)
+    population = Population(wiring, out_dim=out_dim, hidden=HIDDEN, amtf=amtf, **options)
+    with torch.no_grad():  # context weights are random, biases too, so every path of the AMTF is exercised
+        population.context_bias.normal_()
+    readout = Readout("choice", gym.spaces.Discrete(out_dim if out_dim > 1 else 2))
+    engine = Engine(wiring, population, readout, propagation, torch.Generator().manual_seed(seed))
+    return engine, ReferenceNetwork.from_population(population, wiring, propagation)
+
+
+def random_rollout(engine: Engine, t: int = 4, b: int = 3, seed: int = 1):
+    """``t`` ticks of ``b`` copies acted by the engine on random observations; the second copy restarts at tick 2."""
+    torch.manual_seed(seed)
+    obs = torch.randn(t, b, engine.wiring.num_sensors)
+    first = torch.zeros(t, b, dtype=torch.bool)
+    first[0] = True
+    first[2, 1] = True
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, b)
+    actions = []
+    for k in range(t):
+        prev = prev * (~first[k]).float()
+        prev, acts = engine.tick(obs[k], prev)
+        actions.append(acts.T)
+    return obs, torch.stack(actions), first
+
+
+def random_activity(engine: Engine, cols: int = 5, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random activity vectors ``act, prev [S + N, cols]``: real-valued sensors, binary spikes."""
+    g = torch.Generator().manual_seed(seed)
+    s, n = engine.num_sensors, engine.num_neurons
+
+    def one() -> torch.Tensor:
+        return torch.cat([torch.randn(s, cols, generator=g), (torch.rand(n, cols, generator=g) < 0.5).float()])
+
+    return one(), one()
+
+
+NETWORKS = {
+    "layered-3-local": lambda: build(layered(4, layers=3, width=15, connectivity="local")),
+    "random-sparse": lambda: build(random_sparse(4, 60, fan_in=5, layers=4, seed=3)),
+    "context-cooperation": lambda: build(
+        small_world(4, 30, k=4, p=0.2, layers=3, seed=1), amtf="cooperation", position_dim=4
+    ),
+    "categorical-motor": lambda: build(layered(4, layers=3, width=6), out_dim=3, amtf="additive"),
+}
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_batched_logits_equal_per_neuron_reference(name):
+    engine, reference = NETWORKS[name]()
+    act, prev = random_activity(engine)
+    with torch.no_grad():
+        stacked = engine._stage(act, prev, 0, engine.num_neurons)  # [N, D, cols]
+        for col in range(act.shape[1]):
+            ref = reference.logits(act[:, col], prev[:, col])  # [N, D]
+            torch.testing.assert_close(stacked[:, :, col], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_context_graph_really_uses_context():
+    engine, reference = NETWORKS["context-cooperation"]()
+    assert engine.wiring.ctx_mask.sum() > 0
+    act, prev = random_activity(engine, cols=1)
+    with torch.no_grad():
+        assert not torch.allclose(reference.logits(act[:, 0], prev[:, 0]), reference.logits(act[:, 0], 0 * prev[:, 0]))
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_evaluate_log_probs_of_recorded_ticks_equal_reference(name):
+    engine, reference = NETWORKS[name]()
+    obs, actions, first = random_rollout(engine)
+    with torch.no_grad():
+        logp, ent, _ = engine.evaluate(obs, actions, first)
+        ref_logp, ref_ent = reference.evaluate(obs, actions, first)
+    torch.testing.assert_close(logp, ref_logp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent, ref_ent, atol=1e-5, rtol=1e-5)
+
+
+def stacked_slices(engine: Engine, i: int, grads: bool) -> list[torch.Tensor | None]:
+    """Neuron ``i``'s slices of the stacked policy and context parameters (or their gradients), reference layout."""
+    pop, fm, cm = engine.population, engine.wiring.ff_mask[i] > 0, engine.wiring.ctx_mask[i] > 0
+    cm = torch.cat([cm, torch.ones(pop.position_dim + pop.action_dim, dtype=torch.bool)])  # then the universal context
+    out = []
+    for j, (w, b) in enumerate(zip(pop.policy.weights, pop.policy.biases, strict=True)):
+        w, b = (w.grad, b.grad) if grads else (w, b)
+        out += [w[i][:, fm] if j == 0 else w[i], b[i, :, 0]]
+    cw, cb = (pop.context_weight.grad, pop.context_bias.grad) if grads else (pop.context_weight, pop.context_bias)
+    out += [None if cw is None else cw[i][:, cm], None if cb is None else cb[i, :, 0]]
+    return out
+
+
+def reference_params(reference: ReferenceNetwork, i: int) -> list[torch.nn.Parameter]:
+    neuron = reference.neurons[i]
+    params = [p for layer in neuron.layers for p in (layer.weight, layer.bias)]
+    return params + [neuron.context.weight, neuron.context.bias]
+
+
+def reinforce_losses(engine: Engine, reference: ReferenceNetwork, seed: int = 5):
+    """``-Σ log π(a) · A`` over a random rollout with random advantages: the stacked total and one per neuron."""
+    obs, actions, first = random_rollout(engine)
+    adv = torch.randn(actions.shape, generator=torch.Generator().manual_seed(seed))
+    logp, _, _ = engine.evaluate(obs, actions, first)
+    ref_logp, _ = reference.evaluate(obs, actions, first)
+    per_neuron = -(ref_logp * adv).sum((0, 1))  # [N]
+    return -(logp * adv).sum(), per_neuron
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_gradient_of_stacked_loss_is_each_neurons_own_gradient(name):
+    engine, reference = NETWORKS[name]()
+    total, per_neuron = reinforce_losses(engine, reference)
+    total.backward()
+    for i in range(engine.num_neurons):
+        own = torch.autograd.grad(per_neuron[i], reference_params(reference, i), retain_graph=True, allow_unused=True)
+        for got, want in zip(stacked_slices(engine, i, grads=True), own, strict=True):
+            if want is None:  # a parameter the AMTF ignores (feedforward: no context path)
+                assert got is None or torch.count_nonzero(got) == 0
+            else:
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_padded_synapses_get_no_gradient():
+    engine, reference = NETWORKS["random-sparse"]()
+    engine2, _ = NETWORKS["layered-3-local"]()
+    for eng in (engine, engine2):
+        total, _ = reinforce_losses(eng, ReferenceNetwork.from_population(eng.population, eng.wiring))
+        total.backward()
+        pad = eng.wiring.ff_mask == 0  # [N, F]
+        assert pad.any()
+        grad = eng.population.policy.weights[0].grad  # [N, H, F]
+        assert torch.count_nonzero(grad.transpose(1, 2)[pad]) == 0
+
+
+def test_neuron_parameter_slices_are_disjoint():
+    engine, _ = NETWORKS["context-cooperation"]()
+    obs, actions, first = random_rollout(engine)
+    logp, _, _ = engine.evaluate(obs, actions, first)
+    i = 7
+    logp[..., i].sum().backward()
+    for p in engine.population.parameters():
+        if p.grad is None:
+            continue
+        others = torch.cat([p.grad[:i], p.grad[i + 1 :]])
+        assert torch.count_nonzero(others) == 0
+    assert torch.count_nonzero(engine.population.policy.weights[1].grad[i]) > 0
+
+
+def test_one_adam_over_the_stack_equals_one_adam_per_neuron():
+    engine, reference = NETWORKS["context-cooperation"]()
+    stacked_opt = torch.optim.Adam(engine.population.parameters(), lr=1e-2)
+    own_opts = [torch.optim.Adam(reference_params(reference, i), lr=1e-2) for i in range(engine.num_neurons)]
+    for step in range(2):
+        total, per_neuron = reinforce_losses(engine, reference, seed=step)
+        stacked_opt.zero_grad()
+        total.backward()
+        stacked_opt.step()
+        for opt in own_opts:
+            opt.zero_grad()
+        per_neuron.sum().backward()  # each neuron's loss only reaches its own module
+        for opt in own_opts:
+            opt.step()
+    for i in range(engine.num_neurons):
+        for got, want in zip(stacked_slices(engine, i, grads=False), reference_params(reference, i), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_sampled_firing_rates_match_reference_probabilities():
+    engine, reference = NETWORKS["layered-3-local"]()
+    obs = torch.randn(1, engine.wiring.num_sensors).expand(4000, -1)
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 4000)
+    act, _ = engine.tick(obs, prev)
+    layer1 = engine.wiring.layer == 1  # their inputs are the (fixed) observation only
+    with torch.no_grad():
+        p = torch.sigmoid(reference.logits(act[:, 0], prev[:, 0])[:, 0])
+    rate = act[engine.num_sensors :].mean(1)
+    assert torch.allclose(rate[layer1], p[layer1], atol=0.04)
+
+
+def test_delay_mode_reads_last_ticks_spikes_and_sweep_mode_this_ticks():
+    graph = layered(4, layers=3, width=5, connectivity="full")
+    obs = torch.randn(2, 1, 4)
+    first = torch.tensor([[True], [False]])
+    base = torch.zeros(2, 1, 11, dtype=torch.long)
+    layer1 = slice(0, 5)
+    layer2 = slice(5, 10)
+    for propagation in ("sweep", "delay"):
+        engine, reference = build(graph, propagation=propagation)
+        assert engine.wiring.layer[layer2].eq(2).all()
+        changed_now, changed_before = base.clone(), base.clone()
+        changed_now[1, 0, layer1] = 1  # layer-1 spikes at tick 1
+        changed_before[0, 0, layer1] = 1  # layer-1 spikes at tick 0
+        with torch.no_grad():
+            lp = {
+                k: engine.evaluate(obs, a, first)[0][1, 0, layer2]
+                for k, a in (("base", base), ("now", changed_now), ("before", changed_before))
+            }
+            ref = reference.evaluate(obs, changed_before, first)[0][1, 0, layer2]
+        torch.testing.assert_close(lp["before"], ref, atol=1e-5, rtol=1e-5)
+        if propagation == "sweep":
+            assert not torch.allclose(lp["now"], lp["base"])
+            assert torch.allclose(lp["before"], lp["base"])
+        else:
+            assert torch.allclose(lp["now"], lp["base"])
+            assert not torch.allclose(lp["before"], lp["base"])
+
+
+def test_tick_runs_one_population_call_per_stage_whatever_the_width(monkeypatch):
+    calls = []
+    original = Population.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Population, "forward", counting)
+    for width in (15, 150):
+        engine, _ = build(layered(4, layers=5, width=width))
+        calls.clear()
+        engine.tick(torch.randn(2, 4), torch.zeros(engine.num_sensors + engine.num_neurons, 2))
+        assert len(calls) == len(engine.wiring.stages) == 5
+
+
+def test_clip_per_neuron_clips_each_neuron_by_its_own_norm():
+    w = torch.nn.Parameter(torch.zeros(3, 2, 2))
+    b = torch.nn.Parameter(torch.zeros(3, 2, 1))
+    w.grad = torch.zeros(3, 2, 2)
+    b.grad = torch.zeros(3, 2, 1)
+    w.grad[0, 0, 0] = 30.0  # neuron 0: norm 50 -> clipped to 1
+    b.grad[0, 0, 0] = 40.0
+    w.grad[1, 1, 1] = 0.5  # neuron 1: norm 0.5 -> untouched
+    w.grad[2] = 2.0  # neuron 2: norm 4 -> clipped to 1
+    before_w, before_b = w.grad.clone(), b.grad.clone()
+    norms = clip_per_neuron([w, b], 1.0)
+    torch.testing.assert_close(norms, torch.tensor([50.0, 0.5, 4.0]))
+    after = (w.grad.pow(2).sum((1, 2)) + b.grad.pow(2).sum((1, 2))).sqrt()
+    torch.testing.assert_close(after, torch.tensor([1.0, 0.5, 1.0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(w.grad[1], before_w[1])
+    torch.testing.assert_close(w.grad[0] / after[0], before_w[0] / 50.0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.grad[2], before_b[2])

@@ -1,0 +1,98 @@
+"""``narla sweep`` (parallel trials, failures recorded, finished trials skipped) and the Table 1 rendering."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from narla.analysis import table1
+from narla.cli import main as cli_main
+from narla.scenario import ScenarioError
+from narla.sweep import Trial, aggregate, load_record, parse_grid, parse_seeds
+
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "cartpole_1layer.yaml"
+TINY = ["--set", "training.max_episodes=3", "--set", "task.max_episode_steps=20", "--set", "neuron.hidden=[8]"]
+
+
+def test_parse_seeds_and_grid():
+    assert parse_seeds("0-2,5") == [0, 1, 2, 5]
+    assert parse_grid(["learning.lr=0.001,0.003", "task.num_envs=2"]) == {
+        "learning.lr": [0.001, 0.003], "task.num_envs": [2]}
+    for bad in ("a", "3-1"):
+        with pytest.raises(ScenarioError):
+            parse_seeds(bad)
+    with pytest.raises(ScenarioError):
+        parse_grid(["learning.lr"])
+
+
+def test_sweep_parallel_failure_and_skip(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(SCENARIO), "--grid", "learning.lr=0.001,-1", "--seeds", "0-1", "--out", str(out),
+            "--workers", "2", "--quiet", *TINY]
+    assert cli_main(argv) == 1  # some trials failed, the others finished
+    printed = capsys.readouterr().out
+    assert "learning.lr=0.001" in printed and "0/2 (2 failed)" in printed
+
+    good = [out / "cartpole_1layer" / "learning.lr=0.001" / f"seed{s}" for s in (0, 1)]
+    bad = [out / "cartpole_1layer" / "learning.lr=-1" / f"seed{s}" for s in (0, 1)]
+    for d in good:
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["status"] == "max_episodes" and summary["episodes"] == 3
+        assert (d / "episodes.csv").is_file() and (d / "model.pt").is_file()
+    for d in bad:
+        assert "learning.lr" in json.loads((d / "summary.json").read_text())["status"]
+
+    with open(out / "sweep.csv", newline="") as f:
+        cells = {row["cell"]: row for row in csv.DictReader(f)}
+    ok, failed = cells["cartpole_1layer learning.lr=0.001"], cells["cartpole_1layer learning.lr=-1"]
+    assert ok["failed"] == "0" and float(ok["solved_at_mean"]) == 3.0  # unsolved counts as the cap
+    assert failed["failed"] == "2" and "learning.lr" in failed["errors"]
+    with open(out / "trials.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 4
+
+    stamps = [(d / "summary.json").stat().st_mtime_ns for d in good]
+    assert cli_main(argv) == 1
+    assert [(d / "summary.json").stat().st_mtime_ns for d in good] == stamps  # finished trials are skipped
+
+    summary = json.loads((good[0] / "summary.json").read_text())
+    (good[0] / "summary.json").write_text(json.dumps({**summary, "status": "failed: interrupted"}))
+    assert cli_main(argv) == 1  # an unfinished trial starts over in its directory
+    assert json.loads((good[0] / "summary.json").read_text())["status"] == "max_episodes"
+    assert (good[1] / "summary.json").stat().st_mtime_ns == stamps[1]
+
+
+def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episodes: int) -> dict:
+    trial = Trial(scenario=f"scenarios/table1/{name}.yaml", grid=(), seed=seed, out=str(root))
+    trial.dir.mkdir(parents=True)
+    status = "solved" if solved_at else "max_episodes"
+    summary = {"status": status, "solved_at": solved_at, "episodes": episodes, "final_mean_return": 310.0,
+               "wall_time_s": 60.0}
+    (trial.dir / "summary.json").write_text(json.dumps(summary))
+    (trial.dir / "scenario.yaml").write_text(yaml.safe_dump({"training": {"max_episodes": 20000}}))
+    with open(trial.dir / "episodes.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["episode", "return"])
+        writer.writerows([i + 1, min(500, 10 + i)] for i in range(episodes))
+    return load_record(trial)
+
+
+def test_table1_render(tmp_path):
+    records = [
+        _fake_trial(tmp_path / "runs", "all_L1", 0, 400, 400),
+        _fake_trial(tmp_path / "runs", "all_L1", 1, 600, 600),
+        _fake_trial(tmp_path / "runs", "task_L5", 0, None, 50),
+    ]
+    cells = {c["cell"]: c for c in aggregate(records)}
+    assert cells["task_L5"]["solved_at_mean"] == 20000  # unsolved counts as the cap
+    path = table1.render(records, tmp_path / "docs", "python -m narla.analysis.table1")
+    text = path.read_text()
+    assert "| All | 500 (1,480) |" in text  # ours beside the paper's
+    assert "1,275" in text and "7,691" in text and "4,824" in text
+    assert "| All | 1 | 1,480 | 500 | 500 |" in text  # paper, mean, median
+    assert "| Task | 5 | 20,000 | 20,000 |" in text and "0/1" in text
+    assert (tmp_path / "docs" / "table1" / "all_L1.png").stat().st_size > 1000
+    assert (tmp_path / "docs" / "table1" / "bio_all_L2.png").is_file()  # cells without trials still get a plot
