@@ -247,6 +247,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny networks and budgets (a smoke test)")
     parser.add_argument("--only", action="append", metavar="NAME", help="only networks whose name contains NAME")
     parser.add_argument(
+        "--views",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the PettingZoo AEC and Parallel views against the engine (default: on, off with --quick)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -273,8 +279,30 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for cfg in chosen:
         rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1)))
+    views = []
+    if args.views if args.views is not None else not args.quick:
+        from narla.envs import bench_steps_per_second
+
+        views = [bench_steps_per_second(view, seconds=seconds) for view in ("aec", "parallel")]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + [dict(v, kind="pettingzoo_view") for v in views], indent=2))
     else:
         print(format_table(rows, machine_info(device)))
+        if views:
+            print()
+            print(format_views(views))
     return 0
+
+
+def format_views(views: list[dict]) -> str:
+    """The PettingZoo views' task steps/s beside the engine's (B = 1, same network and propagation mode)."""
+    lines = [
+        "PettingZoo views vs engine: NaRLA 3-layer CartPole network, all five rewards, B = 1, own policies",
+        f"{'view':<10}{'propagation':<13}{'view steps/s':>14}{'engine steps/s':>16}{'view/engine':>13}",
+    ]
+    for v in views:
+        lines.append(
+            f"{v['view']:<10}{v['propagation']:<13}{v['view_steps_per_s']:>14,.1f}"
+            f"{v['engine_steps_per_s']:>16,.1f}{v['ratio']:>12.2f}x"
+        )
+    return "\n".join(lines)

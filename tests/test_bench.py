@@ -31,3 +31,13 @@ def test_bench_table_names_what_is_measured(capsys):
 def test_bench_rejects_an_unknown_network(capsys):
     assert main(["bench", "--quick", "--only", "nope"]) == 2
     assert "matches no network" in capsys.readouterr().err
+
+
+def test_bench_reports_pettingzoo_view_rates_beside_the_engine(capsys):
+    args = ["bench", "--quick", "--only", "tiny", "--views", "--json", "--seconds", "0.05", "--rounds", "1"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    views = [r for r in rows if r.get("kind") == "pettingzoo_view"]
+    assert {v["view"] for v in views} == {"aec", "parallel"}
+    for v in views:
+        assert v["view_steps_per_s"] > 0 and v["engine_steps_per_s"] > 0 and v["ratio"] > 0

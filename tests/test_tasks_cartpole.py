@@ -99,3 +99,10 @@ def test_batch_equals_single_runs():
             else:
                 torch.testing.assert_close(obs[i], single_obs[0], rtol=0.0, atol=1e-6)
     assert not any(alive)
+
+
+def test_unseeded_reset_continues_the_seeded_random_stream():
+    a, b = CartPole(3), CartPole(3)
+    a.reset(seed=7)
+    b.reset(seed=7)
+    assert torch.equal(a.reset(), b.reset())
