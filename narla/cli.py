@@ -1,4 +1,4 @@
-"""The ``narla`` command line: ``narla run``, ``narla bench``."""
+"""The ``narla`` command line: ``narla run`` (``--resume DIR``), ``narla eval``, ``narla bench``, ``narla sweep``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
+    if args.resume is not None:
+        return _resume(args, overrides)
+    if args.scenario is None:
+        raise ScenarioError("narla run: give a scenario file, or --resume DIR to continue a run")
     scenario = scenarios.load(args.scenario, overrides)
     out = args.out
     if out is None:
@@ -33,6 +37,26 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2))
     print(f"results: {out}", file=sys.stderr)
     return 0
+
+
+def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
+    from narla.checkpoint import resume
+
+    if args.scenario is not None or args.out is not None:
+        raise ScenarioError("narla run --resume DIR: the scenario and results directory are DIR's; drop SCENARIO/--out")
+    trainer = resume(args.resume, overrides, progress=not args.quiet)
+    summary = trainer.train()
+    print(json.dumps(summary, indent=2))
+    print(f"results: {args.resume}", file=sys.stderr)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from narla.evaluate import main as eval_main
+
+    if args.episodes < 1:
+        raise ScenarioError(f"--episodes: must be >= 1, got {args.episodes}")
+    return eval_main(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -52,13 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train a scenario and write a results directory")
-    run.add_argument("scenario", help="path to a scenario YAML file")
+    run.add_argument("scenario", nargs="?", help="path to a scenario YAML file")
+    run.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint.pt (--set extends it)"
+    )
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. learning.lr=0.01")
     run.add_argument("--out", type=Path, help="results directory (default runs/NAME-sSEED-TIME)")
     run.add_argument("--device", help="cpu (default), cuda or cuda:N")
     run.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
+
+    from narla.evaluate import add_arguments as add_eval_arguments
+
+    evaluation = sub.add_parser("eval", help="replay a learned policy for N episodes (and optionally a video)")
+    add_eval_arguments(evaluation)
+    evaluation.set_defaults(func=_eval)
 
     from narla.bench import add_arguments
 

@@ -50,8 +50,13 @@ class Engine:
         self.num_sensors = wiring.num_sensors
         self.num_neurons = wiring.num_neurons
         self.stages = wiring.stages if propagation == "sweep" else [(0, wiring.num_neurons)]
-        self._ff_mask = wiring.ff_mask.unsqueeze(-1)
-        self._ctx_mask = wiring.ctx_mask.unsqueeze(-1)
+        ff_mask, ctx_mask = wiring.ff_mask.unsqueeze(-1), wiring.ctx_mask.unsqueeze(-1)
+        # Per-stage index and mask slices, cut once here rather than on every tick.
+        self._slices = {
+            (a, b): (wiring.ff_idx[a:b], ff_mask[a:b], wiring.ctx_idx[a:b], ctx_mask[a:b], wiring.motor[a:b])
+            for a, b in self.stages
+        }
+        self._uses_context = population.amtf_name != "feedforward"
 
     # -- shared pieces -------------------------------------------------------------------------
     def sensors(self, obs: torch.Tensor) -> torch.Tensor:
@@ -66,11 +71,26 @@ class Engine:
         ``src[S + N, cols]`` supplies feedforward inputs, ``prev[S + N, cols]`` (the previous tick)
         supplies context, ``prev_action[cols, A]`` the previous task action (universal context).
         """
-        x = src[self.wiring.ff_idx[start:end]] * self._ff_mask[start:end]
-        c = prev[self.wiring.ctx_idx[start:end]] * self._ctx_mask[start:end]
+        ff_idx, ff_mask, ctx_idx, ctx_mask, _ = self._stage_slices(start, end)
+        x = src[ff_idx] * ff_mask
+        c = prev[ctx_idx] * ctx_mask if self._uses_context else prev.new_zeros(end - start, 0, src.shape[1])
         if self.population.action_dim:
             return self.population(x, c, start, end, prev_action=prev_action)
         return self.population(x, c, start, end)
+
+    def _stage_slices(self, start: int, end: int) -> tuple[torch.Tensor, ...]:
+        """``(ff_idx, ff_mask, ctx_idx, ctx_mask, motor)`` of neurons ``start:end`` (cached for the stages)."""
+        cached = self._slices.get((start, end))
+        if cached is not None:
+            return cached
+        w = self.wiring
+        return (
+            w.ff_idx[start:end],
+            w.ff_mask[start:end, :, None],
+            w.ctx_idx[start:end],
+            w.ctx_mask[start:end, :, None],
+            w.motor[start:end],
+        )
 
     def _feedforward_source(self, act: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
         if self.propagation == "sweep":
@@ -99,7 +119,7 @@ class Engine:
         src = self._feedforward_source(act, prev)
         for start, end in self.stages:
             logits = self._stage(src, prev, start, end, prev_action)
-            actions[start:end] = self._sample(logits, self.wiring.motor[start:end])
+            actions[start:end] = self._sample(logits, self._stage_slices(start, end)[4])
             act[self.num_sensors + start : self.num_sensors + end] = (actions[start:end] > 0).float()
         return act, actions
 
@@ -166,7 +186,8 @@ class Engine:
             logps.append(lp)
             ents.append(ent)
             if values:
-                x = src[self.wiring.ff_idx[start:end]] * self._ff_mask[start:end]
+                ff_idx, ff_mask = self._stage_slices(start, end)[:2]
+                x = src[ff_idx] * ff_mask
                 vals.append(self.population.value(x, start, end))
 
         def back(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -86,9 +86,14 @@ class ContextConfig:
 
 @dataclass
 class LearningConfig:
-    """The learning rule and its hyper-parameters (every neuron learns from its own reward)."""
+    """The learning rule and its hyper-parameters (every neuron learns from its own reward).
 
-    rule: str = _choices("reinforce", "actor_critic", default="reinforce")
+    ``es`` (per-neuron evolution strategies, :mod:`narla.learning.es`) uses ``lr``, ``sigma`` (perturbation
+    scale), ``population`` (M antithetic pairs; ``task.num_envs`` must be a multiple of 2M) and
+    ``fitness_shaping``; ``gamma`` and the gradient options do not apply to it.
+    """
+
+    rule: str = _choices("reinforce", "actor_critic", "es", default="reinforce")
     lr: float = 1e-3
     gamma: float = 0.99
     normalize_returns: bool = True
@@ -96,16 +101,24 @@ class LearningConfig:
     gae_lambda: float = 0.95
     value_coef: float = 0.5
     max_grad_norm: float | None = None
+    sigma: float = 0.05
+    population: int = 8
+    fitness_shaping: str = _choices("centered_rank", "none", default="centered_rank")
 
 
 @dataclass
 class TrainingConfig:
-    """When to stop and what to keep. ``solve_*`` default to the task's own criterion."""
+    """When to stop and what to keep. ``solve_*`` default to the task's own criterion.
+
+    ``checkpoint_every``: write ``checkpoint.pt`` (the whole run state, :mod:`narla.checkpoint`) each time
+    this many more episodes have finished, and at the end; ``narla run --resume DIR`` continues from it.
+    """
 
     max_episodes: int = 20000
     solve_window: int | None = None
     solve_threshold: float | None = None
     stop_when_solved: bool = True
+    checkpoint_every: int | None = None
 
 
 @dataclass
@@ -213,6 +226,10 @@ def _check_ranges(s: Scenario) -> None:
     need(0.0 <= s.learning.gae_lambda <= 1.0, "learning.gae_lambda", "in [0, 1]", s.learning.gae_lambda)
     need(s.learning.max_grad_norm is None or s.learning.max_grad_norm > 0, "learning.max_grad_norm", "> 0",
          s.learning.max_grad_norm)
+    need(s.learning.sigma > 0, "learning.sigma", "> 0", s.learning.sigma)
+    need(s.learning.population >= 1, "learning.population", ">= 1", s.learning.population)
+    need(s.training.checkpoint_every is None or s.training.checkpoint_every >= 1, "training.checkpoint_every",
+         ">= 1 (or null)", s.training.checkpoint_every)
     need(s.training.max_episodes >= 1, "training.max_episodes", ">= 1", s.training.max_episodes)
     need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
          s.training.solve_window)

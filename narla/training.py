@@ -31,6 +31,7 @@ from narla.context import action_dim, add_context
 from narla.cooperator import input_pooling, tied_slots
 from narla.engine import Engine
 from narla.learning import ActorCritic, Reinforce
+from narla.learning.es import PerNeuronES
 from narla.neurons import Population
 from narla.neurons.attention import AttentionPopulation
 from narla.readout import Readout
@@ -105,7 +106,7 @@ class Run:
     wiring: Wiring
     engine: Engine
     scheme: RewardScheme
-    learner: Reinforce | ActorCritic
+    learner: Reinforce | ActorCritic | PerNeuronES
     device: torch.device
     generator: torch.Generator = field(repr=False, default=None)
 
@@ -161,6 +162,15 @@ def build(scenario: Scenario) -> Run:
     cfg = scenario.learning
     if rule == "reinforce":
         learner = Reinforce(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm)
+    elif rule == "es":
+        es_generator = torch.Generator(device=device)
+        es_generator.manual_seed(scenario.seed + 2)
+        try:
+            learner = PerNeuronES(
+                engine, task.num_envs, cfg.lr, cfg.sigma, cfg.population, cfg.fitness_shaping, es_generator
+            )
+        except ValueError as err:
+            raise ScenarioError(str(err)) from None
     else:
         learner = ActorCritic(
             engine, cfg.lr, cfg.gamma, cfg.gae_lambda, cfg.value_coef, cfg.entropy_coef, cfg.normalize_returns,
@@ -223,6 +233,8 @@ class Trainer:
             self.solve_threshold = solve.threshold
         self.returns: list[float] = []
         self.solved_at: int | None = None
+        self.resumed_from: int | None = None  # set by narla.checkpoint.resume: episodes.csv is appended to
+        self.wall_offset = 0.0  # wall time of the sessions before a resume, seconds
 
     def _start_results(self) -> None:
         if self.out_dir is not None:
@@ -234,11 +246,14 @@ class Trainer:
         run, cfg = self.run, self.scenario.training
         self._start_results()
         csv_file = writer = None
-        window: deque[float] = deque(maxlen=self.solve_window)
+        window: deque[float] = deque(self.returns[-self.solve_window :], maxlen=self.solve_window)
+        every = cfg.checkpoint_every
         start = time.perf_counter()
         neuron_steps = 0
         status = "max_episodes"
-        bar = tqdm(total=cfg.max_episodes, disable=not self.progress, unit="ep", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.max_episodes, initial=len(self.returns), disable=not self.progress, unit="ep", dynamic_ncols=True
+        )
         try:
             while len(self.returns) < cfg.max_episodes:
                 episode = len(self.returns)
@@ -253,7 +268,8 @@ class Trainer:
                         "learning.max_grad_norm (results so far are kept)"
                     )
                 neuron_steps += int(sum(rows["length"])) * run.wiring.num_neurons
-                elapsed = time.perf_counter() - start
+                elapsed = self.wall_offset + time.perf_counter() - start
+                done_before = len(self.returns)
                 keys = list(rows)
                 for b in range(len(rows["return"])):
                     if len(self.returns) >= cfg.max_episodes:
@@ -265,9 +281,11 @@ class Trainer:
                     row.update({k: rows[k][b] for k in keys})
                     if self.out_dir is not None:
                         if writer is None:
-                            csv_file = open(self.out_dir / "episodes.csv", "w", newline="")
+                            append = self.resumed_from is not None and (self.out_dir / "episodes.csv").exists()
+                            csv_file = open(self.out_dir / "episodes.csv", "a" if append else "w", newline="")
                             writer = csv.DictWriter(csv_file, fieldnames=list(row))
-                            writer.writeheader()
+                            if not append:
+                                writer.writeheader()
                         writer.writerow(row)
                     if (
                         self.solved_at is None
@@ -282,6 +300,8 @@ class Trainer:
                 bar.set_postfix(
                     mean=f"{sum(window) / max(len(window), 1):.1f}", eps=f"{len(self.returns) / elapsed:.1f}/s"
                 )
+                if every is not None and self.out_dir is not None and len(self.returns) // every > done_before // every:
+                    self.save_checkpoint(elapsed)
                 if self.solved_at is not None and cfg.stop_when_solved:
                     status = "solved"
                     break
@@ -296,6 +316,8 @@ class Trainer:
             if self.out_dir is not None:
                 _atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
                 self.save(self.out_dir / "model.pt")
+                if every is not None and not status.startswith("failed"):
+                    self.save_checkpoint(self.wall_offset + time.perf_counter() - start)
         return summary
 
     def _summary(self, status: str, wall: float, neuron_steps: int) -> dict:
@@ -318,10 +340,21 @@ class Trainer:
         }
 
     def save(self, path: Path) -> None:
-        """Write the population's parameters and the scenario atomically."""
+        """Write the population's parameters, the scenario and the task's observation normalizer atomically."""
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"scenario": self.scenario.to_dict(), "population": self.run.engine.population.state_dict()}, tmp)
+        model = {"scenario": self.scenario.to_dict(), "population": self.run.engine.population.state_dict()}
+        normalizer = getattr(self.run.task, "normalizer", None)
+        if normalizer is not None:
+            model["normalizer"] = normalizer.state_dict()
+        torch.save(model, tmp)
         os.replace(tmp, path)
+
+    def save_checkpoint(self, wall_time_s: float = 0.0) -> None:
+        """Write ``checkpoint.pt``: the whole run state, for ``narla run --resume`` (:mod:`narla.checkpoint`)."""
+        from narla.checkpoint import CHECKPOINT, save_checkpoint
+
+        if self.out_dir is not None:
+            save_checkpoint(self, self.out_dir / CHECKPOINT, wall_time_s)
 
 
 def _best_window_mean(returns: list[float], window: int) -> float | None:

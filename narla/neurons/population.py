@@ -175,6 +175,8 @@ class Population(nn.Module):
     ) -> torch.Tensor:
         """Output pre-activations ``amtf(s·tanh(R/s), s·tanh(C/s))``: ``[n, D, cols]`` for neurons ``start:end``."""
         r = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))
+        if self.amtf_name == "feedforward":  # context is ignored: skip computing it
+            return soft_bound(r, self.amtf_scale)
         c = self.context(self.context_inputs(c_in, start, end, prev_action), start, end)
         return self.amtf(soft_bound(r, self.amtf_scale), soft_bound(c, self.amtf_scale))
 

@@ -21,11 +21,13 @@ def make_ant(
     asynchronous: bool = True,
     normalize_obs: bool = True,
     num_workers: int | None = None,
+    max_episode_steps: int | None = None,
 ) -> GymVectorTask:
     """``B`` copies of PyBullet Ant: observation ``[B, 28]``, action ``Box(-1, 1, (8,))``, 1,000 steps per episode.
 
     By default each copy runs in its own worker process and observations are normalized with running
-    statistics (see :class:`GymVectorTask`). ``num_workers`` caps how many workers step at once.
+    statistics (see :class:`GymVectorTask`). ``num_workers`` caps how many workers step at once;
+    ``max_episode_steps`` shortens (or lengthens) the 1,000-step episodes.
 
     Raises:
         TaskUnavailable: ``pybullet`` or ``pybullet_envs_gymnasium`` is not installed.
@@ -42,4 +44,5 @@ def make_ant(
         asynchronous=asynchronous,
         num_workers=num_workers,
         normalize_obs=normalize_obs,
+        env_kwargs={} if max_episode_steps is None else {"max_episode_steps": max_episode_steps},
     )

@@ -1,0 +1,198 @@
+"""Replaying a learned policy: ``narla eval DIR --episodes N [--video out.mp4]``.
+
+The run in ``DIR`` is rebuilt from the scenario saved with its parameters (``model.pt``, or ``checkpoint.pt``
+when there is no model yet), the parameters and the task's observation statistics are loaded, and the policy
+plays ``N`` episodes with the statistics frozen (``task.training = False``). Neurons keep sampling their spikes:
+the learned policy *is* stochastic. ES runs are replayed with the mean parameters (no perturbation).
+
+Results: mean and standard deviation of the task return, written to ``DIR/eval.json`` (or ``--json``).
+A video needs a task that renders (a gymnasium task such as Ant, through ``rgb_array``) and ``imageio`` with
+its ffmpeg plugin; otherwise the video is skipped with a message that says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from narla.rollout import collect
+from narla.scenario import Scenario, ScenarioError, from_dict
+from narla.tasks.base import Task
+
+
+def load_model(run_dir: str | Path) -> dict:
+    """The saved model of a results directory: ``model.pt``, else the population part of ``checkpoint.pt``."""
+    run_dir = Path(run_dir)
+    for name in ("model.pt", "checkpoint.pt"):
+        path = run_dir / name
+        if path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    raise ScenarioError(f"{str(run_dir)!r} holds neither model.pt nor checkpoint.pt; is it a narla results directory?")
+
+
+def eval_scenario(saved: dict, num_envs: int, seed: int | None = None) -> Scenario:
+    """The saved scenario set up for replay: ``num_envs`` copies in one process, and the saved seed or ``seed``.
+
+    ES needs ``num_envs`` to be a multiple of its population, so an ES run is rebuilt with a REINFORCE learner
+    (the learner is not used; the population has the same parameters either way).
+    """
+    scenario = from_dict(saved)
+    options = dict(scenario.task.options)
+    if "asynchronous" in options or scenario.task.id == "ant":
+        options["asynchronous"] = False
+        options.pop("num_workers", None)
+    task = dataclasses.replace(scenario.task, num_envs=num_envs, options=options)
+    learning = scenario.learning
+    if learning.rule == "es":
+        learning = dataclasses.replace(learning, rule="reinforce")
+    return dataclasses.replace(
+        scenario, task=task, learning=learning, seed=scenario.seed if seed is None else seed, device="cpu"
+    )
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None, num_envs: int | None = None) -> dict:
+    """Play ``episodes`` episodes with the learned policy of ``run_dir``; returns the statistics.
+
+    Returns:
+        ``{"episodes", "mean_return", "std_return", "returns", "lengths", "seed"}`` (population standard deviation).
+    """
+    from narla.training import build
+
+    saved = load_model(run_dir)
+    scenario = eval_scenario(saved["scenario"], num_envs or min(episodes, 10), seed)
+    run = build(scenario)
+    try:
+        run.engine.population.load_state_dict(saved["population"])
+        normalizer = getattr(run.task, "normalizer", None)
+        if normalizer is not None and saved.get("normalizer") is not None:
+            normalizer.load_state_dict(saved["normalizer"])
+        run.task.training = False
+        returns, lengths = _play(run, episodes)
+    finally:
+        run.task.close()
+    mean = sum(returns) / len(returns)
+    std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+    return {
+        "episodes": episodes,
+        "mean_return": mean,
+        "std_return": std,
+        "returns": returns,
+        "lengths": lengths,
+        "seed": scenario.seed,
+    }
+
+
+def _play(run, episodes: int, task: Task | None = None) -> tuple[list[float], list[int]]:
+    """Batches of ``B`` episodes until ``episodes`` are done; returns their returns and lengths."""
+    task = task or run.task
+    late = 1 << 30  # past every reward phase: the scheme of a fully trained network
+    returns: list[float] = []
+    lengths: list[int] = []
+    while len(returns) < episodes:
+        rollout = collect(run.engine, task, run.scheme, late)
+        returns += rollout.task_reward.sum(0).tolist()
+        lengths += [int(n) for n in rollout.valid.sum(0).tolist()]
+    return returns[:episodes], lengths[:episodes]
+
+
+class _Recording(Task):
+    """A one-copy gymnasium task that keeps every rendered frame (``rgb_array``)."""
+
+    def __init__(self, task: Task) -> None:
+        self.inner = task
+        self.num_envs, self.obs_dim, self.action_space = task.num_envs, task.obs_dim, task.action_space
+        self.device, self.max_episode_steps, self.solve = task.device, task.max_episode_steps, task.solve
+        self.frames: list = []
+
+    def _grab(self) -> None:
+        frame = self.inner.env.render()
+        self.frames.append(frame[0] if isinstance(frame, (tuple, list)) else frame)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        obs = self.inner.reset(seed)
+        self._grab()
+        return obs
+
+    def step(self, action: torch.Tensor):
+        out = self.inner.step(action)
+        self._grab()
+        return out
+
+
+def video_unavailable(scenario: Scenario) -> str | None:
+    """Why a video of this scenario's task cannot be written here, or None when it can."""
+    if importlib.util.find_spec("imageio") is None:
+        return "writing a video needs imageio with ffmpeg: pip install imageio imageio-ffmpeg"
+    if not (scenario.task.id == "ant" or scenario.task.id.startswith("gym:")):
+        return f"task {scenario.task.id!r} has no renderer (only gymnasium tasks such as 'ant' render frames)"
+    return None
+
+
+def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None, fps: int = 30) -> str | None:
+    """Render one episode of the learned policy to ``out``; returns None, or the reason it was skipped."""
+    from narla.tasks.ant import ANT_ENV_ID
+    from narla.tasks.gym_vector import GymVectorTask
+    from narla.training import build
+
+    saved = load_model(run_dir)
+    scenario = eval_scenario(saved["scenario"], 1, seed)
+    reason = video_unavailable(scenario)
+    if reason is not None:
+        return reason
+    import imageio
+
+    run = build(scenario)
+    env_id = ANT_ENV_ID if scenario.task.id == "ant" else scenario.task.id.split(":", 1)[1]
+    normalize = getattr(run.task, "normalizer", None) is not None
+    inner = GymVectorTask(env_id, 1, normalize_obs=normalize, env_kwargs={"render_mode": "rgb_array"})
+    try:
+        run.engine.population.load_state_dict(saved["population"])
+        if normalize and saved.get("normalizer") is not None:
+            inner.normalizer.load_state_dict(saved["normalizer"])
+        inner.training = False
+        recording = _Recording(inner)
+        _play(run, 1, recording)
+        imageio.mimsave(out, recording.frames, fps=fps)
+    except Exception as err:  # a missing renderer or codec shows up only when used
+        return f"rendering failed ({type(err).__name__}: {err})"
+    finally:
+        inner.close()
+        run.task.close()
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    """``narla eval``: print and write the evaluation; optionally a video."""
+    stats = evaluate(args.run_dir, args.episodes, seed=args.seed)
+    out = Path(args.json) if args.json else Path(args.run_dir) / "eval.json"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(stats, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(
+        f"{args.episodes} episodes: mean return {stats['mean_return']:.2f} ± {stats['std_return']:.2f} (sd); "
+        f"written to {out}"
+    )
+    if args.video:
+        reason = record_video(args.run_dir, args.video, seed=args.seed)
+        if reason is None:
+            print(f"video: {args.video}")
+        else:
+            print(f"narla: no video: {reason}", file=sys.stderr)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``narla eval``."""
+    parser.add_argument("run_dir", help="a results directory written by narla run")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
+    parser.add_argument("--seed", type=int, help="seed of the replay (default: the run's seed)")
+    parser.add_argument("--json", help="where to write the statistics (default RUN_DIR/eval.json)")
+    parser.add_argument("--video", help="also render one episode to this .mp4 (gymnasium tasks, needs imageio)")

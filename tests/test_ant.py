@@ -1,0 +1,36 @@
+"""The Ant task through the engine and the trainer (skipped without the `ant` extra: pip install 'narla[ant]')."""
+
+import pytest
+import torch
+
+from narla.rollout import collect
+from narla.scenario import load
+from narla.training import Trainer, build
+
+pytest.importorskip("pybullet_envs_gymnasium", reason="the Ant task needs the 'ant' extra: pip install 'narla[ant]'")
+
+FAST = ["task.num_envs=2", "learning.population=1", "task.options={asynchronous: false}", "task.max_episode_steps=12"]
+
+
+@pytest.mark.parametrize("name", ["ant_cooperator", "ant_attention"])
+def test_ant_steps_through_the_engine_with_two_copies(name):
+    run = build(load(f"scenarios/{name}.yaml", FAST))
+    try:
+        rollout = collect(run.engine, run.task, run.scheme)
+    finally:
+        run.task.close()
+    assert rollout.obs.shape == (12, 2, 28)
+    assert rollout.valid.all() and torch.isfinite(rollout.task_reward).all()
+    assert run.task.normalizer.count == 2 * 14  # two resets (build, collect) + 12 steps, 2 copies
+
+
+def test_ant_es_trains_checkpoints_and_restores_the_normalizer(tmp_path):
+    overrides = [*FAST, "learning.rule=es", "learning.population=1", "training.max_episodes=4",
+                 "training.checkpoint_every=2"]
+    trainer = Trainer(load("scenarios/ant_cooperator.yaml", overrides), tmp_path / "run", progress=False)
+    trainer.train()
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert torch.equal(saved["normalizer"]["mean"], trainer.run.task.normalizer.mean)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["episodes"] == 4 and checkpoint["normalizer"]["count"] > 0
+    trainer.run.task.close()
