@@ -128,13 +128,11 @@ class ReferenceNetwork(nn.Module):
         if population.slots is not None or population.ff_pool is not None or population.ctx_pool is not None:
             raise ValueError("the reference models independent neurons: tied slots and pooling maps are not supported")
         extra = population.position_dim + population.action_dim
-        hidden = [w.shape[1] for w in population.policy.weights[:-1]]
+        hidden = [w.shape[2] for w in population.policy.weights[:-1]]
         activation = next(k for k, f in ACTIVATIONS.items() if f is population.policy.activation)
         ff_mask = wiring.ff_mask.cpu() > 0
         ctx_mask = wiring.ctx_mask.cpu() > 0
         ff_idx, ctx_idx = wiring.ff_idx.cpu(), wiring.ctx_idx.cpu()
-        weights = [w.detach().to(device) for w in population.policy.weights]
-        biases = [b.detach().to(device) for b in population.policy.biases]
         ctx_w, ctx_b = population.context_weight.detach().to(device), population.context_bias.detach().to(device)
         neurons, ff_sources, ctx_sources = [], [], []
         for i in range(wiring.num_neurons):
@@ -152,9 +150,9 @@ class ReferenceNetwork(nn.Module):
             ctx_cols = torch.cat([cm, torch.ones(extra, dtype=torch.bool)]).to(device)
             with torch.no_grad():
                 for j, layer in enumerate(neuron.layers):
-                    w = weights[j][i][:, fm.to(device)] if j == 0 else weights[j][i]
-                    layer.weight.copy_(w)
-                    layer.bias.copy_(biases[j][i, :, 0])
+                    w, b = population.policy.neuron_linear(j, i)
+                    layer.weight.copy_(w[:, fm] if j == 0 else w)
+                    layer.bias.copy_(b)
                 neuron.context.weight.copy_(ctx_w[i][:, ctx_cols])
                 neuron.context.bias.copy_(ctx_b[i, :, 0])
             neurons.append(neuron)

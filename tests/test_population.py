@@ -99,9 +99,9 @@ def stacked_slices(engine: Engine, i: int, grads: bool) -> list[torch.Tensor | N
     pop, fm, cm = engine.population, engine.wiring.ff_mask[i] > 0, engine.wiring.ctx_mask[i] > 0
     cm = torch.cat([cm, torch.ones(pop.position_dim + pop.action_dim, dtype=torch.bool)])  # then the universal context
     out = []
-    for j, (w, b) in enumerate(zip(pop.policy.weights, pop.policy.biases, strict=True)):
-        w, b = (w.grad, b.grad) if grads else (w, b)
-        out += [w[i][:, fm] if j == 0 else w[i], b[i, :, 0]]
+    for j in range(len(pop.policy.weights)):
+        w, b = pop.policy.neuron_linear(j, i, grad=grads)
+        out += [w[:, fm] if j == 0 else w, b]
     cw, cb = (pop.context_weight.grad, pop.context_bias.grad) if grads else (pop.context_weight, pop.context_bias)
     out += [None if cw is None else cw[i][:, cm], None if cb is None else cb[i, :, 0]]
     return out
@@ -145,8 +145,8 @@ def test_padded_synapses_get_no_gradient():
         total.backward()
         pad = eng.wiring.ff_mask == 0  # [N, F]
         assert pad.any()
-        grad = eng.population.policy.weights[0].grad  # [N, H, F]
-        assert torch.count_nonzero(grad.transpose(1, 2)[pad]) == 0
+        grad = eng.population.policy.weights[0].grad  # [N, F, H]
+        assert torch.count_nonzero(grad[pad]) == 0
 
 
 def test_neuron_parameter_slices_are_disjoint():
