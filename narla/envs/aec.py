@@ -21,59 +21,35 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from gymnasium import logger, spaces
 from pettingzoo import AECEnv
 
 from narla.engine import Engine
-from narla.envs.core import NetworkCore, ScenarioLike, TickResult, build_run
+from narla.envs.core import NetworkView, ScenarioLike, TickResult
 from narla.rewards.scheme import RewardScheme
 from narla.tasks.base import Task
 
 
-class NeuronAECEnv(AECEnv):
+class NeuronAECEnv(NetworkView, AECEnv):
     """A neuron network as an AEC environment (``sweep`` semantics); build it with :func:`aec_env`.
 
-    Args:
-        task: a task with ``num_envs == 1``.
-        engine: the network (wiring, population, readout) with ``propagation="sweep"``; its policies are
-            used only by :meth:`policy_action`.
-        scheme: the reward scheme that gives each agent its reward.
-        render_mode: ``None`` or ``"ansi"`` (``render()`` returns the network's activity as text).
-        episode: the episode index the reward scheme's phases start counting from.
+    Takes :class:`~narla.envs.core.NetworkView`'s arguments; the engine's policies are used only by
+    :meth:`policy_action`.
     """
 
     metadata = {"name": "narla_neurons_aec_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+    propagation = "sweep"
+    render_in_progress = True
 
     def __init__(
         self, task: Task, engine: Engine, scheme: RewardScheme, render_mode: str | None = None, episode: int = 0
     ) -> None:
-        super().__init__()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: {render_mode!r} is not supported; allowed: None, 'ansi'")
-        self.render_mode = render_mode
-        self.core = NetworkCore(task, engine, scheme, "sweep", episode)
-        self.possible_agents = list(self.core.names)
-        self.observation_spaces = self.core.observation_spaces
-        self.action_spaces = self.core.action_spaces
-        self.agents: list[str] = []
+        super().__init__(task, engine, scheme, render_mode, episode)
         self.rewards: dict[str, float] = {}
         self._cumulative_rewards: dict[str, float] = {}
         self.terminations: dict[str, bool] = {}
         self.truncations: dict[str, bool] = {}
         self.infos: dict[str, dict] = {}
         self.agent_selection = self.possible_agents[0]
-        self.owns_task = False
-
-    @classmethod
-    def from_run(cls, run, render_mode: str | None = None) -> NeuronAECEnv:
-        """The view of a :class:`narla.training.Run` built with ``num_envs=1`` and ``propagation="sweep"``."""
-        return cls(run.task, run.engine, run.scheme, render_mode)
-
-    def observation_space(self, agent: str) -> spaces.Box:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Discrete:
-        return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> None:
         """Start an episode; ``seed`` seeds the task (and the engine's sampling generator with ``seed + 1``)."""
@@ -109,10 +85,7 @@ class NeuronAECEnv(AECEnv):
     def _finish_tick(self, result: TickResult) -> None:
         for i, agent in enumerate(self.agents):
             self.rewards[agent] = result.rewards[i]
-            self.infos[agent] = {
-                "task_reward": result.task_reward,
-                "reward_components": {name: values[i] for name, values in result.components.items()},
-            }
+            self.infos[agent] = result.info(i)
             self.terminations[agent] = result.terminated
             self.truncations[agent] = result.truncated
 
@@ -131,21 +104,6 @@ class NeuronAECEnv(AECEnv):
             self.core.policy_cache.update({start + k: int(a) for k, a in enumerate(sampled)})
         return self.core.policy_cache[i]
 
-    @property
-    def task_observation(self) -> np.ndarray:
-        """The task observation the current (or, after the episode's end, the last) tick acts on."""
-        return self.core.task_obs
-
-    def render(self) -> str | None:
-        if self.render_mode is None:
-            logger.warn("render() was called without a render_mode; build the view with render_mode='ansi'")
-            return None
-        return self.core.render_text(in_progress=True)
-
-    def close(self) -> None:
-        if self.owns_task:
-            self.core.task.close()
-
 
 def aec_env(scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None) -> NeuronAECEnv:
     """The AEC view of ``scenario`` (a :class:`~narla.scenario.Scenario`, its dict form or a YAML path).
@@ -153,7 +111,4 @@ def aec_env(scenario: ScenarioLike, max_cycles: int | None = None, render_mode: 
     The run is built as :func:`narla.training.build` builds it, with one task copy and ``propagation:
     sweep``; ``max_cycles`` (ticks per episode) replaces ``task.max_episode_steps`` when given.
     """
-    run = build_run(scenario, "sweep", max_cycles)
-    env = NeuronAECEnv.from_run(run, render_mode)
-    env.owns_task = True
-    return env
+    return NeuronAECEnv.from_scenario(scenario, max_cycles, render_mode)

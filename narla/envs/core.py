@@ -8,6 +8,9 @@ population, reward scheme) and keeps the activity of one network the way :mod:`n
 - the per-neuron activity trace, the previous tick's spikes and the ``first`` flag that build the
   :class:`~narla.rewards.state.NetworkState` handed to the run's :class:`~narla.rewards.RewardScheme`.
 
+:class:`NetworkView` is the mixin both views build on: their core, agents, spaces, ``render`` and
+``close``.
+
 An agent's observation is what its synapses carry, as the population reads it: its feedforward inputs
 (padded to the network's largest fan-in ``F``, padding zero), then, for a neuron that has context edges,
 its graph context inputs (padded to ``Fc``), which always read the previous tick, then, when the
@@ -23,11 +26,11 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from gymnasium import spaces
+from gymnasium import logger, spaces
 
 from narla.context import action_features
 from narla.engine import Engine
@@ -70,6 +73,13 @@ class TickResult:
     task_reward: float
     terminated: bool
     truncated: bool
+
+    def info(self, i: int) -> dict[str, Any]:
+        """Neuron ``i``'s info: the task reward and each reward component's contribution."""
+        return {
+            "task_reward": self.task_reward,
+            "reward_components": {name: values[i] for name, values in self.components.items()},
+        }
 
 
 class NetworkCore:
@@ -320,3 +330,74 @@ class NetworkCore:
         if self.task_action is not None:
             lines.append(f"last task action {np.array2string(self.task_action, precision=3)}")
         return "\n".join(lines) + "\n"
+
+
+View = TypeVar("View", bound="NetworkView")
+
+
+class NetworkView:
+    """What both PettingZoo views share, mixed in before their PettingZoo base class.
+
+    A view sets ``propagation`` (the semantics its :class:`NetworkCore` plays) and ``render_in_progress``
+    (whether ``render()`` draws the tick being played or the last finished one).
+
+    Args:
+        task: a task with ``num_envs == 1``.
+        engine: the network (wiring, population, readout), built with the view's ``propagation``.
+        scheme: the reward scheme that gives each agent its reward.
+        render_mode: ``None`` or ``"ansi"`` (``render()`` returns the network's activity as text).
+        episode: the episode index the reward scheme's phases start counting from.
+    """
+
+    metadata: dict[str, Any]
+    propagation: str
+    render_in_progress: bool
+
+    def __init__(
+        self, task: Task, engine: Engine, scheme: RewardScheme, render_mode: str | None = None, episode: int = 0
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: {render_mode!r} is not supported; allowed: None, 'ansi'")
+        self.render_mode = render_mode
+        self.core = NetworkCore(task, engine, scheme, self.propagation, episode)
+        self.possible_agents = list(self.core.names)
+        self.observation_spaces = self.core.observation_spaces
+        self.action_spaces = self.core.action_spaces
+        self.agents: list[str] = []
+        self.owns_task = False
+
+    @classmethod
+    def from_run(cls: type[View], run, render_mode: str | None = None) -> View:
+        """The view of a :class:`narla.training.Run` built with ``num_envs=1`` and this view's propagation."""
+        return cls(run.task, run.engine, run.scheme, render_mode)
+
+    @classmethod
+    def from_scenario(
+        cls: type[View], scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None
+    ) -> View:
+        """The view of ``scenario`` built as :func:`build_run` builds it; the view owns (and closes) the task."""
+        view = cls.from_run(build_run(scenario, cls.propagation, max_cycles), render_mode)
+        view.owns_task = True
+        return view
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self.action_spaces[agent]
+
+    @property
+    def task_observation(self) -> np.ndarray:
+        """The task observation the current (or, after the episode's end, the last) tick acts on."""
+        return self.core.task_obs
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            logger.warn("render() was called without a render_mode; build the view with render_mode='ansi'")
+            return None
+        return self.core.render_text(in_progress=self.render_in_progress)
+
+    def close(self) -> None:
+        if self.owns_task:
+            self.core.task.close()

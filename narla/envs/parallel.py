@@ -19,53 +19,22 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from gymnasium import logger, spaces
 from pettingzoo import ParallelEnv
 
-from narla.engine import Engine
-from narla.envs.core import NetworkCore, ScenarioLike, build_run
-from narla.rewards.scheme import RewardScheme
-from narla.tasks.base import Task
+from narla.envs.core import NetworkView, ScenarioLike
 
 
-class NeuronParallelEnv(ParallelEnv):
+class NeuronParallelEnv(NetworkView, ParallelEnv):
     """A neuron network as a Parallel environment (``delay`` semantics); build it with :func:`parallel_env`.
 
-    Args:
-        task: a task with ``num_envs == 1``.
-        engine: the network (wiring, population, readout) with ``propagation="delay"``; its policies are
-            used only by :meth:`policy_actions`.
-        scheme: the reward scheme that gives each agent its reward.
-        render_mode: ``None`` or ``"ansi"`` (``render()`` returns the network's activity as text).
-        episode: the episode index the reward scheme's phases start counting from.
+    Takes :class:`~narla.envs.core.NetworkView`'s arguments; the engine's policies are used only by
+    :meth:`policy_actions`.
     """
 
     metadata = {"name": "narla_neurons_parallel_v0", "render_modes": ["ansi"]}
-
-    def __init__(
-        self, task: Task, engine: Engine, scheme: RewardScheme, render_mode: str | None = None, episode: int = 0
-    ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: {render_mode!r} is not supported; allowed: None, 'ansi'")
-        self.render_mode = render_mode
-        self.core = NetworkCore(task, engine, scheme, "delay", episode)
-        self.possible_agents = list(self.core.names)
-        self.observation_spaces = self.core.observation_spaces
-        self.action_spaces = self.core.action_spaces
-        self.agents: list[str] = []
-        self.owns_task = False
-        self._policy: dict[str, int] | None = None
-
-    @classmethod
-    def from_run(cls, run, render_mode: str | None = None) -> NeuronParallelEnv:
-        """The view of a :class:`narla.training.Run` built with ``num_envs=1`` and ``propagation="delay"``."""
-        return cls(run.task, run.engine, run.scheme, render_mode)
-
-    def observation_space(self, agent: str) -> spaces.Box:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Discrete:
-        return self.action_spaces[agent]
+    propagation = "delay"
+    render_in_progress = False
+    _policy: dict[str, int] | None = None  # the policies' actions this tick, once sampled
 
     def _observations(self) -> dict[str, np.ndarray]:
         return dict(zip(self.possible_agents, self.core.observe_all(), strict=True))
@@ -97,13 +66,7 @@ class NeuronParallelEnv(ParallelEnv):
         rewards = dict(zip(agents, result.rewards, strict=True))
         terminations = dict.fromkeys(agents, result.terminated)
         truncations = dict.fromkeys(agents, result.truncated)
-        infos = {
-            agent: {
-                "task_reward": result.task_reward,
-                "reward_components": {name: values[i] for name, values in result.components.items()},
-            }
-            for i, agent in enumerate(agents)
-        }
+        infos = {agent: result.info(i) for i, agent in enumerate(agents)}
         if result.terminated or result.truncated:
             self.agents = []
         self._policy = None
@@ -121,21 +84,6 @@ class NeuronParallelEnv(ParallelEnv):
             self._policy = {agent: int(a) for agent, a in zip(self.possible_agents, sampled, strict=True)}
         return dict(self._policy)
 
-    @property
-    def task_observation(self) -> np.ndarray:
-        """The task observation the current (or, after the episode's end, the last) tick acts on."""
-        return self.core.task_obs
-
-    def render(self) -> str | None:
-        if self.render_mode is None:
-            logger.warn("render() was called without a render_mode; build the view with render_mode='ansi'")
-            return None
-        return self.core.render_text(in_progress=False)
-
-    def close(self) -> None:
-        if self.owns_task:
-            self.core.task.close()
-
 
 def parallel_env(
     scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None
@@ -145,7 +93,4 @@ def parallel_env(
     The run is built as :func:`narla.training.build` builds it, with one task copy and ``propagation:
     delay``; ``max_cycles`` (ticks per episode) replaces ``task.max_episode_steps`` when given.
     """
-    run = build_run(scenario, "delay", max_cycles)
-    env = NeuronParallelEnv.from_run(run, render_mode)
-    env.owns_task = True
-    return env
+    return NeuronParallelEnv.from_scenario(scenario, max_cycles, render_mode)

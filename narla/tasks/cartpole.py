@@ -7,7 +7,8 @@ import math
 import gymnasium as gym
 import torch
 
-from narla.tasks.base import SolveCriterion, Task
+from narla.tasks.base import SolveCriterion
+from narla.tasks.physics import PhysicsTask
 
 GRAVITY = 9.8  # m/s^2
 MASS_CART = 1.0  # kg
@@ -22,7 +23,7 @@ THETA_THRESHOLD = 12 * 2 * math.pi / 360  # rad (12 degrees)
 START_BOUND = 0.05  # every state variable starts uniform in [-0.05, 0.05]
 
 
-class CartPole(Task):
+class CartPole(PhysicsTask):
     """``B`` copies of CartPole-v1 stepped together on ``device``.
 
     State ``[x (m), x_dot (m/s), theta (rad), theta_dot (rad/s)]`` is kept in float64 so trajectories match
@@ -33,42 +34,18 @@ class CartPole(Task):
     """
 
     def __init__(self, num_envs: int, device: str | torch.device = "cpu", max_episode_steps: int = 500) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        self.num_envs = num_envs
-        self.obs_dim = 4
-        self.action_space = gym.spaces.Discrete(2)
-        self.device = torch.device(device)
-        self.max_episode_steps = max_episode_steps
-        self.solve = SolveCriterion(window=100, threshold=300.0)
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 4, dtype=torch.float64, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        solve = SolveCriterion(window=100, threshold=300.0)
+        action_space = gym.spaces.Discrete(2)
+        super().__init__(num_envs, device, max_episode_steps, obs_dim=4, action_space=action_space, solve=solve)
 
     def _sample_start(self) -> torch.Tensor:
         """Fresh start states ``[B, 4]`` (float64), uniform in ``[-0.05, 0.05]``."""
         u = torch.rand(self.num_envs, 4, generator=self.generator, dtype=torch.float64, device=self.device)
         return (2.0 * u - 1.0) * START_BOUND
 
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        """Start every copy anew. Returns obs ``[B, 4]`` float32.
-
-        ``seed`` reseeds the task's generator; without one the generator's stream goes on (as in gymnasium),
-        so a run seeded once stays reproducible.
-        """
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = self._sample_start()
-        self.elapsed.zero_()
+    def _observe(self) -> torch.Tensor:
+        """Observation ``[B, 4]`` float32: the state itself."""
         return self.state.to(torch.float32)
-
-    def set_state(self, state: torch.Tensor) -> None:
-        """Overwrite the physical state ``[B, 4]``; step counters are left as they are."""
-        if state.shape != (self.num_envs, 4):
-            raise ValueError(f"state must have shape [{self.num_envs}, 4], got {list(state.shape)}")
-        self.state = state.to(device=self.device, dtype=torch.float64).clone()
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every copy by ``TAU`` seconds; finished copies restart in the same call.
@@ -96,11 +73,6 @@ class CartPole(Task):
         state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
 
         terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
-        self.elapsed += 1
-        truncated = self.elapsed >= self.max_episode_steps
-        done = terminated | truncated
-
-        self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
-        self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+        truncated = self._advance(state, terminated)
         reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
-        return self.state.to(torch.float32), reward, terminated, truncated
+        return self._observe(), reward, terminated, truncated

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from narla.tasks.base import Task
+from narla.tasks.physics import PhysicsTask
 
 GRAVITY = 9.82  # m/s^2
 MASS_CART = 0.5  # kg
@@ -22,7 +22,7 @@ X_THRESHOLD = 2.4  # m
 STARTS = ("simple", "harder")
 
 
-class CartPoleSwingUp(Task):
+class CartPoleSwingUp(PhysicsTask):
     """``B`` copies of cart-pole swing-up stepped together on ``device``.
 
     State ``[x (m), x_dot (m/s), theta (rad), theta_dot (rad/s)]`` with ``theta = 0`` upright, kept in float64.
@@ -45,20 +45,9 @@ class CartPoleSwingUp(Task):
     ) -> None:
         if start not in STARTS:
             raise ValueError(f"start must be one of {list(STARTS)}, got {start!r}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
-        self.num_envs = num_envs
-        self.obs_dim = 5
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        self.device = torch.device(device)
-        self.max_episode_steps = max_episode_steps
-        self.solve = None
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        super().__init__(num_envs, device, max_episode_steps, obs_dim=5, action_space=action_space, solve=None)
         self.start = start
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 4, dtype=torch.float64, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._start_centre = torch.tensor([0.0, 0.0, math.pi, 0.0], dtype=torch.float64, device=self.device)
         self._start_half_width = torch.tensor(
             [X_THRESHOLD, 10.0, math.pi / 2, 10.0], dtype=torch.float64, device=self.device
@@ -77,24 +66,6 @@ class CartPoleSwingUp(Task):
         """Observation ``[B, 5]`` float32 of the current state."""
         x, x_dot, theta, theta_dot = self.state.unbind(dim=1)
         return torch.stack((x, x_dot, torch.cos(theta), torch.sin(theta), theta_dot), dim=1).to(torch.float32)
-
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        """Start every copy anew. Returns obs ``[B, 5]`` float32.
-
-        ``seed`` reseeds the task's generator; without one the generator's stream goes on (as in gymnasium),
-        so a run seeded once stays reproducible.
-        """
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = self._sample_start()
-        self.elapsed.zero_()
-        return self._observe()
-
-    def set_state(self, state: torch.Tensor) -> None:
-        """Overwrite the physical state ``[B, 4]`` = ``[x, x_dot, theta, theta_dot]``; step counters unchanged."""
-        if state.shape != (self.num_envs, 4):
-            raise ValueError(f"state must have shape [{self.num_envs}, 4], got {list(state.shape)}")
-        self.state = state.to(device=self.device, dtype=torch.float64).clone()
 
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every copy by ``DT`` seconds; finished copies restart in the same call.
@@ -125,10 +96,5 @@ class CartPoleSwingUp(Task):
 
         reward = ((torch.cos(theta) + 1.0) / 2.0 * torch.cos((x / X_THRESHOLD) * (math.pi / 2))).to(torch.float32)
         terminated = x.abs() > X_THRESHOLD
-        self.elapsed += 1
-        truncated = self.elapsed >= self.max_episode_steps
-        done = terminated | truncated
-
-        self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
-        self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+        truncated = self._advance(state, terminated)
         return self._observe(), reward, terminated, truncated

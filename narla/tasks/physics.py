@@ -1,0 +1,76 @@
+"""What the torch-native cart-pole tasks share: a float64 physical state, seeding and same-step auto-reset."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+
+from narla.tasks.base import SolveCriterion, Task
+
+
+class PhysicsTask(Task):
+    """``B`` copies of a simulated system whose state ``[B, state_dim]`` is kept in float64 on ``device``.
+
+    A subclass draws start states (``_sample_start``), turns the state into observations (``_observe``) and,
+    in ``step``, integrates the physics and hands the next state to :meth:`_advance`.
+    """
+
+    state_dim = 4
+
+    def __init__(
+        self,
+        num_envs: int,
+        device: str | torch.device,
+        max_episode_steps: int,
+        obs_dim: int,
+        action_space: gym.Space,
+        solve: SolveCriterion | None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        self.num_envs = num_envs
+        self.obs_dim = obs_dim
+        self.action_space = action_space
+        self.device = torch.device(device)
+        self.max_episode_steps = max_episode_steps
+        self.solve = solve
+        self.generator = torch.Generator(device=self.device)
+        self.state = torch.zeros(num_envs, self.state_dim, dtype=torch.float64, device=self.device)
+        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+
+    def _sample_start(self) -> torch.Tensor:
+        """Fresh start states ``[B, state_dim]`` (float64) drawn from ``self.generator``."""
+        raise NotImplementedError
+
+    def _observe(self) -> torch.Tensor:
+        """Observation ``[B, obs_dim]`` float32 of the current state."""
+        raise NotImplementedError
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Start every copy anew. Returns obs ``[B, obs_dim]`` float32.
+
+        ``seed`` reseeds the task's generator; without one the generator's stream goes on (as in gymnasium),
+        so a run seeded once stays reproducible.
+        """
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self.state = self._sample_start()
+        self.elapsed.zero_()
+        return self._observe()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        """Overwrite the physical state ``[B, state_dim]``; step counters are left as they are."""
+        if state.shape != (self.num_envs, self.state_dim):
+            raise ValueError(f"state must have shape [{self.num_envs}, {self.state_dim}], got {list(state.shape)}")
+        self.state = state.to(device=self.device, dtype=torch.float64).clone()
+
+    def _advance(self, state: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """Count the step, keep ``state`` and restart finished copies from a fresh draw; returns ``truncated``."""
+        self.elapsed += 1
+        truncated = self.elapsed >= self.max_episode_steps
+        done = terminated | truncated
+        self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
+        self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+        return truncated
