@@ -154,6 +154,7 @@ class Engine:
         first: torch.Tensor,
         values: bool = False,
         prev_action: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Re-evaluate recorded ticks with gradient.
 
@@ -162,6 +163,8 @@ class Engine:
             values: also return each neuron's critic value.
             prev_action: optional ``[T, B, A]`` previous-task-action features; rebuilt from ``actions``
                 when the population needs them and they are not given.
+            valid: optional ``[T, B]`` bool; only these ticks are computed (the padding of a batch of
+                episodes of different lengths is skipped) and the others come back as 0.
 
         Returns:
             ``log_prob[T, B, N]`` of the recorded actions, ``entropy[T, B, N]``, ``value[T, B, N]`` or None.
@@ -179,6 +182,12 @@ class Engine:
             if prev_action is None:
                 prev_action = self.previous_task_action(actions, first)
             flat_prev_action = prev_action.reshape(cols, -1)
+        keep = None
+        if valid is not None:
+            keep = valid.reshape(cols).nonzero().squeeze(1)  # one host sync per update, outside any tick
+            src, prev, flat_actions = src[:, keep], prev[:, keep], flat_actions[:, keep]
+            if flat_prev_action is not None:
+                flat_prev_action = flat_prev_action[keep]
         logps, ents, vals = [], [], []
         for start, end in self.stages:
             logits = self._stage(src, prev, start, end, flat_prev_action)
@@ -191,7 +200,10 @@ class Engine:
                 vals.append(self.population.value(x, start, end))
 
         def back(parts: list[torch.Tensor]) -> torch.Tensor:
-            return torch.cat(parts).T.reshape(t, b, n)
+            out = torch.cat(parts)  # [N, computed columns]
+            if keep is not None:
+                out = out.new_zeros(n, cols).index_copy(1, keep, out)
+            return out.T.reshape(t, b, n)
 
         return back(logps), back(ents), back(vals) if values else None
 

@@ -255,3 +255,15 @@ def test_clip_per_neuron_clips_each_neuron_by_its_own_norm():
     torch.testing.assert_close(w.grad[1], before_w[1])
     torch.testing.assert_close(w.grad[0] / after[0], before_w[0] / 50.0, atol=1e-5, rtol=0)
     torch.testing.assert_close(b.grad[2], before_b[2])
+
+
+def test_evaluate_on_valid_ticks_only_matches_the_full_evaluation_there():
+    engine, _ = NETWORKS["context-cooperation"]()
+    obs, actions, first = random_rollout(engine)
+    valid = torch.ones(first.shape, dtype=torch.bool)
+    valid[3, 0] = valid[1:, 2] = False
+    full = engine.evaluate(obs, actions, first)
+    part = engine.evaluate(obs, actions, first, valid=valid)
+    for a, b in zip(full[:2], part[:2], strict=True):
+        assert torch.allclose(a[valid], b[valid], atol=1e-6)
+        assert torch.count_nonzero(b[~valid]) == 0

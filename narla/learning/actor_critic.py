@@ -42,7 +42,9 @@ class ActorCritic:
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
 
     def loss(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-        logp, entropy, values = self.engine.evaluate(rollout.obs, rollout.actions, rollout.first, values=True)
+        logp, entropy, values = self.engine.evaluate(
+            rollout.obs, rollout.actions, rollout.first, values=True, valid=rollout.valid
+        )
         mask = rollout.valid.float().unsqueeze(-1)
         with torch.no_grad():
             adv, targets = gae(rollout.rewards, values * mask, rollout.done, self.gamma, self.gae_lambda)

@@ -48,7 +48,7 @@ class Reinforce:
 
     def loss(self, rollout: Rollout) -> torch.Tensor:
         adv = self.advantages(rollout)
-        logp, entropy, _ = self.engine.evaluate(rollout.obs, rollout.actions, rollout.first)
+        logp, entropy, _ = self.engine.evaluate(rollout.obs, rollout.actions, rollout.first, valid=rollout.valid)
         mask = rollout.valid.float().unsqueeze(-1)
         b = rollout.num_episodes
         return -(logp * adv).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
