@@ -9,6 +9,7 @@ from torch.nn.utils import parameters_to_vector
 
 from narla.checkpoint import resume
 from narla.learning.es import PerNeuronES, centered_ranks
+from narla.neurons.population import Population
 from narla.rollout import collect
 from narla.scenario import ScenarioError, from_dict, load
 from narla.training import Trainer, build
@@ -136,3 +137,45 @@ def test_es_runs_the_cooperator_with_tied_rows():
     before = {k: v.clone() for k, v in run.learner.params.items()}
     run.learner.update(rollout)
     assert any(not torch.equal(before[k], v) for k, v in run.learner.params.items())
+
+
+@pytest.mark.parametrize("path", ["scenarios/swingup_cooperator.yaml", "scenarios/swingup_attention.yaml"])
+def test_native_members_match_each_member_run_alone(path):
+    """Tied rows, context, universal action context and attention: the batched pass equals one copy per member."""
+    run = build(load(path, ["learning.rule=es", "learning.population=2", "task.num_envs=8"]))
+    view, population = run.engine.population, run.learner.population
+    assert view.native
+    torch.manual_seed(0)
+    for start, end in run.engine.stages:
+        n = end - start
+        x = torch.randn(n, run.wiring.ff_idx.shape[1], 8)
+        c = torch.randn(n, run.wiring.ctx_idx.shape[1], 8)
+        prev_action = torch.randn(8, population.action_dim) if population.action_dim else None
+        batched = view(x, c, start, end, prev_action)
+        torch.testing.assert_close(batched, view._vmap_call(x, c, start, end, prev_action))
+        for p in range(4):
+            member = copy.deepcopy(population)
+            with torch.no_grad():
+                for name, param in member.named_parameters():
+                    param += view.deltas[name][p]
+            cols = slice(2 * p, 2 * p + 2)
+            action = None if prev_action is None else prev_action[cols]
+            expected = member(x[..., cols], c[..., cols], start, end, prev_action=action)
+            torch.testing.assert_close(batched[..., cols], expected)
+
+
+def test_native_members_cover_the_critic():
+    run = build(load("scenarios/swingup_cooperator.yaml", ["learning.rule=es", "learning.population=2"]))
+    tied = run.learner.population
+    population = Population(run.wiring, hidden=(8,), critic=True, slots=tied.slots)
+    deltas = {name: 0.1 * torch.randn(3, *p.shape) for name, p in population.named_parameters()}
+    per_neuron = population.member_deltas(deltas)
+    n = run.wiring.num_neurons
+    x = torch.randn(n, run.wiring.ff_idx.shape[1], 6)
+    batched = population.value(x, 0, n, deltas=per_neuron)
+    for p in range(3):
+        member = copy.deepcopy(population)
+        with torch.no_grad():
+            for name, param in member.named_parameters():
+                param += deltas[name][p]
+        torch.testing.assert_close(batched[:, 2 * p : 2 * p + 2], member.value(x[..., 2 * p : 2 * p + 2], 0, n))

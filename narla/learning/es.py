@@ -33,6 +33,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from narla.engine import Engine
+from narla.neurons.population import Population
 from narla.rollout import Rollout
 
 
@@ -40,14 +41,28 @@ class PerturbedPopulation:
     """A view of a :class:`~narla.neurons.Population` in which member ``p`` acts with parameters ``θ + δ_p``.
 
     The engine calls it like the population while acting: ``view(x[n, F, B], c_in[n, Fc, B], start, end)``. The
-    ``B`` columns are split into ``P`` groups of ``k`` (column ``b`` belongs to member ``b // k``) and the
-    population runs once per member under ``torch.func.vmap``, so all members are one batched computation. Every
-    other attribute (``action_dim``, ``state_dict``, ...) is the wrapped population's.
+    ``B`` columns are split into ``P`` groups of ``k`` (column ``b`` belongs to member ``b // k``). All members are
+    one native batched pass (:meth:`Population.forward_members <narla.neurons.Population.forward_members>`): each
+    layer's shared product with ``θ`` plus one batched per-(neuron, member) correction with ``δ``. A population
+    whose context map does not provide ``member_context`` falls back to one ``torch.func.vmap`` over the members.
+    Every other attribute (``action_dim``, ``state_dict``, ...) is the wrapped population's.
     """
 
     def __init__(self, population: nn.Module, deltas: dict[str, torch.Tensor]) -> None:
         self.population = population
+        self.native = isinstance(population, Population) and _supports_members(type(population))
         self.deltas = deltas  # name -> [P, *param.shape]
+
+    @property
+    def deltas(self) -> dict[str, torch.Tensor]:
+        """Member-major deltas, ``name -> [P, *param.shape]``."""
+        return self._deltas
+
+    @deltas.setter
+    def deltas(self, deltas: dict[str, torch.Tensor]) -> None:
+        self._deltas = deltas
+        # Per-neuron layout [N, P, ...], built once per generation: every tick slices it without copying.
+        self._per_neuron = self.population.member_deltas(deltas) if deltas and self.native else {}
 
     def __getattr__(self, name: str):
         return getattr(self.population, name)
@@ -61,6 +76,14 @@ class PerturbedPopulation:
         prev_action: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pre-activations ``[n, D, B]`` of neurons ``start:end``, each column group under its member's parameters."""
+        if self.native:
+            return self.population.forward_members(x, c_in, self._per_neuron, start, end, prev_action)
+        return self._vmap_call(x, c_in, start, end, prev_action)
+
+    def _vmap_call(
+        self, x: torch.Tensor, c_in: torch.Tensor, start: int, end: int | None, prev_action: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Fallback: the population once per member under ``torch.func.vmap``."""
         params = dict(self.population.named_parameters())
         members = next(iter(self.deltas.values())).shape[0]
         n, _, cols = x.shape
@@ -78,6 +101,15 @@ class PerturbedPopulation:
         in_dims = (0, 0, 0, None if actions is None else 0)
         out = vmap(member, in_dims=in_dims)(self.deltas, split(x), split(c_in), actions)  # [P, n, D, k]
         return out.permute(1, 2, 0, 3).reshape(n, out.shape[2], cols)
+
+
+def _supports_members(cls: type) -> bool:
+    """Whether ``cls`` evaluates members natively: its ``forward`` and ``context`` come with their batched versions."""
+
+    def owner(name: str) -> type | None:
+        return next((c for c in cls.__mro__ if name in c.__dict__), None)
+
+    return owner("forward") is owner("forward_members") and owner("context") is owner("member_context")
 
 
 def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:

@@ -68,13 +68,40 @@ class AttentionPopulation(Population):
         x, u = c_in[:, : self.graph_ctx_dim], c_in[:, self.graph_ctx_dim :]
         q = torch.baddbmm(self._param(self.query_bias, start, end), self._param(self.query_weight, start, end), u)
         qa = (q * self._param(self.key_weight, start, end)).sum(1, keepdim=True) / math.sqrt(self.attn_dim)
+        attended = self._attend(qa, x, start, end)  # [n, 1, cols]
+        linear_u = torch.bmm(self._param(self.universal_weight, start, end), u)
+        return (
+            self._param(self.value_weight, start, end) * attended
+            + linear_u
+            + self._param(self.context_bias, start, end)
+        )
+
+    def _attend(self, qa: torch.Tensor, x: torch.Tensor, start: int, end: int | None) -> torch.Tensor:
+        """``Σ_j softmax_j(s_j) x_j`` ``[n, 1, cols]`` over the real tokens, from ``qa = q·a / √d`` and ``x``."""
         score = qa * x  # [n, Fc, cols]
         if self.attention == "expressive":
             score = score * score
         mask = self.token_mask[start:end]
         weights = torch.softmax(score.masked_fill(~mask, -1e9), 1) * mask
-        attended = (weights * x).sum(1, keepdim=True)  # [n, 1, cols]
-        linear_u = torch.bmm(self._param(self.universal_weight, start, end), u)
-        return self._param(self.value_weight, start, end) * attended + linear_u + self._param(
-            self.context_bias, start, end
-        )
+        return (weights * x).sum(1, keepdim=True)  # [n, 1, cols]
+
+    def member_context(
+        self, c_in: torch.Tensor, deltas: dict[str, torch.Tensor], start: int = 0, end: int | None = None
+    ) -> torch.Tensor:
+        """:meth:`context` with column group ``p`` under parameters ``θ + deltas[:, p]`` (per-neuron deltas)."""
+        n, _, cols = c_in.shape
+        members = deltas["context_bias"].shape[1]
+        k = cols // members
+
+        def param(name: str) -> torch.Tensor:  # [n, P, ...]: each neuron's parameter under each member
+            own = self._param(getattr(self, name), start, end).unsqueeze(1)
+            return own + self._member_delta(name, start, end, deltas)
+
+        x, u = c_in[:, : self.graph_ctx_dim], c_in[:, self.graph_ctx_dim :]
+        um = u.reshape(n, u.shape[1], members, k).transpose(1, 2)  # [n, P, U, k]
+        q = param("query_bias") + param("query_weight") @ um  # [n, P, d, k]
+        qa = (q * param("key_weight")).sum(2, keepdim=True) / math.sqrt(self.attn_dim)  # [n, P, 1, k]
+        attended = self._attend(qa.reshape(n, 1, cols), x, start, end).view(n, members, 1, k)
+        linear_u = param("universal_weight") @ um  # [n, P, 1, k]
+        c = param("value_weight") * attended + linear_u + param("context_bias")
+        return c.reshape(n, 1, cols)

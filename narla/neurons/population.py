@@ -26,6 +26,17 @@ from narla.wiring import Wiring
 ACTIVATIONS = {"leaky_relu": F.leaky_relu, "relu": F.relu, "tanh": torch.tanh}
 
 
+def _member_correction(base: torch.Tensor, h: torch.Tensor, dw: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
+    """``base[n, cols, out] + h_p @ dW[:, p] + db[:, p]`` per column group ``p``: ``h[n, cols, in]``,
+    ``dw[n, P, in, out]``, ``db[n, P, 1, out]`` (columns are ``P`` groups of ``k``)."""
+    n, cols, out = base.shape
+    members = dw.shape[1]
+    k = cols // members
+    nm = n * members
+    acc = base.reshape(nm, k, out) + db.reshape(nm, 1, out)
+    return torch.baddbmm(acc, h.reshape(nm, k, h.shape[2]), dw.reshape(nm, dw.shape[2], out)).view(n, cols, out)
+
+
 class StackedMLP(nn.Module):
     """``N`` independent MLPs ``in_dim -> hidden... -> out_dim``, one per neuron."""
 
@@ -49,12 +60,23 @@ class StackedMLP(nn.Module):
             self.biases.append(nn.Parameter(((torch.rand(num, b, 1) * 2 - 1) * bound).transpose(1, 2).contiguous()))
 
     def forward(
-        self, x: torch.Tensor, start: int = 0, end: int | None = None, rows: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        start: int = 0,
+        end: int | None = None,
+        rows: torch.Tensor | None = None,
+        deltas: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """``x[n, in, cols]`` for neurons ``start:end`` -> ``[n, out, cols]``.
 
         ``rows[n]`` (optional) picks each neuron's parameter row when parameters are tied; without it
         neuron ``i`` uses row ``i``.
+
+        ``deltas`` (optional, one ``(dW[N, P, in, out], db[N, P, 1, out])`` per layer, *per neuron*: neuron
+        first, already expanded through ``rows``, then member) evaluates ``P`` perturbed members at once: the
+        columns are ``P`` groups of ``k = cols / P`` and neuron i's group ``p`` uses ``W + dW[i, p]``,
+        ``b + db[i, p]``. Computed as the shared product ``h @ W`` plus one batched per-(neuron, member)
+        correction ``h_p @ dW[i, p]``.
         """
         last = len(self.weights) - 1
         h = x.transpose(1, 2)  # [n, cols, in]
@@ -63,7 +85,11 @@ class StackedMLP(nn.Module):
                 w, b = w[start:end], b[start:end]
             else:
                 w, b = w[rows], b[rows]
+            h_in = h
             h = torch.baddbmm(b, h, w)  # [n, cols, out] = h @ W + b, per neuron
+            if deltas is not None:
+                dw, db = deltas[layer]
+                h = _member_correction(h, h_in, dw[start:end], db[start:end])
             if layer < last:
                 h = self.activation(h)
         return h.transpose(1, 2)
@@ -184,16 +210,93 @@ class Population(nn.Module):
         start: int = 0,
         end: int | None = None,
         prev_action: torch.Tensor | None = None,
+        deltas: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Output pre-activations ``amtf(s·tanh(R/s), s·tanh(C/s))``: ``[n, D, cols]`` for neurons ``start:end``."""
+        """Output pre-activations ``amtf(s·tanh(R/s), s·tanh(C/s))``: ``[n, D, cols]`` for neurons ``start:end``.
+
+        ``deltas`` (optional): perturbed members evaluated as one batched pass, see :meth:`forward_members`.
+        """
+        if deltas is not None:
+            return self.forward_members(x, c_in, deltas, start, end, prev_action)
         r = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))
         if self.amtf_name == "feedforward":  # context is ignored: skip computing it
             return soft_bound(r, self.amtf_scale)
         c = self.context(self.context_inputs(c_in, start, end, prev_action), start, end)
         return self.amtf(soft_bound(r, self.amtf_scale), soft_bound(c, self.amtf_scale))
 
-    def value(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """Each neuron's critic of its own return, ``[n, cols]``, from its feedforward inputs."""
+    def value(
+        self, x: torch.Tensor, start: int = 0, end: int | None = None, deltas: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Each neuron's critic of its own return, ``[n, cols]``, from its feedforward inputs.
+
+        ``deltas`` (optional): per-member perturbations as in :meth:`forward_members`.
+        """
         if self.critic is None:
             raise RuntimeError("this population was built without critics (critic=False)")
-        return self.critic(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))[:, 0]
+        layer_deltas = None if deltas is None else self._layer_deltas("critic", self.critic, deltas)
+        ff = self.feedforward_inputs(x, start, end)
+        return self.critic(ff, start, end, self._rows(start, end), layer_deltas)[:, 0]
+
+    # -- perturbed members (per-neuron ES) -------------------------------------------------------
+    @staticmethod
+    def _layer_deltas(
+        prefix: str, mlp: StackedMLP, deltas: dict[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        layers = range(len(mlp.weights))
+        return [(deltas[f"{prefix}.weights.{layer}"], deltas[f"{prefix}.biases.{layer}"]) for layer in layers]
+
+    @staticmethod
+    def _member_delta(name: str, start: int, end: int | None, deltas: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Delta ``[n, P, ...]`` of parameter ``name`` for neurons ``start:end`` (a view)."""
+        return deltas[name][start:end]
+
+    def member_deltas(self, deltas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Member-major deltas ``name -> [P, R, ...]`` (R parameter rows) -> the per-neuron layout ``[N, P, ...]``
+        that :meth:`forward_members` takes (expanded through ``slots``; zeros for parameters without a delta).
+
+        Build it once per set of deltas: every forward then slices it without copying.
+        """
+        members = next(iter(deltas.values())).shape[0]
+        out = {}
+        for name, param in self.named_parameters():
+            d = deltas.get(name)
+            d = param.new_zeros(members, *param.shape) if d is None else d.detach()
+            d = d.transpose(0, 1)
+            out[name] = (d if self.slots is None else d[self.slots]).contiguous()
+        return out
+
+    def forward_members(
+        self,
+        x: torch.Tensor,
+        c_in: torch.Tensor,
+        deltas: dict[str, torch.Tensor],
+        start: int = 0,
+        end: int | None = None,
+        prev_action: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` of ``P`` perturbed members at once: ``[n, D, cols]``.
+
+        ``deltas[name]`` is *per neuron*, ``[N, P, *param.shape[1:]]`` for every named parameter, as built by
+        :meth:`member_deltas`. The ``cols`` columns are ``P`` consecutive groups of ``k = cols / P``; neuron i's
+        group ``p`` is computed with its parameters plus ``deltas[name][i, p]``. ``prev_action`` is ``[cols, A]``.
+        """
+        rows = self._rows(start, end)
+        layer_deltas = self._layer_deltas("policy", self.policy, deltas)
+        r = self.policy(self.feedforward_inputs(x, start, end), start, end, rows, layer_deltas)
+        if self.amtf_name == "feedforward":
+            return soft_bound(r, self.amtf_scale)
+        c = self.member_context(self.context_inputs(c_in, start, end, prev_action), deltas, start, end)
+        return self.amtf(soft_bound(r, self.amtf_scale), soft_bound(c, self.amtf_scale))
+
+    def member_context(
+        self, c_in: torch.Tensor, deltas: dict[str, torch.Tensor], start: int = 0, end: int | None = None
+    ) -> torch.Tensor:
+        """:meth:`context` ``[n, 1, cols]``, column group ``p`` under ``w_c + dw_c[:, p]`` and ``b_c + db_c[:, p]``."""
+        n, ctx, cols = c_in.shape
+        dw = self._member_delta("context_weight", start, end, deltas)  # [n, P, 1, ctx]
+        db = self._member_delta("context_bias", start, end, deltas)  # [n, P, 1, 1]
+        members = dw.shape[1]
+        k = cols // members
+        grouped = c_in.reshape(n, ctx, members, k).transpose(1, 2).reshape(n * members, ctx, k)
+        corr = torch.baddbmm(db.reshape(n * members, 1, 1), dw.reshape(n * members, 1, ctx), grouped)
+        return self.context(c_in, start, end) + corr.view(n, 1, cols)
