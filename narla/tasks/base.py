@@ -7,6 +7,7 @@ observation of its next episode), so a caller never needs to reset single copies
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -21,7 +22,7 @@ class SolveCriterion:
     threshold: float
 
 
-class Task:
+class Task(ABC):
     """``B`` environment copies stepped as one batch of tensors.
 
     Attributes declared by every implementation:
@@ -40,10 +41,11 @@ class Task:
     max_episode_steps: int
     solve: SolveCriterion | None = None
 
+    @abstractmethod
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Start a new episode in every copy; returns observations ``[B, S]`` (float32)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every copy one step.
 
@@ -54,7 +56,6 @@ class Task:
             ``(obs [B, S], reward [B], terminated [B] bool, truncated [B] bool)``. Copies whose episode
             ended (terminated or truncated) are reset in the same call: ``obs`` holds their new start.
         """
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: a no-op unless the task holds workers)
         """Release worker processes or simulators; a no-op for torch-native tasks."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import gymnasium as gym
 import torch
 
@@ -40,13 +42,13 @@ class PhysicsTask(Task):
         self.state = torch.zeros(num_envs, self.state_dim, dtype=torch.float64, device=self.device)
         self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
 
+    @abstractmethod
     def _sample_start(self) -> torch.Tensor:
         """Fresh start states ``[B, state_dim]`` (float64) drawn from ``self.generator``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _observe(self) -> torch.Tensor:
         """Observation ``[B, obs_dim]`` float32 of the current state."""
-        raise NotImplementedError
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Start every copy anew. Returns obs ``[B, obs_dim]`` float32.
