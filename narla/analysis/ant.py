@@ -20,9 +20,13 @@ SCENARIOS = ("ant_cooperator", "ant_attention")
 
 def train_one(name: str, out: str, episodes: int, steps: int, seed: int) -> dict:
     """Train one scenario into ``out`` (Ant copies in this process) and evaluate it over 10 episodes."""
+    import torch
+
     from narla.evaluate import evaluate
     from narla.scenario import load
     from narla.training import Trainer
+
+    torch.set_num_threads(1)  # one core per scenario: more threads only contend on a small machine
 
     overrides = [
         "task.options={asynchronous: false, normalize_obs: true}",
