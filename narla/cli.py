@@ -11,7 +11,8 @@ from pathlib import Path
 
 from narla.graph import GraphError
 from narla.rewards import RewardError
-from narla.scenario import ScenarioError, apply_overrides
+from narla.scenario import ScenarioError
+from narla.tasks.ant import TaskUnavailable
 from narla.training import ResultsExistError, TrainingError
 
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ScenarioError, GraphError, RewardError, ResultsExistError, TrainingError) as err:
+    except (ScenarioError, GraphError, RewardError, ResultsExistError, TrainingError, TaskUnavailable) as err:
         print(f"narla: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -123,4 +124,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["apply_overrides", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
