@@ -48,6 +48,15 @@ def ordinary_es_step(theta, noise, returns, pairs, sigma, lr, shaping):
     return param.detach()
 
 
+def perturbed_member(population, deltas: dict, p: int):
+    """A separate copy of ``population`` with member ``p``'s perturbation added to every parameter."""
+    member = copy.deepcopy(population)
+    with torch.no_grad():
+        for name, param in member.named_parameters():
+            param += deltas[name][p]
+    return member
+
+
 @pytest.mark.parametrize("shaping", ["centered_rank", "none"])
 def test_task_reward_only_reduces_to_ordinary_es_on_the_whole_network(shaping):
     s = scenario(learning={"fitness_shaping": shaping})
@@ -76,10 +85,7 @@ def test_members_are_batched_copies_with_their_own_perturbed_parameters():
     c = torch.randn(n, run.wiring.ctx_idx.shape[1], 8)
     batched = view(x, c, 0, n)
     for p in range(4):
-        member = copy.deepcopy(population)
-        with torch.no_grad():
-            for name, param in member.named_parameters():
-                param += view.deltas[name][p]
+        member = perturbed_member(population, view.deltas, p)
         cols = slice(2 * p, 2 * p + 2)
         torch.testing.assert_close(batched[..., cols], member(x[..., cols], c[..., cols], 0, n))
 
@@ -154,10 +160,7 @@ def test_native_members_match_each_member_run_alone(path):
         batched = view(x, c, start, end, prev_action)
         torch.testing.assert_close(batched, view._vmap_call(x, c, start, end, prev_action))
         for p in range(4):
-            member = copy.deepcopy(population)
-            with torch.no_grad():
-                for name, param in member.named_parameters():
-                    param += view.deltas[name][p]
+            member = perturbed_member(population, view.deltas, p)
             cols = slice(2 * p, 2 * p + 2)
             action = None if prev_action is None else prev_action[cols]
             expected = member(x[..., cols], c[..., cols], start, end, prev_action=action)
