@@ -56,7 +56,6 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
     trace = torch.zeros(b, n, device=device)
     first = torch.ones(b, dtype=torch.bool, device=device)
     alive = torch.ones(b, dtype=torch.bool, device=device)
-    decay = float(scheme.trace_decay)
     use_action = engine.population.action_dim > 0
     prev_action = torch.zeros(b, engine.population.action_dim, device=device) if use_action else None
     prev_actions: list[torch.Tensor] = []
@@ -68,7 +67,7 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
         next_obs, reward, terminated, truncated = task.step(task_action)
         done = terminated | truncated
         spikes = act[s:].T
-        trace = decay * trace * (~first).unsqueeze(1) + (1.0 - decay) * spikes
+        trace = scheme.update_trace(trace, spikes, first)
         state = NetworkState(spikes, prev_spikes, trace, reward, done, first, engine.wiring, episode)
         total, parts = scheme(state)
         mask = alive.unsqueeze(1).float()

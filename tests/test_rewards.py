@@ -191,10 +191,27 @@ def test_trace_penalizes_traces_outside_low_high():
     assert torch.equal(r, torch.tensor([[-2.0, -2.0, 0, 0, 0, -2.0]]))
 
 
-def test_trace_at_episode_start_counts_a_zero_trace_as_silent():
-    # the engine resets the trace to 0; a first spike lifts it to 1 - decay = 0.1 > low
-    r = Trace()(make_state([[1, 0, 0, 0, 0, 0]], trace=[[0.1, 0, 0, 0, 0, 0]]))
-    assert torch.equal(r, torch.tensor([[0.0, -1, -1, -1, -1, -1]]))
+def test_trace_starts_each_episode_at_trace_init():
+    scheme = RewardScheme.from_config({"trace_decay": 0.9, "trace_init": 0.5, "terms": ["trace"]}, WIRING)
+    old = torch.tensor([[0.99, 0.0]])
+    spikes = torch.tensor([[1.0, 0.0]])
+    first = scheme.update_trace(old, spikes, torch.tensor([True]))
+    later = scheme.update_trace(old, spikes, torch.tensor([False]))
+    assert torch.allclose(first, torch.tensor([[0.9 * 0.5 + 0.1, 0.9 * 0.5]]))
+    assert torch.allclose(later, torch.tensor([[0.9 * 0.99 + 0.1, 0.0]]))
+
+
+def test_trace_penalizes_constant_firing_and_constant_silence_after_the_same_number_of_ticks():
+    scheme = RewardScheme.from_config(["trace"], WIRING)  # defaults: decay 0.9, init 0.5, band 0.05-0.95
+    spikes = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0, 0.0]])  # a, c, e always fire; b, d, m never
+    trace = torch.zeros_like(spikes)
+    first_penalty = []
+    for tick in range(40):
+        trace = scheme.update_trace(trace, spikes, torch.tensor([tick == 0]))
+        total, _ = scheme(make_state(spikes.tolist(), trace=trace.tolist()))
+        first_penalty.append(total[0] < 0)
+    ticks = torch.stack(first_penalty).float().argmax(0)  # first penalized tick, per neuron
+    assert torch.all(ticks == ticks[0]) and 15 < int(ticks[0]) < 30
 
 
 def test_trace_rejects_low_above_high():
@@ -202,9 +219,16 @@ def test_trace_rejects_low_above_high():
         resolve_reward("trace", {"low": 0.8, "high": 0.2})
 
 
-def test_scheme_exposes_its_trace_decay():
-    assert RewardScheme.from_config({"trace_decay": 0.75, "terms": ["trace"]}, WIRING).trace_decay == 0.75
-    assert RewardScheme.from_config(["trace"], WIRING).trace_decay == 0.9
+def test_scheme_exposes_its_trace_decay_and_init():
+    scheme = RewardScheme.from_config({"trace_decay": 0.75, "trace_init": 0.2, "terms": ["trace"]}, WIRING)
+    assert (scheme.trace_decay, scheme.trace_init) == (0.75, 0.2)
+    default = RewardScheme.from_config(["trace"], WIRING)
+    assert (default.trace_decay, default.trace_init) == (0.9, 0.5)
+
+
+def test_scheme_rejects_a_trace_init_outside_0_1():
+    with pytest.raises(RewardError, match=r"rewards\.trace_init: must be a number in \[0, 1\]"):
+        RewardScheme.from_config({"trace_init": 1.5, "terms": ["trace"]}, WIRING)
 
 
 # ---- scheme -------------------------------------------------------------------------------------

@@ -271,8 +271,7 @@ class NetworkCore:
         next_obs, reward, terminated, truncated = self.task.step(task_action)
         done = terminated | truncated
         spikes = torch.from_numpy(self.cur[self.num_sensors :].copy()).to(device).unsqueeze(0)
-        decay = float(self.scheme.trace_decay)
-        self.trace = decay * self.trace * (~self.first).unsqueeze(1) + (1.0 - decay) * spikes
+        self.trace = self.scheme.update_trace(self.trace, spikes, self.first)
         state = NetworkState(spikes, self.prev_spikes, self.trace, reward, done, self.first, self.wiring, self.episode)
         total, parts = self.scheme(state)
         result = TickResult(

@@ -128,11 +128,12 @@ class Trace:
     """Punish neurons pinned always-off or always-on, judged by their activity trace.
 
     ``r_i = penalty if x_i < low or x_i > high else 0``, with the engine's trace
-    ``x_i <- d * x_i + (1 - d) * s_i`` (``d = scheme.trace_decay``, ``x_i = 0`` at an episode's start).
-    The trace is used as is, also in the first ticks of an episode: it starts at 0, so a neuron counts as
-    silent until it fires. One spike lifts it to ``1 - d``; keep ``low < 1 - d`` (defaults: ``d = 0.9``,
-    ``low = 0.05``: one spike clears the penalty for about 7 ticks) and expect ``high`` to be reached only
-    after ``log(1 - high) / log(d)`` ticks of continuous firing (about 29 ticks for ``high = 0.95``).
+    ``x_i <- d * x_i + (1 - d) * s_i`` (``d = scheme.trace_decay``; before an episode's first tick
+    ``x_i = x_0 = scheme.trace_init``, default 0.5). From the midpoint, constant firing passes ``high`` after
+    ``log((1 - high) / (1 - x_0)) / log(d)`` ticks and constant silence passes ``low`` after
+    ``log(low / x_0) / log(d)`` ticks: about 22 each for the defaults (``d = 0.9``, band 0.05-0.95), so the
+    two ways of being pinned are penalized alike. (A start at 0 would count every neuron as silent until it
+    fires, penalizing silence from the first tick but constant firing only after 29 ticks.)
     Shapes: trace [B, N] -> reward [B, N].
     """
 

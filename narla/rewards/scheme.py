@@ -4,6 +4,7 @@ Built from the ``rewards:`` section of a scenario. Long form::
 
     rewards:
       trace_decay: 0.9                      # decay d of the activity trace the engine keeps
+      trace_init: 0.5                       # the trace's value at an episode's start (no history yet)
       terms:
         - task                              # a bare name: weight 1, everywhere
         - {name: activity, weight: 0.5, where: {roles: [hidden]}}
@@ -13,7 +14,7 @@ Built from the ``rewards:`` section of a scenario. Long form::
         - {until_episode: 1000, terms: [activity, sparsity, prediction, trace]}
         - {terms: all}                      # open-ended; without it, all terms are active after the last phase
 
-Short form: ``rewards: [task, activity]`` (a list of terms; trace_decay 0.9, no phases).
+Short form: ``rewards: [task, activity]`` (a list of terms; trace_decay 0.9, trace_init 0.5, no phases).
 
 The reward of neuron i is ``r_i = sum_k active_k(episode) * w_k * m_k[i] * reward_k(state)[:, i]`` with
 ``m_k`` the 0/1 mask of ``where`` (all neurons without it). ``where`` selects by ``roles`` (hidden, motor),
@@ -39,7 +40,8 @@ from narla.rewards.state import NetworkState
 from narla.wiring import Wiring
 
 DEFAULT_TRACE_DECAY = 0.9
-SCHEME_KEYS = ("trace_decay", "terms", "phases")
+DEFAULT_TRACE_INIT = 0.5
+SCHEME_KEYS = ("trace_decay", "trace_init", "terms", "phases")
 TERM_KEYS = ("name", "weight", "params", "where", "label")
 WHERE_KEYS = ("roles", "layers", "groups", "neurons")
 PHASE_KEYS = ("until_episode", "terms")
@@ -202,10 +204,28 @@ def _phases(path: str, specs: Any, labels: list[str]) -> list[Phase]:
 class RewardScheme:
     """Weighted, masked, phased sum of rewards: ``scheme(state) -> (total [B, N], {label: [B, N]})``."""
 
-    def __init__(self, terms: list[Term], phases: list[Phase] | None = None, trace_decay: float = DEFAULT_TRACE_DECAY):
+    def __init__(
+        self,
+        terms: list[Term],
+        phases: list[Phase] | None = None,
+        trace_decay: float = DEFAULT_TRACE_DECAY,
+        trace_init: float = DEFAULT_TRACE_INIT,
+    ):
         self.terms = terms
         self.phases = phases or []
         self.trace_decay = trace_decay
+        self.trace_init = trace_init
+
+    def update_trace(self, trace: torch.Tensor, spikes: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """One tick of the activity trace: ``x <- d * x + (1 - d) * s`` with ``x = trace_init`` before a first tick.
+
+        ``trace``/``spikes`` [B, N], ``first`` [B] (True on an episode's first tick). Starting from the
+        midpoint 0.5 (the default) means "no history": constant firing and constant silence then leave the
+        band of :class:`narla.rewards.builtin.Trace` after the same number of ticks.
+        """
+        d = self.trace_decay
+        start = torch.where(first.unsqueeze(1), torch.full_like(trace, self.trace_init), trace)
+        return d * start + (1.0 - d) * spikes
 
     @classmethod
     def from_config(cls, config: Any, wiring: Wiring, path: str = "rewards") -> RewardScheme:
@@ -218,6 +238,9 @@ class RewardScheme:
         decay = config.get("trace_decay", DEFAULT_TRACE_DECAY)
         if not _is_number(decay) or not 0.0 <= decay < 1.0:
             raise _fail(f"{path}.trace_decay", f"must be a number in [0, 1), got {decay!r}")
+        init = config.get("trace_init", DEFAULT_TRACE_INIT)
+        if not _is_number(init) or not 0.0 <= init <= 1.0:
+            raise _fail(f"{path}.trace_init", f"must be a number in [0, 1], got {init!r}")
         if "terms" not in config:
             raise _fail(path, "missing 'terms': a list of rewards, e.g. [task, activity]")
         specs = _as_list(f"{path}.terms", config["terms"], "reward terms")
@@ -230,7 +253,7 @@ class RewardScheme:
                 raise _fail(f"{path}.terms[{i}]", f"duplicate term {term.label!r}; give each a distinct 'label'")
             labels.append(term.label)
         phases = _phases(f"{path}.phases", config["phases"], labels) if config.get("phases") is not None else []
-        return cls(terms, phases, float(decay))
+        return cls(terms, phases, float(decay), float(init))
 
     @property
     def names(self) -> list[str]:
@@ -288,4 +311,7 @@ class RewardScheme:
 
     def __repr__(self) -> str:
         terms = ", ".join(f"{t.weight:g}*{t.label}" + ("[where]" if t.mask is not None else "") for t in self.terms)
-        return f"RewardScheme({terms}; phases={len(self.phases)}, trace_decay={self.trace_decay})"
+        return (
+            f"RewardScheme({terms}; phases={len(self.phases)}, "
+            f"trace_decay={self.trace_decay}, trace_init={self.trace_init})"
+        )
