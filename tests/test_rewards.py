@@ -144,6 +144,22 @@ def test_sparsity_neighbourhood_without_motor_drops_the_motor_from_counts():
     assert r[0, 3] == 1 and r[0, 5] == 0
 
 
+def test_sparsity_blame_cause_penalizes_firing_in_an_overactive_layer_and_silence_in_a_quiet_one():
+    # layer 1 = a b c, layer 2 = d e; target 1/3 +- 0.05: layer 1 has 2 of 3 active, layer 2 none of 2
+    r = Sparsity(target=1 / 3, tolerance=0.05, blame="cause")(make_state([[1, 1, 0, 0, 0, 1]]))
+    assert torch.equal(r, torch.tensor([[-1.0, -1, 0, -1, -1, 0]]))
+
+
+def test_sparsity_blame_cause_rewards_every_member_of_an_on_target_layer():
+    r = Sparsity(target=1 / 3, tolerance=0.05, blame="cause")(make_state([[0, 1, 0, 1, 1, 0]]))
+    assert torch.equal(r[0, :3], torch.ones(3))
+
+
+def test_sparsity_rejects_an_unknown_blame():
+    with pytest.raises(RewardError, match=r"reward 'sparsity'.*blame must be one of group, cause"):
+        resolve_reward("sparsity", {"blame": "everyone"})
+
+
 def test_sparsity_rejects_an_unknown_scope():
     with pytest.raises(RewardError, match=r"reward 'sparsity'.*scope must be one of layer, neighbourhood"):
         resolve_reward("sparsity", {"scope": "column"})

@@ -17,6 +17,7 @@ from narla.rewards.state import NetworkState
 from narla.wiring import Wiring
 
 SPARSITY_SCOPES = ("layer", "neighbourhood")
+SPARSITY_BLAME = ("group", "cause")
 _EPS = 1e-6  # slack on comparisons, so that e.g. 3 of 15 active counts as exactly 20 %
 
 
@@ -38,8 +39,15 @@ def activity(state: NetworkState, fire: float = 1.0, silent: float = -1.0) -> to
 class Sparsity:
     """Reward a neuron when the fraction of active neurons around it is on target.
 
-    ``f_i = (sum_{j in G(i)} s_j) / |G(i)|`` and ``r_i = reward if |f_i - target| <= tolerance else penalty``
-    (a hard band, as in NaRLA: every neuron of a group gets the same reward; no graded penalty).
+    ``f_i = (sum_{j in G(i)} s_j) / |G(i)|``; on target (``|f_i - target| <= tolerance``) ``r_i = reward``.
+    Off target, ``blame`` says who is penalized:
+
+    - ``"group"`` (default, as in NaRLA): every neuron of the group, ``r_i = penalty``;
+    - ``"cause"``: only the neurons that pushed the fraction the wrong way, ``r_i = penalty`` if
+      ``f_i > target`` and ``s_i = 1`` or ``f_i < target`` and ``s_i = 0``, else 0. A neuron's own choice
+      then changes its reward directly (with ``"group"`` one neuron of 15 rarely moves the layer into or out
+      of a narrow band, so its policy gradient from sparsity is almost zero).
+
     The group ``G(i)`` is, by ``scope``:
 
     - ``"layer"``: the neurons of i's layer (``wiring.layer``);
@@ -59,6 +67,7 @@ class Sparsity:
         penalty: float = -1.0,
         scope: str = "layer",
         include_motor: bool = False,
+        blame: str = "group",
     ) -> None:
         if not 0.0 <= target <= 1.0:
             raise ValueError(f"target must be in [0, 1], got {target!r}")
@@ -70,8 +79,11 @@ class Sparsity:
         self.tolerance = float(tolerance)
         self.reward = float(reward)
         self.penalty = float(penalty)
+        if blame not in SPARSITY_BLAME:
+            raise ValueError(f"blame must be one of {', '.join(SPARSITY_BLAME)}; got {blame!r}")
         self.scope = scope
         self.include_motor = include_motor
+        self.blame = blame
         self._wiring: Wiring | None = None
         self._layer_id = torch.zeros(0, dtype=torch.long)
         self._num_layers = 0
@@ -98,7 +110,10 @@ class Sparsity:
             size = member.clone().index_add_(0, dst, member[src]).index_add_(0, src, member[dst])
         fraction = count / size.clamp_min(1.0)  # [B, N]
         on_target = (fraction - self.target).abs() <= self.tolerance + _EPS
-        value = torch.where(on_target, self.reward, self.penalty).to(spikes.dtype)
+        blamed = ~on_target
+        if self.blame == "cause":
+            blamed = blamed & ((fraction > self.target) == (spikes > 0.5))
+        value = torch.where(on_target, self.reward, torch.where(blamed, self.penalty, 0.0)).to(spikes.dtype)
         return value * member
 
 
