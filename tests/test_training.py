@@ -167,6 +167,30 @@ def test_readme_custom_reward_example_is_the_shipped_example():
     assert _readme_block("custom-reward:yaml") == (root / "examples" / "custom_reward.yaml").read_text()
 
 
+def test_readme_bio_all_example_is_the_table1_scheme():
+    from pathlib import Path
+
+    import yaml
+
+    from narla.rewards import RewardScheme
+    from narla.scenario import load
+
+    def described(scheme: RewardScheme) -> list:
+        def params(fn):
+            return getattr(fn, "keywords", None) or {k: v for k, v in vars(fn).items() if not k.startswith("_")}
+
+        terms = [
+            (t.label, t.reward, t.weight, None if t.mask is None else t.mask.tolist(), params(t.fn))
+            for t in scheme.terms
+        ]
+        phases = [(p.until_episode, p.terms) for p in scheme.phases]
+        return [terms, phases, scheme.trace_decay, scheme.trace_init]
+
+    run = build(load(Path(__file__).parent.parent / "scenarios" / "table1" / "bio_all_L2.yaml"))
+    readme = RewardScheme.from_config(yaml.safe_load(_readme_block("bio-all:yaml"))["rewards"], run.engine.wiring)
+    assert described(readme) == described(run.scheme)
+
+
 def test_readme_custom_reward_example_runs_and_logs_its_component(tmp_path, monkeypatch):
     from pathlib import Path
 
