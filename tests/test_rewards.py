@@ -8,6 +8,7 @@ import torch
 
 from narla.rewards import (
     NetworkState,
+    Relay,
     RewardError,
     RewardScheme,
     Sparsity,
@@ -245,6 +246,30 @@ def test_scheme_exposes_its_trace_decay_and_init():
 def test_scheme_rejects_a_trace_init_outside_0_1():
     with pytest.raises(RewardError, match=r"rewards\.trace_init: must be a number in \[0, 1\]"):
         RewardScheme.from_config({"trace_init": 1.5, "terms": ["trace"]}, WIRING)
+
+
+# ---- relay --------------------------------------------------------------------------------------
+# ranks within layers: a b c = 0 1 2, d e = 0 1, m = 0; so d relays a (edge a->d), e relays b (edge b->e)
+
+
+def test_relay_sources_are_the_same_rank_presynaptic_neurons():
+    names = [ORDER[i] if i >= 0 else None for i in Relay().sources(WIRING).tolist()]
+    assert names == [None, None, None, "a", "b", None]
+
+
+def test_relay_rewards_agreement_and_penalizes_disagreement_with_the_source():
+    r = Relay(agree=1.0, disagree=-2.0)(make_state([[1, 0, 0, 1, 1, 0]]))
+    assert torch.equal(r, torch.tensor([[0.0, 0, 0, 1, -2, 0]]))
+
+
+def test_relay_all_silent_and_all_active_agree_everywhere():
+    r = Relay()(make_state([SILENT, ACTIVE]))
+    assert torch.equal(r, torch.tensor([[0.0, 0, 0, 1, 1, 0]] * 2))
+
+
+def test_relay_include_motor_makes_the_motor_neuron_relay_its_same_rank_input():
+    r = Relay(include_motor=True)(make_state([[0, 0, 0, 1, 0, 0]]))
+    assert torch.equal(r, torch.tensor([[0.0, 0, 0, -1, 1, -1]]))
 
 
 # ---- scheme -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Neuron rewards: built-in rewards, the reward registry and reward schemes (see ``scheme.py`` for the YAML)."""
 
-from narla.rewards.builtin import Sparsity, Trace, activity, prediction, task
+from narla.rewards.builtin import Relay, Sparsity, Trace, activity, prediction, task
 from narla.rewards.registry import RewardError, register_reward, registered_rewards, resolve_reward
 from narla.rewards.scheme import RewardScheme
 from narla.rewards.state import NetworkState
@@ -9,6 +9,7 @@ __all__ = [
     "NetworkState",
     "RewardError",
     "RewardScheme",
+    "Relay",
     "Sparsity",
     "Trace",
     "activity",

@@ -1,4 +1,4 @@
-"""Built-in neuron rewards (Ott, "Neurons as RL agents"): task, activity, sparsity, prediction, trace.
+"""Built-in neuron rewards: task, activity, sparsity, prediction, trace (Ott, "Neurons as RL agents"), and relay.
 
 Every reward maps one tick of the batched rollout to one reward per neuron:
 ``reward(state: NetworkState) -> Tensor[B, N]`` (the dtype and device of ``state.spikes``).
@@ -163,3 +163,54 @@ class Trace:
         trace = state.trace
         pinned = (trace < self.low) | (trace > self.high)
         return pinned.to(state.spikes.dtype) * self.penalty
+
+
+@register_reward("relay")
+class Relay:
+    """Reward a neuron for agreeing with its relay source, so that activity is carried from layer to layer.
+
+    ``r_i = agree if s_i == s_src(i) else disagree`` for neurons with a source, 0 for the others.
+    ``src(i)`` is the presynaptic neuron (a feedforward edge ``src -> i``) that holds the same rank within
+    its layer as ``i`` within its own: in a ``layered`` graph, neuron ``n{L}_{p}`` relays ``n{L-1}_{p}``. The
+    first layer (only sensors below it) has no source; motor neurons are excluded unless ``include_motor``.
+    The source's spike is read from the same sweep (as :func:`prediction` does), which is what the neuron
+    saw under ``propagation: sweep``.
+
+    Not one of the paper's rewards: a local reward of our own. Without it, a deep ``layered`` network starts
+    with every hidden neuron firing at random, independent of its input, and the task reward cannot reach
+    the first layer through the noise; a neuron that learns to repeat its source opens that path.
+    Shapes: spikes [B, N] -> reward [B, N].
+    """
+
+    def __init__(self, agree: float = 1.0, disagree: float = -1.0, include_motor: bool = False) -> None:
+        self.agree = float(agree)
+        self.disagree = float(disagree)
+        self.include_motor = include_motor
+        self._wiring: Wiring | None = None
+        self._source = torch.zeros(0, dtype=torch.long)
+
+    def sources(self, wiring: Wiring) -> torch.Tensor:
+        """``src[N]``: each neuron's relay source (engine index), -1 where it has none; cached per wiring."""
+        if self._wiring is not wiring:
+            layer = wiring.layer
+            n = layer.numel()
+            index = torch.arange(n, device=layer.device)
+            # neurons are ordered by layer, so a neuron's rank is its index minus its layer's first index
+            first = torch.full((int(layer.max()) + 1 if n else 1,), n, dtype=torch.long, device=layer.device)
+            first = first.scatter_reduce(0, layer, index, reduce="amin")
+            rank = index - first[layer]
+            src, dst = wiring.edge_src, wiring.edge_dst
+            match = rank[src] == rank[dst]
+            if not self.include_motor:
+                match = match & ~wiring.motor[dst]
+            source = torch.full((n,), -1, dtype=torch.long, device=layer.device)
+            source[dst[match]] = src[match]
+            self._source, self._wiring = source, wiring
+        return self._source
+
+    def __call__(self, state: NetworkState) -> torch.Tensor:
+        spikes = state.spikes
+        source = self.sources(state.wiring)
+        has = (source >= 0).to(spikes.dtype)  # [N]
+        same = spikes == spikes[:, source.clamp_min(0)]  # [B, N]
+        return torch.where(same, self.agree, self.disagree).to(spikes.dtype) * has
