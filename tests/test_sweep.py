@@ -96,3 +96,12 @@ def test_table1_render(tmp_path):
     assert "| Task | 5 | 20,000 | 20,000 |" in text and "0/1" in text
     assert (tmp_path / "docs" / "table1" / "all_L1.png").stat().st_size > 1000
     assert (tmp_path / "docs" / "table1" / "bio_all_L2.png").is_file()  # cells without trials still get a plot
+    assert "relay" not in text  # extension cells appear only when they have trials
+
+
+def test_table1_render_puts_an_extension_cell_beside_the_papers_cell_of_its_condition(tmp_path):
+    records = [_fake_trial(tmp_path / "runs", "all_relay_L5", 0, 3000, 3000)]
+    text = table1.render(records, tmp_path / "docs", "python -m narla.analysis.table1").read_text()
+    assert "| All + relay (ours) | — | — | 3,000 (4,824) |" in text
+    assert "| All + relay (ours) | 5 | 4,824 | 3,000 |" in text
+    assert (tmp_path / "docs" / "table1" / "all_relay_L5.png").is_file()

@@ -31,6 +31,9 @@ PAPER = {
     ("bio_all", 1): 1275, ("bio_all", 2): 3718, ("bio_all", 5): 4419,
     ("task", 1): 7691, ("task", 2): 20000, ("task", 5): 20000,
 }
+# Beyond the paper: cells that add our relay reward, compared with the paper's cell of the same condition.
+EXTENSIONS = [("all_relay", "All + relay (ours)", "all"), ("bio_all_relay", "Bio → All + relay (ours)", "bio_all")]
+EXTENSION_LAYERS = [5]
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios" / "table1"
 COMMAND = "python -m narla.analysis.table1 --runs {runs} --out {out}"
 
@@ -38,6 +41,18 @@ COMMAND = "python -m narla.analysis.table1 --runs {runs} --out {out}"
 def stem(condition: str, layers: int) -> str:
     """The scenario file stem of a cell, e.g. ``all_L2``."""
     return f"{condition}_L{layers}"
+
+
+def cells() -> list[tuple[str, str, int, int]]:
+    """Every cell as ``(condition, label, layers, paper's mean)``: the paper's nine, then the extensions."""
+    out = [(c, label, n, PAPER[(c, n)]) for c, label in CONDITIONS for n in LAYERS]
+    out += [(c, label, n, PAPER[(base, n)]) for c, label, base in EXTENSIONS for n in EXTENSION_LAYERS]
+    return out
+
+
+def stem_is_paper(name: str) -> bool:
+    """Whether a scenario stem is one of the paper's nine cells (those must exist; extensions may be absent)."""
+    return any(name == stem(c, n) for c, _ in CONDITIONS for n in LAYERS)
 
 
 def read_returns(run_dir: str | Path) -> list[float]:
@@ -103,19 +118,18 @@ def _n(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.0f}"
 
 
-def _settings(scenario_dir: Path) -> list[str]:
+def _settings(scenario_dir: Path, shown: list[tuple[str, str, int, int]]) -> list[str]:
     lines = []
-    for condition, label in CONDITIONS:
-        for layers in LAYERS:
-            path = scenario_dir / f"{stem(condition, layers)}.yaml"
-            if not path.is_file():
-                continue
-            data = yaml.safe_load(path.read_text())
-            learn, task = data.get("learning", {}), data.get("task", {})
-            lines.append(
-                f"| {label} | {layers} | {task.get('num_envs', 1)} | {learn.get('rule', 'reinforce')} | "
-                f"{learn.get('lr', 1e-3):g} | {learn.get('gamma', 0.99):g} | {learn.get('entropy_coef', 0.0):g} |"
-            )
+    for condition, label, layers, _ in shown:
+        path = scenario_dir / f"{stem(condition, layers)}.yaml"
+        if not path.is_file():
+            continue
+        data = yaml.safe_load(path.read_text())
+        learn, task = data.get("learning", {}), data.get("task", {})
+        lines.append(
+            f"| {label} | {layers} | {task.get('num_envs', 1)} | {learn.get('rule', 'reinforce')} | "
+            f"{learn.get('lr', 1e-3):g} | {learn.get('gamma', 0.99):g} | {learn.get('entropy_coef', 0.0):g} |"
+        )
     return lines
 
 
@@ -125,34 +139,31 @@ def render(records: list[dict], out: str | Path, command: str, scenario_dir: Pat
     by_cell: dict[str, list[dict]] = {}
     for r in records:
         by_cell.setdefault(r["scenario"], []).append(r)
-    stats = {key: cell_stats(by_cell.get(stem(*key), [])) for key in PAPER}
+    present = [cell for cell in cells() if stem_is_paper(stem(cell[0], cell[2])) or stem(cell[0], cell[2]) in by_cell]
+    stats = {stem(c, n): cell_stats(by_cell.get(stem(c, n), [])) for c, _, n, _ in present}
     compact = ["| reward | 1 layer | 2 layers | 5 layers |", "|---|--:|--:|--:|"]
     detail = [
         "| reward | layers | paper (mean) | ours: mean | median | sd | min – max | solved | final return | CPU time |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for condition, label in CONDITIONS:
-        cells = []
-        for layers in LAYERS:
-            s, paper = stats[(condition, layers)], PAPER[(condition, layers)]
-            cells.append(f"{_n(s.get('mean'))} ({paper:,})")
-            rs = by_cell.get(stem(condition, layers), [])
-            final = [r["final_mean_return"] for r in rs if r["final_mean_return"] is not None]
-            spread = f"{_n(s.get('min'))} – {_n(s.get('max'))}" if "min" in s else "—"
-            solved = f"{s['solved']}/{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
-            detail.append(
-                f"| {label} | {layers} | {paper:,} | {_n(s.get('mean'))} | {_n(s.get('median'))} | {_n(s.get('sd'))} | "
-                f"{spread} | {solved} | {_n(statistics.fmean(final)) if final else '—'} | {s['wall_s'] / 60:.1f} min |"
-            )
-        compact.append(f"| {label} | " + " | ".join(cells) + " |")
+    rows: dict[str, dict[int, str]] = {}
     figures = []
-    for condition, label in CONDITIONS:
-        for layers in LAYERS:
-            name = stem(condition, layers)
-            rs = sorted(by_cell.get(name, []), key=lambda r: r["seed"])
-            plot_cell(out / "table1" / f"{name}.png", f"{label}, {layers} layer{'s' * (layers > 1)}",
-                      [(r["seed"], read_returns(r["dir"])) for r in rs], PAPER[(condition, layers)])
-            figures.append(f"| {label}, {layers} layer{'s' * (layers > 1)} | ![{name}](table1/{name}.png) |")
+    for condition, label, layers, paper in present:
+        name = stem(condition, layers)
+        s, rs = stats[name], sorted(by_cell.get(name, []), key=lambda r: r["seed"])
+        rows.setdefault(label, {})[layers] = f"{_n(s.get('mean'))} ({paper:,})"
+        final = [r["final_mean_return"] for r in rs if r["final_mean_return"] is not None]
+        spread = f"{_n(s.get('min'))} – {_n(s.get('max'))}" if "min" in s else "—"
+        solved = f"{s['solved']}/{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
+        detail.append(
+            f"| {label} | {layers} | {paper:,} | {_n(s.get('mean'))} | {_n(s.get('median'))} | {_n(s.get('sd'))} | "
+            f"{spread} | {solved} | {_n(statistics.fmean(final)) if final else '—'} | {s['wall_s'] / 60:.1f} min |"
+        )
+        title = f"{label}, {layers} layer{'s' * (layers > 1)}"
+        plot_cell(out / "table1" / f"{name}.png", title, [(r["seed"], read_returns(r["dir"])) for r in rs], paper)
+        figures.append(f"| {title} | ![{name}](table1/{name}.png) |")
+    for label, by_layers in rows.items():
+        compact.append(f"| {label} | " + " | ".join(by_layers.get(n, "—") for n in LAYERS) + " |")
     total_wall = sum(s["wall_s"] for s in stats.values())
     text = "\n".join([
         "# Table 1 — episodes until CartPole is solved",
@@ -182,7 +193,7 @@ def render(records: list[dict], out: str | Path, command: str, scenario_dir: Pat
         "",
         "| reward | layers | B (episodes / update) | rule | lr | γ | entropy |",
         "|---|--:|--:|---|--:|--:|--:|",
-        *_settings(scenario_dir),
+        *_settings(scenario_dir, present),
         "",
         "## Learning curves (100-episode mean return; dashed: solved, dotted: the paper's mean)",
         "",
@@ -213,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        files = [args.scenarios / f"{stem(c, n)}.yaml" for c, _ in CONDITIONS for n in LAYERS]
+        files = [args.scenarios / f"{stem(c, n)}.yaml" for c, _, n, _ in cells()]
+        files = [f for f in files if f.is_file() or stem_is_paper(f.stem)]
         trials = make_trials(files, {}, parse_seeds(args.seeds), args.runs, args.set)
         if not args.render_only:
             run_sweep(trials, args.workers, progress=not args.quiet)
