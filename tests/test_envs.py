@@ -21,7 +21,7 @@ from narla.rollout import collect
 from narla.scenario import from_dict
 from narla.training import build
 
-BIO = ["activity", "sparsity", "prediction", "trace"]
+BIO = ["activity", "sparsity", "prediction", "trace", "relay"]
 # NaRLA's 3-layer CartPole network; biological rewards for the first episode, then all (Bio -> All).
 CARTPOLE_BIO = {
     "name": "envs_cartpole_bio",
