@@ -254,9 +254,17 @@ class Trainer:
         bar = tqdm(
             total=cfg.max_episodes, initial=len(self.returns), disable=not self.progress, unit="ep", dynamic_ncols=True
         )
+        batch = run.task.num_envs
+        phase = run.scheme.active_terms(len(self.returns) - batch) if self.returns else None
         try:
             while len(self.returns) < cfg.max_episodes:
                 episode = len(self.returns)
+                if phase is not None and run.scheme.active_terms(episode) != phase:
+                    # A new reward phase is a new objective: Adam's moments (and its bias correction, already
+                    # decayed) describe the old one. A neuron that got no reward in the last phase would
+                    # otherwise take steps several times lr right after the switch.
+                    run.learner.optimizer.state.clear()
+                phase = run.scheme.active_terms(episode)
                 rollout = collect(run.engine, run.task, run.scheme, episode)
                 stats = run.learner.update(rollout)
                 rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, run.wiring).items()}

@@ -78,6 +78,23 @@ def test_delay_propagation_trains():
     assert Trainer(s, progress=False).train()["episodes"] == 4
 
 
+def _adam_steps(trainer: Trainer) -> set[int]:
+    return {int(state["step"]) for state in trainer.run.learner.optimizer.state.values()}
+
+
+def test_a_reward_phase_switch_restarts_the_optimizer_state():
+    phases = {"terms": ["task", "trace"], "phases": [{"until_episode": 8, "terms": ["trace"]}, {"terms": "all"}]}
+    trainer = Trainer(scenario(rewards=phases, training__max_episodes=20), progress=False)
+    trainer.train()
+    assert _adam_steps(trainer) == {3}  # 5 updates of 4 episodes; the 2 before episode 8 are forgotten
+
+
+def test_without_phases_the_optimizer_state_runs_on():
+    trainer = Trainer(scenario(rewards=["task", "trace"], training__max_episodes=20), progress=False)
+    trainer.train()
+    assert _adam_steps(trainer) == {5}
+
+
 def test_unknown_builder_parameter_names_the_field():
     with pytest.raises(ScenarioError, match=r"^network\.depth: unknown parameter of builder 'layered'"):
         build(scenario(network={"builder": "layered", "depth": 3}))
