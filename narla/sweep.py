@@ -20,7 +20,9 @@ import itertools
 import json
 import os
 import re
+import signal
 import statistics
+import threading
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -192,12 +194,39 @@ def load_record(trial: Trial) -> dict:
     }
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the running trials now (their directories have no summary, so a re-run starts them over)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before Python 3.14
+        if process.is_alive():
+            process.terminate()
+
+
 def run_sweep(trials: Sequence[Trial], workers: int | None = None, progress: bool = True) -> list[dict]:
-    """Run the unfinished trials in ``workers`` processes (default: one per core); records of all trials."""
+    """Run the unfinished trials in ``workers`` processes (default: one per core); records of all trials.
+
+    Interrupted (Ctrl-C, or SIGTERM to this process), the sweep stops its workers too: finished trials are
+    kept, running ones start over on the next run.
+    """
     workers = workers or len(os.sched_getaffinity(0))
     todo = [t for t in trials if not is_finished(t)]
     bar = tqdm(total=len(trials), initial=len(trials) - len(todo), unit="trial", disable=not progress,
                dynamic_ncols=True, desc="sweep")
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
+    try:
+        _run_pool(todo, workers, bar)
+    finally:
+        bar.close()
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+    return [load_record(t) for t in trials]
+
+
+def _run_pool(todo: Sequence[Trial], workers: int, bar: tqdm) -> None:
     failed = 0
     if todo:
         ctx = get_context("spawn")
@@ -214,13 +243,9 @@ def run_sweep(trials: Sequence[Trial], workers: int | None = None, progress: boo
                     bar.update(1)
                     bar.set_postfix(failed=failed, last=f"{record['cell']} s{record['seed']}: {record['status']}")
             except BaseException:
+                _terminate_workers(pool)  # before shutdown, which forgets the worker processes
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-            finally:
-                bar.close()
-    else:
-        bar.close()
-    return [load_record(t) for t in trials]
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:

@@ -105,3 +105,44 @@ def test_table1_render_puts_an_extension_cell_beside_the_papers_cell_of_its_cond
     assert "| All + relay (ours) | — | — | 3,000 (4,824) |" in text
     assert "| All + relay (ours) | 5 | 4,824 | 3,000 |" in text
     assert (tmp_path / "docs" / "table1" / "all_relay_L5.png").is_file()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc (Linux)")
+def test_sigterm_to_a_sweep_stops_its_workers_and_keeps_no_half_trial(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-c", "import sys; from narla.cli import main; sys.exit(main(sys.argv[1:]))",
+               "sweep", str(SCENARIO), "--out", str(out), "--workers", "1", "--quiet",
+               "--set", "training.max_episodes=1000000", "--set", "training.solve_threshold=1000000"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(out.rglob("episodes.csv")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert list(out.rglob("episodes.csv")), "the trial never started"
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(p) for p in children if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted" in proc.stderr.read()
+        deadline = time.time() + 30
+        while any(_alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers)
+        assert not list(out.rglob("summary.json"))  # the interrupted trial is not recorded as finished
+    finally:
+        if proc.poll() is None:
+            proc.kill()
