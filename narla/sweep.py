@@ -325,18 +325,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a scenario key and its values, e.g. learning.lr=0.001,0.003 (repeatable: product)")
     parser.add_argument("--seeds", default="0", help="seeds, e.g. 0-4 or 0,3,7 (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory (one results directory per trial)")
+    add_trial_options(parser)
+
+
+def add_trial_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--set``, ``--quiet``: the options of every command that runs trials with :func:`run_sweep`."""
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field in every trial, e.g. training.max_episodes=2000")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the sweep, write ``trials.csv`` / ``sweep.csv`` and print the table; 1 if any trial failed."""
+def check_trial_options(args: argparse.Namespace) -> None:
+    """Reject a bad ``--workers`` or ``--set`` before any trial starts (one :class:`ScenarioError`)."""
     if args.workers is not None and args.workers < 1:
         raise ScenarioError(f"--workers: must be >= 1, got {args.workers}")
     for text in args.set:
         parse_override(text)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the sweep, write ``trials.csv`` / ``sweep.csv`` and print the table; 1 if any trial failed."""
+    check_trial_options(args)
     trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), args.out, args.set)
     records = run_sweep(trials, args.workers, progress=not args.quiet)
     cells = write_tables(args.out, records)

@@ -259,12 +259,13 @@ class Trainer:
         try:
             while len(self.returns) < cfg.max_episodes:
                 episode = len(self.returns)
-                if phase is not None and run.scheme.active_terms(episode) != phase:
+                terms = run.scheme.active_terms(episode)
+                if phase is not None and terms != phase:
                     # A new reward phase is a new objective: Adam's moments (and its bias correction, already
                     # decayed) describe the old one. A neuron that got no reward in the last phase would
                     # otherwise take steps several times lr right after the switch.
                     run.learner.optimizer.state.clear()
-                phase = run.scheme.active_terms(episode)
+                phase = terms
                 rollout = collect(run.engine, run.task, run.scheme, episode)
                 stats = run.learner.update(rollout)
                 rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, run.wiring).items()}

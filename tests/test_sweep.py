@@ -146,3 +146,9 @@ def test_sigterm_to_a_sweep_stops_its_workers_and_keeps_no_half_trial(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_table1_rejects_a_bad_worker_count_before_any_trial(tmp_path, capsys):
+    assert table1.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "docs"), "--workers", "0"]) == 2
+    assert "--workers: must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

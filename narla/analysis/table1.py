@@ -22,7 +22,15 @@ from pathlib import Path
 import yaml
 
 from narla.scenario import ScenarioError
-from narla.sweep import load_record, make_trials, parse_seeds, run_sweep, write_tables
+from narla.sweep import (
+    add_trial_options,
+    check_trial_options,
+    load_record,
+    make_trials,
+    parse_seeds,
+    run_sweep,
+    write_tables,
+)
 
 CONDITIONS = [("all", "All"), ("bio_all", "Bio → All"), ("task", "Task")]
 LAYERS = [1, 2, 5]
@@ -216,14 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/table1"), help="sweep directory of the trials")
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where table1.md and PNGs go")
     parser.add_argument("--seeds", default="0-4", help="seeds per cell (default 0-4)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="directory of the cell scenarios")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field in every trial (e.g. training.max_episodes=200 for a smoke test)")
     parser.add_argument("--render-only", action="store_true", help="do not train; render what is there")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_trial_options(parser)
     args = parser.parse_args(argv)
     try:
+        check_trial_options(args)
         files = [args.scenarios / f"{stem(c, n)}.yaml" for c, _, n, _ in cells()]
         files = [f for f in files if f.is_file() or stem_is_paper(f.stem)]
         trials = make_trials(files, {}, parse_seeds(args.seeds), args.runs, args.set)
