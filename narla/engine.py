@@ -9,6 +9,12 @@ Propagation modes:
 The engine samples actions without gradient (``tick``) and re-evaluates recorded rollouts with
 gradient in one batched pass (``evaluate``): both go through the same ``_stage`` code.
 
+Whole-network populations (``population.whole_network``, e.g. AttentionNeuron and the Cooperator,
+:mod:`narla.neurons.attention_neuron`) compute every neuron's value in one call, ``population.act``; their
+neurons are deterministic rate neurons with memory. The engine keeps that memory (``engine.memory``,
+``[2, B, S, H]``) from tick to tick: :meth:`Engine.reset_memory` starts a batch and :meth:`Engine.keep_memory`
+clears the copies whose episode ended, so every episode starts from zero memory.
+
 Universal context: when the population reads the previous task action (``population.action_dim > 0``),
 ``tick`` takes it as ``prev_action[B, A]`` features (:func:`narla.context.action_features`, zeros at an
 episode's start) and ``evaluate`` rebuilds it from the recorded neuron actions through the readout
@@ -16,6 +22,8 @@ episode's start) and ``evaluate`` rebuilds it from the recorded neuron actions t
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +64,23 @@ class Engine:
             (a, b): (wiring.ff_idx[a:b], ff_mask[a:b], wiring.ctx_idx[a:b], ctx_mask[a:b], wiring.motor[a:b])
             for a, b in self.stages
         }
-        self._uses_context = population.amtf_name != "feedforward"
+        self.whole_network = bool(getattr(population, "whole_network", False))
+        self._uses_context = self.whole_network or population.amtf_name != "feedforward"
+        self.memory: torch.Tensor | None = None
+        rate = getattr(population, "rate", None)
+        self.rate = rate if rate is not None and bool(rate.any()) else None  # [N] bool, or None: spiking only
+        self.explore = True  # rate neurons add Gaussian noise (policy gradients); ES sets False (deterministic)
+
+    # -- memory of whole-network populations -------------------------------------------------------
+    def reset_memory(self, batch: int) -> None:
+        """Zero memory for ``batch`` copies (no-op for populations without memory)."""
+        init = getattr(self.population, "initial_memory", None)
+        self.memory = init(batch) if init is not None else None
+
+    def keep_memory(self, keep: torch.Tensor) -> None:
+        """Clear the memory of the copies where ``keep[B]`` is False (their next tick starts an episode)."""
+        if self.memory is not None:
+            self.memory = self.memory * keep.view(1, -1, *([1] * (self.memory.dim() - 2))).to(self.memory.dtype)
 
     # -- shared pieces -------------------------------------------------------------------------
     def sensors(self, obs: torch.Tensor) -> torch.Tensor:
@@ -113,15 +137,41 @@ class Engine:
             ``act[S + N, B]`` (sensors, then spikes) and ``actions[N, B]`` (long: each neuron's choice).
         """
         cols = obs.shape[0]
+        if self.whole_network:
+            return self._tick_whole(obs, prev_action)
         act = torch.empty(self.num_sensors + self.num_neurons, cols, device=self.device)
         act[: self.num_sensors] = self.sensors(obs)
-        actions = torch.empty(self.num_neurons, cols, dtype=torch.long, device=self.device)
+        dtype = torch.long if self.rate is None else torch.float32
+        actions = torch.empty(self.num_neurons, cols, dtype=dtype, device=self.device)
         src = self._feedforward_source(act, prev)
         for start, end in self.stages:
             logits = self._stage(src, prev, start, end, prev_action)
-            actions[start:end] = self._sample(logits, self._stage_slices(start, end)[4])
-            act[self.num_sensors + start : self.num_sensors + end] = (actions[start:end] > 0).float()
+            chosen = self._sample(logits, self._stage_slices(start, end)[4])
+            if self.rate is None:
+                actions[start:end] = chosen
+                act[self.num_sensors + start : self.num_sensors + end] = (chosen > 0).float()
+            else:
+                value = self._rate_value(logits, start, end)
+                rate = self.rate[start:end].unsqueeze(1)
+                actions[start:end] = torch.where(rate, value, chosen.float())
+                act[self.num_sensors + start : self.num_sensors + end] = torch.where(rate, value, (chosen > 0).float())
         return act, actions
+
+    def _rate_value(self, logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Rate neurons' values ``[n, cols]``: ``tanh(z)``, plus ``N(0, σ_i²)`` noise when exploring."""
+        mean = torch.tanh(logits[:, 0])
+        if not self.explore:
+            return mean
+        std = self.population.log_std[start:end].exp()  # [n, 1]
+        return mean + std * torch.randn(mean.shape, generator=self.generator, device=self.device)
+
+    def _tick_whole(self, obs: torch.Tensor, prev_action: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tick of a whole-network population: ``act[S + N, B]`` and the neurons' values ``[N, B]`` (float)."""
+        sensed = self.sensors(obs)  # [S, B]
+        if self.memory is None or self.memory.shape[1] != obs.shape[0]:
+            self.reset_memory(obs.shape[0])
+        values, self.memory = self.population.act(sensed.T, self.memory, prev_action)
+        return torch.cat([sensed, values]), values
 
     def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
         """Bernoulli spikes from logit column 0; categorical choices for motor neurons when ``D > 1``."""
@@ -169,9 +219,18 @@ class Engine:
         Returns:
             ``log_prob[T, B, N]`` of the recorded actions, ``entropy[T, B, N]``, ``value[T, B, N]`` or None.
         """
+        if self.whole_network:
+            raise RuntimeError(
+                "learning.rule: whole-network populations (attention_neuron, cooperator) are deterministic rate "
+                "neurons trained by evolution strategies; use learning.rule es or cma_es"
+            )
         t, b, n = actions.shape
         cols = t * b
-        act = torch.cat([self.sensors(obs.reshape(cols, -1)), (actions.reshape(cols, n) > 0).float().T])
+        flat = actions.reshape(cols, n).T
+        out = (flat > 0).float()
+        if self.rate is not None:
+            out = torch.where(self.rate.unsqueeze(1), flat.float(), out)
+        act = torch.cat([self.sensors(obs.reshape(cols, -1)), out])
         prev = torch.zeros_like(act).view(-1, t, b)
         prev[:, 1:] = act.view(-1, t, b)[:, :-1]
         prev = (prev * (~first).float().unsqueeze(0)).view(-1, cols)
@@ -192,6 +251,10 @@ class Engine:
         for start, end in self.stages:
             logits = self._stage(src, prev, start, end, flat_prev_action)
             lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
+            if self.rate is not None:
+                rate = self.rate[start:end].unsqueeze(1)
+                glp, gent = gaussian_log_prob(logits, flat_actions[start:end], self.population.log_std[start:end])
+                lp, ent = torch.where(rate, glp, lp), torch.where(rate, gent, ent)
             logps.append(lp)
             ents.append(ent)
             if values:
@@ -211,12 +274,26 @@ class Engine:
 def log_prob(logits: torch.Tensor, actions: torch.Tensor, motor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probability and entropy ``[n, cols]`` of ``actions[n, cols]`` under ``logits[n, D, cols]``."""
     z = logits[:, 0]
-    bern_lp = -F.binary_cross_entropy_with_logits(z, actions.clamp(max=1).float(), reduction="none")
+    bern_lp = -F.binary_cross_entropy_with_logits(z, (actions > 0).float(), reduction="none")
     bern_ent = F.binary_cross_entropy_with_logits(z, torch.sigmoid(z), reduction="none")
     if logits.shape[1] == 1:
         return bern_lp, bern_ent
     logsm = torch.log_softmax(logits, 1)
-    cat_lp = logsm.gather(1, actions.unsqueeze(1)).squeeze(1)
+    cat_lp = logsm.gather(1, actions.long().clamp(0, logits.shape[1] - 1).unsqueeze(1)).squeeze(1)
     cat_ent = -(logsm.exp() * logsm).sum(1)
     m = motor.unsqueeze(1)
     return torch.where(m, cat_lp, bern_lp), torch.where(m, cat_ent, bern_ent)
+
+
+def gaussian_log_prob(
+    logits: torch.Tensor, values: torch.Tensor, log_std: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rate neurons: log-density and entropy ``[n, cols]`` of ``values`` under ``N(tanh(z), exp(log_std)²)``.
+
+    ``logits[n, D, cols]`` (column 0 is ``z``), ``log_std[n, 1]`` each neuron's own learned log-std.
+    """
+    mean = torch.tanh(logits[:, 0])
+    var = (2 * log_std).exp()
+    lp = -((values.float() - mean) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
+    ent = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).expand_as(mean)
+    return lp, ent

@@ -41,8 +41,8 @@ def load_model(run_dir: str | Path) -> dict:
 def eval_scenario(saved: dict, num_envs: int, seed: int | None = None) -> Scenario:
     """The saved scenario set up for replay: ``num_envs`` copies in one process, and the saved seed or ``seed``.
 
-    ES needs ``num_envs`` to be a multiple of its population, so an ES run is rebuilt with a REINFORCE learner
-    (the learner is not used; the population has the same parameters either way).
+    The run is rebuilt without a learner (:func:`narla.training.build` with ``learner=False``), so ES runs
+    replay their mean parameters.
     """
     scenario = from_dict(saved)
     options = dict(scenario.task.options)
@@ -50,32 +50,57 @@ def eval_scenario(saved: dict, num_envs: int, seed: int | None = None) -> Scenar
         options["asynchronous"] = False
         options.pop("num_workers", None)
     task = dataclasses.replace(scenario.task, num_envs=num_envs, options=options)
-    learning = scenario.learning
-    if learning.rule == "es":
-        learning = dataclasses.replace(learning, rule="reinforce")
     return dataclasses.replace(
-        scenario, task=task, learning=learning, seed=scenario.seed if seed is None else seed, device="cpu"
+        scenario, task=task, seed=scenario.seed if seed is None else seed, device="cpu"
     )
 
 
-def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None, num_envs: int | None = None) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    episodes: int = 10,
+    seed: int | None = None,
+    num_envs: int | None = None,
+    shuffle: bool = False,
+    noise_features: int = 0,
+    overrides: list[str] | None = None,
+) -> dict:
     """Play ``episodes`` episodes with the learned policy of ``run_dir``; returns the statistics.
 
+    ``shuffle`` draws a new feature order for each episode and ``noise_features`` adds that many inputs of pure
+    noise (:class:`narla.tasks.robustness.ShuffledTask`); with extra inputs the network is rebuilt with one more
+    sensory neuron per input, which only a network whose parameters do not depend on the number of inputs allows.
+    ``overrides`` (``KEY=VALUE``) change the replayed scenario, e.g. ``task.options.start=harder``.
+
     Returns:
-        ``{"episodes", "mean_return", "std_return", "returns", "lengths", "seed"}`` (population standard deviation).
+        ``{"episodes", "mean_return", "std_return", "returns", "lengths", "seed", "shuffle", "noise_features"}``
+        (population standard deviation).
     """
+    from narla.scenario import apply_overrides
     from narla.training import build
 
     saved = load_model(run_dir)
-    scenario = eval_scenario(saved["scenario"], num_envs or min(episodes, 10), seed)
-    run = build(scenario)
+    scenario = eval_scenario(apply_overrides(saved["scenario"], overrides or []), num_envs or min(episodes, 10), seed)
+    run = build(scenario, learner=False)
     try:
-        run.engine.population.load_state_dict(saved["population"])
+        if noise_features:
+            _widen(run, run.task.obs_dim + noise_features)
+        try:
+            run.engine.population.load_state_dict(saved["population"])
+        except RuntimeError as err:
+            raise ScenarioError(
+                f"--noise-features: this network's parameters depend on its number of inputs ({err}); only "
+                "networks without per-input parameters (e.g. network.context_map: shared) take extra inputs"
+            ) from None
         normalizer = getattr(run.task, "normalizer", None)
         if normalizer is not None and saved.get("normalizer") is not None:
             normalizer.load_state_dict(saved["normalizer"])
         run.task.training = False
-        returns, lengths = _play(run, episodes)
+        task = run.task
+        if shuffle or noise_features:
+            from narla.tasks.robustness import ShuffledTask
+
+            task = ShuffledTask(run.task, shuffle, noise_features, seed=scenario.seed + 7)
+        returns, lengths = _play(run, episodes, task)
     finally:
         run.task.close()
     mean = sum(returns) / len(returns)
@@ -87,7 +112,25 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int | None = None, n
         "returns": returns,
         "lengths": lengths,
         "seed": scenario.seed,
+        "shuffle": shuffle,
+        "noise_features": noise_features,
     }
+
+
+def _widen(run, n_obs: int) -> None:
+    """Rebuild ``run``'s graph, wiring, population and engine for ``n_obs`` inputs (same hyper-parameters)."""
+    from narla.context import action_dim
+    from narla.cooperator import is_attention_network, population_from_graph
+    from narla.engine import Engine
+    from narla.training import build_graph
+    from narla.wiring import compile_graph
+
+    if not is_attention_network(run.graph):
+        raise ScenarioError("--noise-features: only attention_neuron / cooperator networks take extra inputs")
+    graph = build_graph(run.scenario.network, n_obs, run.engine.readout.motor_groups())
+    run.graph, run.wiring = graph, compile_graph(graph, run.device)
+    population = population_from_graph(graph, action_dim(run.task.action_space)).to(run.device)
+    run.engine = Engine(run.wiring, population, run.engine.readout, run.scenario.propagation, run.engine.generator)
 
 
 def _play(run, episodes: int, task: Task | None = None) -> tuple[list[float], list[int]]:
@@ -149,7 +192,7 @@ def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None, 
         return reason
     import imageio
 
-    run = build(scenario)
+    run = build(scenario, learner=False)
     env_id = ANT_ENV_ID if scenario.task.id == "ant" else scenario.task.id.split(":", 1)[1]
     normalize = getattr(run.task, "normalizer", None) is not None
     inner = GymVectorTask(env_id, 1, normalize_obs=normalize, env_kwargs={"render_mode": "rgb_array"})
@@ -171,13 +214,18 @@ def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None, 
 
 def main(args: argparse.Namespace) -> int:
     """``narla eval``: print and write the evaluation; optionally a video."""
-    stats = evaluate(args.run_dir, args.episodes, seed=args.seed)
+    stats = evaluate(
+        args.run_dir, args.episodes, seed=args.seed, shuffle=args.shuffle, noise_features=args.noise_features,
+        overrides=args.set,
+    )
     out = Path(args.json) if args.json else Path(args.run_dir) / "eval.json"
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(stats, indent=2) + "\n")
     os.replace(tmp, out)
+    kind = " (shuffled)" if args.shuffle else ""
+    kind += f" (+{args.noise_features} noise inputs)" if args.noise_features else ""
     print(
-        f"{args.episodes} episodes: mean return {stats['mean_return']:.2f} ± {stats['std_return']:.2f} (sd); "
+        f"{args.episodes} episodes{kind}: mean return {stats['mean_return']:.2f} ± {stats['std_return']:.2f} (sd); "
         f"written to {out}"
     )
     if args.video:
@@ -195,4 +243,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
     parser.add_argument("--seed", type=int, help="seed of the replay (default: the run's seed)")
     parser.add_argument("--json", help="where to write the statistics (default RUN_DIR/eval.json)")
+    parser.add_argument("--shuffle", action="store_true", help="a new order of the observation features each episode")
+    parser.add_argument("--noise-features", type=int, default=0, metavar="K", help="add K inputs of pure noise")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="change the replayed scenario, e.g. --set task.options.start=harder",
+    )
     parser.add_argument("--video", help="also render one episode to this .mp4 (gymnasium tasks, needs imageio)")

@@ -14,6 +14,10 @@
   ``half = (high − low)/2``, ``κ = 2``. Unanimous firing (or silence) gives exactly ``high`` (``low``), a
   balanced group gives ``mid``, and the curve is steeper than ``rate`` near the middle. The policy stays
   stochastic through the motor spikes, so REINFORCE needs nothing new.
+- ``value`` (rate motor neurons, outputs in ``[-1, 1]``): the motor neurons' values are the action. A
+  ``Box`` task has one group per action dimension, whose mean value ``v_d`` maps linearly onto the bounds,
+  ``a_d = low + (high − low)(v_d + 1)/2``. ``Discrete(2)`` has one group: action 1 when its mean value is
+  positive. ``Discrete(n > 2)`` has one group per action: the group with the largest mean value wins.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from narla.wiring import Wiring
 
-READOUTS = ("choice", "vote", "rate", "squash")
+READOUTS = ("choice", "vote", "rate", "squash", "value")
 SQUASH_GAIN = 2.0
 
 
@@ -46,6 +50,8 @@ class Readout:
         self.action_space = action_space
         self.motor_per_group = 1 if kind == "choice" else motor_per_group
         self.num_groups = 1 if kind == "choice" else (int(action_space.n) if discrete else int(action_space.shape[0]))
+        if kind == "value" and discrete and action_space.n == 2:
+            self.num_groups = 1
         self.out_dim = int(action_space.n) if kind == "choice" and action_space.n > 2 else 1
         self._motor_idx: torch.Tensor | None = None
         self._motor_group: torch.Tensor | None = None
@@ -84,7 +90,9 @@ class Readout:
             raise RuntimeError("Readout.bind(wiring) must be called before use")
         motor = actions[self._motor_idx]
         if self.kind == "choice":
-            return motor[0]
+            return motor[0].long()
+        if self.kind == "value":
+            return self._value(motor)
         spikes = (motor > 0).to(torch.float32)
         counts = torch.zeros(self.num_groups, spikes.shape[1], device=spikes.device)
         counts.index_add_(0, self._motor_group, spikes)
@@ -97,3 +105,13 @@ class Readout:
             squashed = torch.tanh(SQUASH_GAIN * vote) / math.tanh(SQUASH_GAIN)
             return (low + high) / 2 + (high - low) / 2 * squashed
         return low + (high - low) * rate
+
+    def _value(self, motor: torch.Tensor) -> torch.Tensor:
+        """Motor values ``[M, B]`` in ``[-1, 1]`` -> actions (see the module doc)."""
+        sums = torch.zeros(self.num_groups, motor.shape[1], device=motor.device)
+        mean = sums.index_add_(0, self._motor_group, motor.float()).T / self.motor_per_group  # [B, groups]
+        if isinstance(self.action_space, gym.spaces.Box):
+            return self._low + (self._high - self._low) * (mean.clamp(-1.0, 1.0) + 1.0) / 2
+        if self.num_groups == 1:
+            return (mean[:, 0] > 0).long()
+        return mean.argmax(1)

@@ -125,7 +125,7 @@ class ReferenceNetwork(nn.Module):
         cls, population: Population, wiring: Wiring, propagation: str = "sweep", device: str | torch.device = "cpu"
     ) -> ReferenceNetwork:
         """Separate modules holding copies of each neuron's slice of the stacked parameters (policies only)."""
-        if population.slots is not None or population.ff_pool is not None or population.ctx_pool is not None:
+        if population.slots is not None:
             raise ValueError("the reference models independent neurons: tied slots and pooling maps are not supported")
         extra = population.position_dim + population.action_dim
         hidden = [w.shape[2] for w in population.policy.weights[:-1]]

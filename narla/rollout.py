@@ -51,6 +51,7 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
     b, s, n = task.num_envs, engine.num_sensors, engine.num_neurons
     device = engine.device
     obs = task.reset()
+    engine.reset_memory(b)
     prev = torch.zeros(s + n, b, device=device)
     prev_spikes = torch.zeros(b, n, device=device)
     trace = torch.zeros(b, n, device=device)
@@ -68,7 +69,7 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
         done = terminated | truncated
         spikes = act[s:].T
         trace = scheme.update_trace(trace, spikes, first)
-        state = NetworkState(spikes, prev_spikes, trace, reward, done, first, engine.wiring, episode)
+        state = NetworkState(spikes, prev_spikes, trace, reward, done, first, engine.wiring, episode, engine.memory)
         total, parts = scheme(state)
         mask = alive.unsqueeze(1).float()
         rec["obs"].append(obs)
@@ -81,6 +82,7 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
         for name in comps:
             comps[name].append(parts[name] * mask)
         alive = alive & ~done
+        engine.keep_memory(~done)
         if use_action:
             prev_actions.append(prev_action)
             feats = action_features(task_action, engine.readout.action_space)

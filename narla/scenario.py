@@ -51,18 +51,24 @@ class TaskConfig:
 
 @dataclass
 class NeuronConfig:
-    """Each neuron's policy network and its modulatory transfer function (``narla.cooperation``)."""
+    """Each neuron's policy network, its modulatory transfer function (``narla.cooperation``) and its output kind.
+
+    ``output``: ``spike`` (Bernoulli, NaRLA's neurons) or ``rate`` (a continuous value ``tanh(z)``, deterministic
+    under ES, Gaussian with a learned per-neuron log-std under policy gradients), for every neuron, or per role
+    as a mapping such as ``{hidden: spike, motor: rate}``.
+    """
 
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     activation: str = _choices("leaky_relu", "relu", "tanh", default="leaky_relu")
     amtf: str = _choices("cooperation", "cooperation_relu6", "additive", "feedforward", "gain", default="feedforward")
+    output: Any = "spike"
 
 
 @dataclass
 class ReadoutConfig:
     """How motor neurons form the task action (``narla.readout``)."""
 
-    kind: str = _choices("choice", "vote", "rate", "squash", default="choice")
+    kind: str = _choices("choice", "vote", "rate", "squash", "value", default="choice")
     motor_per_group: int = 1
 
 
@@ -72,8 +78,7 @@ class ContextConfig:
 
     ``proximal``/``distal``/``feedback`` add graph context edges; ``universal_position`` is the width of the
     positional encoding of the neuron index (0 = off); ``universal_action`` feeds the previous task action.
-    ``integration``: ``amtf`` (C is a linear map, combined with R by ``neuron.amtf``), or the attention
-    baseline ``attention`` / ``attention_expressive`` (``narla.neurons.attention``).
+    (The ``attention_neuron`` / ``cooperator`` builders wire their own context: see ``narla.cooperator``.)
     """
 
     proximal: bool = False
@@ -81,7 +86,6 @@ class ContextConfig:
     feedback: bool = False
     universal_position: int = 0
     universal_action: bool = False
-    integration: str = _choices("amtf", "attention", "attention_expressive", default="amtf")
 
 
 @dataclass
@@ -90,10 +94,12 @@ class LearningConfig:
 
     ``es`` (per-neuron evolution strategies, :mod:`narla.learning.es`) uses ``lr``, ``sigma`` (perturbation
     scale), ``population`` (M antithetic pairs; ``task.num_envs`` must be a multiple of 2M) and
-    ``fitness_shaping``; ``gamma`` and the gradient options do not apply to it.
+    ``fitness_shaping``; ``gamma`` and the gradient options do not apply to it. ``cma_es`` (whole-network
+    CMA-ES, :mod:`narla.learning.cmaes`) uses ``sigma`` (initial step size) and ``population`` (members;
+    ``task.num_envs`` must be a multiple of it, the quotient is the repeats per member).
     """
 
-    rule: str = _choices("reinforce", "actor_critic", "es", default="reinforce")
+    rule: str = _choices("reinforce", "actor_critic", "es", "cma_es", default="reinforce")
     lr: float = 1e-3
     gamma: float = 0.99
     normalize_returns: bool = True
@@ -219,6 +225,7 @@ def _check_ranges(s: Scenario) -> None:
     need(s.task.max_episode_steps is None or s.task.max_episode_steps >= 1, "task.max_episode_steps", ">= 1",
          s.task.max_episode_steps)
     need(all(h >= 1 for h in s.neuron.hidden), "neuron.hidden", "a list of layer widths >= 1", s.neuron.hidden)
+    _check_output(s.neuron.output)
     need(s.readout.motor_per_group >= 1, "readout.motor_per_group", ">= 1", s.readout.motor_per_group)
     need(s.context.universal_position >= 0, "context.universal_position", ">= 0", s.context.universal_position)
     need(s.learning.lr > 0, "learning.lr", "> 0", s.learning.lr)
@@ -236,6 +243,31 @@ def _check_ranges(s: Scenario) -> None:
     need(s.device == "cpu" or s.device.startswith("cuda"), "device", "'cpu', 'cuda' or 'cuda:N'", s.device)
     builder = s.network.get("builder", "layered")
     need(isinstance(builder, str), "network.builder", "a builder name or 'module:function'", builder)
+
+
+OUTPUTS = ("spike", "rate")
+
+
+def _check_output(output: Any) -> None:
+    if isinstance(output, str):
+        if output not in OUTPUTS:
+            raise ScenarioError(f"neuron.output: {output!r} is not allowed; allowed: {', '.join(OUTPUTS)} or a mapping "
+                                "of roles (hidden, motor) to them")
+        return
+    if not isinstance(output, dict):
+        raise ScenarioError(f"neuron.output: must be spike, rate or a mapping of roles to them, got {output!r}")
+    for role, kind in output.items():
+        if role not in ("hidden", "motor"):
+            raise ScenarioError(f"neuron.output.{role}: unknown role; allowed: hidden, motor")
+        if kind not in OUTPUTS:
+            raise ScenarioError(f"neuron.output.{role}: {kind!r} is not allowed; allowed: {', '.join(OUTPUTS)}")
+
+
+def output_kinds(output: Any) -> dict[str, str]:
+    """``neuron.output`` -> ``{"hidden": kind, "motor": kind}`` (unnamed roles spike)."""
+    if isinstance(output, str):
+        return {"hidden": output, "motor": output}
+    return {"hidden": output.get("hidden", "spike"), "motor": output.get("motor", "spike")}
 
 
 def from_dict(data: Any) -> Scenario:

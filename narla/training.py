@@ -28,16 +28,16 @@ from tqdm.auto import tqdm
 
 from narla import graph as graphs
 from narla.context import action_dim, add_context
-from narla.cooperator import input_pooling, tied_slots
+from narla.cooperator import attention_neuron, cooperator, is_attention_network, population_from_graph
 from narla.engine import Engine
 from narla.learning import ActorCritic, Reinforce
+from narla.learning.cmaes import CMAES
 from narla.learning.es import PerNeuronES
 from narla.neurons import Population
-from narla.neurons.attention import AttentionPopulation
 from narla.readout import Readout
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
-from narla.scenario import Scenario, ScenarioError, dump
+from narla.scenario import Scenario, ScenarioError, dump, output_kinds
 from narla.tasks.base import Task
 from narla.tasks.registry import make_task
 from narla.wiring import Wiring, compile_graph
@@ -46,6 +46,8 @@ BUILDERS: dict[str, Callable[..., nx.DiGraph]] = {
     "layered": graphs.layered,
     "random_sparse": graphs.random_sparse,
     "small_world": graphs.small_world,
+    "attention_neuron": attention_neuron,
+    "cooperator": cooperator,
 }
 
 
@@ -90,7 +92,14 @@ def build_graph(network: dict, n_obs: int, motor_groups: list[str]) -> nx.DiGrap
     kwargs = {"n_obs": n_obs, "motor_groups": motor_groups, **params}
     if "n_motor" in sig.parameters:
         kwargs["n_motor"] = len(motor_groups)
-    graph = fn(**kwargs)
+    try:
+        graph = fn(**kwargs)
+    except graphs.GraphError:
+        raise
+    except ValueError as err:
+        if name in BUILDERS:
+            raise ScenarioError(str(err)) from None
+        raise
     if not isinstance(graph, nx.DiGraph):
         raise ScenarioError(f"network.builder: {name!r} returned {type(graph).__name__}, expected a networkx.DiGraph")
     return graphs.from_networkx(graph)
@@ -106,13 +115,17 @@ class Run:
     wiring: Wiring
     engine: Engine
     scheme: RewardScheme
-    learner: Reinforce | ActorCritic | PerNeuronES
+    learner: Reinforce | ActorCritic | PerNeuronES | CMAES | None
     device: torch.device
     generator: torch.Generator = field(repr=False, default=None)
 
 
-def build(scenario: Scenario) -> Run:
-    """Construct task, graph, wiring, population, engine, reward scheme and learner; seeded."""
+def build(scenario: Scenario, learner: bool = True) -> Run:
+    """Construct task, graph, wiring, population, engine, reward scheme and learner; seeded.
+
+    ``learner=False`` builds no learner (``run.learner`` is None): a replay acts with the population's own
+    parameters, never with an evolution strategy's perturbed members.
+    """
     device = torch.device(scenario.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ScenarioError(f"device: {scenario.device!r} requested but CUDA is not available here; use cpu")
@@ -134,33 +147,49 @@ def build(scenario: Scenario) -> Run:
         graph = add_context(graph, proximal=ctx.proximal, distal=ctx.distal, feedback=ctx.feedback)
     wiring = compile_graph(graph, device)
     rule = scenario.learning.rule
-    ff_pool, ctx_pool = input_pooling(graph, wiring)
-    options = dict(
-        out_dim=readout.out_dim,
-        hidden=scenario.neuron.hidden,
-        activation=scenario.neuron.activation,
-        amtf=scenario.neuron.amtf,
-        critic=rule == "actor_critic",
-        position_dim=ctx.universal_position,
-        action_dim=action_dim(task.action_space) if ctx.universal_action else 0,
-        slots=tied_slots(graph, wiring),
-        ff_pool=ff_pool,
-        ctx_pool=ctx_pool,
-    )
-    if ctx.integration == "amtf":
-        population = Population(wiring, **options).to(device)
+    if is_attention_network(graph):
+        if learner and rule not in ("es", "cma_es"):
+            raise ScenarioError(
+                f"learning.rule: {rule!r} cannot train network.builder {scenario.network['builder']!r} (deterministic "
+                "rate neurons with memory); allowed: es, cma_es"
+            )
+        population = population_from_graph(graph, action_dim(task.action_space)).to(device)
     else:
-        kind = "expressive" if ctx.integration == "attention_expressive" else "softmax"
-        population = AttentionPopulation(wiring, attention=kind, **options).to(device)
+        kinds = output_kinds(scenario.neuron.output)
+        rate = torch.where(wiring.motor, kinds["motor"] == "rate", kinds["hidden"] == "rate")
+        if bool(rate[wiring.motor].any()) and scenario.readout.kind != "value":
+            raise ScenarioError(
+                f"readout.kind: rate motor neurons need readout value, got {scenario.readout.kind!r}"
+            )
+        if bool(rate[wiring.motor].any()) and readout.out_dim > 1:
+            raise ScenarioError("neuron.output.motor: a categorical motor neuron cannot be a rate neuron")
+        population = Population(
+            wiring,
+            out_dim=readout.out_dim,
+            hidden=scenario.neuron.hidden,
+            activation=scenario.neuron.activation,
+            amtf=scenario.neuron.amtf,
+            critic=rule == "actor_critic",
+            position_dim=ctx.universal_position,
+            action_dim=action_dim(task.action_space) if ctx.universal_action else 0,
+            rate=rate if bool(rate.any()) else None,
+        ).to(device)
     generator = torch.Generator(device=device)
     generator.manual_seed(scenario.seed + 1)
     try:
         engine = Engine(wiring, population, readout, scenario.propagation, generator)
     except ValueError as err:
         raise ScenarioError(str(err)) from None
+    if rule in ("es", "cma_es"):
+        engine.explore = False  # rate neurons are deterministic under evolution strategies
+        log_std = getattr(population, "log_std", None)
+        if log_std is not None:
+            log_std.requires_grad_(False)  # not evolved: it only shapes the policy-gradient Gaussian
     scheme = RewardScheme.from_config(scenario.rewards, wiring)
     cfg = scenario.learning
-    if rule == "reinforce":
+    if not learner:
+        learner = None
+    elif rule == "reinforce":
         learner = Reinforce(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm)
     elif rule == "es":
         es_generator = torch.Generator(device=device)
@@ -169,6 +198,11 @@ def build(scenario: Scenario) -> Run:
             learner = PerNeuronES(
                 engine, task.num_envs, cfg.lr, cfg.sigma, cfg.population, cfg.fitness_shaping, es_generator
             )
+        except ValueError as err:
+            raise ScenarioError(str(err)) from None
+    elif rule == "cma_es":
+        try:
+            learner = CMAES(engine, task.num_envs, cfg.population, cfg.sigma, scenario.seed)
         except ValueError as err:
             raise ScenarioError(str(err)) from None
     else:
@@ -264,7 +298,9 @@ class Trainer:
                     # A new reward phase is a new objective: Adam's moments (and its bias correction, already
                     # decayed) describe the old one. A neuron that got no reward in the last phase would
                     # otherwise take steps several times lr right after the switch.
-                    run.learner.optimizer.state.clear()
+                    optimizer = getattr(run.learner, "optimizer", None)
+                    if optimizer is not None:
+                        optimizer.state.clear()
                 phase = terms
                 rollout = collect(run.engine, run.task, run.scheme, episode)
                 stats = run.learner.update(rollout)

@@ -9,7 +9,7 @@ from narla.training import Trainer, build
 
 pytest.importorskip("pybullet_envs_gymnasium", reason="the Ant task needs the 'ant' extra: pip install 'narla[ant]'")
 
-FAST = ["task.num_envs=2", "learning.population=1", "task.options={asynchronous: false}", "task.max_episode_steps=12"]
+FAST = ["task.num_envs=2", "learning.population=2", "task.options={asynchronous: false}", "task.max_episode_steps=12"]
 
 
 @pytest.mark.parametrize("name", ["ant_cooperator", "ant_attention"])

@@ -1,18 +1,41 @@
 """Specification of narla.context: graph context sources, universal context and their wiring into a run."""
 
 import gymnasium as gym
+import networkx as nx
 import pytest
 import torch
 
 from narla.context import action_features, add_context, positional_encoding
-from narla.cooperator import cooperator
 from narla.graph import layered
 from narla.neurons import Population
 from narla.rewards import RewardScheme
 from narla.rollout import collect
-from narla.scenario import ScenarioError, from_dict, load
+from narla.scenario import ScenarioError, apply_overrides, from_dict
 from narla.training import build
 from narla.wiring import compile_graph
+
+CONTEXT_NET = {
+    "name": "context_net",
+    "task": {"id": "cartpole", "num_envs": 1},
+    "network": {"builder": "layered", "layers": 2, "width": 3, "connectivity": "full"},
+    "neuron": {"hidden": [8], "activation": "tanh", "amtf": "cooperation"},
+    "readout": {"kind": "vote", "motor_per_group": 2},
+    "context": {"proximal": True, "distal": True, "feedback": True, "universal_action": True},
+}
+
+
+def two_layer_graph(hidden_groups: list[str], motor_groups: list[str]):
+    """Two sensors, one hidden layer (``a{i}`` in ``hidden_groups``), motors reading every hidden neuron."""
+    graph = nx.DiGraph()
+    for i in range(2):
+        graph.add_node(f"s{i}", kind="sensor", index=i)
+    for i, g in enumerate(hidden_groups):
+        graph.add_node(f"a{i}", kind="neuron", layer=1, role="hidden", group=g)
+        graph.add_edges_from(((f"s{k}", f"a{i}") for k in range(2)), kind="feedforward")
+    for j, g in enumerate(motor_groups):
+        graph.add_node(f"motor_{j}", kind="neuron", layer=2, role="motor", group=g)
+        graph.add_edges_from(((f"a{i}", f"motor_{j}") for i in range(len(hidden_groups))), kind="feedforward")
+    return graph
 
 
 def context_pairs(graph) -> set:
@@ -20,18 +43,15 @@ def context_pairs(graph) -> set:
 
 
 def test_proximal_links_same_layer_same_group_neighbours_only():
-    graph = add_context(cooperator(2, ["0", "0", "1"], channels=2), proximal=True)
-    assert context_pairs(graph) == {
-        ("sense0_0", "sense1_0"), ("sense1_0", "sense0_0"), ("sense0_1", "sense1_1"), ("sense1_1", "sense0_1"),
-        ("motor_0", "motor_1"), ("motor_1", "motor_0"),
-    }
+    graph = add_context(two_layer_graph(["g0", "g0", "g1"], ["0", "0", "1"]), proximal=True)
+    assert context_pairs(graph) == {("a0", "a1"), ("a1", "a0"), ("motor_0", "motor_1"), ("motor_1", "motor_0")}
 
 
 def test_distal_links_other_groups_and_earlier_layers_but_never_feedforward_pairs():
-    graph = add_context(cooperator(2, ["0", "1"], channels=1), distal=True)
-    # motors already read every sensory neuron feedforward: one edge per ordered pair, feedforward wins.
-    assert context_pairs(graph) == {("motor_0", "motor_1"), ("motor_1", "motor_0")}
-    assert graph.edges["sense0_0", "motor_0"]["kind"] == "feedforward"
+    graph = add_context(two_layer_graph(["g0", "g1"], ["0", "1"]), distal=True)
+    # motors already read every hidden neuron feedforward: one edge per ordered pair, feedforward wins.
+    assert context_pairs(graph) == {("a0", "a1"), ("a1", "a0"), ("motor_0", "motor_1"), ("motor_1", "motor_0")}
+    assert graph.edges["a0", "motor_0"]["kind"] == "feedforward"
 
 
 def test_feedback_links_later_layers_to_earlier_ones():
@@ -75,7 +95,7 @@ def test_universal_context_adds_learned_columns_that_change_the_output():
 
 
 def test_evaluate_rebuilds_the_recorded_previous_action():
-    run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=3", "task.max_episode_steps=30"]))
+    run = build(from_dict(apply_overrides(CONTEXT_NET, ["task.num_envs=3", "task.max_episode_steps=30"])))
     rollout = collect(run.engine, run.task, RewardScheme.from_config(["task"], run.wiring))
     rebuilt = run.engine.previous_task_action(rollout.actions, rollout.first)
     valid = rollout.valid.unsqueeze(-1).float()
@@ -89,18 +109,15 @@ def test_scenario_context_defaults_to_all_sources_off():
     scenario = from_dict({"name": "x"})
     assert (scenario.context.proximal, scenario.context.distal, scenario.context.feedback) == (False, False, False)
     assert scenario.context.universal_position == 0 and not scenario.context.universal_action
-    assert scenario.context.integration == "amtf"
 
 
-def test_scenario_rejects_unknown_context_fields_and_integrations():
+def test_scenario_rejects_unknown_context_fields():
     with pytest.raises(ScenarioError, match="context.lateral"):
         from_dict({"name": "x", "context": {"lateral": True}})
-    with pytest.raises(ScenarioError, match="context.integration"):
-        from_dict({"name": "x", "context": {"integration": "conv"}})
 
 
 def test_build_adds_context_edges_and_universal_columns_from_the_scenario():
-    run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=1", "context.universal_position=4"]))
+    run = build(from_dict(apply_overrides(CONTEXT_NET, ["context.universal_position=4"])))
     assert any(k == "context" for _, _, k in run.graph.edges(data="kind"))
     pop = run.engine.population
     assert (pop.position_dim, pop.action_dim) == (4, 2)

@@ -1,197 +1,278 @@
-"""Cooperator vs attention baseline vs point neurons, on cart-pole swing-up and CartPole.
+"""The Cooperator against AttentionNeuron (and a plain narla network) on CartPole and cart-pole swing-up.
 
-Regenerate ``docs/results/cooperation.md`` and its learning curves with::
+Regenerate ``docs/results/cooperation.md`` and its curves with::
 
-    python -m narla.analysis.cooperation --out docs/results
+    python -m narla.analysis.cooperation --runs runs/cooperation --out docs/results
 
-Three models share one network (``narla.cooperator``: tied permutation-invariant sensory neurons, motor
-groups, proximal + distal + feedback + previous-action context) and differ only in how a neuron combines
-its feedforward field R with its context C:
+Every (task, model, seed) is one ``narla`` run in ``RUNS/TASK/MODEL/sSEED`` (scenario, episodes.csv, checkpoints)
+trained by the scenario's learner, then tested for ``--test-episodes`` episodes with its mean parameters, plainly
+and with a new feature order each episode (``narla eval --shuffle``). A finished run is skipped; an interrupted
+run resumes from its last checkpoint; ``--generations`` may be raised to extend every run. Runs go to
+``--workers`` worker processes with one torch thread each.
 
-- ``cooperator``: C linear in the context inputs, output ``cooperation(R, C) = R² + 2R + 2C(1 + |R|)``;
-- ``attention``: C by softmax attention across the context sources, output ``R + C`` (``narla.neurons.attention``);
-- ``point``: C linear, output ``R + C`` (a point neuron; same parameters as the cooperator).
-
-Every run uses the same fixed budget (``--episodes`` per run, ``--num-envs`` copies per update, episodes
-counted per copy) and ``--seeds`` seeds. Swing-up episodes are the full 1,000 steps.
+Counting: a *generation* is one update of the evolution strategy, ``B`` copies (members × repeats) each playing
+one episode; *environment steps* sum every copy's episode length. A member's fitness is its mean return over its
+repeats; the curves show the population mean and the population best fitness per generation.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
-import math
+import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-import torch
-
-MODELS = {
-    "cooperator": [],
-    "attention": ["context.integration=attention", "neuron.amtf=additive"],
-    "point": ["neuron.amtf=additive"],
-}
+MODELS = {"cooperator": "cooperator", "attention": "attention", "layered": "layered"}
 TASKS = {
-    "swingup": {"scenario": "scenarios/swingup_cooperator.yaml", "target": 600.0},
-    "cartpole": {"scenario": "scenarios/cartpole_cooperator.yaml", "target": 195.0},
+    "cartpole": {"scenario": "cartpole", "overrides": [], "target": 475.0, "test": [], "generations": 100},
+    "swingup_harder": {
+        "scenario": "swingup", "overrides": [], "target": 600.0, "test": ["task.options.start=harder"],
+        "generations": 40,
+    },
+    "swingup_easy": {
+        "scenario": "swingup", "overrides": ["task.options.start=simple"], "target": 900.0,
+        "test": ["task.options.start=simple"], "generations": 40,
+    },
 }
 
 
-def train_one(task: str, model: str, seed: int, episodes: int, num_envs: int) -> list[float]:
-    """Train one (task, model, seed) for ``episodes`` episodes; the per-episode returns."""
+def atomic_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def scenario_path(task: str, model: str) -> Path:
+    return Path("scenarios") / f"{TASKS[task]['scenario']}_{model}.yaml"
+
+
+def run_one(task: str, model: str, seed: int, generations: int, runs: str, test_episodes: int) -> dict:
+    """Train (or resume) one run to ``generations`` generations, then test it; returns its record."""
+    import torch
+
     torch.set_num_threads(1)
-    from narla.scenario import load
+    from narla import scenario as scenarios
+    from narla.checkpoint import CHECKPOINT, resume
+    from narla.evaluate import evaluate
     from narla.training import Trainer
 
-    overrides = [
-        *MODELS[model],
-        f"seed={seed}",
-        f"task.num_envs={num_envs}",
-        f"training.max_episodes={episodes}",
-        "training.stop_when_solved=false",
-    ]
-    scenario = load(TASKS[task]["scenario"], overrides)
-    trainer = Trainer(scenario, out_dir=None, progress=False)
-    trainer.train()
-    return trainer.returns
+    out = Path(runs) / task / model / f"s{seed}"
+    base = scenarios.load(scenario_path(task, model), TASKS[task]["overrides"])
+    episodes = generations * base.task.num_envs
+    overrides = [*TASKS[task]["overrides"], f"seed={seed}", f"training.max_episodes={episodes}"]
+    summary = _read(out / "summary.json")
+    if summary is None or summary.get("episodes", 0) < episodes or str(summary.get("status", "")).startswith("failed"):
+        if (out / CHECKPOINT).is_file():
+            trainer = resume(out, [f"training.max_episodes={episodes}"], progress=False)
+        else:
+            scenario = scenarios.load(scenario_path(task, model), overrides)
+            trainer = Trainer(scenario, out, progress=False, overwrite=True)
+        trainer.train()
+        (out / "test.json").unlink(missing_ok=True)
+    test = _read(out / "test.json")
+    if test is None:
+        test = {}
+        for kind, shuffle in (("plain", False), ("shuffled", True)):
+            stats = evaluate(out, test_episodes, num_envs=test_episodes, shuffle=shuffle, overrides=TASKS[task]["test"])
+            test[kind] = {"mean": stats["mean_return"], "std": stats["std_return"]}
+        atomic_text(out / "test.json", json.dumps(test, indent=2) + "\n")
+    return {"task": task, "model": model, "seed": seed, "dir": str(out), "test": test}
 
 
-def batch_means(returns: list[float], num_envs: int) -> list[float]:
-    """Mean return of each update's batch of ``num_envs`` episodes (the learning curve's points)."""
-    return [statistics.fmean(returns[i : i + num_envs]) for i in range(0, len(returns), num_envs)]
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def episodes_to(returns: list[float], num_envs: int, target: float) -> int | None:
-    """Episodes (counted per copy) until the first batch whose mean return reaches ``target``; None if never."""
-    for k, mean in enumerate(batch_means(returns, num_envs)):
-        if mean >= target:
-            return (k + 1) * num_envs
-    return None
+def generation_curves(run_dir: str | Path, num_envs: int, members: int) -> dict[str, list[float]]:
+    """Per generation: population mean and best member fitness, and the environment steps so far."""
+    with open(Path(run_dir) / "episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    mean, best, steps = [], [], []
+    total = 0
+    for g in range(len(rows) // num_envs):
+        batch = rows[g * num_envs : (g + 1) * num_envs]
+        returns = [float(r["return"]) for r in batch]
+        total += sum(int(float(r["length"])) for r in batch)
+        k = num_envs // members
+        fitness = [statistics.fmean(returns[m * k : (m + 1) * k]) for m in range(members)]
+        mean.append(statistics.fmean(fitness))
+        best.append(max(fitness))
+        steps.append(total)
+    return {"mean": mean, "best": best, "steps": steps}
+
+
+def first_reaching(values: list[float], target: float) -> int | None:
+    """1-based index of the first value >= target, or None."""
+    return next((i + 1 for i, v in enumerate(values) if v >= target), None)
 
 
 def _fmt(values: list[float]) -> str:
-    mean = statistics.fmean(values)
+    if not values:
+        return "—"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.1f} ± {sd:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {sd:.1f}"
 
 
-def plot(task: str, curves: dict[str, list[list[float]]], num_envs: int, path: Path) -> None:
-    """Learning curves: mean batch return over seeds (line) ± one standard deviation (band)."""
+def plot(task: str, curves: dict[str, list[dict]], target: float, path: Path) -> None:
+    """Population-mean fitness against generations and against environment steps, mean ± sd over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for model, runs in curves.items():
-        points = torch.tensor([batch_means(r, num_envs) for r in runs])
-        x = (torch.arange(points.shape[1]) + 1) * num_envs
-        mean, sd = points.mean(0), points.std(0) if len(runs) > 1 else torch.zeros(points.shape[1])
-        ax.plot(x, mean, label=model)
-        ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
-    ax.axhline(TASKS[task]["target"], color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("episodes (per copy)")
-    ax.set_ylabel("fitness (episode return)")
-    ax.set_title(f"{task}: {len(next(iter(curves.values())))} seeds, {num_envs} copies per update")
-    ax.legend()
+        n = min(len(r["mean"]) for r in runs)
+        values = np.array([r["mean"][:n] for r in runs])
+        steps = np.array([r["steps"][:n] for r in runs]).mean(0)
+        mean, sd = values.mean(0), values.std(0)
+        for ax, x in zip(axes, (np.arange(1, n + 1), steps), strict=True):
+            ax.plot(x, mean, label=model)
+            ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
+    for ax, label in zip(axes, ("generations", "environment steps"), strict=True):
+        ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(label)
+        ax.set_ylabel("population mean fitness")
+        ax.legend()
+    fig.suptitle(f"{task}: mean ± sd over seeds")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def table(task: str, curves: dict[str, list[list[float]]], num_envs: int) -> list[str]:
-    target = TASKS[task]["target"]
-    rows = [
-        f"| model | final fitness (last {2 * num_envs} eps) | best batch mean | episodes to {target:.0f} "
-        "(runs reaching it) |",
-        "|---|---|---|---|",
+def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
+    """The markdown report."""
+    from narla import scenario as scenarios
+
+    gens = f" --generations {args.generations}" if args.generations else ""
+
+    lines = [
+        "# The Cooperator vs AttentionNeuron vs a plain narla network",
+        "",
+        f"Regenerate: `python -m narla.analysis.cooperation --runs {args.runs} --out {args.out} "
+        f"--seeds {args.seeds}{gens} --models {args.models} --workers {args.workers}` "
+        f"(this invocation: {wall / 60:.1f} min wall on this 2-core CPU; finished runs are skipped and interrupted "
+        "runs resume, so the time covers only what was left to do).",
+        "",
+        "Models (`narla.cooperator`, `scenarios/{cartpole,swingup}_{cooperator,attention,layered}.yaml`):",
+        "**cooperator** = AttentionNeuron's network with keys modulated by relu6(k² + 2k + c(1 + |k|)), c a learned",
+        "linear map across the queries (the authors' code); **attention** = the same network unmodulated, its keys",
+        "and queries widened to equal the Cooperator's parameter count within 2 %; **layered** = a plain narla",
+        "network of rate neurons (a 16-16 tanh MLP, one neuron per unit).",
+        "All trained by whole-network CMA-ES. Test: the mean parameters, "
+        f"{args.test_episodes} episodes, swing-up from the start named in the task; *shuffled* = a new feature order "
+        "each episode. ± is the sd over seeds of each run's mean.",
+        "",
     ]
-    for model, runs in curves.items():
-        final = [statistics.fmean(r[-2 * num_envs :]) for r in runs]
-        best = [max(batch_means(r, num_envs)) for r in runs]
-        reached = [e for e in (episodes_to(r, num_envs, target) for r in runs) if e is not None]
-        hit = f"{statistics.median(reached):.0f} median ({len(reached)}/{len(runs)})" if reached else (
-            f"not reached (0/{len(runs)})"
+    for task in TASKS:
+        task_records = [r for r in records if r["task"] == task]
+        if not task_records:
+            continue
+        target = TASKS[task]["target"]
+        lines += [f"## {task}", ""]
+        lines.append(
+            f"| model | params | budget | test (plain) | test (shuffled) | best-member fitness, last gen | "
+            f"gens to best ≥ {target:.0f} | gens to mean ≥ {target:.0f} |"
         )
-        rows.append(f"| {model} | {_fmt(final)} | {_fmt(best)} | {hit} |")
-    return rows
+        lines.append("|---|--:|---|--:|--:|--:|--:|--:|")
+        curves = {}
+        for model in MODELS:
+            rs = [r for r in task_records if r["model"] == model]
+            if not rs:
+                continue
+            sc = scenarios.load(scenario_path(task, model))
+            b, members = sc.task.num_envs, sc.learning.population
+            cs = [generation_curves(r["dir"], b, members) for r in rs]
+            curves[model] = cs
+            gens = min(len(c["mean"]) for c in cs)
+            to_best = [first_reaching(c["best"], target) for c in cs]
+            to_mean = [first_reaching(c["mean"], target) for c in cs]
+
+            def reach(hits: list[int | None]) -> str:
+                got = [h for h in hits if h is not None]
+                if not got:
+                    return f"not reached (0/{len(hits)})"
+                return f"{statistics.median(got):.0f} ({len(got)}/{len(hits)})"
+
+            params = _params(rs[0]["dir"])
+            steps = statistics.fmean(c["steps"][-1] for c in cs)
+            budget = f"{len(rs)} seeds × {gens} gens × {members}×{b // members} copies, {steps:,.0f} steps/run"
+            lines.append(
+                f"| {model} | {params:,} | {budget} | {_fmt([r['test']['plain']['mean'] for r in rs])} | "
+                f"{_fmt([r['test']['shuffled']['mean'] for r in rs])} | {_fmt([c['best'][-1] for c in cs])} | "
+                f"{reach(to_best)} | {reach(to_mean)} |"
+            )
+        png = Path(args.out) / f"cooperation_{task}.png"
+        plot(task, curves, target, png)
+        lines += ["", f"![{task}]({png.name})", ""]
+        per_seed = ", ".join(
+            f"{r['model']} s{r['seed']}: {r['test']['plain']['mean']:.0f} / {r['test']['shuffled']['mean']:.0f}"
+            for r in task_records
+        )
+        lines += [f"Test scores per run (plain / shuffled): {per_seed}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _params(run_dir: str) -> int:
+    import torch
+
+    saved = torch.load(Path(run_dir) / "model.pt", map_location="cpu", weights_only=True)
+    return sum(v.numel() for k, v in saved["population"].items() if k not in ("positions",) and v.is_floating_point())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="docs/results", help="folder for cooperation.md and the PNGs")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--num-envs", type=int, default=16, help="copies per update (B)")
-    parser.add_argument("--swingup-episodes", type=int, default=256, help="episodes per swing-up run")
-    parser.add_argument("--cartpole-episodes", type=int, default=480, help="episodes per CartPole run")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", default="runs/cooperation", help="where the runs live (default runs/cooperation)")
+    parser.add_argument("--out", default="docs/results", help="where cooperation.md and its PNGs go")
+    parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default)")
+    parser.add_argument(
+        "--generations", type=int, help="generations per run (default: 100 on CartPole, 40 on swing-up)"
+    )
+    parser.add_argument("--test-episodes", type=int, default=100, help="test episodes per run (default 100)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
+    parser.add_argument(
+        "--models", default="cooperator,attention,layered", help=f"comma-separated, from {', '.join(MODELS)}"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    budget = {"swingup": args.swingup_episodes, "cartpole": args.cartpole_episodes}
-    jobs = [(t, m, s, budget[t], args.num_envs) for t in TASKS for m in MODELS for s in range(args.seeds)]
-    start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = list(pool.map(train_one, *zip(*jobs, strict=True)))
-    wall = time.perf_counter() - start
-    curves: dict[str, dict[str, list[list[float]]]] = {t: {m: [] for m in MODELS} for t in TASKS}
-    for (t, m, _, _, _), returns in zip(jobs, results, strict=True):
-        curves[t][m].append(returns)
+    from narla.sweep import parse_seeds
 
-    command = "python -m narla.analysis.cooperation --out docs/results"
-    lines = [
-        "# Cooperator vs attention baseline vs point neurons",
-        "",
-        f"Regenerate: `{command}` (defaults: {args.seeds} seeds, {args.num_envs} copies per update, "
-        f"{args.swingup_episodes} swing-up / {args.cartpole_episodes} CartPole episodes per run; "
-        f"this run took {wall / 60:.1f} min wall with {args.workers} workers on a shared 2-core CPU).",
-        "",
-        "Models (one network, `narla.cooperator`, differing only in how each neuron combines R and C): "
-        "**cooperator** = linear C, `cooperation(R, C)`; **attention** = C by softmax attention across the "
-        "neuron's context sources, `R + C` (parameter count within 2 %); **point** = linear C, `R + C`. "
-        "Every neuron learns by per-neuron REINFORCE on the task reward (scenarios "
-        "`scenarios/swingup_cooperator.yaml`, `swingup_attention.yaml`, `cartpole_cooperator.yaml`). "
-        "Fitness is the episode return; a curve point is the mean return of one update's batch of copies; "
-        "'episodes to X' is the number of episodes (per copy) until the first batch whose mean reaches X, "
-        "median over the runs that reach it. ± is the standard deviation over seeds.",
-        "",
-    ]
-    for task in TASKS:
-        name = f"cooperation_{task}.png"
-        plot(task, curves[task], args.num_envs, out / name)
-        lines += [f"## {task}", "", *table(task, curves[task], args.num_envs), "", f"![{task}]({name})", ""]
-    (out / "cooperation_returns.json").write_text(json.dumps(curves) + "\n")
-    best = {m: max(max(batch_means(r, args.num_envs)) for r in curves["swingup"][m]) for m in MODELS}
-    tail = 2 * args.num_envs
-    final = {m: statistics.fmean(statistics.fmean(r[-tail:]) for r in curves["swingup"][m]) for m in MODELS}
-    ranking = " > ".join(f"{m} ({final[m]:.1f})" for m in sorted(MODELS, key=final.get, reverse=True))
-    reached = episodes_to(max(curves["swingup"]["cooperator"], key=lambda r: max(r)), args.num_envs, 600.0)
-    lines += [
-        "## The paper's claim",
-        "",
-        "Adeel et al. report swing-up fitness 600 within 23 episodes for the Cooperator and about 1,000 for the "
-        "Transformer baseline (trained with evolution strategies on their AttentionNeuron code). "
-        + (
-            f"Here the best swing-up batch mean of any Cooperator run is {best['cooperator']:.1f} "
-            f"(attention {best['attention']:.1f}, point {best['point']:.1f}) within {args.swingup_episodes} "
-            "episodes, so **the claim does not hold in this setting and budget**."
-            if reached is None
-            else f"Here a Cooperator run reaches a batch mean of 600 after {reached} episodes."
-        ),
-        f"Ranking by final swing-up fitness at this budget: {ranking}; with curves this flat and seed spreads this "
-        "wide, the ordering says little. Per-episode returns of every run: `cooperation_returns.json`.",
-        "",
-        "Differences that matter: every neuron is a Bernoulli RL agent trained by its own REINFORCE gradient "
-        "(not one ES-optimized policy), the sensory code is spikes pooled per channel (not attention over "
-        "real-valued messages), and the budget is "
-        f"{args.swingup_episodes} episodes per run (a {math.ceil(args.swingup_episodes / args.num_envs)}-update "
-        "run), far below the paper's.",
-        "",
-    ]
-    (out / "cooperation.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    tasks = [t for t in args.tasks.split(",") if t]
+    models = [m for m in args.models.split(",") if m]
+    for name, chosen, allowed in (("--tasks", tasks, TASKS), ("--models", models, MODELS)):
+        bad = [c for c in chosen if c not in allowed]
+        if bad:
+            parser.error(f"{name}: unknown {bad}; allowed: {', '.join(allowed)}")
+    if (args.generations is not None and args.generations < 1) or args.workers < 1 or args.test_episodes < 1:
+        parser.error("--generations, --workers and --test-episodes must be >= 1")
+    seeds = parse_seeds(args.seeds)
+    jobs = [(t, m, s) for t in tasks for m in models for s in seeds]
+    start = time.perf_counter()
+    records = []
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(run_one, t, m, s, args.generations or TASKS[t]["generations"], args.runs, args.test_episodes)
+            for t, m, s in jobs
+        ]
+        for done, future in enumerate(futures, 1):
+            record = future.result()
+            records.append(record)
+            print(f"[{done}/{len(jobs)}] {record['task']} {record['model']} s{record['seed']}: test "
+                  f"{record['test']['plain']['mean']:.1f} (shuffled {record['test']['shuffled']['mean']:.1f})",
+                  flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_text(Path(args.out) / "cooperation.md", render(records, args, time.perf_counter() - start))
+    print(f"wrote {Path(args.out) / 'cooperation.md'}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from narla.context import action_features
 from narla.engine import Engine
 from narla.rewards.scheme import RewardScheme
 from narla.rewards.state import NetworkState
-from narla.scenario import Scenario, from_dict, load
+from narla.scenario import ScenarioError, Scenario, from_dict, load
 from narla.tasks.base import Task
 
 ScenarioLike = Scenario | dict | str | Path
@@ -61,7 +61,13 @@ def build_run(scenario: ScenarioLike, propagation: str, max_cycles: int | None =
     task = replace(scenario.task, num_envs=1)
     if max_cycles is not None:
         task = replace(task, max_episode_steps=max_cycles)
-    return build(replace(scenario, propagation=propagation, task=task))
+    run = build(replace(scenario, propagation=propagation, task=task))
+    if run.engine.whole_network or run.engine.rate is not None:
+        raise ScenarioError(
+            "neuron.output: the PettingZoo views support spiking neurons only; rate neurons and the "
+            "attention_neuron / cooperator networks run through narla run (views for them are not built yet)"
+        )
+    return run
 
 
 @dataclass

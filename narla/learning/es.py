@@ -80,6 +80,12 @@ class PerturbedPopulation:
             return self.population.forward_members(x, c_in, self._per_neuron, start, end, prev_action)
         return self._vmap_call(x, c_in, start, end, prev_action)
 
+    def act(
+        self, obs: torch.Tensor, memory: torch.Tensor, prev_action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole-network population's tick, column group ``p`` under member ``p``'s parameters."""
+        return self.population.act(obs, memory, prev_action, deltas=self.deltas)
+
     def _vmap_call(
         self, x: torch.Tensor, c_in: torch.Tensor, start: int, end: int | None, prev_action: torch.Tensor | None
     ) -> torch.Tensor:
@@ -110,6 +116,23 @@ def _supports_members(cls: type) -> bool:
         return next((c for c in cls.__mro__ if name in c.__dict__), None)
 
     return owner("forward") is owner("forward_members") and owner("context") is owner("member_context")
+
+
+def parameter_owners(population: nn.Module, num_neurons: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """``name -> owner[rows, N]``: the neurons owning each row of each parameter, each row summing to 1.
+
+    A population may declare its own (``population.row_owner()``); otherwise row r of every parameter belongs to
+    the neurons whose ``slots`` entry is r (neuron r itself when nothing is tied).
+    """
+    if hasattr(population, "row_owner"):
+        return population.row_owner()
+    slots = getattr(population, "slots", None)
+    rows = torch.arange(num_neurons, device=device) if slots is None else slots
+    num_rows = int(rows.max()) + 1 if num_neurons else 0
+    owner = torch.zeros(num_rows, num_neurons, device=device)
+    owner[rows, torch.arange(num_neurons, device=device)] = 1.0
+    owner = owner / owner.sum(1, keepdim=True).clamp(min=1)
+    return {name: owner for name, _ in population.named_parameters()}
 
 
 def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:
@@ -147,15 +170,9 @@ class PerNeuronES:
         self.generator = generator
         self.params = {name: p for name, p in population.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=lr, maximize=True)
-        n = engine.num_neurons
-        slots = getattr(population, "slots", None)
-        rows = torch.arange(n, device=engine.device) if slots is None else slots
-        num_rows = int(rows.max()) + 1 if n else 0
-        owner = torch.zeros(num_rows, n, device=engine.device)
-        owner[rows, torch.arange(n, device=engine.device)] = 1.0
-        self.row_owner = owner / owner.sum(1, keepdim=True).clamp(min=1)  # [rows, N]: mean over a row's neurons
+        self.row_owner = parameter_owners(population, engine.num_neurons, engine.device)
         for name, p in self.params.items():
-            if p.shape[0] != num_rows:
+            if p.shape[0] != self.row_owner[name].shape[0]:
                 raise ValueError(f"ES needs every parameter stacked per neuron row; {name} has shape {tuple(p.shape)}")
         self.noise: dict[str, torch.Tensor] = {}
         self.view = PerturbedPopulation(population, {})
@@ -184,10 +201,13 @@ class PerNeuronES:
     def gradient(self, rollout: Rollout) -> dict[str, torch.Tensor]:
         """The ascent direction ``g`` of every stacked parameter (row r from its own neurons' fitness only)."""
         fit = self.fitness(rollout)  # [2M, N]
-        row_fit = fit @ self.row_owner.T  # [2M, rows]
-        diff = row_fit[: self.pairs] - row_fit[self.pairs :]  # [M, rows]
         scale = 1.0 / (2 * self.pairs * self.sigma)
-        return {name: torch.einsum("mr,mr...->r...", diff, e) * scale for name, e in self.noise.items()}
+        grads = {}
+        for name, e in self.noise.items():
+            row_fit = fit @ self.row_owner[name].T  # [2M, rows]: mean fitness of each row's owners
+            diff = row_fit[: self.pairs] - row_fit[self.pairs :]  # [M, rows]
+            grads[name] = torch.einsum("mr,mr...->r...", diff, e) * scale
+        return grads
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
         """One ES step from the generation in ``rollout``, then fresh noise; returns detached statistics."""

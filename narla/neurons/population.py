@@ -116,12 +116,8 @@ class Population(nn.Module):
     ``P = position_dim`` columns of the neuron's fixed positional encoding, then ``A = action_dim``
     columns of the previous task action (universal context, :mod:`narla.context`).
 
-    Options for the permutation-invariant sensory layer (:mod:`narla.cooperator`), all off by default:
-
-    - ``slots[N]`` (long): neuron ``i`` uses parameter row ``slots[i]`` (tied neurons share a row; the
-      gradient of the row is the sum of its neurons' own gradients). Default: one row per neuron.
-    - ``ff_pool[N, F, F]`` / ``ctx_pool[N, Fc, Fc]``: a fixed linear map applied to the gathered inputs
-      before integration (e.g. the mean over a channel of tied sensory neurons). Default: identity.
+    ``slots[N]`` (long, optional): neuron ``i`` uses parameter row ``slots[i]`` (tied neurons share a row; the
+    gradient of the row is the sum of its neurons' own gradients). Default: one row per neuron.
     """
 
     def __init__(
@@ -136,8 +132,7 @@ class Population(nn.Module):
         position_dim: int = 0,
         action_dim: int = 0,
         slots: torch.Tensor | None = None,
-        ff_pool: torch.Tensor | None = None,
-        ctx_pool: torch.Tensor | None = None,
+        rate: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         n, fan = wiring.ff_idx.shape
@@ -150,8 +145,10 @@ class Population(nn.Module):
             first[slots.flip(0)] = torch.arange(n - 1, -1, -1)
             fan_in = fan_in[first]
         self.register_buffer("slots", slots)
-        self.register_buffer("ff_pool", ff_pool)
-        self.register_buffer("ctx_pool", ctx_pool)
+        # Rate neurons (rate[i] True): a continuous output tanh(z), Gaussian with the learned log_std[i] under
+        # policy gradients. Spiking neurons (the default) ignore log_std.
+        self.register_buffer("rate", None if rate is None else rate.bool().to(wiring.ff_idx.device))
+        self.log_std = nn.Parameter(torch.full((n, 1), -0.5)) if rate is not None and bool(rate.any()) else None
         self.out_dim = out_dim
         self.amtf_name = amtf
         self.amtf = get_amtf(amtf)
@@ -173,10 +170,8 @@ class Population(nn.Module):
         return p[start:end] if self.slots is None else p[self.slots[start:end]]
 
     def feedforward_inputs(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
-        """Gathered feedforward inputs ``x[n, F, cols]`` after the optional fixed pooling map."""
-        if self.ff_pool is None:
-            return x
-        return torch.bmm(self.ff_pool[start:end], x)
+        """Gathered feedforward inputs ``x[n, F, cols]`` as the neurons' MLPs read them."""
+        return x
 
     def context_inputs(
         self, c_in: torch.Tensor, start: int = 0, end: int | None = None, prev_action: torch.Tensor | None = None
@@ -185,8 +180,6 @@ class Population(nn.Module):
 
         ``prev_action[cols, A]`` is the previous task action (zeros when None).
         """
-        if self.ctx_pool is not None:
-            c_in = torch.bmm(self.ctx_pool[start:end], c_in)
         n, _, cols = c_in.shape
         parts = [c_in]
         if self.position_dim:

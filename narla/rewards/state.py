@@ -14,7 +14,9 @@ class NetworkState:
     """One tick of ``B`` networks of ``N`` neurons.
 
     ``spikes`` of motor neurons are their binary output (fired = 1); for a categorical motor neuron
-    it is 1 when it chose a non-zero action.
+    it is 1 when it chose a non-zero action. For rate neurons (whole-network populations) ``spikes`` holds
+    their values (a sensory neuron's key RMS, a latent/head/motor neuron's output) and ``memory`` the sensory
+    neurons' recurrent state.
     """
 
     spikes: torch.Tensor  # [B, N] float in {0, 1}, this tick
@@ -25,3 +27,4 @@ class NetworkState:
     first: torch.Tensor  # [B] bool, this tick is the first of its episode
     wiring: Wiring
     episode: int  # episodes finished before this batch started (for phased schemes)
+    memory: torch.Tensor | None = None  # [2, B, S, H] sensory neurons' (h, c) after this tick, or None

@@ -1,0 +1,247 @@
+"""AttentionNeuron and the Cooperator as populations of rate neurons with memory, every member batched.
+
+The network (Tang & Ha's AttentionNeuron; the Cooperator of Adeel et al. modulates its keys), in narla's terms
+of neurons, each a graph node and an agent (:func:`narla.cooperator.attention_neuron` builds the graph):
+
+- **Sensory neurons** ``i < S``, one per observation feature. Neuron i sees only ``o_i`` and the previous task
+  action ``a`` and keeps a memory ``(h_i, c_i)`` (an LSTM cell, reset at each episode's start). All sensory
+  neurons share (are *tied* to) one cell, which is what makes the layer permutation invariant. Each emits a key
+  from its memory::
+
+      (h_i, c_i) = LSTMCell([o_i, a], (h_i, c_i))          k_i = W_k h_i + b_k            [d]
+
+- **Latent neurons** ``j < M`` hold fixed positional queries ``q_j = W_q p_j + b_q`` (``p`` the sinusoidal table
+  ``[M, P]``) and read every sensory neuron by attention, with the raw features as values::
+
+      m_j = tanh( Σ_i tanh(q_j · k_i / √d) o_i )
+
+- **Cooperator modulation** (``modulation: cooperation_relu6``, the authors' code): each sensory neuron's key is
+  modulated by its context, a learned linear map across the queries, ``c_i = Σ_j Wc[i, j] q_j + bc[i]``::
+
+      k_i ← relu6(k_i² + 2 k_i + c_i (1 + |k_i|))            (elementwise over the d components)
+
+  ``cooperation`` uses the cooperation equation ``k² + 2k + 2c(1 + |k|)`` instead. ``context_map: slot`` gives
+  every sensory neuron its own row of ``Wc`` (the authors' ``Linear(M → S)``; a shuffle then moves a feature to
+  another row, so the network is no longer exactly permutation invariant); ``shared`` ties one row to all of
+  them (invariant).
+- **Head neurons** (``head: [H1, ...]``) and **motor neurons** are rate neurons: neuron r of a layer computes
+  ``tanh(w_r · x + b_r)`` from the previous layer's outputs; the motor neurons' values are the action
+  (:class:`narla.readout.Readout` kind ``value``).
+
+Every neuron's output is deterministic (a rate), so the network is trained by evolution strategies.
+
+Batching. A tick of ``B`` copies is a few batched products; no Python loop over neurons or copies. Parameters
+may carry a leading *member* axis ``P`` (evaluation strategies evaluate ``P`` parameter vectors at once): the
+``B`` columns are then ``P`` consecutive groups of ``k = B / P`` copies, and group ``p`` uses member ``p``.
+
+Each parameter is stored with a leading *row* axis whose rows are owned by neurons (:meth:`row_owner`): the tied
+sensory cell and key map are one row owned by all sensory neurons, the query map one row owned by all latent
+neurons, ``Wc[i]`` is sensory neuron i's own, and row r of a head layer is that layer's neuron r's own.
+
+A sensory neuron's activity (what rewards and rasters see) is the root mean square of its (modulated) key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from narla.context import positional_encoding
+from narla.cooperation import cooperation, cooperation_relu6
+
+MODULATIONS = ("none", "cooperation_relu6", "cooperation")
+CONTEXT_MAPS = ("slot", "shared")
+
+
+def _modulate(kind: str, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    if kind == "cooperation_relu6":
+        return cooperation_relu6(k, c)
+    return cooperation(k, c)
+
+
+def _uniform(*shape: int, fan_in: int) -> torch.Tensor:
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+    return (torch.rand(*shape) * 2 - 1) * bound
+
+
+class AttentionNeuronPopulation(nn.Module):
+    """Sensory (tied LSTM cell) → latent (fixed-query attention) → head → motor rate neurons; see the module doc.
+
+    Args:
+        num_sensory: ``S``, one sensory neuron per observation feature.
+        action_dim: ``A``, width of the previous-action features a sensory neuron sees.
+        num_latent: ``M`` latent neurons (queries).
+        num_motor: motor neurons (their values are the action).
+        msg_dim: ``d``, width of queries and keys.
+        state_dim: ``H``, the sensory LSTM's state width.
+        pos_dim: ``P``, width of the fixed positional table the queries are built from.
+        head: widths of the hidden rate layers between the latent code and the motor neurons.
+        modulation: ``none`` (AttentionNeuron), ``cooperation_relu6`` (the Cooperator) or ``cooperation``.
+        context_map: ``slot`` (one context row per sensory neuron) or ``shared`` (one row for all).
+    """
+
+    whole_network = True
+
+    def __init__(
+        self,
+        num_sensory: int,
+        action_dim: int,
+        num_latent: int,
+        num_motor: int,
+        msg_dim: int = 32,
+        state_dim: int = 8,
+        pos_dim: int = 8,
+        head: list[int] | tuple[int, ...] = (),
+        modulation: str = "none",
+        context_map: str = "slot",
+    ) -> None:
+        super().__init__()
+        if modulation not in MODULATIONS:
+            raise ValueError(f"network.modulation: {modulation!r}; allowed: {', '.join(MODULATIONS)}")
+        if context_map not in CONTEXT_MAPS:
+            raise ValueError(f"network.context_map: {context_map!r}; allowed: {', '.join(CONTEXT_MAPS)}")
+        s, a, m, d, h, p = num_sensory, action_dim, num_latent, msg_dim, state_dim, pos_dim
+        self.num_sensory, self.action_dim, self.num_latent, self.msg_dim, self.state_dim = s, a, m, d, h
+        self.modulation, self.context_map = modulation, context_map
+        self.layer_sizes = [m, *head, num_motor]
+        self.num_neurons = s + sum(self.layer_sizes)
+        self.register_buffer("positions", positional_encoding(m, p))  # [M, P], fixed
+        # nn.LSTMCell's and nn.Linear's default initialisations; one leading row per owner.
+        self.sensory_weight_ih = nn.Parameter(_uniform(1, 4 * h, 1 + a, fan_in=h))
+        self.sensory_weight_hh = nn.Parameter(_uniform(1, 4 * h, h, fan_in=h))
+        self.sensory_bias_ih = nn.Parameter(_uniform(1, 4 * h, fan_in=h))
+        self.sensory_bias_hh = nn.Parameter(_uniform(1, 4 * h, fan_in=h))
+        self.key_weight = nn.Parameter(_uniform(1, d, h, fan_in=h))
+        self.key_bias = nn.Parameter(_uniform(1, d, fan_in=h))
+        self.query_weight = nn.Parameter(_uniform(1, d, p, fan_in=p))
+        self.query_bias = nn.Parameter(_uniform(1, d, fan_in=p))
+        if modulation != "none":
+            rows = s if context_map == "slot" else 1
+            self.context_weight = nn.Parameter(_uniform(rows, m, fan_in=m))
+            self.context_bias = nn.Parameter(_uniform(rows, fan_in=m))
+        self.head_weights = nn.ParameterList()
+        self.head_biases = nn.ParameterList()
+        for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True):
+            self.head_weights.append(nn.Parameter(_uniform(n_out, n_in, fan_in=n_in)))
+            self.head_biases.append(nn.Parameter(_uniform(n_out, fan_in=n_in)))
+
+    # -- structure ----------------------------------------------------------------------------------
+    def row_owner(self) -> dict[str, torch.Tensor]:
+        """``name -> owner[rows, N]``: which neurons own each parameter row (rows of a tied parameter are shared;
+        each row's entries sum to 1, so ``fitness[P, N] @ owner.T`` is the mean fitness of the row's owners)."""
+        n, s, m = self.num_neurons, self.num_sensory, self.num_latent
+        device = self.positions.device
+
+        def shared(first: int, count: int) -> torch.Tensor:
+            out = torch.zeros(1, n, device=device)
+            out[0, first : first + count] = 1.0 / max(count, 1)
+            return out
+
+        owners = {}
+        for name in ("sensory_weight_ih", "sensory_weight_hh", "sensory_bias_ih", "sensory_bias_hh", "key_weight",
+                     "key_bias"):
+            owners[name] = shared(0, s)
+        owners["query_weight"] = owners["query_bias"] = shared(s, m)
+        if self.modulation != "none":
+            rows = torch.eye(s, n, device=device) if self.context_map == "slot" else shared(0, s)
+            owners["context_weight"] = owners["context_bias"] = rows
+        first = s + m
+        for layer, size in enumerate(self.layer_sizes[1:]):
+            own = torch.zeros(size, n, device=device)
+            own[torch.arange(size), first + torch.arange(size)] = 1.0
+            owners[f"head_weights.{layer}"] = owners[f"head_biases.{layer}"] = own
+            first += size
+        return owners
+
+    def initial_memory(self, batch: int) -> torch.Tensor:
+        """Zero memory ``[2, B, S, H]`` (the LSTM's ``h`` and ``c`` of every sensory neuron of every copy)."""
+        return torch.zeros(2, batch, self.num_sensory, self.state_dim, device=self.positions.device)
+
+    # -- one tick -----------------------------------------------------------------------------------
+    def members(self, deltas: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every parameter with a leading member axis: ``θ[None]``, or ``θ + δ[P]`` for member-major deltas."""
+        params = dict(self.named_parameters())
+        if not deltas:
+            return {name: p.unsqueeze(0) for name, p in params.items()}
+        return {name: p.unsqueeze(0) + deltas[name] if name in deltas else p.unsqueeze(0) for name, p in params.items()}
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        memory: torch.Tensor,
+        prev_action: torch.Tensor | None = None,
+        deltas: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tick of ``B`` copies.
+
+        Args:
+            obs: ``[B, S]`` the features in the order the sensory neurons read them.
+            memory: ``[2, B, S, H]`` the sensory neurons' ``(h, c)`` (zeros at an episode's start).
+            prev_action: ``[B, A]`` features of the previous task action (zeros when None).
+            deltas: optional member-major perturbations ``name -> [P, *param.shape]`` (``B`` divisible by ``P``).
+
+        Returns:
+            ``values[N, B]`` (every neuron's output: sensory key RMS, latent code, head, motor) and the new memory.
+        """
+        theta = self.members(deltas)
+        b, s = obs.shape
+        p = theta["key_bias"].shape[0]
+        k = b // p
+        h, c = memory[0], memory[1]
+        if prev_action is None:
+            prev_action = obs.new_zeros(b, self.action_dim)
+        x = torch.cat([obs.unsqueeze(-1), prev_action.unsqueeze(1).expand(b, s, self.action_dim)], -1)
+        x = x.reshape(p, k * s, -1)
+        gates = (
+            torch.bmm(x, theta["sensory_weight_ih"][:, 0].transpose(1, 2))
+            + torch.bmm(h.reshape(p, k * s, -1), theta["sensory_weight_hh"][:, 0].transpose(1, 2))
+            + (theta["sensory_bias_ih"] + theta["sensory_bias_hh"])
+        )
+        gi, gf, gg, go = gates.chunk(4, -1)
+        c = torch.sigmoid(gf) * c.reshape(p, k * s, -1) + torch.sigmoid(gi) * torch.tanh(gg)
+        h = torch.sigmoid(go) * torch.tanh(c)
+        keys = torch.baddbmm(theta["key_bias"], h, theta["key_weight"][:, 0].transpose(1, 2))  # [P, k*S, d]
+        keys = keys.view(p, k, s, self.msg_dim)
+        queries = torch.baddbmm(
+            theta["query_bias"], self.positions.expand(p, -1, -1), theta["query_weight"][:, 0].transpose(1, 2)
+        )  # [P, M, d]
+        if self.modulation != "none":
+            context = torch.bmm(theta["context_weight"], queries) + theta["context_bias"].unsqueeze(-1)  # [P, S|1, d]
+            keys = _modulate(self.modulation, keys, context.unsqueeze(1))
+        scores = torch.tanh(queries.unsqueeze(1) @ keys.transpose(-1, -2) / math.sqrt(self.msg_dim))  # [P, k, M, S]
+        code = torch.tanh(scores @ obs.view(p, k, s, 1)).squeeze(-1)  # [P, k, M]
+        outputs = [keys.pow(2).mean(-1).sqrt().view(b, s), code.view(b, -1)]
+        out = code
+        for w, bias in zip(theta_list(theta, "head_weights"), theta_list(theta, "head_biases"), strict=True):
+            out = torch.tanh(torch.baddbmm(bias.unsqueeze(1), out, w.transpose(1, 2)))  # [P, k, out]
+            outputs.append(out.reshape(b, -1))
+        memory = torch.stack([h.view(b, s, -1), c.view(b, s, -1)])
+        return torch.cat(outputs, 1).T, memory
+
+
+def theta_list(theta: dict[str, torch.Tensor], prefix: str) -> list[torch.Tensor]:
+    """The member-batched tensors ``prefix.0, prefix.1, ...`` of a parameter list, in order."""
+    out = []
+    while f"{prefix}.{len(out)}" in theta:
+        out.append(theta[f"{prefix}.{len(out)}"])
+    return out
+
+
+def parameter_count(population: nn.Module) -> int:
+    """Number of learned scalars."""
+    return sum(p.numel() for p in population.parameters())
+
+
+def matching_msg_dim(target: int, state_dim: int = 8, pos_dim: int = 8, **kwargs) -> int:
+    """The key/query width ``d`` whose unmodulated network has the parameter count closest to ``target``.
+
+    The baseline is equalised to the Cooperator by widening its keys and queries: each unit of ``d`` adds
+    ``H + 1`` key and ``P + 1`` query parameters, the rest of the network does not depend on ``d``.
+    """
+    base = parameter_count(
+        AttentionNeuronPopulation(msg_dim=1, state_dim=state_dim, pos_dim=pos_dim, modulation="none", **kwargs)
+    )
+    per_unit = state_dim + pos_dim + 2
+    return max(1, round((target - base) / per_unit) + 1)
