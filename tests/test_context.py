@@ -10,18 +10,11 @@ from narla.graph import layered
 from narla.neurons import Population
 from narla.rewards import RewardScheme
 from narla.rollout import collect
-from narla.scenario import ScenarioError, apply_overrides, from_dict
+from narla.scenario import ScenarioError, from_dict, load
 from narla.training import build
 from narla.wiring import compile_graph
 
-CONTEXT_NET = {
-    "name": "context_net",
-    "task": {"id": "cartpole", "num_envs": 1},
-    "network": {"builder": "layered", "layers": 2, "width": 3, "connectivity": "full"},
-    "neuron": {"hidden": [8], "activation": "tanh", "amtf": "cooperation"},
-    "readout": {"kind": "vote", "motor_per_group": 2},
-    "context": {"proximal": True, "distal": True, "feedback": True, "universal_action": True},
-}
+CONTEXT_NET = "tests/context_net.yaml"
 
 
 def two_layer_graph(hidden_groups: list[str], motor_groups: list[str]):
@@ -95,7 +88,7 @@ def test_universal_context_adds_learned_columns_that_change_the_output():
 
 
 def test_evaluate_rebuilds_the_recorded_previous_action():
-    run = build(from_dict(apply_overrides(CONTEXT_NET, ["task.num_envs=3", "task.max_episode_steps=30"])))
+    run = build(load(CONTEXT_NET, ["task.num_envs=3", "task.max_episode_steps=30"]))
     rollout = collect(run.engine, run.task, RewardScheme.from_config(["task"], run.wiring))
     rebuilt = run.engine.previous_task_action(rollout.actions, rollout.first)
     valid = rollout.valid.unsqueeze(-1).float()
@@ -117,7 +110,7 @@ def test_scenario_rejects_unknown_context_fields():
 
 
 def test_build_adds_context_edges_and_universal_columns_from_the_scenario():
-    run = build(from_dict(apply_overrides(CONTEXT_NET, ["context.universal_position=4"])))
+    run = build(load(CONTEXT_NET, ["context.universal_position=4"]))
     assert any(k == "context" for _, _, k in run.graph.edges(data="kind"))
     pop = run.engine.population
     assert (pop.position_dim, pop.action_dim) == (4, 2)

@@ -11,7 +11,7 @@ from narla.checkpoint import resume
 from narla.learning.es import PerNeuronES, centered_ranks
 from narla.neurons.population import Population
 from narla.rollout import collect
-from narla.scenario import ScenarioError, from_dict
+from narla.scenario import ScenarioError, from_dict, load
 from narla.training import Trainer, build
 
 ES = {
@@ -135,20 +135,13 @@ def test_es_checkpoint_resume_is_identical(tmp_path):
     assert resumed.returns == straight.returns
 
 
-CONTEXT_NET = {
-    "name": "context_net",
-    "task": {"id": "swingup", "num_envs": 8},
-    "network": {"builder": "layered", "layers": 2, "width": 3, "connectivity": "full"},
-    "neuron": {"hidden": [8], "activation": "tanh", "amtf": "cooperation"},
-    "readout": {"kind": "squash", "motor_per_group": 2},
-    "context": {"proximal": True, "distal": True, "feedback": True, "universal_action": True},
-    "learning": {"rule": "es", "population": 2},
-}
+CONTEXT_NET = "tests/context_net.yaml"
+AS_ES = ["task.id=swingup", "task.num_envs=8", "readout.kind=squash", "learning.rule=es", "learning.population=2"]
 
 
 def test_native_members_match_each_member_run_alone():
     """Context and universal action context: the batched pass equals one copy per member."""
-    run = build(from_dict(CONTEXT_NET))
+    run = build(load(CONTEXT_NET, AS_ES))
     view, population = run.engine.population, run.learner.population
     assert view.native
     torch.manual_seed(0)
@@ -168,7 +161,7 @@ def test_native_members_match_each_member_run_alone():
 
 
 def test_native_members_cover_the_critic():
-    run = build(from_dict(CONTEXT_NET))
+    run = build(load(CONTEXT_NET, AS_ES))
     slots = torch.arange(run.wiring.num_neurons)
     slots[1] = 0  # two neurons tied to one row
     slots = torch.unique(slots, return_inverse=True)[1]

@@ -92,6 +92,19 @@ def _read(path: Path) -> dict | None:
         return None
 
 
+def finished_records(runs: Path, tasks: list[str], models: list[str]) -> list[dict]:
+    """Every tested run under ``runs`` of these tasks and models, whichever invocation made it, by seed."""
+    records = []
+    for task in tasks:
+        for model in models:
+            for test in sorted((runs / task / model).glob("s*/test.json"), key=lambda p: int(p.parent.name[1:])):
+                seed = int(test.parent.name[1:])
+                records.append(
+                    {"task": task, "model": model, "seed": seed, "dir": str(test.parent), "test": _read(test)}
+                )
+    return records
+
+
 def generation_curves(run_dir: str | Path, num_envs: int, members: int) -> dict[str, list[float]]:
     """Per generation: population mean and best member fitness, and the environment steps so far."""
     with open(Path(run_dir) / "episodes.csv", newline="") as f:
@@ -162,7 +175,8 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         f"Regenerate: `python -m narla.analysis.cooperation --runs {args.runs} --out {args.out} "
         f"--seeds {args.seeds}{gens} --models {args.models} --workers {args.workers}` "
         f"(this invocation: {wall / 60:.1f} min wall on this 2-core CPU; finished runs are skipped and interrupted "
-        "runs resume, so the time covers only what was left to do).",
+        "runs resume, so the time covers only what was left to do). The tables cover every tested run found under "
+        f"`{args.runs}`, whichever invocation made it; the seeds column says how many each row has.",
         "",
         "Models (`narla.cooperator`, `scenarios/{cartpole,swingup}_{cooperator,attention,layered}.yaml`):",
         "**cooperator** = AttentionNeuron's network with keys modulated by relu6(k² + 2k + c(1 + |k|)), c a learned",
@@ -271,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{record['test']['plain']['mean']:.1f} (shuffled {record['test']['shuffled']['mean']:.1f})",
                   flush=True)
     os.makedirs(args.out, exist_ok=True)
+    records = finished_records(Path(args.runs), tasks, models)  # also the runs of earlier invocations
     atomic_text(Path(args.out) / "cooperation.md", render(records, args, time.perf_counter() - start))
     print(f"wrote {Path(args.out) / 'cooperation.md'}")
 
