@@ -167,22 +167,23 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
     """The markdown report."""
     from narla import scenario as scenarios
 
-    gens = f" --generations {args.generations}" if args.generations else ""
 
     lines = [
         "# The Cooperator vs AttentionNeuron vs a plain narla network",
         "",
-        f"Regenerate: `python -m narla.analysis.cooperation --runs {args.runs} --out {args.out} "
-        f"--seeds {args.seeds}{gens} --models {args.models} --workers {args.workers}` "
-        f"(this invocation: {wall / 60:.1f} min wall on this 2-core CPU; finished runs are skipped and interrupted "
-        "runs resume, so the time covers only what was left to do). The tables cover every tested run found under "
-        f"`{args.runs}`, whichever invocation made it; the seeds column says how many each row has.",
+        f"Regenerate: `python -m narla.analysis.cooperation --runs {args.runs} --out {args.out}` (defaults: seeds "
+        "0–4, the three models, the three tasks, 100 CMA-ES generations on CartPole and 40 on swing-up, 2 workers; "
+        "finished runs are skipped and interrupted runs resume from their checkpoints). `--render-only` redraws "
+        f"this page from the tested runs under `{args.runs}`, whichever invocation made them: the budget column "
+        f"says how many seeds each row has. Last invocation: {wall / 60:.1f} min wall.",
         "",
         "Models (`narla.cooperator`, `scenarios/{cartpole,swingup}_{cooperator,attention,layered}.yaml`):",
         "**cooperator** = AttentionNeuron's network with keys modulated by relu6(k² + 2k + c(1 + |k|)), c a learned",
         "linear map across the queries (the authors' code); **attention** = the same network unmodulated, its keys",
         "and queries widened to equal the Cooperator's parameter count within 2 %; **layered** = a plain narla",
-        "network of rate neurons (a 16-16 tanh MLP, one neuron per unit).",
+        "network of rate neurons (a 16-16 tanh MLP, one neuron per unit; its params column counts the stored",
+        "stack, of which 385 (swing-up) / 369 (CartPole) numbers matter: the rest is padding, unused context",
+        "weights and the policy-gradient log-std that ES leaves alone).",
         "All trained by whole-network CMA-ES. Test: the mean parameters, "
         f"{args.test_episodes} episodes, swing-up from the start named in the task; *shuffled* = a new feature order "
         "each episode. ± is the sd over seeds of each run's mean.",
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "--models", default="cooperator,attention,layered", help=f"comma-separated, from {', '.join(MODELS)}"
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--render-only", action="store_true", help="train nothing: render the runs already tested")
     args = parser.parse_args(argv)
     from narla.sweep import parse_seeds
 
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     if (args.generations is not None and args.generations < 1) or args.workers < 1 or args.test_episodes < 1:
         parser.error("--generations, --workers and --test-episodes must be >= 1")
     seeds = parse_seeds(args.seeds)
-    jobs = [(t, m, s) for t in tasks for m in models for s in seeds]
+    jobs = [] if args.render_only else [(t, m, s) for t in tasks for m in models for s in seeds]
     start = time.perf_counter()
     records = []
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:

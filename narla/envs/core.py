@@ -36,7 +36,7 @@ from narla.context import action_features
 from narla.engine import Engine
 from narla.rewards.scheme import RewardScheme
 from narla.rewards.state import NetworkState
-from narla.scenario import ScenarioError, Scenario, from_dict, load
+from narla.scenario import Scenario, ScenarioError, from_dict, load
 from narla.tasks.base import Task
 
 ScenarioLike = Scenario | dict | str | Path
