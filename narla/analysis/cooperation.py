@@ -188,6 +188,12 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         f"{args.test_episodes} episodes, swing-up from the start named in the task; *shuffled* = a new feature order "
         "each episode. ± is the sd over seeds of each run's mean.",
         "",
+        "Permutation invariance: AttentionNeuron (**attention**) is exactly invariant, so its two test columns agree.",
+        "The Cooperator in the authors' form (`context_map: slot`) gives every sensory neuron its own context row, a",
+        "learned per-position key modulation, so a shuffle moves features to rows tuned for others; **layered** reads",
+        "each feature at a fixed input. Both lose most of their score when shuffled. `context_map: shared` makes the",
+        "Cooperator invariant (one row for all sensory neurons) and is not in these tables.",
+        "",
     ]
     for task in TASKS:
         task_records = [r for r in records if r["task"] == task]
