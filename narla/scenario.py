@@ -51,10 +51,15 @@ class TaskConfig:
 
 @dataclass
 class NeuronConfig:
-    """Each neuron's policy network and its modulatory transfer function (``narla.cooperation``)."""
+    """Each neuron's policy network and its modulatory transfer function (``narla.cooperation``).
+
+    ``head``: ``logit`` (a binary neuron's MLP ends in one firing logit) or ``softmax`` (it ends in one unit per
+    choice, fire/silent, and a softmax, as in the NaRLA paper: :class:`narla.neurons.heads.SoftmaxHeadPopulation`).
+    """
 
     hidden: list[int] = field(default_factory=lambda: [128, 128])
-    activation: str = _choices("leaky_relu", "relu", "tanh", default="leaky_relu")
+    activation: str = _choices("leaky_relu", "leaky_relu_0.3", "relu", "tanh", default="leaky_relu")
+    head: str = _choices("logit", "softmax", default="logit")
     amtf: str = _choices("cooperation", "cooperation_relu6", "additive", "feedforward", "gain", default="feedforward")
 
 
@@ -112,6 +117,8 @@ class TrainingConfig:
 
     ``checkpoint_every``: write ``checkpoint.pt`` (the whole run state, :mod:`narla.checkpoint`) each time
     this many more episodes have finished, and at the end; ``narla run --resume DIR`` continues from it.
+    ``solve_after``: the solve rule is checked only once more than this many episodes have finished (the NaRLA
+    paper's code: 1,000). ``solve_strict``: the window's mean must exceed the threshold (``>``), not reach it.
     """
 
     max_episodes: int = 20000
@@ -119,6 +126,8 @@ class TrainingConfig:
     solve_threshold: float | None = None
     stop_when_solved: bool = True
     checkpoint_every: int | None = None
+    solve_after: int = 0
+    solve_strict: bool = False
 
 
 @dataclass
@@ -230,6 +239,7 @@ def _check_ranges(s: Scenario) -> None:
     need(s.learning.population >= 1, "learning.population", ">= 1", s.learning.population)
     need(s.training.checkpoint_every is None or s.training.checkpoint_every >= 1, "training.checkpoint_every",
          ">= 1 (or null)", s.training.checkpoint_every)
+    need(s.training.solve_after >= 0, "training.solve_after", ">= 0", s.training.solve_after)
     need(s.training.max_episodes >= 1, "training.max_episodes", ">= 1", s.training.max_episodes)
     need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
          s.training.solve_window)

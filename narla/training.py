@@ -34,6 +34,7 @@ from narla.learning import ActorCritic, Reinforce
 from narla.learning.es import PerNeuronES
 from narla.neurons import Population
 from narla.neurons.attention import AttentionPopulation
+from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.readout import Readout
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
@@ -147,7 +148,11 @@ def build(scenario: Scenario) -> Run:
         ff_pool=ff_pool,
         ctx_pool=ctx_pool,
     )
-    if ctx.integration == "amtf":
+    if ctx.integration == "amtf" and scenario.neuron.head == "softmax":
+        if rule == "actor_critic" or scenario.neuron.amtf != "feedforward":
+            raise ScenarioError("neuron.head: 'softmax' needs neuron.amtf 'feedforward' and a policy-only rule")
+        population = SoftmaxHeadPopulation(wiring, **options).to(device)
+    elif ctx.integration == "amtf":
         population = Population(wiring, **options).to(device)
     else:
         kind = "expressive" if ctx.integration == "attention_expressive" else "softmax"
@@ -296,12 +301,8 @@ class Trainer:
                             if not append:
                                 writer.writeheader()
                         writer.writerow(row)
-                    if (
-                        self.solved_at is None
-                        and self.solve_threshold is not None
-                        and len(window) == self.solve_window
-                        and sum(window) / len(window) >= self.solve_threshold
-                    ):
+                    if self.solved_at is None and solve_check(self.scenario.training, self.solve_threshold,
+                                                              window, self.solve_window, len(self.returns)):
                         self.solved_at = len(self.returns)
                 if csv_file is not None:
                     csv_file.flush()
@@ -364,6 +365,15 @@ class Trainer:
 
         if self.out_dir is not None:
             save_checkpoint(self, self.out_dir / CHECKPOINT, wall_time_s)
+
+
+def solve_check(cfg, threshold: float | None, window: deque, size: int, episodes: int) -> bool:
+    """The stop rule after ``episodes`` finished episodes: a full window whose mean reaches ``threshold``
+    (exceeds it when ``cfg.solve_strict``), checked only once ``episodes > cfg.solve_after``."""
+    if threshold is None or len(window) < size or episodes <= cfg.solve_after:
+        return False
+    mean = sum(window) / len(window)
+    return mean > threshold if cfg.solve_strict else mean >= threshold
 
 
 def _best_window_mean(returns: list[float], window: int) -> float | None:
