@@ -118,12 +118,16 @@ class RunEngine(Engine):
         """``[n, F, outer·R·B]`` -> ``[R·n, F, outer·B]`` (run-major rows, each run's columns in lone order)."""
         n, f, cols = x.shape
         r, b = self._view, self.envs_per_run
+        if r == 1:  # one run: its columns as they are (also the valid-filtered columns of evaluate_run)
+            return x
         outer = cols // (r * b)
         return x.view(n, f, outer, r, b).permute(3, 0, 1, 2, 4).reshape(r * n, f, outer * b)
 
     def _from_runs(self, y: torch.Tensor) -> torch.Tensor:
         rn, d, cols = y.shape
         r, b = self._view, self.envs_per_run
+        if r == 1:
+            return y
         n, outer = rn // r, cols // b
         return y.view(r, n, d, outer, b).permute(1, 2, 3, 0, 4).reshape(n, d, outer * r * b)
 
@@ -301,7 +305,7 @@ class RunsTrainer:
             raise ScenarioError(f"batched runs: {reason}")
         self.scenarios = scenarios
         self.out_dirs = [Path(d) if d is not None else None for d in (out_dirs or [None] * len(scenarios))]
-        self.max_wall_s = max_wall_s
+        self.max_wall_s = max_wall_s if max_wall_s is not None else base.training.max_wall_s
         self.progress = progress
         self.lone = [build(s) for s in scenarios]  # each run built exactly as alone: init, generators, task seed
         self.engine = RunEngine(self.lone, base.task.num_envs)

@@ -119,6 +119,7 @@ class TrainingConfig:
     this many more episodes have finished, and at the end; ``narla run --resume DIR`` continues from it.
     ``solve_after``: the solve rule is checked only once more than this many episodes have finished (the NaRLA
     paper's code: 1,000). ``solve_strict``: the window's mean must exceed the threshold (``>``), not reach it.
+    ``max_wall_s``: stop after this many seconds of training (status ``time_cap``); null: no limit.
     """
 
     max_episodes: int = 20000
@@ -128,6 +129,7 @@ class TrainingConfig:
     checkpoint_every: int | None = None
     solve_after: int = 0
     solve_strict: bool = False
+    max_wall_s: float | None = None
 
 
 @dataclass
@@ -239,6 +241,8 @@ def _check_ranges(s: Scenario) -> None:
     need(s.learning.population >= 1, "learning.population", ">= 1", s.learning.population)
     need(s.training.checkpoint_every is None or s.training.checkpoint_every >= 1, "training.checkpoint_every",
          ">= 1 (or null)", s.training.checkpoint_every)
+    need(s.training.max_wall_s is None or s.training.max_wall_s > 0, "training.max_wall_s", "> 0 (or null)",
+         s.training.max_wall_s)
     need(s.training.solve_after >= 0, "training.solve_after", ">= 0", s.training.solve_after)
     need(s.training.max_episodes >= 1, "training.max_episodes", ">= 1", s.training.max_episodes)
     need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",

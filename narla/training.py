@@ -315,6 +315,9 @@ class Trainer:
                 if self.solved_at is not None and cfg.stop_when_solved:
                     status = "solved"
                     break
+                if cfg.max_wall_s is not None and time.perf_counter() - start >= cfg.max_wall_s:
+                    status = "time_cap"
+                    break
         except BaseException as err:
             status = f"failed: {type(err).__name__}: {err}"
             raise
