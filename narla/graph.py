@@ -259,7 +259,8 @@ def layered(
         f"layers={layers!r}, hidden_layers={hidden_layers!r}",
     )
     if hidden_layers is not None:
-        _require(_is_int(hidden_layers) and hidden_layers >= 0, f"hidden_layers must be an int >= 0, got {hidden_layers!r}")
+        ok = _is_int(hidden_layers) and hidden_layers >= 0
+        _require(ok, f"hidden_layers must be an int >= 0, got {hidden_layers!r}")
         layers = hidden_layers + 1
     _require(_is_int(layers) and layers >= 1, f"layers must be an int >= 1, got {layers!r}")
     _require(_is_int(width) and width >= 1, f"width must be an int >= 1, got {width!r}")

@@ -110,7 +110,7 @@ class RunEngine(Engine):
         self.ticks = [0] * self.num_runs
 
     def sync(self, alive: torch.Tensor) -> None:
-        """``alive[R·B]`` at a collection check: a run whose copies have all ended stops drawing (as a lone run stops)."""
+        """``alive[R·B]`` at a collection check: a run whose copies have all ended stops drawing (a lone run stops)."""
         still = alive.view(self.num_runs, self.envs_per_run).any(1).tolist()
         self.drawing = [d and s for d, s in zip(self.drawing, still, strict=True)]
 
@@ -144,7 +144,7 @@ class RunEngine(Engine):
         return self._from_runs(self.population(x, c, r * start, r * end))
 
     def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
-        """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator (zeros once it stopped drawing)."""
+        """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator (zeros once it stops drawing)."""
         n, d, _ = logits.shape
         if d != 1:
             raise ValueError("batched runs support binary neurons only (a 'choice' readout of a 2-action task)")

@@ -38,7 +38,10 @@ class SoftmaxHeadPopulation(Population):
         prev_action: torch.Tensor | None = None,
         deltas: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Firing logits ``[n, 1, cols]`` = ``z_fire − z_silent`` of neurons ``start:end`` (``[n, D, cols]`` if D > 1)."""
+        """Firing logits ``[n, 1, cols]`` = ``z_fire − z_silent`` of neurons ``start:end``.
+
+        (``[n, D, cols]`` unchanged when ``D > 1``.)
+        """
         if deltas is not None:
             raise NotImplementedError("neuron.head 'softmax' does not support per-member deltas (learning.rule: es)")
         z = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))
