@@ -244,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where table1.md and PNGs go")
     parser.add_argument("--seeds", default="0-9", help="seeds per cell (default 0-9: the paper's ten repeats)")
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="directory holding paper/ and best/")
-    parser.add_argument("--paper-cap-s", type=float, default=150.0, help="wall-time cap per paper cell, seconds")
-    parser.add_argument("--best-cap-s", type=float, default=90.0, help="wall-time cap per best cell, seconds")
+    parser.add_argument("--paper-cap-s", type=float, default=225.0, help="wall-time cap per paper cell, seconds")
+    parser.add_argument("--best-cap-s", type=float, default=180.0, help="wall-time cap per best cell, seconds")
     parser.add_argument("--render-only", action="store_true", help="do not train; render what is there")
     add_trial_options(parser)
     args = parser.parse_args(argv)
@@ -277,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         command += "".join(f" --set {kv}" for kv in args.set)
         if args.seeds != "0-9":
             command += f" --seeds {args.seeds}"
-        if args.paper_cap_s != 150.0:
+        if args.paper_cap_s != 225.0:
             command += f" --paper-cap-s {args.paper_cap_s:g}"
-        if args.best_cap_s != 90.0:
+        if args.best_cap_s != 180.0:
             command += f" --best-cap-s {args.best_cap_s:g}"
         path = render(paper_records, best_records, args.out, command, wall)
     except ScenarioError as err:
