@@ -91,8 +91,8 @@ def test_table1_renders_the_paper_cells_beside_the_papers_numbers_and_marks_time
     assert cells["task_L5"]["solved_at_mean"] == 20000  # unsolved counts as the cap
     path = table1.render(records, [], tmp_path / "docs", "python -m narla.analysis.table1")
     text = path.read_text()
-    assert "| All | 1 (16) | 1,480 | 1,500 ± 141 | 1,500 | 1,400 – 1,600 | 2/2 | — |" in text
-    assert "| Task | 5 (76) | 20,000 | 20,000 ± 0 | 20,000 | 20,000 – 20,000 | 0/1 | 50 |" in text
+    assert "| All | 1 (16) | 1,480 | 1,500 ± 141 | 1,500 | 1,400 – 1,600 | 2/2 | — | 2/2 (median 500) |" in text
+    assert "| Task | 5 (76) | 20,000 | 20,000 ± 0 | 20,000 | 20,000 – 20,000 | 0/1 | 50 | 0/1 (median 34) |" in text
     assert "1,275" in text and "7,691" in text and "Bio → All (switch at 500, the code)" in text
     assert (tmp_path / "docs" / "table1" / "paper_all_L1.png").stat().st_size > 1000
 

@@ -132,19 +132,30 @@ def _n(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.0f}"
 
 
-def _cell_row(label: str, layers: int, paper: int | None, s: dict) -> str:
+def final_window(returns: list[float], window: int = 100) -> float | None:
+    """Mean return of the last ``window`` episodes (None without episodes)."""
+    last = returns[-window:]
+    return sum(last) / len(last) if last else None
+
+
+def _cell_row(label: str, layers: int, paper: int | None, s: dict, finals: list[float]) -> str:
+    """One table row; ``finals``: each run's last-100-episode mean return."""
     if not s.get("n"):
-        return f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} | — | — | — | 0/{s.get('total', 0)} | — | — |"
-    capped = ", ".join(f"{e:,}" for e in s["capped_episodes"]) or "—"
+        empty = " — |" * 3
+        return f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} |{empty} 0/{s.get('total', 0)} |{empty}"
+    capped = ", ".join(sorted({f"{e:,}" for e in s["capped_episodes"]})) or "—"
     solved = f"{s['solved']}/{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
+    above = f"{sum(f > 300 for f in finals)}/{len(finals)} (median {_n(statistics.median(finals))})" if finals else "—"
     return (f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} | {_n(s['mean'])} ± {_n(s['sd'])} | "
-            f"{_n(s['median'])} | {_n(s['min'])} – {_n(s['max'])} | {solved} | {capped} | {s['wall_s'] / 60:.1f} min |")
+            f"{_n(s['median'])} | {_n(s['min'])} – {_n(s['max'])} | {solved} | {capped} | {above} | "
+            f"{s['wall_s'] / 60:.1f} min |")
 
 
 HEADER = [
     "| reward | hidden layers (neurons) | paper (mean) | ours: mean ± sd | median | min – max | solved | "
-    "stopped by the time cap at episode | wall time (batched) |",
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "stopped by the time cap at episode | last-100 mean > 300 at the end (median of the runs' last-100 means) | "
+    "wall time (batched) |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
 ]
 
 
@@ -163,11 +174,13 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
             name = stem(condition, layers)
             rs = sorted(by_cell.get(name, []), key=lambda r: r["seed"])
             s = cell_stats(rs)
-            lines.append(_cell_row(label, layers, paper, s))
+            curves = [(r["seed"], read_returns(r["dir"])) for r in rs]
+            finals = [f for _, ret in curves if (f := final_window(ret)) is not None]
+            lines.append(_cell_row(label, layers, paper, s, finals))
             title = f"{part}: {label}, {layers} hidden layer{'s' * (layers > 1)}"
             png = f"{part}_{name}.png"
             if rs:
-                plot_cell(out / "table1" / png, title, [(r["seed"], read_returns(r["dir"])) for r in rs], paper)
+                plot_cell(out / "table1" / png, title, curves, paper)
                 figures.append(f"| {title} | ![{png}](table1/{png}) |")
         return lines
 
