@@ -54,6 +54,8 @@ PAPER["bio_all_500", 1], PAPER["bio_all_500", 2], PAPER["bio_all_500", 5] = PAPE
 BEST = [("all_relay", "All + relay (narla)", "all")]
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios" / "table1"
 COMMAND = "python -m narla.analysis.table1 --runs {runs} --out {out}"
+SPEEDUP_COMMAND = ("python -m narla.runs scenarios/table1/paper/all_L2.yaml --seeds 0-9 --episodes 60 "
+                   "--out docs/results/seed_batch_speedup.json")
 CAP = 20000
 
 
@@ -188,12 +190,18 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
     best_cells = [(c, label, n, PAPER[(base, n)]) for c, label, base in BEST for n in LAYERS]
     paper_lines = section(paper_records, "paper", paper_cells)
     best_lines = section(best_records, "best", best_cells)
-    timing = []
+    timing: list[str] = []
     if wall:
         timing = [f"Wall time of the command that produced these numbers: {wall['total_s'] / 60:.1f} min "
                   f"(paper part {wall['paper_s'] / 60:.1f} min, best part {wall['best_s'] / 60:.1f} min; "
                   f"{wall['workers']} worker process(es), {wall['seeds']} seeds per cell, each cell capped at its "
                   "scenario's `training.max_wall_s`).", ""]
+    speed = out / "seed_batch_speedup.json"
+    if speed.is_file():
+        m = json.loads(speed.read_text())
+        timing += [f"Seeds as one batch vs one by one (`{SPEEDUP_COMMAND}`, `{speed.name}`): {m['runs']} runs of "
+                   f"{m['num_neurons']} neurons, {m['episodes_per_run']} episodes each: {m['sequential_s']} s one by "
+                   f"one, {m['batched_s']} s batched, **{m['speedup']}×**; same returns: {m['same_returns']}.", ""]
     text = "\n".join([
         "# Table 1 — episodes until CartPole is solved",
         "",
