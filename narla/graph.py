@@ -18,7 +18,7 @@ import networkx as nx
 NODE_KINDS = ("sensor", "neuron")
 ROLES = ("hidden", "motor")
 EDGE_KINDS = ("feedforward", "context")
-CONNECTIVITIES = ("local", "full")
+CONNECTIVITIES = ("local", "full", "band")
 
 
 class GraphError(ValueError):
@@ -234,24 +234,40 @@ def _finish(graph: nx.DiGraph, builder: str, params: dict) -> nx.DiGraph:
 
 def layered(
     n_obs: int,
-    layers: int,
+    layers: int | None = None,
     width: int = 15,
     connectivity: str = "local",
     n_motor: int = 1,
     motor_groups: list[str] | None = None,
+    hidden_layers: int | None = None,
 ) -> nx.DiGraph:
-    """NaRLA's layered network: ``layers - 1`` hidden layers of ``width`` neurons, then the motor layer.
+    """NaRLA's layered network: hidden layers of ``width`` neurons, then the motor layer.
+
+    Give exactly one of ``hidden_layers`` (the NaRLA paper's counting: ``hidden_layers: 1`` is 15 hidden
+    neurons + the motor neuron) or ``layers`` (every layer counted, the motor layer included: ``layers = L``
+    is ``hidden_layers = L - 1``; kept for older scenarios).
 
     ``connectivity="full"`` wires every neuron to all of the previous layer. ``"local"`` wires hidden neuron
-    ``i`` of layer >= 2 to the previous layer's neurons ``i-1, i, i+1`` (no wraparound); as in NaRLA, the first
-    hidden layer sees all sensors and the motor layer sees all of the last hidden layer.
+    ``i`` of layer >= 2 to the previous layer's neurons ``i-1, i, i+1`` (no wraparound); ``"band"`` (the paper's
+    code) to ``i-1, i`` (neuron 0 reads neuron 0 only). In every mode the first hidden layer sees all sensors
+    and the motor layer sees all of the last hidden layer.
     """
     groups = _check_common(n_obs, n_motor, motor_groups)
+    _require(
+        (layers is None) != (hidden_layers is None),
+        f"give exactly one of hidden_layers (the paper's counting) or layers (motor layer counted), got "
+        f"layers={layers!r}, hidden_layers={hidden_layers!r}",
+    )
+    if hidden_layers is not None:
+        ok = _is_int(hidden_layers) and hidden_layers >= 0
+        _require(ok, f"hidden_layers must be an int >= 0, got {hidden_layers!r}")
+        layers = hidden_layers + 1
     _require(_is_int(layers) and layers >= 1, f"layers must be an int >= 1, got {layers!r}")
     _require(_is_int(width) and width >= 1, f"width must be an int >= 1, got {width!r}")
     _require(
         connectivity in CONNECTIVITIES, f"connectivity must be one of {', '.join(CONNECTIVITIES)}, got {connectivity!r}"
     )
+    offsets = (-1, 0) if connectivity == "band" else (-1, 0, 1)
     graph, layer_nodes = _skeleton(n_obs, [width] * (layers - 1), groups)
     for layer in range(1, layers + 1):
         previous, current = layer_nodes[layer - 1], layer_nodes[layer]
@@ -259,7 +275,7 @@ def layered(
             _connect_all(graph, previous, current)
             continue
         graph.add_edges_from(
-            ((previous[j], v) for i, v in enumerate(current) for j in (i - 1, i, i + 1) if 0 <= j < len(previous)),
+            ((previous[i + o], v) for i, v in enumerate(current) for o in offsets if 0 <= i + o < len(previous)),
             kind="feedforward",
         )
     params = {
@@ -270,6 +286,8 @@ def layered(
         "n_motor": n_motor,
         "motor_groups": groups,
     }
+    if hidden_layers is not None:
+        params["hidden_layers"] = hidden_layers
     return _finish(graph, "layered", params)
 
 

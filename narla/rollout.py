@@ -7,6 +7,7 @@ a batch holds exactly ``B`` complete episodes. With ``B = 1`` this is NaRLA's on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -41,12 +42,20 @@ class Rollout:
         return self.valid.shape[1]
 
 
-def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: int = 16) -> Rollout:
+def collect(
+    engine: Engine,
+    task: Task,
+    scheme,
+    episode: int = 0,
+    sync_every: int = 16,
+    on_sync: Callable[[torch.Tensor], None] | None = None,
+) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
     ``scheme`` is a :class:`narla.rewards.RewardScheme` (``scheme(state) -> (total, components)``).
     The loop checks whether any copy is still running only every ``sync_every`` ticks, so there is no
-    host sync inside a tick.
+    host sync inside a tick. ``on_sync(alive[B])`` (optional) is called at each of those checks, before it
+    (:mod:`narla.runs` uses it to stop drawing random numbers for runs whose episodes have all ended).
     """
     b, s, n = task.num_envs, engine.num_sensors, engine.num_neurons
     device = engine.device
@@ -88,8 +97,11 @@ def collect(engine: Engine, task: Task, scheme, episode: int = 0, sync_every: in
             feats = action_features(task_action, engine.readout.action_space)
             prev_action = feats * (~done).float().unsqueeze(1)
         prev, prev_spikes, first, obs = act, spikes, done, next_obs
-        if (t + 1) % sync_every == 0 and not bool(alive.any()):
-            break
+        if (t + 1) % sync_every == 0:
+            if on_sync is not None:
+                on_sync(alive)
+            if not bool(alive.any()):
+                break
     stacked = {k: torch.stack(v) for k, v in rec.items()}
     return Rollout(
         components={k: torch.stack(v) for k, v in comps.items()},

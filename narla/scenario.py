@@ -56,10 +56,14 @@ class NeuronConfig:
     ``output``: ``spike`` (Bernoulli, NaRLA's neurons) or ``rate`` (a continuous value ``tanh(z)``, deterministic
     under ES, Gaussian with a learned per-neuron log-std under policy gradients), for every neuron, or per role
     as a mapping such as ``{hidden: spike, motor: rate}``.
+
+    ``head``: ``logit`` (a binary neuron's MLP ends in one firing logit) or ``softmax`` (it ends in one unit per
+    choice, fire/silent, and a softmax, as in the NaRLA paper: :class:`narla.neurons.heads.SoftmaxHeadPopulation`).
     """
 
     hidden: list[int] = field(default_factory=lambda: [128, 128])
-    activation: str = _choices("leaky_relu", "relu", "tanh", default="leaky_relu")
+    activation: str = _choices("leaky_relu", "leaky_relu_0.3", "relu", "tanh", default="leaky_relu")
+    head: str = _choices("logit", "softmax", default="logit")
     amtf: str = _choices("cooperation", "cooperation_relu6", "additive", "feedforward", "gain", default="feedforward")
     output: Any = "spike"
 
@@ -118,6 +122,9 @@ class TrainingConfig:
 
     ``checkpoint_every``: write ``checkpoint.pt`` (the whole run state, :mod:`narla.checkpoint`) each time
     this many more episodes have finished, and at the end; ``narla run --resume DIR`` continues from it.
+    ``solve_after``: the solve rule is checked only once more than this many episodes have finished (the NaRLA
+    paper's code: 1,000). ``solve_strict``: the window's mean must exceed the threshold (``>``), not reach it.
+    ``max_wall_s``: stop after this many seconds of training (status ``time_cap``); null: no limit.
     """
 
     max_episodes: int = 20000
@@ -125,6 +132,9 @@ class TrainingConfig:
     solve_threshold: float | None = None
     stop_when_solved: bool = True
     checkpoint_every: int | None = None
+    solve_after: int = 0
+    solve_strict: bool = False
+    max_wall_s: float | None = None
 
 
 @dataclass
@@ -237,6 +247,9 @@ def _check_ranges(s: Scenario) -> None:
     need(s.learning.population >= 1, "learning.population", ">= 1", s.learning.population)
     need(s.training.checkpoint_every is None or s.training.checkpoint_every >= 1, "training.checkpoint_every",
          ">= 1 (or null)", s.training.checkpoint_every)
+    need(s.training.max_wall_s is None or s.training.max_wall_s > 0, "training.max_wall_s", "> 0 (or null)",
+         s.training.max_wall_s)
+    need(s.training.solve_after >= 0, "training.solve_after", ">= 0", s.training.solve_after)
     need(s.training.max_episodes >= 1, "training.max_episodes", ">= 1", s.training.max_episodes)
     need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
          s.training.solve_window)

@@ -167,6 +167,54 @@ def run_trial(trial: Trial) -> dict:
     return load_record(trial)
 
 
+def run_cell(trials: Sequence[Trial]) -> list[dict]:
+    """Train the seeds of one grid cell as one batch (:class:`narla.runs.RunsTrainer`), in a worker process."""
+    from narla import scenario as scenarios
+    from narla.runs import RunsTrainer
+
+    try:
+        loaded = []
+        for trial in trials:
+            (trial.dir / "error.txt").unlink(missing_ok=True)
+            overrides = list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + [f"seed={trial.seed}"]
+            loaded.append(scenarios.load(trial.scenario, overrides))
+        RunsTrainer(loaded, [t.dir for t in trials]).train()
+    except Exception as err:  # a failing cell must not stop the sweep
+        for trial in trials:
+            if not is_finished(trial):
+                _write_failure(trial, f"{type(err).__name__}: {err}")
+                trial.dir.mkdir(parents=True, exist_ok=True)
+                (trial.dir / "error.txt").write_text(traceback.format_exc())
+    return [load_record(t) for t in trials]
+
+
+def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[list[Trial]]:
+    """Group the trials into jobs: the seeds of one cell form one job when they can train as a batch
+    (:func:`narla.runs.batchable`), otherwise each trial is its own job."""
+    from narla import scenario as scenarios
+    from narla.runs import batchable
+
+    if not batch_seeds:
+        return [[t] for t in trials]
+    groups: dict[tuple, list[Trial]] = {}
+    for t in trials:
+        groups.setdefault((t.scenario, t.grid, t.overrides), []).append(t)
+    jobs: list[list[Trial]] = []
+    for group in groups.values():
+        t = group[0]
+        try:
+            overrides = list(t.overrides) + [f"{k}={_fmt(v)}" for k, v in t.grid]
+            ok = len(group) > 1 and batchable(scenarios.load(t.scenario, overrides)) is None
+        except ScenarioError:
+            ok = False  # the trial itself reports the error
+        jobs.extend([group] if ok else [[x] for x in group])
+    return jobs
+
+
+def _run_job(job: list[Trial]) -> list[dict]:
+    return run_cell(job) if len(job) > 1 else [run_trial(job[0])]
+
+
 def _worker_init() -> None:
     import torch
 
@@ -205,8 +253,13 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-def run_sweep(trials: Sequence[Trial], workers: int | None = None, progress: bool = True) -> list[dict]:
+def run_sweep(
+    trials: Sequence[Trial], workers: int | None = None, progress: bool = True, batch_seeds: bool = True
+) -> list[dict]:
     """Run the unfinished trials in ``workers`` processes (default: one per core); records of all trials.
+
+    ``batch_seeds`` (default): the unfinished seeds of a cell train as one batch in one process
+    (:mod:`narla.runs`), where the scenario allows it; otherwise every trial runs on its own.
 
     Interrupted (Ctrl-C, or SIGTERM to this process), the sweep stops its workers too: finished trials are
     kept, running ones start over on the next run.
@@ -218,7 +271,7 @@ def run_sweep(trials: Sequence[Trial], workers: int | None = None, progress: boo
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
-        _run_pool(todo, workers, bar)
+        _run_pool(plan_jobs(todo, batch_seeds), workers, bar)
     finally:
         bar.close()
         if on_main:
@@ -226,22 +279,24 @@ def run_sweep(trials: Sequence[Trial], workers: int | None = None, progress: boo
     return [load_record(t) for t in trials]
 
 
-def _run_pool(todo: Sequence[Trial], workers: int, bar: tqdm) -> None:
+def _run_pool(jobs: Sequence[list[Trial]], workers: int, bar: tqdm) -> None:
     failed = 0
-    if todo:
+    if jobs:
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(run_trial, t): t for t in todo}
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(_run_job, job): job for job in jobs}
             try:
                 for future in as_completed(futures):
                     try:
-                        record = future.result()
+                        records = future.result()
                     except Exception as err:  # the worker itself died (killed, out of memory)
-                        _write_failure(futures[future], f"{type(err).__name__}: {err}")
-                        record = load_record(futures[future])
-                    failed += str(record["status"]).startswith("failed")
-                    bar.update(1)
-                    bar.set_postfix(failed=failed, last=f"{record['cell']} s{record['seed']}: {record['status']}")
+                        for trial in futures[future]:
+                            _write_failure(trial, f"{type(err).__name__}: {err}")
+                        records = [load_record(t) for t in futures[future]]
+                    for record in records:
+                        failed += str(record["status"]).startswith("failed")
+                        bar.update(1)
+                        bar.set_postfix(failed=failed, last=f"{record['cell']} s{record['seed']}: {record['status']}")
             except BaseException:
                 _terminate_workers(pool)  # before shutdown, which forgets the worker processes
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -334,6 +389,8 @@ def add_trial_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field in every trial, e.g. training.max_episodes=2000")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--separate-seeds", action="store_true",
+                        help="run every seed in its own process (default: the seeds of a cell train as one batch)")
 
 
 def check_trial_options(args: argparse.Namespace) -> None:
@@ -348,7 +405,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the sweep, write ``trials.csv`` / ``sweep.csv`` and print the table; 1 if any trial failed."""
     check_trial_options(args)
     trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), args.out, args.set)
-    records = run_sweep(trials, args.workers, progress=not args.quiet)
+    records = run_sweep(trials, args.workers, progress=not args.quiet, batch_seeds=not args.separate_seeds)
     cells = write_tables(args.out, records)
     print(format_table(cells))
     print(f"results: {args.out}/sweep.csv", flush=True)

@@ -34,6 +34,7 @@ from narla.learning import ActorCritic, Reinforce
 from narla.learning.cmaes import CMAES
 from narla.learning.es import PerNeuronES
 from narla.neurons import Population
+from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.readout import Readout
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
@@ -163,8 +164,7 @@ def build(scenario: Scenario, learner: bool = True) -> Run:
             )
         if bool(rate[wiring.motor].any()) and readout.out_dim > 1:
             raise ScenarioError("neuron.output.motor: a categorical motor neuron cannot be a rate neuron")
-        population = Population(
-            wiring,
+        options = dict(
             out_dim=readout.out_dim,
             hidden=scenario.neuron.hidden,
             activation=scenario.neuron.activation,
@@ -173,7 +173,15 @@ def build(scenario: Scenario, learner: bool = True) -> Run:
             position_dim=ctx.universal_position,
             action_dim=action_dim(task.action_space) if ctx.universal_action else 0,
             rate=rate if bool(rate.any()) else None,
-        ).to(device)
+        )
+        if scenario.neuron.head == "softmax":
+            if rule == "actor_critic" or scenario.neuron.amtf != "feedforward" or bool(rate.any()):
+                raise ScenarioError(
+                    "neuron.head: 'softmax' needs neuron.amtf 'feedforward', spiking neurons and a policy-only rule"
+                )
+            population = SoftmaxHeadPopulation(wiring, **options).to(device)
+        else:
+            population = Population(wiring, **options).to(device)
     generator = torch.Generator(device=device)
     generator.manual_seed(scenario.seed + 1)
     try:
@@ -332,12 +340,8 @@ class Trainer:
                             if not append:
                                 writer.writeheader()
                         writer.writerow(row)
-                    if (
-                        self.solved_at is None
-                        and self.solve_threshold is not None
-                        and len(window) == self.solve_window
-                        and sum(window) / len(window) >= self.solve_threshold
-                    ):
+                    if self.solved_at is None and solve_check(self.scenario.training, self.solve_threshold,
+                                                              window, self.solve_window, len(self.returns)):
                         self.solved_at = len(self.returns)
                 if csv_file is not None:
                     csv_file.flush()
@@ -349,6 +353,9 @@ class Trainer:
                     self.save_checkpoint(elapsed)
                 if self.solved_at is not None and cfg.stop_when_solved:
                     status = "solved"
+                    break
+                if cfg.max_wall_s is not None and time.perf_counter() - start >= cfg.max_wall_s:
+                    status = "time_cap"
                     break
         except BaseException as err:
             status = f"failed: {type(err).__name__}: {err}"
@@ -400,6 +407,15 @@ class Trainer:
 
         if self.out_dir is not None:
             save_checkpoint(self, self.out_dir / CHECKPOINT, wall_time_s)
+
+
+def solve_check(cfg, threshold: float | None, window: deque, size: int, episodes: int) -> bool:
+    """The stop rule after ``episodes`` finished episodes: a full window whose mean reaches ``threshold``
+    (exceeds it when ``cfg.solve_strict``), checked only once ``episodes > cfg.solve_after``."""
+    if threshold is None or len(window) < size or episodes <= cfg.solve_after:
+        return False
+    mean = sum(window) / len(window)
+    return mean > threshold if cfg.solve_strict else mean >= threshold
 
 
 def _best_window_mean(returns: list[float], window: int) -> float | None:

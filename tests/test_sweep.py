@@ -65,10 +65,11 @@ def test_sweep_parallel_failure_and_skip(tmp_path, capsys):
     assert (good[1] / "summary.json").stat().st_mtime_ns == stamps[1]
 
 
-def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episodes: int) -> dict:
-    trial = Trial(scenario=f"scenarios/table1/{name}.yaml", grid=(), seed=seed, out=str(root))
+def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episodes: int,
+                status: str | None = None) -> dict:
+    trial = Trial(scenario=f"scenarios/table1/paper/{name}.yaml", grid=(), seed=seed, out=str(root))
     trial.dir.mkdir(parents=True)
-    status = "solved" if solved_at else "max_episodes"
+    status = status or ("solved" if solved_at else "max_episodes")
     summary = {"status": status, "solved_at": solved_at, "episodes": episodes, "final_mean_return": 310.0,
                "wall_time_s": 60.0}
     (trial.dir / "summary.json").write_text(json.dumps(summary))
@@ -80,31 +81,20 @@ def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episode
     return load_record(trial)
 
 
-def test_table1_render(tmp_path):
+def test_table1_renders_the_paper_cells_beside_the_papers_numbers_and_marks_time_capped_runs(tmp_path):
     records = [
-        _fake_trial(tmp_path / "runs", "all_L1", 0, 400, 400),
-        _fake_trial(tmp_path / "runs", "all_L1", 1, 600, 600),
-        _fake_trial(tmp_path / "runs", "task_L5", 0, None, 50),
+        _fake_trial(tmp_path / "runs", "all_L1", 0, 1400, 1400),
+        _fake_trial(tmp_path / "runs", "all_L1", 1, 1600, 1600),
+        _fake_trial(tmp_path / "runs", "task_L5", 0, None, 50, status="time_cap"),
     ]
     cells = {c["cell"]: c for c in aggregate(records)}
     assert cells["task_L5"]["solved_at_mean"] == 20000  # unsolved counts as the cap
-    path = table1.render(records, tmp_path / "docs", "python -m narla.analysis.table1")
+    path = table1.render(records, [], tmp_path / "docs", "python -m narla.analysis.table1")
     text = path.read_text()
-    assert "| All | 500 (1,480) |" in text  # ours beside the paper's
-    assert "1,275" in text and "7,691" in text and "4,824" in text
-    assert "| All | 1 | 1,480 | 500 | 500 |" in text  # paper, mean, median
-    assert "| Task | 5 | 20,000 | 20,000 |" in text and "0/1" in text
-    assert (tmp_path / "docs" / "table1" / "all_L1.png").stat().st_size > 1000
-    assert (tmp_path / "docs" / "table1" / "bio_all_L2.png").is_file()  # cells without trials still get a plot
-    assert "relay" not in text  # extension cells appear only when they have trials
-
-
-def test_table1_render_puts_an_extension_cell_beside_the_papers_cell_of_its_condition(tmp_path):
-    records = [_fake_trial(tmp_path / "runs", "all_relay_L5", 0, 3000, 3000)]
-    text = table1.render(records, tmp_path / "docs", "python -m narla.analysis.table1").read_text()
-    assert "| All + relay (ours) | — | — | 3,000 (4,824) |" in text
-    assert "| All + relay (ours) | 5 | 4,824 | 3,000 |" in text
-    assert (tmp_path / "docs" / "table1" / "all_relay_L5.png").is_file()
+    assert "| All | 1 (16) | 1,480 | 1,500 ± 141 | 1,500 | 1,400 – 1,600 | 2/2 | — | 2/2 (median 500) |" in text
+    assert "| Task | 5 (76) | 20,000 | 20,000 ± 0 | 20,000 | 20,000 – 20,000 | 0/1 | 50 | 0/1 (median 34) |" in text
+    assert "1,275" in text and "7,691" in text and "Bio → All (switch at 500, the code)" in text
+    assert (tmp_path / "docs" / "table1" / "paper_all_L1.png").stat().st_size > 1000
 
 
 def _alive(pid: int) -> bool:

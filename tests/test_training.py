@@ -203,7 +203,7 @@ def test_readme_bio_all_example_is_the_table1_scheme():
         phases = [(p.until_episode, p.terms) for p in scheme.phases]
         return [terms, phases, scheme.trace_decay, scheme.trace_init]
 
-    run = build(load(Path(__file__).parent.parent / "scenarios" / "table1" / "bio_all_L2.yaml"))
+    run = build(load(Path(__file__).parent.parent / "scenarios" / "table1" / "paper" / "bio_all_L2.yaml"))
     readme = RewardScheme.from_config(yaml.safe_load(_readme_block("bio-all:yaml"))["rewards"], run.engine.wiring)
     assert described(readme) == described(run.scheme)
 

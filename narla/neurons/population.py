@@ -12,6 +12,7 @@ flattened batch (``B`` copies, or ``T * B`` ticks when a rollout is re-evaluated
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -23,7 +24,12 @@ from narla.context import positional_encoding
 from narla.cooperation import DEFAULT_SCALES, get_amtf, soft_bound
 from narla.wiring import Wiring
 
-ACTIVATIONS = {"leaky_relu": F.leaky_relu, "relu": F.relu, "tanh": torch.tanh}
+ACTIVATIONS = {
+    "leaky_relu": F.leaky_relu,
+    "leaky_relu_0.3": functools.partial(F.leaky_relu, negative_slope=0.3),  # the NaRLA paper's neurons
+    "relu": F.relu,
+    "tanh": torch.tanh,
+}
 
 
 def _member_correction(base: torch.Tensor, h: torch.Tensor, dw: torch.Tensor, db: torch.Tensor) -> torch.Tensor:

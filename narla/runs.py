@@ -1,0 +1,538 @@
+"""Seeds as a batch dimension: ``R`` independent runs of one scenario trained in lockstep as one computation.
+
+Each run is built exactly as a lone run (:func:`narla.training.build` with its seed: same initial parameters, same
+environment and spike generators). The runs' parameters are then stacked with a leading run axis (row ``r·N + i``
+of every stacked parameter is neuron ``i`` of run ``r``), and one :class:`RunEngine` ticks all of them: the
+columns of a tick are ``[R, B]`` (run-major: each run's ``B`` environment copies), and every stage's forward pass
+is one batched matrix product over ``R·n`` (run, neuron) slices. Nothing is shared between runs:
+
+- parameters: disjoint rows, and Adam is elementwise, so each run's update is its own;
+- randomness: run ``r``'s spikes come from its own generator and its environment copies reset from their own
+  generator, in the order a lone run draws them (also on the padding ticks a lone run plays before it notices its
+  episode ended: collection checks every 16 ticks, :func:`narla.rollout.collect`);
+- returns are normalized per run and neuron; the loss of run ``r`` is divided by its own ``B``;
+- each run has its own episode counter, stop rule and results directory (same files as ``narla run``).
+
+A run that stops (solved, out of episodes, or a non-finite loss) is dropped from the batch: its parameter rows, its
+optimizer state, its environment copies and its generators are sliced away, so it costs nothing afterwards.
+On CPU a run trained this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``).
+
+Supported: ``learning.rule: reinforce``, spiking neurons of the stage-wise population without universal context,
+torch-native tasks (``cartpole``, ``swingup``). :func:`batchable` says why a scenario is not; ``narla sweep`` then runs its seeds
+one by one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import time
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from narla.engine import Engine
+from narla.learning import Reinforce
+from narla.learning.returns import discounted_returns, normalize_per_neuron
+from narla.neurons import Population
+from narla.rollout import Rollout, collect
+from narla.scenario import Scenario, ScenarioError, dump
+from narla.tasks.physics import PhysicsTask
+from narla.training import Run, _atomic_write, _best_window_mean, build, episode_rows, solve_check
+
+
+def batchable(scenario: Scenario) -> str | None:
+    """``None`` if the scenario's seeds can train as one batch, else the reason they cannot."""
+    if scenario.learning.rule != "reinforce":
+        return f"learning.rule is {scenario.learning.rule!r} (batched runs support 'reinforce')"
+    ctx = scenario.context
+    if ctx.universal_position or ctx.universal_action:
+        return "universal context is set (batched runs support graph context only)"
+    if scenario.neuron.output != "spike":
+        return "neuron.output is not 'spike' (batched runs support spiking neurons)"
+    if scenario.network.get("builder") in ("attention_neuron", "cooperator"):
+        return "network.builder is a whole-network population (batched runs support stage-wise populations)"
+    if scenario.task.id not in ("cartpole", "swingup"):
+        return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
+    if scenario.training.checkpoint_every is not None:
+        return "training.checkpoint_every is set (batched runs write no checkpoints)"
+    return None
+
+
+class RunEngine(Engine):
+    """The engine over ``R`` stacked runs: columns ``[outer, R, B]`` (a tick: ``outer = 1``; a rollout: ``T``).
+
+    ``population`` is a stacked :class:`Population` whose ``slots`` map the *virtual* neuron order (stage by
+    stage, run by run) to the rows ``r·N + i``; ``generators[r]`` draws run ``r``'s spikes.
+    """
+
+    def __init__(self, runs: list[Run], envs_per_run: int) -> None:
+        first = runs[0]
+        self.lone_population = first.engine.population
+        population = stack_populations([r.engine.population for r in runs])
+        super().__init__(first.wiring, population, first.engine.readout, first.engine.propagation, None)
+        self.envs_per_run = envs_per_run
+        self.generators = [r.generator for r in runs]
+        self.drawing = [True] * len(runs)
+        self.ticks = [0] * len(runs)  # ticks drawn by each run in the current episode (a lone run's T)
+        self._view = len(runs)  # how many runs the columns of the next forward pass hold
+        self._tick_population = copy.deepcopy(population)  # parameters laid out in virtual order, for ticks
+        self._ticking = False
+        self._set_slots()
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.generators)
+
+    def _set_slots(self, runs: list[int] | None = None) -> None:
+        """Virtual neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)`` -> parameter row ``runs[k]·N + a + j``."""
+        runs = list(range(self.num_runs)) if runs is None else runs
+        n = self.num_neurons
+        rows = [run * n + a + j for a, b in self.stages for run in runs for j in range(b - a)]
+        self.population.slots = torch.tensor(rows, dtype=torch.long, device=self.device)
+        self._view = len(runs)
+
+    def evaluate_run(
+        self, run: int, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`Engine.evaluate` of run ``run`` alone (its columns only: ``obs[T, B, S]``, ``valid[T, B]``):
+        exactly the lone run's computation (same column count, so the same matrix kernels), with gradient to the
+        stacked parameters. Returns ``log_prob, entropy`` ``[T, B, N]``."""
+        self._set_slots([run])
+        try:
+            logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
+        finally:
+            self._set_slots()
+        return logp, entropy
+
+    def start_episode(self) -> None:
+        """Every run draws random numbers again (called before each :func:`narla.rollout.collect`).
+
+        Also lays the parameters out in virtual order once for the episode's ticks (they do not change during
+        an episode): a stage's rows are then a slice, not a gather on every tick. Same values, same results.
+        """
+        self.drawing = [True] * self.num_runs
+        self.ticks = [0] * self.num_runs
+        tick_pop, slots = self._tick_population, self.population.slots
+        with torch.no_grad():
+            tick_pop.slots = None
+            live = dict(self.population.named_parameters())
+            for name, p in tick_pop.named_parameters():
+                p.data = live[name].detach().index_select(0, slots)
+
+    def sync(self, alive: torch.Tensor) -> None:
+        """``alive[R·B]`` at a collection check: a run whose copies have all ended stops drawing (a lone run stops)."""
+        still = alive.view(self.num_runs, self.envs_per_run).any(1).tolist()
+        self.drawing = [d and s for d, s in zip(self.drawing, still, strict=True)]
+
+    def _to_runs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[n, F, outer·R·B]`` -> ``[R·n, F, outer·B]`` (run-major rows, each run's columns in lone order)."""
+        n, f, cols = x.shape
+        r, b = self._view, self.envs_per_run
+        if r == 1:  # one run: its columns as they are (also the valid-filtered columns of evaluate_run)
+            return x
+        outer = cols // (r * b)
+        return x.view(n, f, outer, r, b).permute(3, 0, 1, 2, 4).reshape(r * n, f, outer * b)
+
+    def _from_runs(self, y: torch.Tensor) -> torch.Tensor:
+        rn, d, cols = y.shape
+        r, b = self._view, self.envs_per_run
+        if r == 1:
+            return y
+        n, outer = rn // r, cols // b
+        return y.view(r, n, d, outer, b).permute(1, 2, 3, 0, 4).reshape(n, d, outer * r * b)
+
+    def _stage(
+        self, src: torch.Tensor, prev: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        ff_idx, ff_mask, ctx_idx, ctx_mask, _ = self._stage_slices(start, end)
+        x = self._to_runs(src[ff_idx] * ff_mask)
+        if self._uses_context:
+            c = self._to_runs(prev[ctx_idx] * ctx_mask)
+        else:
+            c = x.new_zeros(x.shape[0], 0, x.shape[2])
+        r = self._view
+        population = self._tick_population if self._ticking else self.population
+        return self._from_runs(population(x, c, r * start, r * end))
+
+    def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
+        """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator (zeros once it stops drawing)."""
+        n, d, _ = logits.shape
+        if d != 1:
+            raise ValueError("batched runs support binary neurons only (a 'choice' readout of a 2-action task)")
+        b = self.envs_per_run
+        parts = [
+            torch.rand(n, b, generator=g, device=self.device) if draw else torch.zeros(n, b, device=self.device)
+            for g, draw in zip(self.generators, self.drawing, strict=True)
+        ]
+        return (torch.cat(parts, 1) < torch.sigmoid(logits[:, 0])).long()
+
+    def tick(self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None):
+        self.ticks = [t + d for t, d in zip(self.ticks, self.drawing, strict=True)]
+        self._ticking = True
+        try:
+            return super().tick(obs, prev, prev_action)
+        finally:
+            self._ticking = False
+
+    def run_parameters(self, run: int) -> dict[str, torch.Tensor]:
+        """Run ``run``'s (active index) parameters in a lone population's shapes."""
+        n = self.num_neurons
+        return {name: p.detach()[run * n : (run + 1) * n].clone() for name, p in self.population.named_parameters()}
+
+    def keep_runs(self, keep: list[int], optimizer: torch.optim.Optimizer) -> None:
+        """Drop every run not in ``keep`` (active indices): parameter rows, optimizer state and generators."""
+        n = self.num_neurons
+        index = torch.tensor([r * n + i for r in keep for i in range(n)], dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for p in self.population.parameters():
+                state = optimizer.state.get(p)
+                p.data = p.data.index_select(0, index)
+                if state:
+                    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                        if key in state:
+                            state[key] = state[key].index_select(0, index)
+        self.generators = [self.generators[r] for r in keep]
+        self.drawing = [self.drawing[r] for r in keep]
+        self.ticks = [self.ticks[r] for r in keep]
+        self._set_slots()
+
+
+def stack_populations(populations: list[Population]) -> Population:
+    """One population whose every parameter is the runs' parameters concatenated along dim 0 (``[R·N, ...]``)."""
+    first = populations[0]
+    if first.slots is not None or first.rate is not None:
+        raise ValueError("batched runs do not support tied neurons or rate neurons")
+    stacked = copy.deepcopy(first)
+    params = [dict(p.named_parameters()) for p in populations]
+    with torch.no_grad():
+        for name, p in stacked.named_parameters():
+            p.data = torch.cat([ps[name].detach() for ps in params])
+    return stacked
+
+
+class RunTask:
+    """The runs' environment copies as one task of ``R·B`` copies; run ``r``'s resets draw from its own generator."""
+
+    def __init__(self, tasks: list[PhysicsTask]) -> None:
+        for t in tasks:
+            if not isinstance(t, PhysicsTask):
+                raise ValueError(f"batched runs need torch-native tasks, got {type(t).__name__}")
+        self.tasks = tasks
+        self.drawing = [True] * len(tasks)
+        self.inner = copy.copy(tasks[0])
+        self.inner._sample_start = self._sample_start  # the physics stays the task's own; only the draws change
+        self._resize()
+
+    def _resize(self) -> None:
+        inner, b = self.inner, self.tasks[0].num_envs
+        inner.num_envs = b * len(self.tasks)
+        inner.state = torch.zeros(inner.num_envs, inner.state_dim, dtype=torch.float64, device=inner.device)
+        inner.elapsed = torch.zeros(inner.num_envs, dtype=torch.int64, device=inner.device)
+
+    def _sample_start(self) -> torch.Tensor:
+        parts = []
+        for t, draw in zip(self.tasks, self.drawing, strict=True):
+            if draw:
+                parts.append(t._sample_start())
+            else:
+                parts.append(torch.zeros(t.num_envs, t.state_dim, dtype=torch.float64, device=t.device))
+        return torch.cat(parts)
+
+    def keep_runs(self, keep: list[int]) -> None:
+        self.tasks = [self.tasks[r] for r in keep]
+        self.drawing = [self.drawing[r] for r in keep]
+        self._resize()
+
+
+class RunReinforce(Reinforce):
+    """:class:`Reinforce` over stacked runs: returns normalized per run and neuron, each run's loss divided by its B.
+
+    ``exact`` (default): each run's rollout is re-evaluated on its own ticks only, as a lone run does (the matrix
+    kernels then see the same shapes, so the update is bit for bit the lone run's); otherwise all runs are
+    re-evaluated in one pass over the padded ticks (faster updates, equal up to float rounding).
+    """
+
+    def __init__(self, engine: RunEngine, cfg, exact: bool = True) -> None:
+        super().__init__(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm)
+        self.exact = exact
+        self.run_losses = torch.zeros(0)
+
+    def _columns(self, run: int) -> slice:
+        b = self.engine.envs_per_run
+        return slice(run * b, (run + 1) * b)
+
+    def advantages(self, rollout: Rollout) -> torch.Tensor:
+        """``[T, R·B, N]``; run ``r`` normalized over its own ticks (the ``T_r`` ticks a lone run would have played)."""
+        engine: RunEngine = self.engine
+        returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)
+        if not self.normalize_returns:
+            return returns * rollout.valid.float().unsqueeze(-1)
+        adv = torch.zeros_like(returns)
+        for r, t in enumerate(engine.ticks):
+            cols = self._columns(r)
+            adv[:t, cols] = normalize_per_neuron(returns[:t, cols].contiguous(), rollout.valid[:t, cols].contiguous())
+        return adv
+
+    def loss(self, rollout: Rollout) -> torch.Tensor:
+        engine: RunEngine = self.engine
+        adv = self.advantages(rollout)
+        b = engine.envs_per_run
+        coef = self.entropy_coef
+        if not self.exact:
+            logp, entropy, _ = engine.evaluate(rollout.obs, rollout.actions, rollout.first)
+            mask = rollout.valid.float().unsqueeze(-1)
+            per_column = -(logp * adv).detach().sum((0, 2)) - coef * (entropy * mask).detach().sum((0, 2))
+            self.run_losses = per_column.view(engine.num_runs, b).sum(1) / b
+            return -(logp * adv).sum() / b - coef * (entropy * mask).sum() / b
+        total, losses = None, []
+        for r, t in enumerate(engine.ticks):
+            cols = self._columns(r)
+            valid = rollout.valid[:t, cols]
+            logp, entropy = engine.evaluate_run(
+                r, rollout.obs[:t, cols], rollout.actions[:t, cols], rollout.first[:t, cols], valid
+            )
+            mask = valid.float().unsqueeze(-1)
+            loss = -(logp * adv[:t, cols]).sum() / b - coef * (entropy * mask).sum() / b
+            losses.append(loss.detach())
+            total = loss if total is None else total + loss
+        self.run_losses = torch.stack(losses)
+        return total
+
+
+class RunsTrainer:
+    """Trains the scenarios ``scenarios[r]`` (equal but for ``seed``) as one batch; one results directory each.
+
+    ``max_wall_s``: stop every run still going after this many seconds (status ``time_cap``).
+    """
+
+    def __init__(
+        self, scenarios: list[Scenario], out_dirs: list[str | Path | None] | None = None,
+        max_wall_s: float | None = None, progress: bool = False,
+    ) -> None:
+        if not scenarios:
+            raise ScenarioError("batched runs: no scenario given")
+        base = scenarios[0]
+        for s in scenarios:
+            if replace(s, seed=base.seed) != base:
+                raise ScenarioError("batched runs: the scenarios must be equal except for their seed")
+        reason = batchable(base)
+        if reason:
+            raise ScenarioError(f"batched runs: {reason}")
+        self.scenarios = scenarios
+        self.out_dirs = [Path(d) if d is not None else None for d in (out_dirs or [None] * len(scenarios))]
+        self.max_wall_s = max_wall_s if max_wall_s is not None else base.training.max_wall_s
+        self.progress = progress
+        self.lone = [build(s) for s in scenarios]  # each run built exactly as alone: init, generators, task seed
+        self.engine = RunEngine(self.lone, base.task.num_envs)
+        self.task = RunTask([r.task for r in self.lone])
+        self.scheme = self.lone[0].scheme
+        self.learner = RunReinforce(self.engine, base.learning)
+        solve = self.task.inner.solve
+        cfg = base.training
+        self.solve_window = cfg.solve_window or (solve.window if solve else 100)
+        self.solve_threshold = cfg.solve_threshold if cfg.solve_threshold is not None else (
+            solve.threshold if solve else None)
+        self.returns: list[list[float]] = [[] for _ in scenarios]
+        self.solved_at: list[int | None] = [None] * len(scenarios)
+        self.summaries: list[dict | None] = [None] * len(scenarios)
+        self.final_parameters: list[dict[str, torch.Tensor] | None] = [None] * len(scenarios)
+
+    def train(self) -> list[dict]:
+        """Train until every run has stopped; returns each run's summary (also written to its ``summary.json``)."""
+        base = self.scenarios[0]
+        cfg = base.training
+        n = self.engine.num_neurons
+        b = base.task.num_envs
+        active = list(range(len(self.scenarios)))  # original run indices, in batch order
+        windows = [deque(maxlen=self.solve_window) for _ in active]
+        neuron_steps = [0] * len(active)
+        writers: dict[int, tuple] = {}
+        for r, d in enumerate(self.out_dirs):
+            if d is not None:
+                d.mkdir(parents=True, exist_ok=True)
+                _atomic_write(d / "scenario.yaml", dump(self.scenarios[r]))
+        start = time.perf_counter()
+        episode = 0
+        phase = None
+        try:
+            while active:
+                terms = self.scheme.active_terms(episode)
+                if phase is not None and terms != phase:
+                    self.learner.optimizer.state.clear()  # as narla.training.Trainer: a new phase, a fresh Adam
+                phase = terms
+                self.engine.start_episode()
+                self.task.drawing = [True] * len(active)
+                rollout = collect(self.engine, self.task.inner, self.scheme, episode, on_sync=self._sync)
+                self.learner.update(rollout)
+                rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, self.engine.wiring).items()}
+                losses = self.learner.run_losses.tolist()
+                elapsed = time.perf_counter() - start
+                stopped: dict[int, str] = {}
+                for pos, r in enumerate(active):
+                    loss = losses[pos]
+                    if not math.isfinite(loss):
+                        stopped[pos] = f"failed: TrainingError: the loss became {loss} at episode {episode}"
+                        continue
+                    for k in range(pos * b, (pos + 1) * b):
+                        if len(self.returns[r]) >= cfg.max_episodes:
+                            break
+                        ret = rows["return"][k]
+                        self.returns[r].append(ret)
+                        windows[r].append(ret)
+                        neuron_steps[r] += int(rows["length"][k]) * n
+                        row = {"episode": len(self.returns[r]), "wall_clock": round(elapsed, 3), "loss": loss}
+                        row.update({key: rows[key][k] for key in rows})
+                        self._write_row(r, row, writers)
+                        if self.solved_at[r] is None and solve_check(
+                            cfg, self.solve_threshold, windows[r], self.solve_window, len(self.returns[r])
+                        ):
+                            self.solved_at[r] = len(self.returns[r])
+                    if self.solved_at[r] is not None and cfg.stop_when_solved:
+                        stopped[pos] = "solved"
+                    elif len(self.returns[r]) >= cfg.max_episodes:
+                        stopped[pos] = "max_episodes"
+                    elif self.max_wall_s is not None and elapsed >= self.max_wall_s:
+                        stopped[pos] = "time_cap"
+                episode += b
+                if self.progress and episode % 100 < b:
+                    means = [sum(windows[r]) / max(len(windows[r]), 1) for r in active]
+                    print(f"episode {episode}: {len(active)} runs, window means "
+                          + " ".join(f"{m:.0f}" for m in means), flush=True)
+                if stopped:
+                    for pos, status in stopped.items():
+                        r = active[pos]
+                        self._finish(r, pos, status, time.perf_counter() - start, neuron_steps[r], writers)
+                    keep = [pos for pos in range(len(active)) if pos not in stopped]
+                    active = [active[pos] for pos in keep]
+                    if active:
+                        self.engine.keep_runs(keep, self.learner.optimizer)
+                        self.task.keep_runs(keep)
+        except BaseException as err:
+            for pos, r in enumerate(active):
+                self._finish(r, pos, f"failed: {type(err).__name__}: {err}", time.perf_counter() - start,
+                             neuron_steps[r], writers)
+            raise
+        finally:
+            for f, _ in writers.values():
+                f.close()
+        return list(self.summaries)
+
+    def _sync(self, alive: torch.Tensor) -> None:
+        self.engine.sync(alive)
+        self.task.drawing = list(self.engine.drawing)
+
+    def _write_row(self, r: int, row: dict, writers: dict) -> None:
+        d = self.out_dirs[r]
+        if d is None:
+            return
+        if r not in writers:
+            f = open(d / "episodes.csv", "w", newline="")
+            w = csv.DictWriter(f, fieldnames=list(row))
+            w.writeheader()
+            writers[r] = (f, w)
+        writers[r][1].writerow(row)
+
+    def _finish(self, r: int, pos: int, status: str, wall: float, neuron_steps: int, writers: dict) -> None:
+        """Write run ``r``'s summary and parameters (``pos``: its index in the current batch)."""
+        self.final_parameters[r] = self.engine.run_parameters(pos)
+        returns = self.returns[r]
+        last = returns[-self.solve_window :]
+        scenario = self.scenarios[r]
+        summary = {
+            "name": scenario.name,
+            "seed": scenario.seed,
+            "status": status,
+            "episodes": len(returns),
+            "solved_at": self.solved_at[r],
+            "solve_window": self.solve_window,
+            "solve_threshold": self.solve_threshold,
+            "final_mean_return": sum(last) / len(last) if last else None,
+            "best_mean_return": _best_window_mean(returns, self.solve_window),
+            "wall_time_s": round(wall, 3),
+            "neuron_steps_per_s": round(neuron_steps / wall, 1) if wall > 0 else None,
+            "num_neurons": self.engine.num_neurons,
+            "num_envs": scenario.task.num_envs,
+            "device": str(self.engine.device),
+            "batched_runs": len(self.scenarios),
+        }
+        self.summaries[r] = summary
+        d = self.out_dirs[r]
+        if d is None:
+            return
+        if r in writers:
+            writers[r][0].flush()
+        _atomic_write(d / "summary.json", json.dumps(summary, indent=2) + "\n")
+        lone = self.lone[r].engine.population
+        with torch.no_grad():
+            for name, p in lone.named_parameters():
+                p.copy_(self.final_parameters[r][name])
+        model = {"scenario": scenario.to_dict(), "population": lone.state_dict()}
+        tmp = d / "model.pt.tmp"
+        torch.save(model, tmp)
+        tmp.replace(d / "model.pt")
+
+
+def measure_speedup(scenario: Scenario, seeds: list[int], episodes: int) -> dict:
+    """Wall time of ``episodes`` episodes for each seed trained alone, one after another, then as one batch.
+
+    The solve rule is off (every run plays exactly ``episodes`` episodes), so both do the same work; the returns
+    of every episode are compared as well.
+    """
+    from narla.training import Trainer
+
+    training = replace(scenario.training, max_episodes=episodes, stop_when_solved=False)
+    scenarios = [replace(scenario, seed=s, training=training) for s in seeds]
+    start = time.perf_counter()
+    alone = []
+    for s in scenarios:
+        trainer = Trainer(s, progress=False)
+        trainer.train()
+        alone.append(trainer.returns)
+    sequential = time.perf_counter() - start
+    start = time.perf_counter()
+    batch = RunsTrainer(scenarios)
+    batch.train()
+    batched = time.perf_counter() - start
+    return {
+        "scenario": scenario.name,
+        "runs": len(seeds),
+        "episodes_per_run": episodes,
+        "num_neurons": batch.engine.num_neurons,
+        "sequential_s": round(sequential, 2),
+        "batched_s": round(batched, 2),
+        "speedup": round(sequential / batched, 2),
+        "same_returns": alone == batch.returns,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m narla.runs SCENARIO --seeds 0-9 --episodes 100``: measure the batched-seeds speed-up."""
+    from narla import scenario as scenarios
+    from narla.sweep import parse_seeds
+
+    parser = argparse.ArgumentParser(prog="python -m narla.runs", description=main.__doc__)
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = measure_speedup(scenarios.load(args.scenario), parse_seeds(args.seeds), args.episodes)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Seeds as a batch dimension (narla.runs): each run in a batch is the same seed trained alone, bit for bit."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from narla import scenario as scenarios
+from narla.runs import RunsTrainer, batchable
+from narla.sweep import load_record, make_trials, run_sweep
+from narla.training import Trainer
+
+SMALL = {
+    "name": "small",
+    "task": {"id": "cartpole", "num_envs": 1, "max_episode_steps": 40},
+    "network": {"builder": "layered", "hidden_layers": 2, "width": 4, "connectivity": "band"},
+    "neuron": {"hidden": [8], "activation": "leaky_relu_0.3", "head": "softmax"},
+    "learning": {"lr": 0.01},
+    "rewards": {
+        "terms": ["task", "paper_firing", "paper_sparsity", "paper_prediction", "paper_trace"],
+        "phases": [{"until_episode": 4, "terms": ["paper_firing", "paper_sparsity", "paper_prediction",
+                                                  "paper_trace"]}, {"terms": "all"}],
+    },
+    "training": {"max_episodes": 12, "solve_window": 3, "solve_threshold": 22, "solve_after": 5},
+}
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_a_run_in_a_batch_equals_the_same_seed_trained_alone_bit_for_bit(num_envs):
+    base = scenarios.from_dict({**SMALL, "task": {**SMALL["task"], "num_envs": num_envs}})
+    seeds = [0, 1, 2]
+    batch = RunsTrainer([replace(base, seed=s) for s in seeds])
+    summaries = batch.train()
+    if num_envs == 1:
+        assert len({s["episodes"] for s in summaries}) > 1  # runs stopped at different episodes: the batch shrank
+    for r, seed in enumerate(seeds):
+        alone = Trainer(replace(base, seed=seed), progress=False)
+        summary = alone.train()
+        assert batch.returns[r] == alone.returns
+        assert summaries[r]["solved_at"] == summary["solved_at"]
+        for name, p in alone.run.engine.population.named_parameters():
+            assert torch.equal(batch.final_parameters[r][name], p.detach()), name
+
+
+def test_a_stopped_run_leaves_the_batch_with_its_parameters_and_optimizer_state():
+    base = scenarios.from_dict(SMALL)
+    batch = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
+    engine, opt = batch.engine, batch.learner.optimizer
+    n = engine.num_neurons
+    loss = sum(p.sum() for p in engine.population.parameters())
+    loss.backward()
+    opt.step()
+    w = engine.population.policy.weights[0]
+    expect = w.detach()[2 * n : 3 * n].clone()
+    engine.keep_runs([2], opt)
+    assert engine.num_runs == 1 and w.shape[0] == n and torch.equal(w.detach(), expect)
+    assert opt.state[w]["exp_avg"].shape == w.shape
+
+
+def test_batchable_says_why_a_scenario_cannot_batch():
+    es = scenarios.from_dict({**SMALL, "learning": {"rule": "es", "population": 1}, "task": {"num_envs": 2}})
+    assert "reinforce" in batchable(es)
+    assert batchable(scenarios.from_dict(SMALL)) is None
+    with pytest.raises(scenarios.ScenarioError, match="equal except for their seed"):
+        RunsTrainer([scenarios.from_dict(SMALL), replace(scenarios.from_dict(SMALL), name="other")])
+
+
+def test_narla_sweep_trains_the_seeds_of_a_cell_as_one_batch(tmp_path):
+    import yaml
+
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump({**SMALL, "training": {"max_episodes": 3}}))
+    trials = make_trials([path], {}, [0, 1], tmp_path / "out")
+    records = run_sweep(trials, workers=1, progress=False)
+    assert [r["status"] for r in records] == ["max_episodes", "max_episodes"]
+    import json
+
+    for t in trials:
+        assert json.loads((t.dir / "summary.json").read_text())["batched_runs"] == 2
+        assert load_record(t)["episodes"] == 3
