@@ -18,8 +18,8 @@ optimizer state, its environment copies and its generators are sliced away, so i
 On CPU a run trained this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``).
 
 Supported: ``learning.rule: reinforce``, spiking neurons of the stage-wise population without universal context,
-torch-native tasks (``cartpole``, ``swingup``). :func:`batchable` says why a scenario is not; ``narla sweep`` then runs its seeds
-one by one.
+torch-native tasks (``cartpole``, ``swingup``). :func:`batchable` says why a scenario is not; ``narla sweep`` then
+runs its seeds one by one.
 """
 
 from __future__ import annotations

@@ -197,12 +197,12 @@ def test_per_neuron_es_runs_on_the_cooperator_with_owners_for_every_parameter():
 
 
 def test_cma_es_learns_cartpole_in_a_few_generations(tmp_path):
-    overrides = ["training.max_episodes=640", "training.checkpoint_every=null"]
+    overrides = ["training.max_episodes=512", "training.checkpoint_every=null", "task.max_episode_steps=100"]
     scenario = load("scenarios/cartpole_cooperator.yaml", overrides)
     trainer = Trainer(scenario, tmp_path / "run", progress=False)
     trainer.train()
     first, last = trainer.returns[:64], trainer.returns[-64:]
-    assert sum(last) / 64 > 3 * sum(first) / 64
+    assert sum(last) / 64 > 2 * sum(first) / 64
 
 
 def test_cma_es_resumes_exactly_from_a_checkpoint(tmp_path):
