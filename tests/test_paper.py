@@ -7,6 +7,7 @@ from narla import scenario as scenarios
 from narla.graph import GraphError, layered
 from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.rewards import NetworkState, resolve_reward
+from narla.training import build
 from narla.wiring import compile_graph
 
 
@@ -117,3 +118,15 @@ def test_the_paper_table_scenarios_load_with_the_papers_neuron_counts():
         assert run.scheme.active_terms(999) == ["paper_firing", "paper_sparsity", "paper_prediction", "paper_trace"]
         assert len(run.scheme.active_terms(1000)) == 5
     assert sizes == {1: 16, 2: 31, 5: 76}
+
+
+def test_softmax_head_members_run_natively_and_equal_one_pass_per_member():
+    s = scenarios.load("scenarios/table1/paper/task_L1.yaml",
+             ["learning.rule=es", "learning.population=2", "task.num_envs=4", "task.max_episode_steps=20"])
+    run = build(s)
+    view = run.engine.population
+    assert view.native
+    start, end = run.engine.stages[0]
+    x = torch.randn(end - start, run.wiring.ff_idx.shape[1], 4)
+    c = torch.zeros(end - start, 0, 4)
+    torch.testing.assert_close(view(x, c, start, end), view._vmap_call(x, c, start, end, None))

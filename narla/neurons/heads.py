@@ -18,7 +18,8 @@ from narla.wiring import Wiring
 class SoftmaxHeadPopulation(Population):
     """A :class:`Population` whose binary neurons end in ``Linear(h, 2)`` + softmax (``neuron.head: softmax``).
 
-    Only the feedforward integration is supported here (``neuron.amtf: feedforward``; no per-member deltas).
+    Only the feedforward integration is supported here (``neuron.amtf: feedforward``). Perturbed members (per-neuron
+    ES) run natively, as in :class:`Population`.
     Categorical motor neurons (``out_dim > 1``) already end in one unit per action and are unchanged.
     """
 
@@ -42,9 +43,20 @@ class SoftmaxHeadPopulation(Population):
 
         (``[n, D, cols]`` unchanged when ``D > 1``.)
         """
-        if deltas is not None:
-            raise NotImplementedError("neuron.head 'softmax' does not support per-member deltas (learning.rule: es)")
-        z = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))
+        layer_deltas = None if deltas is None else self._layer_deltas("policy", self.policy, deltas)
+        z = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end), layer_deltas)
         if self.binary:
             z = z[:, 1:2] - z[:, 0:1]
         return soft_bound(z, self.amtf_scale)
+
+    def forward_members(
+        self,
+        x: torch.Tensor,
+        c_in: torch.Tensor,
+        deltas: dict[str, torch.Tensor],
+        start: int = 0,
+        end: int | None = None,
+        prev_action: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` of perturbed members at once (per-neuron deltas, see :meth:`Population.forward_members`)."""
+        return self.forward(x, c_in, start, end, prev_action, deltas)

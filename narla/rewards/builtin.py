@@ -35,6 +35,22 @@ def activity(state: NetworkState, fire: float = 1.0, silent: float = -1.0) -> to
     return silent + (fire - silent) * spikes
 
 
+class LayerIndex:
+    """Compact layer ids ``[N]`` of a wiring and their count, computed once per wiring (the only host sync, at
+    setup); call it with the wiring on every tick."""
+
+    def __init__(self) -> None:
+        self._wiring: Wiring | None = None
+        self._layer_id = torch.zeros(0, dtype=torch.long)
+        self._num_layers = 0
+
+    def __call__(self, wiring: Wiring) -> tuple[torch.Tensor, int]:
+        if self._wiring is not wiring:
+            values, self._layer_id = torch.unique(wiring.layer, return_inverse=True)
+            self._num_layers, self._wiring = values.numel(), wiring
+        return self._layer_id, self._num_layers
+
+
 @register_reward("sparsity")
 class Sparsity:
     """Reward a neuron when the fraction of active neurons around it is on target.
@@ -84,17 +100,7 @@ class Sparsity:
         self.scope = scope
         self.include_motor = include_motor
         self.blame = blame
-        self._wiring: Wiring | None = None
-        self._layer_id = torch.zeros(0, dtype=torch.long)
-        self._num_layers = 0
-
-    def _layers(self, wiring: Wiring) -> tuple[torch.Tensor, int]:
-        """Compact layer ids [N] and their count, computed once per wiring (the only host sync, at setup)."""
-        if self._wiring is not wiring:
-            values, self._layer_id = torch.unique(wiring.layer, return_inverse=True)
-            self._num_layers = values.numel()
-            self._wiring = wiring
-        return self._layer_id, self._num_layers
+        self._layers = LayerIndex()
 
     def __call__(self, state: NetworkState) -> torch.Tensor:
         spikes, wiring = state.spikes, state.wiring

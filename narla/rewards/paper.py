@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import torch
 
-from narla.rewards.builtin import activity, prediction
+from narla.rewards.builtin import LayerIndex, activity, prediction
 from narla.rewards.registry import register_reward
 from narla.rewards.state import NetworkState
-from narla.wiring import Wiring
 
 TRACE_A = -1746463.0
 TRACE_D = 0.9256812
@@ -51,15 +50,7 @@ class PaperSparsity:
         if not 0.0 <= target <= 1.0:
             raise ValueError(f"target must be in [0, 1], got {target!r}")
         self.target = float(target)
-        self._wiring: Wiring | None = None
-        self._layer_id = torch.zeros(0, dtype=torch.long)
-        self._num_layers = 0
-
-    def _layers(self, wiring: Wiring) -> tuple[torch.Tensor, int]:
-        if self._wiring is not wiring:
-            values, self._layer_id = torch.unique(wiring.layer, return_inverse=True)
-            self._num_layers, self._wiring = values.numel(), wiring
-        return self._layer_id, self._num_layers
+        self._layers = LayerIndex()
 
     def __call__(self, state: NetworkState) -> torch.Tensor:
         spikes, wiring = state.spikes, state.wiring
