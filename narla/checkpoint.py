@@ -134,7 +134,8 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
     """A :class:`~narla.training.Trainer` that continues the run in ``out_dir`` from its checkpoint.
 
     The scenario is ``out_dir/scenario.yaml`` (``overrides`` such as ``training.max_episodes=2000`` may extend
-    it); ``episodes.csv`` is cut back to the checkpoint's episode count and appended to by ``train()``.
+    it); ``episodes.csv`` (and ``tests.csv``) are cut back to the checkpoint's episode count and appended to by
+    ``train()``.
 
     Raises:
         ScenarioError: ``out_dir`` holds no scenario or no checkpoint.
@@ -155,4 +156,9 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
     trainer.resumed_from = state["episodes"]
     trainer.wall_offset = float(state.get("wall_time_s", 0.0))
     truncate_csv(out_dir / "episodes.csv", state["episodes"])
+    tests = out_dir / "tests.csv"
+    if tests.exists():
+        with open(tests, newline="") as f:
+            kept = sum(1 for row in csv.DictReader(f) if int(row["episodes"]) <= state["episodes"])
+        truncate_csv(tests, kept)
     return trainer

@@ -4,7 +4,8 @@
 (read that module for the equations); :func:`cooperator` is the same graph with the Cooperator's key modulation.
 Every sensory, latent, head and motor neuron is a node (an agent of the PettingZoo views):
 
-- ``sense{i}`` (layer 1, ``group="sensory"``, ``tie="sensory"``, ``cell="lstm"``): reads sensor ``s{i}``;
+- ``sense{i}`` (layer 1, ``group="sensory"``, ``tie="sensory"``, ``cell="lstm"`` or ``"gru"``): reads sensor
+  ``s{i}``;
 - ``latent{j}`` (layer 2, ``group="latent"``, ``tie="latent"``, ``query=j``): reads every sensory neuron;
 - ``head{l}_{r}`` (layer 3 + l): reads every neuron of the layer before;
 - ``motor_{r}`` (the last layer, ``role="motor"``): reads the layer before; its value is (part of) the action.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import networkx as nx
 
 from narla.graph import from_networkx
-from narla.neurons.attention_neuron import CONTEXT_MAPS, MODULATIONS, AttentionNeuronPopulation
+from narla.neurons.attention_neuron import CELLS, CONTEXT_MAPS, MODULATIONS, AttentionNeuronPopulation
 
 NETWORK_BUILDERS = ("attention_neuron", "cooperator")
 
@@ -34,6 +35,7 @@ def attention_neuron(
     pos_dim: int = 8,
     modulation: str = "none",
     context_map: str = "slot",
+    cell: str = "lstm",
 ) -> nx.DiGraph:
     """The AttentionNeuron graph (``modulation="none"``) or a modulated variant; see the module doc."""
     head = list(head or [])
@@ -44,13 +46,15 @@ def attention_neuron(
         raise ValueError(f"network.modulation: {modulation!r}; allowed: {', '.join(MODULATIONS)}")
     if context_map not in CONTEXT_MAPS:
         raise ValueError(f"network.context_map: {context_map!r}; allowed: {', '.join(CONTEXT_MAPS)}")
+    if cell not in CELLS:
+        raise ValueError(f"network.cell: {cell!r}; allowed: {', '.join(CELLS)}")
     if any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in head):
         raise ValueError(f"network.head: must be a list of layer widths >= 1, got {head!r}")
     graph = nx.DiGraph()
     sensory = [f"sense{i}" for i in range(n_obs)]
     for i, name in enumerate(sensory):
         graph.add_node(f"s{i}", kind="sensor", index=i, group="sensor")
-        graph.add_node(name, kind="neuron", layer=1, role="hidden", group="sensory", tie="sensory", cell="lstm")
+        graph.add_node(name, kind="neuron", layer=1, role="hidden", group="sensory", tie="sensory", cell=cell)
         graph.add_edge(f"s{i}", name, kind="feedforward")
     previous = [f"latent{j}" for j in range(latent)]
     for j, name in enumerate(previous):
@@ -72,6 +76,7 @@ def attention_neuron(
     graph.graph["params"] = {
         "n_obs": n_obs, "num_motor": len(motor_groups), "latent": latent, "head": head, "msg_dim": msg_dim,
         "state_dim": state_dim, "pos_dim": pos_dim, "modulation": modulation, "context_map": context_map,
+        "cell": cell,
     }
     return from_networkx(graph)
 
@@ -91,7 +96,7 @@ def population_from_graph(graph: nx.DiGraph, action_dim: int) -> AttentionNeuron
     return AttentionNeuronPopulation(
         num_sensory=p["n_obs"], action_dim=action_dim, num_latent=p["latent"], num_motor=p["num_motor"],
         msg_dim=p["msg_dim"], state_dim=p["state_dim"], pos_dim=p["pos_dim"], head=p["head"],
-        modulation=p["modulation"], context_map=p["context_map"],
+        modulation=p["modulation"], context_map=p["context_map"], cell=p.get("cell", "lstm"),
     )
 
 

@@ -87,17 +87,10 @@ class Engine:
         """Observations ``[cols, obs_dim]`` -> sensor activity ``[S, cols]``."""
         return obs[:, self.wiring.sensor_index].T
 
-    def _stage(
-        self, src: torch.Tensor, prev: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
+    def _policy(
+        self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Output pre-activations ``[n, D, cols]`` of neurons ``start:end``.
-
-        ``src[S + N, cols]`` supplies feedforward inputs, ``prev[S + N, cols]`` (the previous tick)
-        supplies context, ``prev_action[cols, A]`` the previous task action (universal context).
-        """
-        ff_idx, ff_mask, ctx_idx, ctx_mask, _ = self._stage_slices(start, end)
-        x = src[ff_idx] * ff_mask
-        c = prev[ctx_idx] * ctx_mask if self._uses_context else prev.new_zeros(end - start, 0, src.shape[1])
+        """The population's pre-activations ``[n, D, cols]`` for inputs ``x`` and context ``c``."""
         if self.population.action_dim:
             return self.population(x, c, start, end, prev_action=prev_action)
         return self.population(x, c, start, end)
@@ -122,6 +115,61 @@ class Engine:
         return torch.cat([act[: self.num_sensors], prev[self.num_sensors :]])
 
     # -- acting --------------------------------------------------------------------------------
+    # A tick is ``begin_tick``, then for each stage ``stage_logits`` -> ``choose`` -> ``commit``. ``tick`` runs
+    # them for every stage at once; the PettingZoo views (:mod:`narla.envs.core`) run the same pieces one agent
+    # or one stage at a time, with actions that may come from outside.
+    def begin_tick(self, obs: torch.Tensor) -> torch.Tensor:
+        """The activity vector ``act[S + N, B]`` of a tick about to be played: sensors set, neurons silent."""
+        act = torch.zeros(self.num_sensors + self.num_neurons, obs.shape[0], device=self.device)
+        act[: self.num_sensors] = self.sensors(obs)
+        return act
+
+    def stage_inputs(
+        self, act: torch.Tensor, prev: torch.Tensor, start: int, end: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What neurons ``start:end`` read: feedforward ``x[n, F, B]`` and context ``c[n, Fc, B]`` (padding zero).
+
+        ``act`` is this tick's activity so far (:meth:`begin_tick`, then :meth:`commit`), ``prev`` the previous
+        tick's; feedforward inputs read ``act`` (``sweep``) or ``prev`` (``delay``, sensors still from ``act``).
+        """
+        src = self._feedforward_source(act, prev)
+        ff_idx, ff_mask, ctx_idx, ctx_mask, _ = self._stage_slices(start, end)
+        x = src[ff_idx] * ff_mask
+        c = prev[ctx_idx] * ctx_mask if self._uses_context else prev.new_zeros(end - start, 0, src.shape[1])
+        return x, c
+
+    @torch.no_grad()
+    def choose(self, logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Neurons ``start:end`` act on their ``logits[n, D, B]``: ``[n, B]`` spikes / categorical choices (long),
+        or, in a network with rate neurons, float with the rate neurons' values in their rows."""
+        chosen = self._sample(logits, self._stage_slices(start, end)[4])
+        if self.rate is None:
+            return chosen
+        value = self._rate_value(logits, start, end)
+        return torch.where(self.rate[start:end].unsqueeze(1), value, chosen.float())
+
+    def commit(self, act: torch.Tensor, actions: torch.Tensor, chosen: torch.Tensor, start: int, end: int) -> None:
+        """Record neurons ``start:end``'s ``chosen[n, B]`` in ``actions[N, B]`` and their activity in ``act``:
+        a spike (1 when the choice is > 0) for spiking neurons, the value itself for rate neurons."""
+        actions[start:end] = chosen
+        out = (chosen > 0).float()
+        if self.rate is not None:
+            out = torch.where(self.rate[start:end].unsqueeze(1), chosen.float(), out)
+        act[self.num_sensors + start : self.num_sensors + end] = out
+
+    def new_actions(self, cols: int) -> torch.Tensor:
+        """An empty ``actions[N, cols]`` buffer: long for spiking networks, float when any neuron is a rate neuron."""
+        dtype = torch.long if self.rate is None else torch.float32
+        return torch.zeros(self.num_neurons, cols, dtype=dtype, device=self.device)
+
+    @torch.no_grad()
+    def stage_logits(
+        self, act: torch.Tensor, prev: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Output pre-activations ``[n, D, B]`` of neurons ``start:end`` on their current inputs."""
+        x, c = self.stage_inputs(act, prev, start, end)
+        return self._policy(x, c, start, end, prev_action)
+
     @torch.no_grad()
     def tick(
         self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None
@@ -134,27 +182,16 @@ class Engine:
             prev_action: optional ``[B, A]`` features of the previous task action (zeros at an episode's start).
 
         Returns:
-            ``act[S + N, B]`` (sensors, then spikes) and ``actions[N, B]`` (long: each neuron's choice).
+            ``act[S + N, B]`` (sensors, then spikes or rate values) and ``actions[N, B]`` (each neuron's choice:
+            long in spiking networks, float where there are rate neurons).
         """
-        cols = obs.shape[0]
         if self.whole_network:
             return self._tick_whole(obs, prev_action)
-        act = torch.empty(self.num_sensors + self.num_neurons, cols, device=self.device)
-        act[: self.num_sensors] = self.sensors(obs)
-        dtype = torch.long if self.rate is None else torch.float32
-        actions = torch.empty(self.num_neurons, cols, dtype=dtype, device=self.device)
-        src = self._feedforward_source(act, prev)
+        act = self.begin_tick(obs)
+        actions = self.new_actions(obs.shape[0])
         for start, end in self.stages:
-            logits = self._stage(src, prev, start, end, prev_action)
-            chosen = self._sample(logits, self._stage_slices(start, end)[4])
-            if self.rate is None:
-                actions[start:end] = chosen
-                act[self.num_sensors + start : self.num_sensors + end] = (chosen > 0).float()
-            else:
-                value = self._rate_value(logits, start, end)
-                rate = self.rate[start:end].unsqueeze(1)
-                actions[start:end] = torch.where(rate, value, chosen.float())
-                act[self.num_sensors + start : self.num_sensors + end] = torch.where(rate, value, (chosen > 0).float())
+            chosen = self.choose(self.stage_logits(act, prev, start, end, prev_action), start, end)
+            self.commit(act, actions, chosen, start, end)
         return act, actions
 
     def _rate_value(self, logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
@@ -234,7 +271,6 @@ class Engine:
         prev = torch.zeros_like(act).view(-1, t, b)
         prev[:, 1:] = act.view(-1, t, b)[:, :-1]
         prev = (prev * (~first).float().unsqueeze(0)).view(-1, cols)
-        src = self._feedforward_source(act, prev)
         flat_actions = actions.reshape(cols, n).T
         flat_prev_action = None
         if self.population.action_dim:
@@ -244,12 +280,13 @@ class Engine:
         keep = None
         if valid is not None:
             keep = valid.reshape(cols).nonzero().squeeze(1)  # one host sync per update, outside any tick
-            src, prev, flat_actions = src[:, keep], prev[:, keep], flat_actions[:, keep]
+            act, prev, flat_actions = act[:, keep], prev[:, keep], flat_actions[:, keep]
             if flat_prev_action is not None:
                 flat_prev_action = flat_prev_action[keep]
         logps, ents, vals = [], [], []
         for start, end in self.stages:
-            logits = self._stage(src, prev, start, end, flat_prev_action)
+            x, c = self.stage_inputs(act, prev, start, end)
+            logits = self._policy(x, c, start, end, flat_prev_action)
             lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
             if self.rate is not None:
                 rate = self.rate[start:end].unsqueeze(1)
@@ -258,8 +295,6 @@ class Engine:
             logps.append(lp)
             ents.append(ent)
             if values:
-                ff_idx, ff_mask = self._stage_slices(start, end)[:2]
-                x = src[ff_idx] * ff_mask
                 vals.append(self.population.value(x, start, end))
 
         def back(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -146,6 +146,53 @@ def _play(run, episodes: int, task: Task | None = None) -> tuple[list[float], li
     return returns[:episodes], lengths[:episodes]
 
 
+class PolicyTest:
+    """Fresh test episodes of a training run's current policy (``training.test_every``), on a task of its own.
+
+    ``episodes`` copies of the run's task play one episode each, always from the same start states (the task is
+    reseeded with ``seed`` before each test), so successive scores differ only by the policy. The policy acts
+    with the population's own parameters: an evolution strategy's mean, without perturbations. Observation
+    statistics are copied from the training task and frozen. Deterministic for rate neurons under ES; spiking
+    neurons keep sampling, as in ``narla eval``.
+    """
+
+    def __init__(self, run, episodes: int, seed: int) -> None:
+        from narla.engine import Engine
+        from narla.learning.es import PerturbedPopulation
+        from narla.tasks.registry import make_task
+
+        scenario = run.scenario
+        options = dict(scenario.task.options)
+        if scenario.task.id == "ant" or "asynchronous" in options:
+            options["asynchronous"] = False
+            options.pop("num_workers", None)
+        if scenario.task.max_episode_steps is not None:
+            options["max_episode_steps"] = scenario.task.max_episode_steps
+        self.task = make_task(scenario.task.id, episodes, device=run.device, **options)
+        self.task.training = False
+        population = run.engine.population
+        if isinstance(population, PerturbedPopulation):
+            population = population.population
+        generator = torch.Generator(device=run.device)
+        self.engine = Engine(run.wiring, population, run.engine.readout, scenario.propagation, generator)
+        self.engine.explore = run.engine.explore
+        self.run, self.seed = run, seed
+
+    def __call__(self) -> tuple[float, float]:
+        """Mean and (population) sd of the test returns."""
+        source = getattr(self.run.task, "normalizer", None)
+        if source is not None and getattr(self.task, "normalizer", None) is not None:
+            self.task.normalizer.load_state_dict(source.state_dict())
+        self.engine.generator.manual_seed(self.seed + 1)
+        self.task.reset(seed=self.seed)
+        rollout = collect(self.engine, self.task, self.run.scheme, 1 << 30)
+        returns = rollout.task_reward.sum(0)
+        return float(returns.mean()), float(returns.std(unbiased=False))
+
+    def close(self) -> None:
+        self.task.close()
+
+
 class _Recording(Task):
     """A one-copy gymnasium task that keeps every rendered frame (``rgb_array``)."""
 

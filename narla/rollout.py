@@ -42,6 +42,73 @@ class Rollout:
         return self.valid.shape[1]
 
 
+@dataclass
+class Carry:
+    """What one tick of ``B`` copies hands the next: the state a :class:`NetworkState` and the engine read."""
+
+    prev: torch.Tensor  # [S + N, B] the activity vector of the tick before (zeros at an episode's start)
+    prev_spikes: torch.Tensor  # [B, N] that tick's neuron activity
+    trace: torch.Tensor  # [B, N] the reward scheme's activity trace
+    first: torch.Tensor  # [B] bool, the next tick is an episode's first
+    prev_action: torch.Tensor | None  # [B, A] previous task action features, or None without universal context
+
+
+@dataclass
+class TickOutcome:
+    """What one finished tick of ``B`` copies produced."""
+
+    next_obs: torch.Tensor  # [B, obs_dim] the observation the next tick acts on (a new episode's, after done)
+    task_action: torch.Tensor  # the readout's task action, [B] or [B, A]
+    reward: torch.Tensor  # [B] task reward
+    terminated: torch.Tensor  # [B] bool
+    truncated: torch.Tensor  # [B] bool
+    total: torch.Tensor  # [B, N] each neuron's total reward
+    parts: dict[str, torch.Tensor]  # reward component -> [B, N]
+
+    @property
+    def done(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+
+def start_carry(engine: Engine, batch: int) -> Carry:
+    """The carry at the start of an episode in every copy; also zeroes the engine's memory for ``batch`` copies."""
+    s, n, device = engine.num_sensors, engine.num_neurons, engine.device
+    engine.reset_memory(batch)
+    a = engine.population.action_dim
+    return Carry(
+        prev=torch.zeros(s + n, batch, device=device),
+        prev_spikes=torch.zeros(batch, n, device=device),
+        trace=torch.zeros(batch, n, device=device),
+        first=torch.ones(batch, dtype=torch.bool, device=device),
+        prev_action=torch.zeros(batch, a, device=device) if a > 0 else None,
+    )
+
+
+def finish_tick(
+    engine: Engine, task: Task, scheme, carry: Carry, act: torch.Tensor, actions: torch.Tensor, episode: int
+) -> tuple[TickOutcome, Carry]:
+    """Every neuron has acted (``act[S + N, B]``, ``actions[N, B]``): read the task action out of the motor neurons,
+    step the task, pay every neuron from ``scheme`` and hand the next tick its carry.
+
+    This is the one place a tick ends, for :func:`collect` and for the PettingZoo views alike. The memory of the
+    copies whose episode ended is cleared, and so is their previous task action.
+    """
+    task_action = engine.readout(actions)
+    next_obs, reward, terminated, truncated = task.step(task_action)
+    done = terminated | truncated
+    spikes = act[engine.num_sensors :].T
+    trace = scheme.update_trace(carry.trace, spikes, carry.first)
+    state = NetworkState(spikes, carry.prev_spikes, trace, reward, done, carry.first, engine.wiring, episode,
+                         engine.memory)
+    total, parts = scheme(state)
+    engine.keep_memory(~done)
+    prev_action = None
+    if carry.prev_action is not None:
+        prev_action = action_features(task_action, engine.readout.action_space) * (~done).float().unsqueeze(1)
+    outcome = TickOutcome(next_obs, task_action, reward, terminated, truncated, total, parts)
+    return outcome, Carry(act, spikes, trace, done, prev_action)
+
+
 def collect(
     engine: Engine,
     task: Task,
@@ -57,46 +124,34 @@ def collect(
     host sync inside a tick. ``on_sync(alive[B])`` (optional) is called at each of those checks, before it
     (:mod:`narla.runs` uses it to stop drawing random numbers for runs whose episodes have all ended).
     """
-    b, s, n = task.num_envs, engine.num_sensors, engine.num_neurons
-    device = engine.device
+    b = task.num_envs
     obs = task.reset()
-    engine.reset_memory(b)
-    prev = torch.zeros(s + n, b, device=device)
-    prev_spikes = torch.zeros(b, n, device=device)
-    trace = torch.zeros(b, n, device=device)
-    first = torch.ones(b, dtype=torch.bool, device=device)
-    alive = torch.ones(b, dtype=torch.bool, device=device)
-    use_action = engine.population.action_dim > 0
-    prev_action = torch.zeros(b, engine.population.action_dim, device=device) if use_action else None
+    carry = start_carry(engine, b)
+    alive = torch.ones(b, dtype=torch.bool, device=engine.device)
+    use_action = carry.prev_action is not None
     prev_actions: list[torch.Tensor] = []
     rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
     comps: dict[str, list] = {name: [] for name in scheme.names}
     for t in range(task.max_episode_steps):
-        act, actions = engine.tick(obs, prev, prev_action=prev_action) if use_action else engine.tick(obs, prev)
-        task_action = engine.readout(actions)
-        next_obs, reward, terminated, truncated = task.step(task_action)
-        done = terminated | truncated
-        spikes = act[s:].T
-        trace = scheme.update_trace(trace, spikes, first)
-        state = NetworkState(spikes, prev_spikes, trace, reward, done, first, engine.wiring, episode, engine.memory)
-        total, parts = scheme(state)
+        if use_action:
+            act, actions = engine.tick(obs, carry.prev, prev_action=carry.prev_action)
+            prev_actions.append(carry.prev_action)
+        else:
+            act, actions = engine.tick(obs, carry.prev)
+        first = carry.first
+        out, carry = finish_tick(engine, task, scheme, carry, act, actions, episode)
         mask = alive.unsqueeze(1).float()
         rec["obs"].append(obs)
         rec["actions"].append(actions.T)
         rec["first"].append(first)
         rec["valid"].append(alive)
-        rec["done"].append(done & alive)
-        rec["task_reward"].append(reward * alive)
-        rec["rewards"].append(total * mask)
+        rec["done"].append(out.done & alive)
+        rec["task_reward"].append(out.reward * alive)
+        rec["rewards"].append(out.total * mask)
         for name in comps:
-            comps[name].append(parts[name] * mask)
-        alive = alive & ~done
-        engine.keep_memory(~done)
-        if use_action:
-            prev_actions.append(prev_action)
-            feats = action_features(task_action, engine.readout.action_space)
-            prev_action = feats * (~done).float().unsqueeze(1)
-        prev, prev_spikes, first, obs = act, spikes, done, next_obs
+            comps[name].append(out.parts[name] * mask)
+        alive = alive & ~out.done
+        obs = out.next_obs
         if (t + 1) % sync_every == 0:
             if on_sync is not None:
                 on_sync(alive)

@@ -147,15 +147,11 @@ class RunEngine(Engine):
         n, outer = rn // r, cols // b
         return y.view(r, n, d, outer, b).permute(1, 2, 3, 0, 4).reshape(n, d, outer * r * b)
 
-    def _stage(
-        self, src: torch.Tensor, prev: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
+    def _policy(
+        self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
     ) -> torch.Tensor:
-        ff_idx, ff_mask, ctx_idx, ctx_mask, _ = self._stage_slices(start, end)
-        x = self._to_runs(src[ff_idx] * ff_mask)
-        if self._uses_context:
-            c = self._to_runs(prev[ctx_idx] * ctx_mask)
-        else:
-            c = x.new_zeros(x.shape[0], 0, x.shape[2])
+        x = self._to_runs(x)
+        c = self._to_runs(c) if self._uses_context else x.new_zeros(x.shape[0], 0, x.shape[2])
         r = self._view
         population = self._tick_population if self._ticking else self.population
         return self._from_runs(population(x, c, r * start, r * end))

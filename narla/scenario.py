@@ -125,6 +125,8 @@ class TrainingConfig:
     ``solve_after``: the solve rule is checked only once more than this many episodes have finished (the NaRLA
     paper's code: 1,000). ``solve_strict``: the window's mean must exceed the threshold (``>``), not reach it.
     ``max_wall_s``: stop after this many seconds of training (status ``time_cap``); null: no limit.
+    ``test_every``: every this many updates (ES: generations), play ``test_episodes`` fresh episodes with the
+    current policy (ES: the mean parameters, no perturbation) and append the score to ``tests.csv``; null: never.
     """
 
     max_episodes: int = 20000
@@ -135,6 +137,8 @@ class TrainingConfig:
     solve_after: int = 0
     solve_strict: bool = False
     max_wall_s: float | None = None
+    test_every: int | None = None
+    test_episodes: int = 16
 
 
 @dataclass
@@ -247,6 +251,9 @@ def _check_ranges(s: Scenario) -> None:
     need(s.learning.population >= 1, "learning.population", ">= 1", s.learning.population)
     need(s.training.checkpoint_every is None or s.training.checkpoint_every >= 1, "training.checkpoint_every",
          ">= 1 (or null)", s.training.checkpoint_every)
+    need(s.training.test_every is None or s.training.test_every >= 1, "training.test_every", ">= 1 (or null)",
+         s.training.test_every)
+    need(s.training.test_episodes >= 1, "training.test_episodes", ">= 1", s.training.test_episodes)
     need(s.training.max_wall_s is None or s.training.max_wall_s > 0, "training.max_wall_s", "> 0 (or null)",
          s.training.max_wall_s)
     need(s.training.solve_after >= 0, "training.solve_after", ">= 0", s.training.solve_after)

@@ -4,6 +4,8 @@ Results directory (written as the run goes; files are replaced atomically, never
 - ``scenario.yaml``: the resolved scenario (with the seed and device actually used);
 - ``episodes.csv``: one row per finished episode (episode, return, length, wall clock, loss, firing
   rate per layer, and each reward component's mean per layer);
+- ``tests.csv`` (with ``training.test_every``): the test score of the current policy every that many updates
+  (update, episodes, test_mean, test_std, wall clock; :class:`narla.evaluate.PolicyTest`);
 - ``summary.json``: solved-at episode, wall time, neuron-steps/s, status;
 - ``model.pt``: the final per-neuron parameters and the scenario.
 """
@@ -298,6 +300,7 @@ class Trainer:
         )
         batch = run.task.num_envs
         phase = run.scheme.active_terms(len(self.returns) - batch) if self.returns else None
+        tester = tests = None
         try:
             while len(self.returns) < cfg.max_episodes:
                 episode = len(self.returns)
@@ -345,6 +348,16 @@ class Trainer:
                         self.solved_at = len(self.returns)
                 if csv_file is not None:
                     csv_file.flush()
+                updates = len(self.returns) // batch
+                if cfg.test_every is not None and updates % cfg.test_every == 0 and len(self.returns) > done_before:
+                    if tester is None:
+                        from narla.evaluate import PolicyTest
+
+                        tester = PolicyTest(run, cfg.test_episodes, self.scenario.seed + 10_007)
+                    mean, sd = tester()
+                    row = {"update": updates, "episodes": len(self.returns), "test_mean": mean, "test_std": sd,
+                           "wall_clock": round(elapsed, 3)}
+                    tests = self._append_test(row, tests)
                 bar.update(len(self.returns) - bar.n)
                 bar.set_postfix(
                     mean=f"{sum(window) / max(len(window), 1):.1f}", eps=f"{len(self.returns) / elapsed:.1f}/s"
@@ -364,6 +377,8 @@ class Trainer:
             bar.close()
             if csv_file is not None:
                 csv_file.close()
+            if tester is not None:
+                tester.close()
             summary = self._summary(status, time.perf_counter() - start, neuron_steps)
             if self.out_dir is not None:
                 _atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -371,6 +386,19 @@ class Trainer:
                 if every is not None and not status.startswith("failed"):
                     self.save_checkpoint(self.wall_offset + time.perf_counter() - start)
         return summary
+
+    def _append_test(self, row: dict, started: bool | None) -> bool:
+        """Append one test score to ``tests.csv`` (a header first when the file is new); returns True."""
+        if self.out_dir is None:
+            return True
+        path = self.out_dir / "tests.csv"
+        fresh = not started and (self.resumed_from is None or not path.exists())
+        with open(path, "w" if fresh else "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if fresh:
+                writer.writeheader()
+            writer.writerow(row)
+        return True
 
     def _summary(self, status: str, wall: float, neuron_steps: int) -> dict:
         last = self.returns[-self.solve_window :]

@@ -27,9 +27,10 @@ def _population(modulation: str = "cooperation_relu6", context_map: str = "share
     return AttentionNeuronPopulation(modulation=modulation, context_map=context_map, **options)
 
 
-def _plain_torch_tick(pop, obs, prev_action, h, c):
+def _plain_torch_tick(pop, obs, prev_action, h, c=None):
     """The network's equations written plainly, one copy and one sensory neuron at a time (the oracle)."""
-    cell = torch.nn.LSTMCell(1 + pop.action_dim, pop.state_dim)
+    gru = pop.cell == "gru"
+    cell = (torch.nn.GRUCell if gru else torch.nn.LSTMCell)(1 + pop.action_dim, pop.state_dim)
     with torch.no_grad():
         cell.weight_ih.copy_(pop.sensory_weight_ih[0])
         cell.weight_hh.copy_(pop.sensory_weight_hh[0])
@@ -41,7 +42,10 @@ def _plain_torch_tick(pop, obs, prev_action, h, c):
         keys, hb, cb = [], [], []
         for i in range(obs.shape[1]):
             x = torch.cat([obs[b, i : i + 1], prev_action[b]]).unsqueeze(0)
-            hi, ci = cell(x, (h[b, i : i + 1], c[b, i : i + 1]))
+            if gru:
+                hi = ci = cell(x, h[b, i : i + 1])
+            else:
+                hi, ci = cell(x, (h[b, i : i + 1], c[b, i : i + 1]))
             k = hi[0] @ pop.key_weight[0].T + pop.key_bias[0]
             if pop.modulation != "none":
                 row = i if pop.context_map == "slot" else 0
@@ -73,6 +77,23 @@ def test_a_tick_equals_the_plain_torch_equations_with_an_lstm_cell_per_neuron(mo
     torch.testing.assert_close(values, ref_values, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(memory[0], ref_h, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(memory[1], ref_c, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("modulation", ["none", "cooperation_relu6"])
+def test_a_gru_memory_tick_equals_the_plain_torch_equations_with_a_gru_cell_per_neuron(modulation):
+    pop = _population(modulation, "slot", head=[3], cell="gru")
+    obs, prev, h = torch.randn(4, 5), torch.randn(4, 1), torch.randn(4, 5, 3)
+    with torch.no_grad():
+        values, memory = pop.act(obs, h.unsqueeze(0), prev)
+        ref_values, ref_h, _ = _plain_torch_tick(pop, obs, prev, h)
+    assert memory.shape == (1, 4, 5, 3) and pop.initial_memory(4).shape == (1, 4, 5, 3)
+    torch.testing.assert_close(values, ref_values, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(memory[0], ref_h, rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_memory_cell_names_the_field_and_the_allowed_cells():
+    with pytest.raises(ValueError, match=r"network\.cell: 'rnn'; allowed: lstm, gru"):
+        attention_neuron(4, ["a"], cell="rnn")
 
 
 def test_memory_is_carried_across_ticks_and_cleared_at_an_episode_start():
@@ -243,7 +264,7 @@ def test_rate_neurons_are_deterministic_tanh_values_under_es():
     motor = run.wiring.motor_idx
     torch.testing.assert_close(actions[motor], again[motor])
     assert actions[motor].abs().max() < 1 and not torch.equal(actions[motor], actions[motor].round())
-    logits = engine._stage(first, prev, *engine.stages[-1])
+    logits = engine.stage_logits(first, prev, *engine.stages[-1])
     torch.testing.assert_close(actions[motor], torch.tanh(logits[:, 0]))
 
 
@@ -259,7 +280,7 @@ def test_rate_neurons_are_gaussian_under_policy_gradients_with_torch_log_probs()
     act = torch.cat([run.engine.sensors(rollout.obs.reshape(cols, -1)),
                      (rollout.actions.reshape(cols, -1) > 0).float().T])
     act[run.engine.num_sensors + motor] = values.reshape(cols, -1).T
-    mean = torch.tanh(run.engine._stage(act, torch.zeros_like(act), start, end)[:, 0])  # [motor, cols]
+    mean = torch.tanh(run.engine.stage_logits(act, torch.zeros_like(act), start, end)[:, 0])  # [motor, cols]
     std = run.engine.population.log_std[motor].exp()
     dist = torch.distributions.Normal(mean, std)
     torch.testing.assert_close(logp[..., motor].reshape(cols, -1).T, dist.log_prob(values.reshape(cols, -1).T))

@@ -114,3 +114,36 @@ def test_eval_video_is_skipped_with_a_reason_for_torch_tasks(tmp_path, capsys):
     assert main(["eval", str(out), "--episodes", "1", "--video", str(tmp_path / "v.mp4")]) == 0
     assert "no video" in capsys.readouterr().err
     assert not (tmp_path / "v.mp4").exists()
+
+
+def _tests_csv(path):
+    with open(path, newline="") as f:
+        return [(int(r["update"]), int(r["episodes"]), float(r["test_mean"])) for r in csv.DictReader(f)]
+
+
+def test_test_scores_are_logged_every_k_updates_and_survive_a_resume(tmp_path):
+    straight = tmp_path / "straight"
+    Trainer(scenario(test_every=2, test_episodes=3), straight, progress=False).train()
+    rows = _tests_csv(straight / "tests.csv")
+    assert [(u, e) for u, e, _ in rows] == [(2, 8), (4, 16), (6, 24)]
+    assert all(1 <= m <= 500 for _, _, m in rows)
+
+    split = tmp_path / "split"
+    Trainer(scenario(test_every=2, test_episodes=3, max_episodes=12), split, progress=False).train()
+    with open(split / "tests.csv", "a") as f:  # a row written after the checkpoint, before a crash
+        f.write("4,16,1.0,0.0,9.9\n")
+    resume(split, ["training.max_episodes=24"], progress=False).train()
+    assert _tests_csv(split / "tests.csv") == rows
+
+
+def test_a_policy_test_plays_the_mean_of_an_evolution_strategy_deterministically():
+    from narla.evaluate import PolicyTest
+    from narla.scenario import load
+    from narla.training import build
+
+    run = build(load("scenarios/swingup_cooperator.yaml", ["task.num_envs=4", "learning.population=2",
+                                                           "task.max_episode_steps=50"]))
+    tester = PolicyTest(run, 3, seed=5)
+    first = tester()
+    assert tester() == first  # same start states, no perturbation, deterministic rate neurons
+    assert tester.engine.population is run.learner.model

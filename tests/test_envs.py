@@ -43,6 +43,23 @@ CARTPOLE_CONTEXT = {
     "rewards": {"terms": ["task", "activity", {"name": "sparsity", "params": {"scope": "neighbourhood"}}, "trace"]},
 }
 
+# Rate neurons: spiking hidden neurons and a rate motor neuron whose value is the swing-up force, with context
+# edges; trained by a policy-gradient rule (Gaussian rate values) or by ES (deterministic values in [-1, 1]).
+SWINGUP_RATE = {
+    "name": "envs_swingup_rate",
+    "seed": 5,
+    "task": {"id": "swingup", "max_episode_steps": 40},
+    "network": {"builder": "small_world", "n_neurons": 9, "layers": 3, "k": 3, "p": 0.2},
+    "neuron": {"hidden": [8], "amtf": "cooperation", "output": {"hidden": "spike", "motor": "rate"}},
+    "readout": {"kind": "value"},
+    "rewards": ["task", "activity"],
+}
+SWINGUP_ALL_RATE_ES = dict(
+    SWINGUP_RATE, name="envs_swingup_all_rate_es", neuron={"hidden": [], "output": "rate"},
+    network={"builder": "layered", "layers": 3, "width": 4, "connectivity": "full"},
+    task={"id": "swingup", "num_envs": 4, "max_episode_steps": 40}, learning={"rule": "cma_es", "population": 2},
+)
+
 
 def _quiet(fn, *args, **kwargs):
     with warnings.catch_warnings():
@@ -67,6 +84,23 @@ def test_aec_view_passes_the_pettingzoo_seed_test():
 
 def test_parallel_view_passes_the_pettingzoo_parallel_seed_test():
     _quiet(parallel_seed_test, lambda: parallel_env(CARTPOLE_BIO), num_cycles=50)
+
+
+@pytest.mark.parametrize("scenario", [SWINGUP_RATE, SWINGUP_ALL_RATE_ES], ids=["gaussian_rate", "es_rate"])
+def test_views_of_rate_networks_pass_the_pettingzoo_api_tests(scenario):
+    _quiet(api_test, aec_env(scenario), num_cycles=60)
+    _quiet(parallel_api_test, parallel_env(scenario), num_cycles=60)
+
+
+def test_rate_neurons_act_in_box_spaces_bounded_only_when_deterministic():
+    gaussian, es = parallel_env(SWINGUP_RATE), parallel_env(SWINGUP_ALL_RATE_ES)
+    motor = gaussian.possible_agents[int(gaussian.core.wiring.motor_idx[0])]
+    assert gaussian.action_space(motor) == spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    assert gaussian.action_space(gaussian.possible_agents[0]) == spaces.Discrete(2)
+    for agent in es.possible_agents:
+        assert es.action_space(agent) == spaces.Box(-1.0, 1.0, (1,), np.float32)
+    hidden = es.observation_space(es.possible_agents[-2])  # reads the four rate neurons of the layer before
+    assert (hidden.low[:4] == -1).all() and (hidden.high[:4] == 1).all()
 
 
 def test_views_pass_the_pettingzoo_max_cycles_test():
@@ -269,6 +303,53 @@ def test_view_driven_by_the_networks_policies_reproduces_the_engine_rollout(scen
         rec = _drive_aec(env) if view == "aec" else _drive_parallel(env, reset[0])
         _check_same_episode(rec, rollout, ref.engine, names)
     assert env.core.episode == 2
+
+
+def _drive_rate(env, view: str) -> dict:
+    """One episode of a rate network driven by its own policies: per-tick task observations, actions, rewards."""
+    rec = {"task_obs": [], "actions": [], "rewards": []}
+    if view == "parallel":
+        while env.agents:
+            rec["task_obs"].append(env.task_observation.copy())
+            actions = env.policy_actions()
+            rec["actions"].append([float(np.asarray(actions[a]).reshape(-1)[0]) for a in env.possible_agents])
+            _, rewards, _, _, _ = env.step(actions)
+            rec["rewards"].append([rewards[a] for a in env.possible_agents])
+        return rec
+    first, last = env.possible_agents[0], env.possible_agents[-1]
+    for agent in env.agent_iter():
+        _, _, terminated, truncated, _ = env.last()
+        if terminated or truncated:
+            env.step(None)
+            continue
+        if agent == first:
+            rec["task_obs"].append(env.task_observation.copy())
+            rec["actions"].append([])
+        action = env.policy_action()
+        rec["actions"][-1].append(float(np.asarray(action).reshape(-1)[0]))
+        env.step(action)
+        if agent == last:
+            rec["rewards"].append([env.rewards[a] for a in env.possible_agents])
+    return rec
+
+
+@pytest.mark.parametrize("scenario", [SWINGUP_RATE, SWINGUP_ALL_RATE_ES], ids=["gaussian_rate", "es_rate"])
+@pytest.mark.parametrize("view", ["aec", "parallel"])
+def test_a_rate_network_view_reproduces_the_engine_rollout(scenario, view):
+    """Rate values (Gaussian draws or deterministic tanh) and spikes, rewards and trajectory equal the engine's."""
+    propagation = "sweep" if view == "aec" else "delay"
+    s = from_dict(dict(scenario, propagation=propagation))
+    ref = build(s, learner=False)
+    ref_task = build(replace(s, task=replace(s.task, num_envs=1)), learner=False).task
+    env = aec_env(s) if view == "aec" else parallel_env(s)
+    rollout = collect(ref.engine, _SeedOnce(ref_task, s.seed), ref.scheme, sync_every=1)
+    env.reset(seed=s.seed)
+    rec = _drive_rate(env, view)
+    t = int(rollout.valid.sum())
+    assert rollout.actions.dtype == torch.float32 and len(rec["actions"]) == t
+    np.testing.assert_array_equal(np.stack(rec["task_obs"]), rollout.obs[:t, 0].numpy())
+    torch.testing.assert_close(torch.tensor(rec["actions"]), rollout.actions[:t, 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(rec["rewards"]), rollout.rewards[:t, 0], rtol=0, atol=1e-6)
 
 
 def test_views_replay_recorded_actions_to_the_same_rewards():

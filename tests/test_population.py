@@ -69,7 +69,7 @@ def test_batched_logits_equal_per_neuron_reference(name):
     engine, reference = NETWORKS[name]()
     act, prev = random_activity(engine)
     with torch.no_grad():
-        stacked = engine._stage(act, prev, 0, engine.num_neurons)  # [N, D, cols]
+        stacked = engine.stage_logits(act, prev, 0, engine.num_neurons)  # [N, D, cols]
         for col in range(act.shape[1]):
             ref = reference.logits(act[:, col], prev[:, col])  # [N, D]
             torch.testing.assert_close(stacked[:, :, col], ref, atol=1e-5, rtol=1e-5)

@@ -99,3 +99,19 @@ def test_make_ant_without_pybullet_says_how_to_install(monkeypatch):
     monkeypatch.setattr(narla.tasks.ant.importlib.util, "find_spec", find_spec)
     with pytest.raises(TaskUnavailable, match=r"pip install 'narla\[ant\]'"):
         make_task("ant", 2)
+
+
+def test_torch_native_tasks_normalize_observations_on_request_and_freeze_them_for_replay():
+    from narla.tasks.normalize import NormalizedTask
+
+    task = make_task("swingup", 8, normalize_obs=True, start="harder")
+    assert isinstance(task, NormalizedTask) and task.obs_dim == 5
+    raw = make_task("swingup", 8, start="harder")
+    obs, expected = task.reset(seed=3), raw.reset(seed=3)
+    stats = RunningNormalizer(5)
+    stats.update(expected)
+    torch.testing.assert_close(obs, stats.normalize(expected))
+    task.training = False
+    count = task.normalizer.count.clone()
+    task.step(torch.zeros(8, 1))
+    assert torch.equal(task.normalizer.count, count)

@@ -32,11 +32,11 @@ TASKS = {
     "cartpole": {"scenario": "cartpole", "overrides": [], "target": 475.0, "test": [], "generations": 100},
     "swingup_harder": {
         "scenario": "swingup", "overrides": [], "target": 600.0, "test": ["task.options.start=harder"],
-        "generations": 40,
+        "generations": 150,
     },
     "swingup_easy": {
         "scenario": "swingup", "overrides": ["task.options.start=simple"], "target": 900.0,
-        "test": ["task.options.start=simple"], "generations": 40,
+        "test": ["task.options.start=simple"], "generations": 150,
     },
 }
 
@@ -123,9 +123,24 @@ def generation_curves(run_dir: str | Path, num_envs: int, members: int) -> dict[
     return {"mean": mean, "best": best, "steps": steps}
 
 
+def test_curve(run_dir: str | Path) -> tuple[list[int], list[float]]:
+    """The run's test scores during training (``tests.csv``): generations and mean test returns."""
+    path = Path(run_dir) / "tests.csv"
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["update"]) for r in rows], [float(r["test_mean"]) for r in rows]
+
+
 def first_reaching(values: list[float], target: float) -> int | None:
     """1-based index of the first value >= target, or None."""
     return next((i + 1 for i, v in enumerate(values) if v >= target), None)
+
+
+def _first_test(tests: tuple[list[int], list[float]], target: float) -> int | None:
+    """The first generation whose test score (``tests.csv``) reaches ``target``, or None."""
+    return next((g for g, v in zip(*tests, strict=True) if v >= target), None)
 
 
 def _fmt(values: list[float]) -> str:
@@ -143,7 +158,7 @@ def plot(task: str, curves: dict[str, list[dict]], target: float, path: Path) ->
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for model, runs in curves.items():
         n = min(len(r["mean"]) for r in runs)
         values = np.array([r["mean"][:n] for r in runs])
@@ -152,10 +167,19 @@ def plot(task: str, curves: dict[str, list[dict]], target: float, path: Path) ->
         for ax, x in zip(axes, (np.arange(1, n + 1), steps), strict=True):
             ax.plot(x, mean, label=model)
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
-    for ax, label in zip(axes, ("generations", "environment steps"), strict=True):
+        tests = [r["tests"] for r in runs if r["tests"][0]]
+        if tests:
+            k = min(len(t[0]) for t in tests)
+            scores = np.array([t[1][:k] for t in tests])
+            gens = tests[0][0][:k]
+            axes[2].plot(gens, scores.mean(0), label=model)
+            axes[2].fill_between(gens, scores.mean(0) - scores.std(0), scores.mean(0) + scores.std(0), alpha=0.2)
+    labels = (("generations", "population mean fitness"), ("environment steps", "population mean fitness"),
+              ("generations", "test score (mean parameters, 16 episodes)"))
+    for ax, (xlabel, ylabel) in zip(axes, labels, strict=True):
         ax.axhline(target, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel(label)
-        ax.set_ylabel("population mean fitness")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.legend()
     fig.suptitle(f"{task}: mean ± sd over seeds")
     fig.tight_layout()
@@ -172,7 +196,7 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         "# The Cooperator vs AttentionNeuron vs a plain narla network",
         "",
         f"Regenerate: `python -m narla.analysis.cooperation --runs {args.runs} --out {args.out}` (defaults: seeds "
-        "0–4, the three models, the three tasks, 100 CMA-ES generations on CartPole and 40 on swing-up, 2 workers; "
+        "0–4, the three models, the three tasks, 100 CMA-ES generations on CartPole and 150 on swing-up, 2 workers; "
         "finished runs are skipped and interrupted runs resume from their checkpoints). `--render-only` redraws "
         f"this page from the tested runs under `{args.runs}`, whichever invocation made them: the budget column "
         f"says how many seeds each row has. Last invocation: {wall / 60:.1f} min wall.",
@@ -184,7 +208,10 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         "network of rate neurons (a 16-16 tanh MLP, one neuron per unit; its params column counts the stored",
         "stack, of which 385 (swing-up) / 369 (CartPole) numbers matter: the rest is padding, unused context",
         "weights and the policy-gradient log-std that ES leaves alone).",
-        "All trained by whole-network CMA-ES. Test: the mean parameters, "
+        "All trained by whole-network CMA-ES; on swing-up the observations are normalised by running statistics",
+        "(`normalize_obs`, our setting: the authors feed raw observations). During training the mean parameters",
+        "play 16 fresh test episodes every 5 generations (`tests.csv`, the third panel and the *gens to test*",
+        "column, at that resolution). Final test: the mean parameters, "
         f"{args.test_episodes} episodes, swing-up from the start named in the task; *shuffled* = a new feature order "
         "each episode. ± is the sd over seeds of each run's mean.",
         "",
@@ -203,9 +230,9 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         lines += [f"## {task}", ""]
         lines.append(
             f"| model | params | budget | test (plain) | test (shuffled) | best-member fitness, last gen | "
-            f"gens to best ≥ {target:.0f} | gens to mean ≥ {target:.0f} |"
+            f"gens to best ≥ {target:.0f} | gens to mean ≥ {target:.0f} | gens to test ≥ {target:.0f} |"
         )
-        lines.append("|---|--:|---|--:|--:|--:|--:|--:|")
+        lines.append("|---|--:|---|--:|--:|--:|--:|--:|--:|")
         curves = {}
         for model in MODELS:
             rs = [r for r in task_records if r["model"] == model]
@@ -213,11 +240,12 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
                 continue
             sc = scenarios.load(scenario_path(task, model))
             b, members = sc.task.num_envs, sc.learning.population
-            cs = [generation_curves(r["dir"], b, members) for r in rs]
+            cs = [generation_curves(r["dir"], b, members) | {"tests": test_curve(r["dir"])} for r in rs]
             curves[model] = cs
             gens = min(len(c["mean"]) for c in cs)
             to_best = [first_reaching(c["best"], target) for c in cs]
             to_mean = [first_reaching(c["mean"], target) for c in cs]
+            to_test = [_first_test(c["tests"], target) for c in cs]
 
             def reach(hits: list[int | None]) -> str:
                 got = [h for h in hits if h is not None]
@@ -231,7 +259,7 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
             lines.append(
                 f"| {model} | {params:,} | {budget} | {_fmt([r['test']['plain']['mean'] for r in rs])} | "
                 f"{_fmt([r['test']['shuffled']['mean'] for r in rs])} | {_fmt([c['best'][-1] for c in cs])} | "
-                f"{reach(to_best)} | {reach(to_mean)} |"
+                f"{reach(to_best)} | {reach(to_mean)} | {reach(to_test)} |"
             )
         png = Path(args.out) / f"cooperation_{task}.png"
         plot(task, curves, target, png)
@@ -257,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="docs/results", help="where cooperation.md and its PNGs go")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default)")
     parser.add_argument(
-        "--generations", type=int, help="generations per run (default: 100 on CartPole, 40 on swing-up)"
+        "--generations", type=int, help="generations per run (default: 100 on CartPole, 150 on swing-up)"
     )
     parser.add_argument("--test-episodes", type=int, default=100, help="test episodes per run (default 100)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")

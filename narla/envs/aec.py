@@ -66,7 +66,8 @@ class NeuronAECEnv(NetworkView, AECEnv):
         return self.core.observe(self.core.index[agent])
 
     def step(self, action: Any) -> None:
-        """The selected agent fires (1) or stays silent (0), or a categorical motor neuron picks an action."""
+        """The selected agent fires (1) or stays silent (0), a categorical motor neuron picks an action, or a rate
+        neuron gives its value (a ``Box`` of one float)."""
         agent = self.agent_selection
         if self.terminations.get(agent) or self.truncations.get(agent):
             self._was_dead_step(action)
@@ -89,7 +90,7 @@ class NeuronAECEnv(NetworkView, AECEnv):
             self.terminations[agent] = result.terminated
             self.truncations[agent] = result.truncated
 
-    def policy_action(self) -> int:
+    def policy_action(self) -> Any:
         """The action the network's own policy takes for the selected agent on its current observation.
 
         The neurons of one topological stage are sampled together, once, from the engine's generator (as the
@@ -101,8 +102,8 @@ class NeuronAECEnv(NetworkView, AECEnv):
         if i not in self.core.policy_cache:
             start, end = self.core.wiring.stages[int(self.core.stage_of[i])]
             sampled = self.core.sample(start, end)
-            self.core.policy_cache.update({start + k: int(a) for k, a in enumerate(sampled)})
-        return self.core.policy_cache[i]
+            self.core.policy_cache.update({start + k: a for k, a in enumerate(sampled.tolist())})
+        return self.core.policy_action(i)
 
 
 def aec_env(scenario: ScenarioLike, max_cycles: int | None = None, render_mode: str | None = None) -> NeuronAECEnv:

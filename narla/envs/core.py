@@ -32,18 +32,24 @@ import numpy as np
 import torch
 from gymnasium import logger, spaces
 
-from narla.context import action_features
 from narla.engine import Engine
 from narla.rewards.scheme import RewardScheme
-from narla.rewards.state import NetworkState
+from narla.rollout import finish_tick, start_carry
 from narla.scenario import Scenario, ScenarioError, from_dict, load
 from narla.tasks.base import Task
 
 ScenarioLike = Scenario | dict | str | Path
+_WHOLE_NETWORK = (
+    "network.builder: the PettingZoo views play networks whose neurons each emit one value; the attention_neuron "
+    "and cooperator networks exchange key vectors inside one batched step and run through narla run"
+)
 
 
 def build_run(scenario: ScenarioLike, propagation: str, max_cycles: int | None = None):
-    """A ``B = 1`` :class:`narla.training.Run` of ``scenario`` with ``propagation`` forced.
+    """A ``B = 1`` :class:`narla.training.Run` of ``scenario`` with ``propagation`` forced, without a learner.
+
+    The agents act with the population's own parameters (an evolution strategy's mean: ES scenarios are
+    accepted, their rate neurons deterministic).
 
     ``scenario`` is a :class:`Scenario`, its plain-data form, or the path of a YAML file. ``max_cycles``
     (if given) replaces ``task.max_episode_steps``: the task truncates after that many ticks.
@@ -61,12 +67,9 @@ def build_run(scenario: ScenarioLike, propagation: str, max_cycles: int | None =
     task = replace(scenario.task, num_envs=1)
     if max_cycles is not None:
         task = replace(task, max_episode_steps=max_cycles)
-    run = build(replace(scenario, propagation=propagation, task=task))
-    if run.engine.whole_network or run.engine.rate is not None:
-        raise ScenarioError(
-            "neuron.output: the PettingZoo views support spiking neurons only; rate neurons and the "
-            "attention_neuron / cooperator networks run through narla run (views for them are not built yet)"
-        )
+    run = build(replace(scenario, propagation=propagation, task=task), learner=False)
+    if run.engine.whole_network:
+        raise ScenarioError(_WHOLE_NETWORK)
     return run
 
 
@@ -89,7 +92,13 @@ class TickResult:
 
 
 class NetworkCore:
-    """One network copy driven one tick at a time (see the module docstring)."""
+    """One network copy driven one tick at a time, on the engine's own tick (see the module docstring).
+
+    The activity lives in the engine's tensors (``act[S + N, 1]`` of the tick in progress, the :class:`Carry` of
+    the tick before); observations are :meth:`Engine.stage_inputs`, the policies' actions :meth:`Engine.choose`,
+    an agent's action enters through :meth:`Engine.commit` and a tick ends in :func:`narla.rollout.finish_tick`,
+    exactly the pieces :meth:`Engine.tick` and :func:`narla.rollout.collect` are made of.
+    """
 
     def __init__(self, task: Task, engine: Engine, scheme: RewardScheme, propagation: str, episode: int = 0) -> None:
         if task.num_envs != 1:
@@ -100,6 +109,8 @@ class NetworkCore:
                 f"propagation: this view plays {propagation!r} semantics but the engine was built with "
                 f"{engine.propagation!r}; build the engine with propagation={propagation!r} or use narla.envs.{other}"
             )
+        if engine.whole_network:
+            raise ValueError(_WHOLE_NETWORK)
         self.task, self.engine, self.scheme = task, engine, scheme
         self.wiring = wiring = engine.wiring
         self.propagation = propagation
@@ -110,15 +121,15 @@ class NetworkCore:
             raise ValueError("graph: neuron names must stay distinct as strings (they name the agents)")
         self.index = {name: i for i, name in enumerate(self.names)}
         self.ff_idx = wiring.ff_idx.cpu().numpy()
-        self.ff_mask = wiring.ff_mask.cpu().numpy().astype(np.float32)
+        self.ff_mask = wiring.ff_mask.cpu().numpy()
         self.ctx_idx = wiring.ctx_idx.cpu().numpy()
-        self.ctx_mask = wiring.ctx_mask.cpu().numpy().astype(np.float32)
-        self.fan_in, self.ctx_fan_in = self.ff_idx.shape[1], self.ctx_idx.shape[1]
+        self.ctx_mask = wiring.ctx_mask.cpu().numpy()
         self.has_context = self.ctx_mask.sum(1) > 0
         self.action_dim = int(getattr(engine.population, "action_dim", 0))
-        self.sensor_index = wiring.sensor_index.cpu().numpy()
         self.motor = wiring.motor.cpu().numpy()
         self.layer = wiring.layer.cpu().numpy()
+        rate = engine.rate.cpu().numpy() if engine.rate is not None else np.zeros(self.num_neurons, dtype=bool)
+        self.rate = rate
         self.stage_of = np.zeros(self.num_neurons, dtype=np.int64)
         for k, (start, end) in enumerate(wiring.stages):
             self.stage_of[start:end] = k
@@ -131,12 +142,19 @@ class NetworkCore:
         self.task_action: np.ndarray | None = None
 
     # -- spaces --------------------------------------------------------------------------------
+    def _rate_bound(self) -> float:
+        """Rate values lie in [-1, 1] when deterministic (ES), anywhere when Gaussian (policy gradients)."""
+        return np.inf if self.engine.explore else 1.0
+
     def _input_bounds(self, idx: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sensors are unbounded, spikes lie in [0, 1], padding is exactly 0."""
+        """Sensors are unbounded, spikes lie in [0, 1], rate values in their bounds, padding is exactly 0."""
         real = mask > 0
         sensor = real & (idx < self.num_sensors)
-        low = np.where(sensor, -np.inf, 0.0)
-        high = np.where(sensor, np.inf, np.where(real, 1.0, 0.0))
+        neuron = np.clip(idx - self.num_sensors, 0, None)
+        rate = real & ~sensor & self.rate[neuron]
+        bound = self._rate_bound()
+        low = np.where(sensor, -np.inf, np.where(rate, -bound, 0.0))
+        high = np.where(sensor, np.inf, np.where(rate, bound, np.where(real, 1.0, 0.0)))
         return low, high
 
     def _action_feature_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +174,12 @@ class NetworkCore:
         high = np.concatenate([p[1] for p in parts]).astype(np.float32)
         return spaces.Box(low, high, dtype=np.float32)
 
-    def _action_space(self, i: int) -> spaces.Discrete:
-        """Discrete(2) (silent / fire) for every neuron but a categorical motor neuron (one choice per action)."""
+    def _action_space(self, i: int) -> spaces.Space:
+        """Discrete(2) (silent / fire) for a spiking neuron, one choice per action for a categorical motor neuron,
+        a ``Box`` of one value for a rate neuron."""
+        if self.rate[i]:
+            bound = self._rate_bound()
+            return spaces.Box(-bound, bound, (1,), dtype=np.float32)
         out_dim = self.engine.population.out_dim
         return spaces.Discrete(out_dim if self.motor[i] and out_dim > 1 else 2)
 
@@ -172,16 +194,8 @@ class NetworkCore:
             if self.engine.generator is not None:
                 self.engine.generator.manual_seed(seed + 1)
         obs = self.task.reset(seed=seed)
-        n = self.num_sensors + self.num_neurons
-        self.prev = np.zeros(n, dtype=np.float32)
-        self.cur = np.zeros(n, dtype=np.float32)
-        self.actions = np.zeros(self.num_neurons, dtype=np.int64)
-        self.last_actions = np.zeros(self.num_neurons, dtype=np.int64)
-        self.acted = np.zeros(self.num_neurons, dtype=bool)
-        self.prev_spikes = torch.zeros(1, self.num_neurons, device=self.engine.device)
-        self.trace = torch.zeros(1, self.num_neurons, device=self.engine.device)
-        self.first = torch.ones(1, dtype=torch.bool, device=self.engine.device)
-        self.prev_action = np.zeros(self.action_dim, dtype=np.float32)
+        self.carry = start_carry(self.engine, 1)
+        self.last_actions = np.zeros(self.num_neurons)
         self.tick_count = 0
         self.episode_return = 0.0
         self.task_action = None
@@ -191,10 +205,11 @@ class NetworkCore:
 
     def _begin_tick(self, obs: torch.Tensor) -> None:
         self.task_obs = obs.detach().to("cpu", torch.float32).numpy()[0].copy()
-        self.cur[: self.num_sensors] = self.task_obs[self.sensor_index]
-        self.cur[self.num_sensors :] = 0.0
-        self.acted[:] = False
-        self.policy_cache: dict[int, int] = {}
+        self.obs = obs
+        self.act = self.engine.begin_tick(obs)
+        self.actions = self.engine.new_actions(1)
+        self.acted = np.zeros(self.num_neurons, dtype=bool)
+        self.policy_cache: dict[int, Any] = {}
 
     def require_running(self) -> None:
         if not self.ready:
@@ -203,93 +218,78 @@ class NetworkCore:
             raise RuntimeError("the episode has ended; call reset() to start a new one")
 
     # -- observations --------------------------------------------------------------------------
-    def _feedforward_source(self) -> np.ndarray:
-        if self.propagation == "sweep":
-            return self.cur
-        return np.concatenate([self.cur[: self.num_sensors], self.prev[self.num_sensors :]])
-
-    def inputs(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        """Feedforward ``[n, F]`` and context ``[n, Fc]`` inputs of neurons ``start:end`` (what their policies read)."""
-        x = self._feedforward_source()[self.ff_idx[start:end]] * self.ff_mask[start:end]
-        c = self.prev[self.ctx_idx[start:end]] * self.ctx_mask[start:end]
-        return x, c
-
-    def _join(self, i: int, x: np.ndarray, c: np.ndarray) -> np.ndarray:
-        parts = [x]
-        if self.has_context[i]:
-            parts.append(c)
+    def _observations(self, start: int, end: int) -> np.ndarray:
+        """Neurons ``start:end``'s observations ``[n, dim]`` (float32), context columns kept for every neuron."""
+        x, c = self.engine.stage_inputs(self.act, self.carry.prev, start, end)
+        parts = [x[:, :, 0], c[:, :, 0]]
         if self.action_dim:
-            parts.append(self.prev_action)
-        return np.concatenate(parts) if len(parts) > 1 else x.copy()
+            parts.append(self.carry.prev_action.expand(end - start, -1))
+        return torch.cat(parts, 1).to("cpu", torch.float32).numpy()
+
+    def _trim(self, i: int, row: np.ndarray) -> np.ndarray:
+        """Drop the context columns of a neuron that has no context edges (its space has none)."""
+        if self.has_context[i]:
+            return row
+        fan = self.ff_idx.shape[1]
+        return np.concatenate([row[:fan], row[fan + self.ctx_idx.shape[1] :]])
 
     def observe(self, i: int) -> np.ndarray:
         """Neuron ``i``'s observation (float32, matching its observation space)."""
-        x, c = self.inputs(i, i + 1)
-        return self._join(i, x[0], c[0])
+        return self._trim(i, self._observations(i, i + 1)[0])
 
     def observe_all(self) -> list[np.ndarray]:
         """Every neuron's observation at once (the Parallel view's path)."""
-        x, c = self.inputs(0, self.num_neurons)
-        return [self._join(i, x[i], c[i]) for i in range(self.num_neurons)]
+        rows = self._observations(0, self.num_neurons)
+        return [self._trim(i, rows[i]) for i in range(self.num_neurons)]
 
     # -- the network's own policies ------------------------------------------------------------
-    @torch.no_grad()
     def sample(self, start: int, end: int) -> np.ndarray:
-        """Sample neurons ``start:end`` from their own policies on their current inputs.
+        """Neurons ``start:end``'s actions from their own policies on their current inputs.
 
-        The logits come from the engine's own stage computation on the activity the agents observe, and
-        the draws from the engine's generator in the engine's order (one call per stage), so a view driven
-        this way reproduces :func:`narla.rollout.collect` for the same generator state.
+        The logits and the draws are the engine's own (:meth:`Engine.stage_logits`, :meth:`Engine.choose`, one
+        call per stage, from the engine's generator), so a view driven this way reproduces
+        :func:`narla.rollout.collect` for the same generator state.
         """
-        device = self.engine.device
-        src = torch.from_numpy(self._feedforward_source().copy()).to(device).unsqueeze(1)
-        prev = torch.from_numpy(self.prev.copy()).to(device).unsqueeze(1)
-        if self.action_dim:
-            prev_action = torch.from_numpy(self.prev_action.copy()).to(device).unsqueeze(0)
-            logits = self.engine._stage(src, prev, start, end, prev_action)
-        else:
-            logits = self.engine._stage(src, prev, start, end)
-        return self.engine._sample(logits, self.engine.wiring.motor[start:end]).cpu().numpy()[:, 0]
+        logits = self.engine.stage_logits(self.act, self.carry.prev, start, end, self.carry.prev_action)
+        return self.engine.choose(logits, start, end).cpu().numpy()[:, 0]
+
+    def policy_action(self, i: int) -> Any:
+        """Neuron ``i``'s own action in its action space: an int, or a ``float32[1]`` array for a rate neuron."""
+        value = self.policy_cache[i]
+        return np.array([value], dtype=np.float32) if self.rate[i] else int(value)
 
     # -- acting --------------------------------------------------------------------------------
-    def check_action(self, name: str, action: Any) -> int:
-        """``action`` as an int, or a ``ValueError`` naming the agent and its action space."""
-        if isinstance(action, torch.Tensor) and action.numel() == 1:
-            action = action.item()
+    def check_action(self, name: str, action: Any) -> float:
+        """``action`` as a number, or a ``ValueError`` naming the agent and its action space."""
+        i = self.index[name]
+        if isinstance(action, torch.Tensor):
+            action = action.detach().cpu().numpy()
         space = self.action_spaces[name]
+        if self.rate[i]:
+            action = np.asarray(action, dtype=np.float32).reshape(-1)
         if not space.contains(action):
             raise ValueError(f"action for agent {name!r}: {action!r} is not in its action space {space}")
-        return int(action)
+        return float(action[0]) if self.rate[i] else int(action)
 
-    def set_action(self, i: int, action: int) -> None:
-        self.actions[i] = action
-        self.cur[self.num_sensors + i] = float(action > 0)
+    def set_action(self, i: int, action: float) -> None:
+        """Neuron ``i`` acts (:meth:`Engine.commit`): its choice and its activity enter this tick."""
+        chosen = torch.tensor([[action]], dtype=self.actions.dtype, device=self.engine.device)
+        self.engine.commit(self.act, self.actions, chosen, i, i + 1)
         self.acted[i] = True
 
     def end_tick(self) -> TickResult:
-        """Every neuron has acted: step the task with the readout's action and score the tick.
-
-        The :class:`NetworkState` is built exactly as :func:`narla.rollout.collect` builds it.
-        """
-        device = self.engine.device
-        actions = torch.from_numpy(self.actions).to(device).unsqueeze(1)
-        task_action = self.engine.readout(actions)
-        next_obs, reward, terminated, truncated = self.task.step(task_action)
-        done = terminated | truncated
-        spikes = torch.from_numpy(self.cur[self.num_sensors :].copy()).to(device).unsqueeze(0)
-        self.trace = self.scheme.update_trace(self.trace, spikes, self.first)
-        state = NetworkState(spikes, self.prev_spikes, self.trace, reward, done, self.first, self.wiring, self.episode)
-        total, parts = self.scheme(state)
+        """Every neuron has acted: :func:`narla.rollout.finish_tick` steps the task and scores the tick."""
+        before = self.carry
+        out, self.carry = finish_tick(self.engine, self.task, self.scheme, before, self.act, self.actions, self.episode)
         result = TickResult(
-            rewards=total[0].tolist(),
-            components={name: value[0].tolist() for name, value in parts.items()},
-            task_reward=float(reward[0]),
-            terminated=bool(terminated[0]),
-            truncated=bool(truncated[0]),
+            rewards=out.total[0].tolist(),
+            components={name: value[0].tolist() for name, value in out.parts.items()},
+            task_reward=float(out.reward[0]),
+            terminated=bool(out.terminated[0]),
+            truncated=bool(out.truncated[0]),
         )
-        self.task_action = task_action[0].cpu().numpy()
-        self.prev_spikes, self.first = spikes, done
-        self.last_actions = self.actions.copy()
+        self.task_action = out.task_action[0].cpu().numpy()
+        self.last_actions = self.actions[:, 0].cpu().numpy()
         self.tick_count += 1
         self.episode_return += result.task_reward
         if result.terminated or result.truncated:
@@ -297,15 +297,18 @@ class NetworkCore:
             # observing the last tick they acted on.
             self.done = True
             self.episode += 1
+            self.carry = before
         else:
-            self.prev = self.cur.copy()
-            if self.action_dim:
-                features = action_features(task_action, self.engine.readout.action_space)
-                self.prev_action = features[0].detach().to("cpu", torch.float32).numpy()
-            self._begin_tick(next_obs)
+            self._begin_tick(out.next_obs)
         return result
 
     # -- rendering -----------------------------------------------------------------------------
+    def _cell(self, i: int, action: float) -> str:
+        """One neuron's mark: ``#`` fired, ``.`` silent; a rate neuron ``+`` / ``-`` / ``0`` by its value's sign."""
+        if self.rate[i]:
+            return "+" if action > 0.05 else "-" if action < -0.05 else "0"
+        return "#" if action > 0 else "."
+
     def render_text(self, in_progress: bool) -> str:
         """The network's activity as text: a header, the sensors, one row per layer (``#`` fired, ``.`` silent).
 
@@ -315,21 +318,26 @@ class NetworkCore:
         if not self.ready:
             return "narla network: not reset yet\n"
         if in_progress and not self.done:
-            actions, shown = self.actions, self.acted
+            actions, shown = self.actions[:, 0].cpu().numpy(), self.acted
         else:
             actions, shown = self.last_actions, np.ones(self.num_neurons, dtype=bool)
         status = "ended" if self.done else "running"
         episode = self.episode - int(self.done)
         lines = [f"episode {episode}  tick {self.tick_count}  return {self.episode_return:g}  ({status})"]
-        sensors = "  ".join(f"{name}={self.cur[k]:+.3f}" for k, name in enumerate(self.wiring.sensor_names))
+        sensed = self.act[: self.num_sensors, 0].tolist()
+        sensors = "  ".join(f"{name}={sensed[k]:+.3f}" for k, name in enumerate(self.wiring.sensor_names))
         lines.append(f"sensors  {sensors}")
         for layer in sorted(set(self.layer.tolist())):
             members = np.flatnonzero(self.layer == layer)
-            cells = "".join(("#" if actions[i] > 0 else ".") if shown[i] else "?" for i in members)
+            cells = "".join(self._cell(i, actions[i]) if shown[i] else "?" for i in members)
             fired = int(sum(actions[i] > 0 for i in members if shown[i]))
             role = "motor" if self.motor[members].all() else "hidden"
             lines.append(f"L{layer:<2} {role:<6} {cells}  {fired}/{len(members)} firing")
-        motors = [f"{self.names[i]}={int(actions[i])}" for i in np.flatnonzero(self.motor) if shown[i]]
+        motors = [
+            f"{self.names[i]}={actions[i]:+.2f}" if self.rate[i] else f"{self.names[i]}={int(actions[i])}"
+            for i in np.flatnonzero(self.motor)
+            if shown[i]
+        ]
         if motors:
             lines.append("motor    " + textwrap.shorten("  ".join(motors), 200))
         if self.task_action is not None:

@@ -34,7 +34,7 @@ class NeuronParallelEnv(NetworkView, ParallelEnv):
     metadata = {"name": "narla_neurons_parallel_v0", "render_modes": ["ansi"]}
     propagation = "delay"
     render_in_progress = False
-    _policy: dict[str, int] | None = None  # the policies' actions this tick, once sampled
+    _policy: dict[str, Any] | None = None  # the policies' actions this tick, once sampled
 
     def _observations(self) -> dict[str, np.ndarray]:
         return dict(zip(self.possible_agents, self.core.observe_all(), strict=True))
@@ -72,7 +72,7 @@ class NeuronParallelEnv(NetworkView, ParallelEnv):
         self._policy = None
         return observations, rewards, terminations, truncations, infos
 
-    def policy_actions(self) -> dict[str, int]:
+    def policy_actions(self) -> dict[str, Any]:
         """The actions the network's own policies take this tick, on the agents' current observations.
 
         All neurons are sampled in one draw from the engine's generator (as the engine's ``delay`` tick
@@ -80,8 +80,8 @@ class NeuronParallelEnv(NetworkView, ParallelEnv):
         """
         self.core.require_running()
         if self._policy is None:
-            sampled = self.core.sample(0, self.core.num_neurons)
-            self._policy = {agent: int(a) for agent, a in zip(self.possible_agents, sampled, strict=True)}
+            self.core.policy_cache = dict(enumerate(self.core.sample(0, self.core.num_neurons).tolist()))
+            self._policy = {agent: self.core.policy_action(i) for i, agent in enumerate(self.possible_agents)}
         return dict(self._policy)
 
 

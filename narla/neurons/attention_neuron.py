@@ -4,11 +4,12 @@ The network (Tang & Ha's AttentionNeuron; the Cooperator of Adeel et al. modulat
 of neurons, each a graph node and an agent (:func:`narla.cooperator.attention_neuron` builds the graph):
 
 - **Sensory neurons** ``i < S``, one per observation feature. Neuron i sees only ``o_i`` and the previous task
-  action ``a`` and keeps a memory ``(h_i, c_i)`` (an LSTM cell, reset at each episode's start). All sensory
-  neurons share (are *tied* to) one cell, which is what makes the layer permutation invariant. Each emits a key
-  from its memory::
+  action ``a`` and keeps a memory, reset at each episode's start: ``(h_i, c_i)`` of an LSTM cell (``cell:
+  lstm``, AttentionNeuron's choice) or ``h_i`` of a GRU cell (``cell: gru``). All sensory neurons share (are
+  *tied* to) one cell, which is what makes the layer permutation invariant. Each emits a key from its memory::
 
-      (h_i, c_i) = LSTMCell([o_i, a], (h_i, c_i))          k_i = W_k h_i + b_k            [d]
+      (h_i, c_i) = LSTMCell([o_i, a], (h_i, c_i))   or   h_i = GRUCell([o_i, a], h_i)
+      k_i = W_k h_i + b_k                                                               [d]
 
 - **Latent neurons** ``j < M`` hold fixed positional queries ``q_j = W_q p_j + b_q`` (``p`` the sinusoidal table
   ``[M, P]``) and read every sensory neuron by attention, with the raw features as values::
@@ -53,6 +54,7 @@ from narla.cooperation import cooperation, cooperation_relu6
 
 MODULATIONS = ("none", "cooperation_relu6", "cooperation")
 CONTEXT_MAPS = ("slot", "shared")
+CELLS = {"lstm": 4, "gru": 3}  # memory cell -> number of gates (rows of the input and hidden weights, in H)
 
 
 def _modulate(kind: str, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -80,6 +82,7 @@ class AttentionNeuronPopulation(nn.Module):
         head: widths of the hidden rate layers between the latent code and the motor neurons.
         modulation: ``none`` (AttentionNeuron), ``cooperation_relu6`` (the Cooperator) or ``cooperation``.
         context_map: ``slot`` (one context row per sensory neuron) or ``shared`` (one row for all).
+        cell: the sensory neurons' memory, ``lstm`` (memory ``[2, B, S, H]``: h and c) or ``gru`` (``[1, B, S, H]``).
     """
 
     whole_network = True
@@ -96,23 +99,27 @@ class AttentionNeuronPopulation(nn.Module):
         head: list[int] | tuple[int, ...] = (),
         modulation: str = "none",
         context_map: str = "slot",
+        cell: str = "lstm",
     ) -> None:
         super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"network.cell: {cell!r}; allowed: {', '.join(CELLS)}")
         if modulation not in MODULATIONS:
             raise ValueError(f"network.modulation: {modulation!r}; allowed: {', '.join(MODULATIONS)}")
         if context_map not in CONTEXT_MAPS:
             raise ValueError(f"network.context_map: {context_map!r}; allowed: {', '.join(CONTEXT_MAPS)}")
         s, a, m, d, h, p = num_sensory, action_dim, num_latent, msg_dim, state_dim, pos_dim
         self.num_sensory, self.action_dim, self.num_latent, self.msg_dim, self.state_dim = s, a, m, d, h
-        self.modulation, self.context_map = modulation, context_map
+        self.modulation, self.context_map, self.cell = modulation, context_map, cell
         self.layer_sizes = [m, *head, num_motor]
         self.num_neurons = s + sum(self.layer_sizes)
         self.register_buffer("positions", positional_encoding(m, p))  # [M, P], fixed
-        # nn.LSTMCell's and nn.Linear's default initialisations; one leading row per owner.
-        self.sensory_weight_ih = nn.Parameter(_uniform(1, 4 * h, 1 + a, fan_in=h))
-        self.sensory_weight_hh = nn.Parameter(_uniform(1, 4 * h, h, fan_in=h))
-        self.sensory_bias_ih = nn.Parameter(_uniform(1, 4 * h, fan_in=h))
-        self.sensory_bias_hh = nn.Parameter(_uniform(1, 4 * h, fan_in=h))
+        # nn.LSTMCell's / nn.GRUCell's and nn.Linear's default initialisations; one leading row per owner.
+        g = CELLS[cell] * h
+        self.sensory_weight_ih = nn.Parameter(_uniform(1, g, 1 + a, fan_in=h))
+        self.sensory_weight_hh = nn.Parameter(_uniform(1, g, h, fan_in=h))
+        self.sensory_bias_ih = nn.Parameter(_uniform(1, g, fan_in=h))
+        self.sensory_bias_hh = nn.Parameter(_uniform(1, g, fan_in=h))
         self.key_weight = nn.Parameter(_uniform(1, d, h, fan_in=h))
         self.key_bias = nn.Parameter(_uniform(1, d, fan_in=h))
         self.query_weight = nn.Parameter(_uniform(1, d, p, fan_in=p))
@@ -156,8 +163,10 @@ class AttentionNeuronPopulation(nn.Module):
         return owners
 
     def initial_memory(self, batch: int) -> torch.Tensor:
-        """Zero memory ``[2, B, S, H]`` (the LSTM's ``h`` and ``c`` of every sensory neuron of every copy)."""
-        return torch.zeros(2, batch, self.num_sensory, self.state_dim, device=self.positions.device)
+        """Zero memory ``[C, B, S, H]`` of every sensory neuron of every copy: ``C = 2`` (an LSTM's ``h`` and
+        ``c``) or ``C = 1`` (a GRU's ``h``)."""
+        rows = 2 if self.cell == "lstm" else 1
+        return torch.zeros(rows, batch, self.num_sensory, self.state_dim, device=self.positions.device)
 
     # -- one tick -----------------------------------------------------------------------------------
     def members(self, deltas: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -178,7 +187,7 @@ class AttentionNeuronPopulation(nn.Module):
 
         Args:
             obs: ``[B, S]`` the features in the order the sensory neurons read them.
-            memory: ``[2, B, S, H]`` the sensory neurons' ``(h, c)`` (zeros at an episode's start).
+            memory: ``[C, B, S, H]`` the sensory neurons' memory (:meth:`initial_memory`; zeros at an episode's start).
             prev_action: ``[B, A]`` features of the previous task action (zeros when None).
             deltas: optional member-major perturbations ``name -> [P, *param.shape]`` (``B`` divisible by ``P``).
 
@@ -189,19 +198,24 @@ class AttentionNeuronPopulation(nn.Module):
         b, s = obs.shape
         p = theta["key_bias"].shape[0]
         k = b // p
-        h, c = memory[0], memory[1]
         if prev_action is None:
             prev_action = obs.new_zeros(b, self.action_dim)
         x = torch.cat([obs.unsqueeze(-1), prev_action.unsqueeze(1).expand(b, s, self.action_dim)], -1)
         x = x.reshape(p, k * s, -1)
-        gates = (
-            torch.bmm(x, theta["sensory_weight_ih"][:, 0].transpose(1, 2))
-            + torch.bmm(h.reshape(p, k * s, -1), theta["sensory_weight_hh"][:, 0].transpose(1, 2))
-            + (theta["sensory_bias_ih"] + theta["sensory_bias_hh"])
-        )
-        gi, gf, gg, go = gates.chunk(4, -1)
-        c = torch.sigmoid(gf) * c.reshape(p, k * s, -1) + torch.sigmoid(gi) * torch.tanh(gg)
-        h = torch.sigmoid(go) * torch.tanh(c)
+        h = memory[0].reshape(p, k * s, -1)
+        gx = torch.baddbmm(theta["sensory_bias_ih"], x, theta["sensory_weight_ih"][:, 0].transpose(1, 2))
+        gh = torch.baddbmm(theta["sensory_bias_hh"], h, theta["sensory_weight_hh"][:, 0].transpose(1, 2))
+        if self.cell == "lstm":
+            gi, gf, gg, go = (gx + gh).chunk(4, -1)
+            c = torch.sigmoid(gf) * memory[1].reshape(p, k * s, -1) + torch.sigmoid(gi) * torch.tanh(gg)
+            h = torch.sigmoid(go) * torch.tanh(c)
+            memory = torch.stack([h.view(b, s, -1), c.view(b, s, -1)])
+        else:
+            xr, xz, xn = gx.chunk(3, -1)
+            hr, hz, hn = gh.chunk(3, -1)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+            memory = h.view(1, b, s, -1)
         keys = torch.baddbmm(theta["key_bias"], h, theta["key_weight"][:, 0].transpose(1, 2))  # [P, k*S, d]
         keys = keys.view(p, k, s, self.msg_dim)
         queries = torch.baddbmm(
@@ -217,7 +231,6 @@ class AttentionNeuronPopulation(nn.Module):
         for w, bias in zip(theta_list(theta, "head_weights"), theta_list(theta, "head_biases"), strict=True):
             out = torch.tanh(torch.baddbmm(bias.unsqueeze(1), out, w.transpose(1, 2)))  # [P, k, out]
             outputs.append(out.reshape(b, -1))
-        memory = torch.stack([h.view(b, s, -1), c.view(b, s, -1)])
         return torch.cat(outputs, 1).T, memory
 
 

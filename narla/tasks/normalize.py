@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from narla.tasks.base import Task
+
 
 class RunningNormalizer(nn.Module):
     """Tracks the running mean and variance of ``[B, S]`` batches and normalizes with them.
@@ -56,3 +58,33 @@ class RunningNormalizer(nn.Module):
         if self.training:
             self.update(x)
         return self.normalize(x)
+
+
+class NormalizedTask(Task):
+    """``task`` whose observations pass through a :class:`RunningNormalizer` (``self.normalizer``).
+
+    The statistics are updated on every observation while ``training`` is True (the default) and frozen when it
+    is False (replay). The trainer saves them beside the model and in checkpoints, as it does Ant's.
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.inner = task
+        self.num_envs, self.obs_dim, self.action_space = task.num_envs, task.obs_dim, task.action_space
+        self.device, self.max_episode_steps, self.solve = task.device, task.max_episode_steps, task.solve
+        self.normalizer = RunningNormalizer(task.obs_dim, device=task.device)
+        self.training = True
+
+    def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.normalizer.update(obs)
+        return self.normalizer.normalize(obs)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        return self._normalize(self.inner.reset(seed))
+
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        obs, reward, terminated, truncated = self.inner.step(action)
+        return self._normalize(obs), reward, terminated, truncated
+
+    def close(self) -> None:
+        self.inner.close()

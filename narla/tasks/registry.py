@@ -10,14 +10,15 @@ from narla.tasks.ant import make_ant
 from narla.tasks.base import Task
 from narla.tasks.cartpole import CartPole
 from narla.tasks.gym_vector import GymVectorTask
+from narla.tasks.normalize import NormalizedTask
 from narla.tasks.swingup import CartPoleSwingUp
 
 GYM_PREFIX = "gym:"
 
 # task id -> (constructor taking (num_envs, device, **options), the options it accepts)
 _TASKS: dict[str, tuple[Callable[..., Task], tuple[str, ...]]] = {
-    "cartpole": (CartPole, ("max_episode_steps",)),
-    "swingup": (CartPoleSwingUp, ("start", "max_episode_steps")),
+    "cartpole": (CartPole, ("max_episode_steps", "normalize_obs")),
+    "swingup": (CartPoleSwingUp, ("start", "max_episode_steps", "normalize_obs")),
     "ant": (make_ant, ("asynchronous", "normalize_obs", "num_workers", "max_episode_steps")),
 }
 _GYM_OPTIONS = ("asynchronous", "num_workers", "normalize_obs", "env_kwargs")
@@ -33,7 +34,8 @@ def make_task(task_id: str, num_envs: int, device: str | torch.device = "cpu", *
 
     Ids: ``"cartpole"`` (:class:`CartPole`), ``"swingup"`` (:class:`CartPoleSwingUp`), ``"ant"``
     (:func:`make_ant`) and ``"gym:<GymnasiumId>"`` (:class:`GymVectorTask`, e.g. ``"gym:Acrobot-v1"``).
-    ``options`` are passed to the constructor.
+    ``options`` are passed to the constructor; for the torch-native tasks ``normalize_obs: true`` wraps the task in
+    a :class:`~narla.tasks.normalize.NormalizedTask` (running observation normalisation, as Ant has by default).
 
     Raises:
         ValueError: unknown ``task_id``, or an option that task does not accept.
@@ -54,4 +56,6 @@ def make_task(task_id: str, num_envs: int, device: str | torch.device = "cpu", *
         raise ValueError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for task {task_id!r}; allowed: {', '.join(allowed)}"
         )
+    if task_id in ("cartpole", "swingup") and options.pop("normalize_obs", False):
+        return NormalizedTask(build(*args, device=device, **options))
     return build(*args, device=device, **options)
