@@ -46,8 +46,11 @@ class ReferenceNeuron(nn.Module):
         amtf: str = "feedforward",
         amtf_scale: float | None | str = "default",
         init: bool = True,
+        rate: bool = False,
     ) -> None:
         super().__init__()
+        self.rate = rate
+        self.log_std = nn.Parameter(torch.full((), -0.5)) if rate else None
         sizes = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(_linear(a, b, init) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.context = _linear(ctx_dim, 1, init)
@@ -66,17 +69,22 @@ class ReferenceNeuron(nn.Module):
                 r = self.activation(r)
         return self.amtf(soft_bound(r, self.amtf_scale), soft_bound(self.context(c), self.amtf_scale))
 
-    @staticmethod
-    def sample(logits: torch.Tensor, motor: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A spike (Bernoulli on ``logits[0]``), or a categorical choice for a motor neuron with ``D > 1``; 0-d long."""
+    def sample(self, logits: torch.Tensor, motor: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A spike (Bernoulli on ``logits[0]``), a categorical choice for a motor neuron with ``D > 1`` (0-d long),
+        or for a rate neuron a value drawn from ``N(tanh(logits[0]), exp(log_std)²)`` (0-d float)."""
+        if self.rate:
+            noise = torch.randn((), generator=generator, device=logits.device)
+            return torch.tanh(logits[0]) + self.log_std.exp() * noise
         if motor and logits.shape[0] > 1:
             return torch.multinomial(torch.softmax(logits, 0), 1, generator=generator)[0]
         u = torch.rand((), generator=generator, device=logits.device)
         return (u < torch.sigmoid(logits[0])).long()
 
-    @staticmethod
-    def log_prob(logits: torch.Tensor, action: torch.Tensor, motor: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probability and entropy (0-d) of ``action`` under ``logits[D]``, with the engine's semantics."""
+    def log_prob(self, logits: torch.Tensor, action: torch.Tensor, motor: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability (a density for a rate neuron) and entropy (0-d) of ``action`` under ``logits[D]``."""
+        if self.rate:
+            normal = torch.distributions.Normal(torch.tanh(logits[0]), self.log_std.exp())
+            return normal.log_prob(action.to(logits.dtype)), normal.entropy()
         if motor and logits.shape[0] > 1:
             logsm = torch.log_softmax(logits, 0)
             return logsm[action], -(logsm.exp() * logsm).sum()
@@ -133,6 +141,7 @@ class ReferenceNetwork(nn.Module):
         ff_mask = wiring.ff_mask.cpu() > 0
         ctx_mask = wiring.ctx_mask.cpu() > 0
         ff_idx, ctx_idx = wiring.ff_idx.cpu(), wiring.ctx_idx.cpu()
+        rate = population.rate.cpu() if population.rate is not None else torch.zeros(wiring.num_neurons, dtype=bool)
         ctx_w, ctx_b = population.context_weight.detach().to(device), population.context_bias.detach().to(device)
         neurons, ff_sources, ctx_sources = [], [], []
         for i in range(wiring.num_neurons):
@@ -146,6 +155,7 @@ class ReferenceNetwork(nn.Module):
                 population.amtf_name,
                 population.amtf_scale,
                 init=False,
+                rate=bool(rate[i]),
             ).to(device)
             ctx_cols = torch.cat([cm, torch.ones(extra, dtype=torch.bool)]).to(device)
             with torch.no_grad():
@@ -155,6 +165,8 @@ class ReferenceNetwork(nn.Module):
                     layer.bias.copy_(b)
                 neuron.context.weight.copy_(ctx_w[i][:, ctx_cols])
                 neuron.context.bias.copy_(ctx_b[i, :, 0])
+                if neuron.rate:
+                    neuron.log_std.copy_(population.log_std[i, 0])
             neurons.append(neuron)
             ff_sources.append(ff_idx[i][fm].to(device))
             ctx_sources.append(ctx_idx[i][cm].to(device))
@@ -201,25 +213,33 @@ class ReferenceNetwork(nn.Module):
             prev_action: optional ``[A]`` features of the previous task action.
 
         Returns:
-            ``act[S + N]`` (sensors, then spikes) and ``actions[N]`` (long: each neuron's choice).
+            ``act[S + N]`` (sensors, then spikes or rate values) and ``actions[N]`` (each neuron's choice: long,
+            or float in a network with rate neurons).
         """
         s = self.num_sensors
         act = torch.empty(s + self.num_neurons, device=obs.device)
         act[:s] = obs[self.sensor_index]
         src = self._source(act, prev)
-        actions = torch.empty(self.num_neurons, dtype=torch.long, device=obs.device)
+        dtype = torch.float32 if any(n.rate for n in self.neurons) else torch.long
+        actions = torch.empty(self.num_neurons, dtype=dtype, device=obs.device)
         for i, neuron in enumerate(self.neurons):
             logits = neuron(src[self.ff_sources[i]], self._context(i, prev, prev_action))
             choice = neuron.sample(logits, self.motor[i], generator)
             actions[i] = choice
-            act[s + i] = (choice > 0).float()
+            act[s + i] = choice if neuron.rate else (choice > 0).float()
         return act, actions
+
+    def activity(self, actions: torch.Tensor) -> torch.Tensor:
+        """Neurons' activity ``[N]`` from their recorded ``actions[N]``: a spike, or a rate neuron's value."""
+        return torch.stack(
+            [a.float() if n.rate else (a > 0).float() for n, a in zip(self.neurons, actions, strict=True)]
+        )
 
     def evaluate_tick(
         self, obs: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor, prev_action: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities and entropies ``[N]`` (with gradient) of one copy's recorded ``actions[N]``."""
-        act = torch.cat([obs[self.sensor_index], (actions > 0).float()])
+        act = torch.cat([obs[self.sensor_index], self.activity(actions)])
         src = self._source(act, prev)
         lps, ents = [], []
         for i, neuron in enumerate(self.neurons):
@@ -248,7 +268,7 @@ class ReferenceNetwork(nn.Module):
             for b in range(b_len):
                 prev = torch.zeros(self.num_sensors + self.num_neurons, device=obs.device)
                 if t > 0 and not bool(first[t, b]):
-                    prev = torch.cat([obs[t - 1, b][self.sensor_index], (actions[t - 1, b] > 0).float()])
+                    prev = torch.cat([obs[t - 1, b][self.sensor_index], self.activity(actions[t - 1, b])])
                 pa = None if prev_action is None else prev_action[t, b]
                 lp, ent = self.evaluate_tick(obs[t, b], prev, actions[t, b], pa)
                 row_lp.append(lp)

@@ -61,6 +61,10 @@ NETWORKS = {
         small_world(4, 30, k=4, p=0.2, layers=3, seed=1), amtf="cooperation", position_dim=4
     ),
     "categorical-motor": lambda: build(layered(4, layers=3, width=6), out_dim=3, amtf="additive"),
+    # rate neurons (Gaussian values around tanh(z)) in every other row, spiking neurons between them
+    "rate-and-spike": lambda: build(
+        small_world(4, 20, k=4, p=0.2, layers=3, seed=2), amtf="cooperation", rate=torch.arange(20) % 2 == 0
+    ),
 }
 
 
