@@ -115,3 +115,31 @@ def test_torch_native_tasks_normalize_observations_on_request_and_freeze_them_fo
     count = task.normalizer.count.clone()
     task.step(torch.zeros(8, 1))
     assert torch.equal(task.normalizer.count, count)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_copies_split_over_worker_processes_step_exactly_as_in_one_process(workers):
+    """Sharding changes where copies run, not what they do: same seeds, same auto-resets, same numbers."""
+    options = {"env_kwargs": {"max_episode_steps": 30}}
+    local = make_task("gym:Pendulum-v1", 5, **options)
+    sharded = make_task("gym:Pendulum-v1", 5, asynchronous=True, num_workers=workers, **options)
+    try:
+        torch.testing.assert_close(sharded.reset(seed=4), local.reset(seed=4), rtol=0, atol=0)
+        actions = torch.Generator().manual_seed(0)
+        for _ in range(35):  # past the time limit: every copy restarts once
+            action = torch.rand(5, 1, generator=actions) * 4 - 2
+            for got, want in zip(sharded.step(action), local.step(action), strict=True):
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+    finally:
+        sharded.close()
+        local.close()
+
+
+def test_a_failing_worker_is_reported_not_hung():
+    task = make_task("gym:Pendulum-v1", 2, asynchronous=True, num_workers=2)
+    try:
+        task.reset(seed=0)
+        with pytest.raises(RuntimeError, match="an environment worker failed"):
+            task.env.step(np.array([[None], [None]]))  # an action Pendulum cannot clip fails inside the workers
+    finally:
+        task.close()

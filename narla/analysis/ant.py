@@ -1,10 +1,22 @@
-"""Ant: the Cooperator against the attention baseline, trained side by side, then each replayed for 10 episodes.
+"""PyBullet Ant: the Cooperator vs AttentionNeuron vs a plain layered network, beside a random policy.
 
-``python -m narla.analysis.ant --out docs/results [--episodes 64] [--steps 1000]`` trains
-``scenarios/ant_cooperator.yaml`` and ``scenarios/ant_attention.yaml`` in two worker processes (each with its
-Ant copies stepped in-process, one core each), writes their results directories under ``OUT/ant_runs/``, plots
-return against episodes and against environment steps (``OUT/ant_return.png``), evaluates each learned policy
-over 10 episodes (``narla eval``) and writes the table ``OUT/ant.json``. ``docs/results/ant.md`` reports it.
+Regenerate ``docs/results/ant.md`` (and ``ant_curves.png``, ``ant.json``) with::
+
+    python -m narla.analysis.ant --runs runs/ant --out docs/results --generations 200
+
+Steps, in order, each skipped when its result is already there (so an interrupted study resumes):
+
+1. **Throughput** (``--bench-seconds``): environment steps/s of a bare single-process gymnasium loop on one Ant
+   copy with random actions, against narla's Ant task stepping the scenario's ``B`` copies in worker processes
+   while the Cooperator acts for all of them at once, measured one after the other in this invocation.
+2. **Random policy**: ``--test-episodes`` episodes of ``action_space.sample()``.
+3. **Training**: each of ``scenarios/ant_{cooperator,attention,layered}.yaml`` is one resumable ``narla`` run in
+   ``RUNS/MODEL`` (checkpoints every 10 generations), trained to ``--generations`` generations of whole-network
+   CMA-ES, or until ``--max-minutes`` of training in this invocation (the run then resumes next time).
+4. **Test**: the mean parameters play ``--test-episodes`` episodes, plainly and with a new feature order each
+   episode (``narla eval --shuffle``).
+
+A *generation* is ``B`` copies each playing one episode; *environment steps* sum the episodes' lengths.
 """
 
 from __future__ import annotations
@@ -12,101 +24,321 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from concurrent.futures import ProcessPoolExecutor
+import os
+import statistics
+import time
 from pathlib import Path
 
-SCENARIOS = ("ant_cooperator", "ant_attention")
+MODELS = ("cooperator", "attention", "layered")
+GOAL = 1000.0
 
 
-def train_one(name: str, out: str, episodes: int, steps: int, seed: int) -> dict:
-    """Train one scenario into ``out`` (Ant copies in this process) and evaluate it over 10 episodes."""
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def bare_gym_steps_per_s(seconds: float, seed: int = 0) -> float:
+    """Environment steps/s of one Ant copy stepped with random actions in this process (no narla)."""
+    import gymnasium as gym
+
+    from narla.tasks.ant import ANT_ENV_ID
+
+    env = gym.make(ANT_ENV_ID)
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def narla_steps_per_s(scenario: str, seconds: float, asynchronous: bool) -> float:
+    """Environment steps/s of ``scenario``'s ``B`` Ant copies while its network acts for all of them each tick."""
     import torch
 
-    from narla.evaluate import evaluate
-    from narla.scenario import load
+    from narla import scenario as scenarios
+    from narla.training import build
+
+    overrides = [] if asynchronous else ["task.options.asynchronous=false", "task.options.num_workers=null"]
+    run = build(scenarios.load(scenario, overrides), learner=False)
+    engine, task = run.engine, run.task
+    try:
+        obs = task.reset(seed=0)
+        engine.reset_memory(task.num_envs)
+        prev = torch.zeros(engine.num_sensors + engine.num_neurons, task.num_envs)
+        prev_action = torch.zeros(task.num_envs, engine.population.action_dim)
+        ticks, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            prev, actions = engine.tick(obs, prev, prev_action=prev_action)
+            action = engine.readout(actions)
+            obs, _, terminated, truncated = task.step(action)
+            engine.keep_memory(~(terminated | truncated))
+            prev_action = action * (~(terminated | truncated)).float().unsqueeze(1)
+            ticks += 1
+        return ticks * task.num_envs / (time.perf_counter() - start)
+    finally:
+        task.close()
+
+
+def random_policy(episodes: int, seed: int = 0) -> dict:
+    """Returns of ``episodes`` full Ant episodes of uniformly random actions."""
+    import gymnasium as gym
+
+    from narla.tasks.ant import ANT_ENV_ID
+
+    env = gym.make(ANT_ENV_ID)
+    env.action_space.seed(seed)
+    returns, steps = [], 0
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            steps += 1
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return {"returns": returns, "mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "steps": steps}
+
+
+def train(model: str, runs: Path, generations: int, max_minutes: float | None, seed: int) -> dict:
+    """Train (or resume) ``RUNS/MODEL`` up to ``generations`` generations; returns its summary."""
+    import torch
+
+    torch.set_num_threads(1)
+    from narla import scenario as scenarios
+    from narla.checkpoint import CHECKPOINT, resume
     from narla.training import Trainer
 
-    torch.set_num_threads(1)  # one core per scenario: more threads only contend on a small machine
+    out = runs / model
+    path = Path("scenarios") / f"ant_{model}.yaml"
+    num_envs = scenarios.load(path).task.num_envs
+    extend = [f"training.max_episodes={generations * num_envs}"]
+    if max_minutes is not None:
+        extend.append(f"training.max_wall_s={max_minutes * 60}")
+    summary = _read(out / "summary.json")
+    if summary is not None and summary.get("episodes", 0) >= generations * num_envs:
+        return summary
+    if (out / CHECKPOINT).is_file():
+        trainer = resume(out, extend, progress=True)
+    else:
+        scenario = scenarios.load(path, [f"seed={seed}", f"training.checkpoint_every={10 * num_envs}", *extend])
+        trainer = Trainer(scenario, out, progress=True, overwrite=True)
+    try:
+        return trainer.train()
+    finally:
+        trainer.run.task.close()
 
-    overrides = [
-        "task.options={asynchronous: false, normalize_obs: true}",
-        f"task.max_episode_steps={steps}",
-        f"training.max_episodes={episodes}",
-        f"seed={seed}",
-    ]
-    trainer = Trainer(load(f"scenarios/{name}.yaml", overrides), out, progress=False)
-    summary = trainer.train()
-    trainer.run.task.close()
-    return {"summary": summary, "eval": evaluate(out, 10)}
+
+def test(run_dir: Path, episodes: int) -> dict:
+    """Plain and shuffled test scores of the mean parameters (cached in ``test.json`` for the model it tested)."""
+    from narla.evaluate import evaluate
+
+    summary = _read(run_dir / "summary.json") or {}
+    cached = _read(run_dir / "test.json")
+    if cached is not None and cached.get("episodes_trained") == summary.get("episodes"):
+        return cached
+    result = {"episodes_trained": summary.get("episodes")}
+    for kind, shuffle in (("plain", False), ("shuffled", True)):
+        stats = evaluate(run_dir, episodes, num_envs=episodes, shuffle=shuffle)
+        result[kind] = {"mean": stats["mean_return"], "std": stats["std_return"], "returns": stats["returns"]}
+    _atomic(run_dir / "test.json", json.dumps(result, indent=2) + "\n")
+    return result
 
 
-def curve(run_dir: Path) -> tuple[list[int], list[int], list[float]]:
-    """Episode index, cumulative environment steps and return of every episode of a run."""
-    episodes, steps, returns = [], [], []
-    total = 0
+def generation_curve(run_dir: Path, num_envs: int) -> dict[str, list[float]]:
+    """Per generation: population mean return, best copy's return, and environment steps so far."""
     with open(run_dir / "episodes.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            total += int(float(row["length"]))
-            episodes.append(int(row["episode"]))
-            steps.append(total)
-            returns.append(float(row["return"]))
-    return episodes, steps, returns
+        rows = list(csv.DictReader(f))
+    mean, best, steps, total = [], [], [], 0
+    for g in range(len(rows) // num_envs):
+        batch = rows[g * num_envs : (g + 1) * num_envs]
+        returns = [float(r["return"]) for r in batch]
+        total += sum(int(float(r["length"])) for r in batch)
+        mean.append(statistics.fmean(returns))
+        best.append(max(returns))
+        steps.append(total)
+    return {"mean": mean, "best": best, "steps": steps}
 
 
-def plot(out: Path) -> None:
-    """Return vs episodes and vs environment steps, one line per scenario (16-episode running mean)."""
+def plot(curves: dict[str, dict], random_mean: float, path: Path) -> None:
+    """Population mean and best return against generations and against environment steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in SCENARIOS:
-        episodes, steps, returns = curve(out / "ant_runs" / name)
-        windows = [returns[max(0, i - 15) : i + 1] for i in range(len(returns))]
-        mean = [sum(w) / len(w) for w in windows]
-        axes[0].plot(episodes, mean, label=name)
-        axes[1].plot(steps, mean, label=name)
-    axes[0].set_xlabel("episode")
-    axes[1].set_xlabel("environment steps")
-    for ax in axes:
-        ax.set_ylabel("return (16-episode mean)")
-        ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for model, c in curves.items():
+        gens = range(1, len(c["mean"]) + 1)
+        for ax, x in zip(axes, (gens, c["steps"]), strict=True):
+            (line,) = ax.plot(x, c["mean"], label=f"{model} (population mean)")
+            ax.plot(x, c["best"], color=line.get_color(), alpha=0.35, linewidth=0.8)
+    for ax, label in zip(axes, ("generations", "environment steps"), strict=True):
+        ax.axhline(random_mean, color="grey", linestyle=":", linewidth=1, label="random policy")
+        ax.axhline(GOAL, color="black", linestyle="--", linewidth=0.8, label=f"goal {GOAL:.0f}")
+        ax.set_xlabel(label)
+        ax.set_ylabel("return (faint: best copy)")
+        ax.legend(fontsize=8)
+    fig.suptitle("PyBullet AntBulletEnv-v0, whole-network CMA-ES")
     fig.tight_layout()
-    fig.savefig(out / "ant_return.png", dpi=100)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _params(run_dir: Path) -> int:
+    import torch
+
+    saved = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    return sum(v.numel() for k, v in saved["population"].items() if k != "positions" and v.is_floating_point())
+
+
+def render(data: dict, args: argparse.Namespace) -> str:
+    """The markdown page."""
+    bench, rnd = data["throughput"], data["random"]
+    lines = [
+        "# PyBullet Ant: the Cooperator vs AttentionNeuron vs a plain layered network",
+        "",
+        f"Regenerate: `python -m narla.analysis.ant --runs {args.runs} --out {args.out} --generations "
+        f"{args.generations}` (add `--max-minutes M` to cap each model's training in one invocation; runs resume "
+        "from their checkpoints, finished steps are skipped). Measured on this project's 2-core CPU machine; "
+        "PyBullet runs on the CPU only.",
+        "",
+        "Networks (`scenarios/ant_{cooperator,attention,layered}.yaml`): **cooperator** = AttentionNeuron's Ant",
+        "network (28 sensory neurons with a tied LSTM memory, 32 latent neurons with fixed positional queries, a head",
+        "of 32 rate neurons, 8 rate motor neurons) with keys modulated by relu6(k² + 2k + c(1 + |k|)); **attention**",
+        "= the same network unmodulated, keys and queries widened to the Cooperator's parameter count (within 2 %);",
+        "**layered** = a plain 28-32-32-8 network of tanh rate neurons. All: whole-network CMA-ES (σ0 0.1), 16",
+        "members × 1 episode per generation, running observation normalisation, the task reward. The authors ran",
+        "128 members × 16 rollouts per generation; AttentionNeuron 256 × 16 for 12,000 generations.",
+        "",
+        "## Throughput (environment steps/s, measured one after the other in one invocation)",
+        "",
+        "| loop | steps/s | × bare gymnasium |",
+        "|---|--:|--:|",
+        f"| bare gymnasium, 1 copy, random actions, 1 process | {bench['bare']:,.0f} | 1.00 |",
+    ]
+    for key, label in (("inprocess", "narla, 16 copies in the training process, Cooperator acting"),
+                       ("sharded", f"narla, 16 copies in {bench['num_workers']} worker processes, Cooperator acting")):
+        lines.append(f"| {label} | {bench[key]:,.0f} | {bench[key] / bench['bare']:.2f} |")
+    lines += [
+        "",
+        f"## Results ({args.test_episodes} test episodes of the mean parameters; *shuffled*: a new feature order "
+        "each episode)",
+        "",
+        "| model | params | generations | env steps | train wall | last-gen population mean | best population "
+        "mean | test (plain) | test (shuffled) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        f"| random policy | 0 | — | {rnd['steps']:,} | — | — | — | {rnd['mean']:.1f} ± {rnd['std']:.1f} | — |",
+    ]
+    for model, r in data["models"].items():
+        c = r["curve"]
+        lines.append(
+            f"| {model} | {r['params']:,} | {len(c['mean'])} | {c['steps'][-1]:,} | "
+            f"{r['summary']['wall_time_s'] / 60:.1f} min | {c['mean'][-1]:.1f} | {max(c['mean']):.1f} | "
+            f"{r['test']['plain']['mean']:.1f} ± {r['test']['plain']['std']:.1f} | "
+            f"{r['test']['shuffled']['mean']:.1f} ± {r['test']['shuffled']['std']:.1f} |"
+        )
+    lines += ["", "![Ant curves](ant_curves.png)", "", "## Goals", ""]
+    models = data["models"]
+    if "cooperator" in models:
+        coop = models["cooperator"]["test"]
+        plain, shuffled = coop["plain"]["mean"], coop["shuffled"]["mean"]
+        lines.append(f"- Cooperator test score ≥ {GOAL:.0f}: **{'met' if plain >= GOAL else 'not met'}** "
+                     f"({plain:.1f}; random policy {rnd['mean']:.1f}).")
+        if "attention" in models:
+            base = models["attention"]["test"]["plain"]["mean"]
+            steps = (models["cooperator"]["curve"]["steps"][-1], models["attention"]["curve"]["steps"][-1])
+            lines.append(
+                f"- Cooperator ≥ AttentionNeuron at equal parameters and generations: "
+                f"**{'met' if plain >= base else 'not met'}** ({plain:.1f} vs {base:.1f}; "
+                f"{steps[0]:,} vs {steps[1]:,} environment steps: equal generations, not equal steps, since "
+                "episodes end when the Ant falls)."
+            )
+        within = abs(shuffled - plain) <= 0.1 * abs(plain)
+        lines.append(f"- Cooperator's shuffled score within 10 % of its plain score: "
+                     f"**{'met' if within else 'not met'}** ({shuffled:.1f} vs {plain:.1f}).")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/results"))
-    parser.add_argument("--episodes", type=int, default=64, help="training episodes per scenario")
-    parser.add_argument("--steps", type=int, default=1000, help="steps per episode (Ant's own limit: 1000)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/ant"), help="where the runs live (default runs/ant)")
+    parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where ant.md and its figure go")
+    parser.add_argument("--generations", type=int, default=200, help="CMA-ES generations per model (default 200)")
+    parser.add_argument("--max-minutes", type=float, help="cap each model's training in this invocation (resumes)")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--test-episodes", type=int, default=10, help="test episodes per model (default 10)")
+    parser.add_argument("--bench-seconds", type=float, default=20.0, help="seconds per throughput loop (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    runs = args.out / "ant_runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=len(SCENARIOS)) as pool:
-        futures = {
-            name: pool.submit(train_one, name, str(runs / name), args.episodes, args.steps, args.seed)
-            for name in SCENARIOS
+    import torch
+
+    torch.set_num_threads(1)  # the network's work per tick is small; more threads only fight the Ant workers
+    models = [m for m in args.models.split(",") if m]
+    bad = [m for m in models if m not in MODELS]
+    if bad:
+        parser.error(f"--models: unknown {bad}; allowed: {', '.join(MODELS)}")
+    if args.generations < 1 or args.test_episodes < 1:
+        parser.error("--generations and --test-episodes must be >= 1")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    scenario = "scenarios/ant_cooperator.yaml"
+    bench = _read(args.runs / "throughput.json")
+    if bench is None:
+        from narla import scenario as scenarios
+
+        bench = {
+            "seconds": args.bench_seconds,
+            "num_workers": scenarios.load(scenario).task.options.get("num_workers"),
+            "bare": bare_gym_steps_per_s(args.bench_seconds),
+            "inprocess": narla_steps_per_s(scenario, args.bench_seconds, asynchronous=False),
+            "sharded": narla_steps_per_s(scenario, args.bench_seconds, asynchronous=True),
         }
-        results = {name: f.result() for name, f in futures.items()}
-    table = {}
-    for name, res in results.items():
-        _, steps, returns = curve(runs / name)
-        table[name] = {
-            "episodes": len(returns),
-            "env_steps": steps[-1] if steps else 0,
-            "wall_time_s": res["summary"]["wall_time_s"],
-            "first16_mean_return": sum(returns[:16]) / max(len(returns[:16]), 1),
-            "last16_mean_return": res["summary"]["final_mean_return"],
-            "best16_mean_return": res["summary"]["best_mean_return"],
-            "eval10_mean_return": res["eval"]["mean_return"],
-            "eval10_std_return": res["eval"]["std_return"],
+        _atomic(args.runs / "throughput.json", json.dumps(bench, indent=2) + "\n")
+    print(f"throughput: bare {bench['bare']:,.0f}, narla in-process {bench['inprocess']:,.0f}, narla in "
+          f"{bench['num_workers']} workers {bench['sharded']:,.0f} env steps/s", flush=True)
+    rnd = _read(args.runs / "random.json")
+    if rnd is None or len(rnd["returns"]) != args.test_episodes:
+        rnd = random_policy(args.test_episodes, args.seed)
+        _atomic(args.runs / "random.json", json.dumps(rnd, indent=2) + "\n")
+    print(f"random policy: {rnd['mean']:.1f} ± {rnd['std']:.1f}", flush=True)
+    from narla import scenario as scenarios
+
+    results = {}
+    for model in models:
+        summary = train(model, args.runs, args.generations, args.max_minutes, args.seed)
+        run_dir = args.runs / model
+        num_envs = scenarios.load(f"scenarios/ant_{model}.yaml").task.num_envs
+        results[model] = {
+            "summary": summary,
+            "curve": generation_curve(run_dir, num_envs),
+            "test": test(run_dir, args.test_episodes),
+            "params": _params(run_dir),
         }
-    (args.out / "ant.json").write_text(json.dumps(table, indent=2) + "\n")
-    plot(args.out)
-    print(json.dumps(table, indent=2))
+        print(f"{model}: {summary['episodes'] // num_envs} generations, test "
+              f"{results[model]['test']['plain']['mean']:.1f} (shuffled "
+              f"{results[model]['test']['shuffled']['mean']:.1f})", flush=True)
+    data = {"throughput": bench, "random": rnd, "models": results}
+    plot({m: r["curve"] for m, r in results.items()}, rnd["mean"], args.out / "ant_curves.png")
+    _atomic(args.out / "ant.json", json.dumps(data, indent=2) + "\n")
+    _atomic(args.out / "ant.md", render(data, args))
+    print(f"wrote {args.out / 'ant.md'}")
     return 0
 
 

@@ -25,8 +25,9 @@ def make_ant(
 ) -> GymVectorTask:
     """``B`` copies of PyBullet Ant: observation ``[B, 28]``, action ``Box(-1, 1, (8,))``, 1,000 steps per episode.
 
-    By default each copy runs in its own worker process and observations are normalized with running
-    statistics (see :class:`GymVectorTask`). ``num_workers`` caps how many workers step at once;
+    By default the copies are split over worker processes (``num_workers``, default one per CPU core, each
+    stepping its share of the copies) and observations are normalized with running statistics (see
+    :class:`GymVectorTask`);
     ``max_episode_steps`` shortens (or lengthens) the 1,000-step episodes.
 
     Raises:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -11,6 +12,7 @@ import torch
 
 from narla.tasks.base import Task
 from narla.tasks.normalize import RunningNormalizer
+from narla.tasks.sharded import ShardedVectorEnv
 
 
 class _MakeEnv:
@@ -45,9 +47,9 @@ def resolve_spec(env_id: str) -> gym.envs.registration.EnvSpec:
 class GymVectorTask(Task):
     """``B`` copies of a gymnasium environment behind the batched torch :class:`Task` interface.
 
-    Copies run in a ``SyncVectorEnv`` (one process, stepped in turn) or, with ``asynchronous=True``, an
-    ``AsyncVectorEnv`` with one worker process per copy; ``num_workers`` then caps how many of those processes
-    step at the same time (gymnasium's ``max_concurrency``), which helps when ``B`` exceeds the CPU cores.
+    Copies run in a ``SyncVectorEnv`` (one process, stepped in turn) or, with ``asynchronous=True``, in
+    ``num_workers`` worker processes (default: one per CPU core, at most ``B``), each stepping ``B / W``
+    consecutive copies (:class:`narla.tasks.sharded.ShardedVectorEnv`); copy ``i`` is seeded ``seed + i`` either way.
     Auto-reset is gymnasium's SAME_STEP mode: a finished copy's observation is already its next start.
 
     Observations must be a ``Box`` (flattened to ``[B, S]``) or ``Discrete`` (one-hot ``[B, n]``); they come
@@ -84,11 +86,11 @@ class GymVectorTask(Task):
             )
 
         env_fns = [_MakeEnv(env_id, env_kwargs) for _ in range(num_envs)]
-        mode = gym.vector.AutoresetMode.SAME_STEP
         if asynchronous:
-            self.env = gym.vector.AsyncVectorEnv(env_fns, autoreset_mode=mode, max_concurrency=num_workers)
+            workers = num_workers if num_workers is not None else max(1, min(num_envs, os.cpu_count() or 1))
+            self.env = ShardedVectorEnv(env_fns, workers)
         else:
-            self.env = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=mode)
+            self.env = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
         obs_space = self.env.single_observation_space
         if isinstance(obs_space, gym.spaces.Box):
