@@ -18,7 +18,7 @@ from narla.engine import log_prob
 from narla.envs import NeuronAECEnv, NeuronParallelEnv, aec_env, parallel_env
 from narla.graph import neurons
 from narla.rollout import collect
-from narla.scenario import from_dict
+from narla.scenario import ScenarioError, from_dict, load
 from narla.training import build
 
 BIO = ["activity", "sparsity", "prediction", "trace", "relay"]
@@ -350,6 +350,45 @@ def test_a_rate_network_view_reproduces_the_engine_rollout(scenario, view):
     np.testing.assert_array_equal(np.stack(rec["task_obs"]), rollout.obs[:t, 0].numpy())
     torch.testing.assert_close(torch.tensor(rec["actions"]), rollout.actions[:t, 0], rtol=0, atol=1e-6)
     torch.testing.assert_close(torch.tensor(rec["rewards"]), rollout.rewards[:t, 0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("path,overrides", [
+    ("scenarios/cartpole_cooperator.yaml", []),
+    ("scenarios/swingup_attention.yaml", ["network.head=[3]", "task.max_episode_steps=60"]),
+    ("scenarios/swingup_cooperator.yaml", ["network.cell=gru", "task.max_episode_steps=60"]),
+], ids=["cartpole_cooperator", "swingup_attention_head", "swingup_cooperator_gru"])
+def test_the_aec_view_of_an_attention_network_reproduces_the_engine_rollout(path, overrides):
+    """Every sensory, latent, head and motor neuron an agent; driven by its own functions it plays the engine's tick."""
+    s = load(path, overrides)
+    ref = build(s, learner=False)
+    ref_task = build(replace(s, task=replace(s.task, num_envs=1)), learner=False).task
+    rollout = collect(ref.engine, _SeedOnce(ref_task, s.seed), ref.scheme, sync_every=1)
+    env = aec_env(s)
+    env.reset(seed=s.seed)
+    last = env.possible_agents[-1]
+    values, rewards, task_obs = [], [], []
+    for agent in env.agent_iter():
+        _, _, terminated, truncated, _ = env.last()
+        if terminated or truncated:
+            env.step(None)
+            continue
+        if agent == env.possible_agents[0]:
+            task_obs.append(env.task_observation.copy())
+        env.step(env.policy_action())
+        if agent == last:
+            values.append(env.core.last_actions.copy())
+            rewards.append([env.rewards[a] for a in env.possible_agents])
+    t = int(rollout.valid.sum())
+    assert len(values) == t
+    np.testing.assert_array_equal(np.stack(task_obs), rollout.obs[:t, 0].numpy())
+    torch.testing.assert_close(torch.tensor(np.stack(values)), rollout.actions[:t, 0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(rewards), rollout.rewards[:t, 0], rtol=0, atol=1e-5)
+
+
+def test_attention_networks_pass_the_pettingzoo_api_test_and_refuse_the_parallel_view():
+    _quiet(api_test, aec_env(load("scenarios/swingup_cooperator.yaml", ["network.head=[3]"])), num_cycles=40)
+    with pytest.raises(ScenarioError, match="only the AEC view plays them"):
+        parallel_env("scenarios/cartpole_cooperator.yaml")
 
 
 def test_views_replay_recorded_actions_to_the_same_rewards():

@@ -100,7 +100,7 @@ class NeuronAECEnv(NetworkView, AECEnv):
         self.core.require_running()
         i = self.core.index[agent]
         if i not in self.core.policy_cache:
-            start, end = self.core.wiring.stages[int(self.core.stage_of[i])]
+            start, end = self.core.stages[int(self.core.stage_of[i])]
             sampled = self.core.sample(start, end)
             self.core.policy_cache.update({start + k: a for k, a in enumerate(sampled.tolist())})
         return self.core.policy_action(i)

@@ -40,8 +40,8 @@ from narla.tasks.base import Task
 
 ScenarioLike = Scenario | dict | str | Path
 _WHOLE_NETWORK = (
-    "network.builder: the PettingZoo views play networks whose neurons each emit one value; the attention_neuron "
-    "and cooperator networks exchange key vectors inside one batched step and run through narla run"
+    "network.builder: the attention_neuron and cooperator networks act layer after layer within a tick (each "
+    "latent neuron reads this tick's keys), so only the AEC view plays them; use narla.envs.aec_env"
 )
 
 
@@ -68,7 +68,7 @@ def build_run(scenario: ScenarioLike, propagation: str, max_cycles: int | None =
     if max_cycles is not None:
         task = replace(task, max_episode_steps=max_cycles)
     run = build(replace(scenario, propagation=propagation, task=task), learner=False)
-    if run.engine.whole_network:
+    if run.engine.whole_network and propagation != "sweep":
         raise ScenarioError(_WHOLE_NETWORK)
     return run
 
@@ -100,6 +100,8 @@ class NetworkCore:
     exactly the pieces :meth:`Engine.tick` and :func:`narla.rollout.collect` are made of.
     """
 
+    whole_network = False
+
     def __init__(self, task: Task, engine: Engine, scheme: RewardScheme, propagation: str, episode: int = 0) -> None:
         if task.num_envs != 1:
             raise ValueError(f"task.num_envs: a PettingZoo view plays one copy (num_envs=1), got {task.num_envs}")
@@ -109,8 +111,11 @@ class NetworkCore:
                 f"propagation: this view plays {propagation!r} semantics but the engine was built with "
                 f"{engine.propagation!r}; build the engine with propagation={propagation!r} or use narla.envs.{other}"
             )
-        if engine.whole_network:
-            raise ValueError(_WHOLE_NETWORK)
+        if engine.whole_network != self.whole_network:
+            raise ValueError(
+                "a whole-network population (attention_neuron / cooperator) needs narla.envs.whole.WholeNetworkCore"
+                if engine.whole_network else "WholeNetworkCore plays attention_neuron / cooperator networks only"
+            )
         self.task, self.engine, self.scheme = task, engine, scheme
         self.wiring = wiring = engine.wiring
         self.propagation = propagation
@@ -130,8 +135,9 @@ class NetworkCore:
         self.layer = wiring.layer.cpu().numpy()
         rate = engine.rate.cpu().numpy() if engine.rate is not None else np.zeros(self.num_neurons, dtype=bool)
         self.rate = rate
+        self.stages = list(wiring.stages)  # the groups of neurons whose policies act together (one draw each)
         self.stage_of = np.zeros(self.num_neurons, dtype=np.int64)
-        for k, (start, end) in enumerate(wiring.stages):
+        for k, (start, end) in enumerate(self.stages):
             self.stage_of[start:end] = k
         self.observation_spaces = {name: self._observation_space(i) for i, name in enumerate(self.names)}
         self.action_spaces = {name: self._action_space(i) for i, name in enumerate(self.names)}
@@ -373,7 +379,14 @@ class NetworkView:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} is not supported; allowed: None, 'ansi'")
         self.render_mode = render_mode
-        self.core = NetworkCore(task, engine, scheme, self.propagation, episode)
+        if engine.whole_network:
+            from narla.envs.whole import WholeNetworkCore
+
+            if self.propagation != "sweep":
+                raise ValueError(_WHOLE_NETWORK)
+            self.core = WholeNetworkCore(task, engine, scheme, self.propagation, episode)
+        else:
+            self.core = NetworkCore(task, engine, scheme, self.propagation, episode)
         self.possible_agents = list(self.core.names)
         self.observation_spaces = self.core.observation_spaces
         self.action_spaces = self.core.action_spaces

@@ -183,7 +183,7 @@ class AttentionNeuronPopulation(nn.Module):
         prev_action: torch.Tensor | None = None,
         deltas: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One tick of ``B`` copies.
+        """One tick of ``B`` copies: :meth:`sense`, :meth:`attend`, then each :meth:`layer` of the head.
 
         Args:
             obs: ``[B, S]`` the features in the order the sensory neurons read them.
@@ -195,6 +195,26 @@ class AttentionNeuronPopulation(nn.Module):
             ``values[N, B]`` (every neuron's output: sensory key RMS, latent code, head, motor) and the new memory.
         """
         theta = self.members(deltas)
+        keys, memory = self.sense(obs, memory, prev_action, theta)
+        out = self.attend(keys, obs, theta)
+        outputs = [key_activity(keys), out]
+        for layer in range(len(self.layer_sizes) - 1):
+            out = self.layer(layer, out, theta)
+            outputs.append(out)
+        return torch.cat(outputs, 1).T, memory
+
+    def sense(
+        self,
+        obs: torch.Tensor,
+        memory: torch.Tensor,
+        prev_action: torch.Tensor | None = None,
+        theta: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sensory neurons: their new memory and their (modulated) keys ``[B, S, d]``.
+
+        ``theta`` are the member-batched parameters (:meth:`members`; the population's own when None).
+        """
+        theta = theta if theta is not None else self.members()
         b, s = obs.shape
         p = theta["key_bias"].shape[0]
         k = b // p
@@ -218,28 +238,41 @@ class AttentionNeuronPopulation(nn.Module):
             memory = h.view(1, b, s, -1)
         keys = torch.baddbmm(theta["key_bias"], h, theta["key_weight"][:, 0].transpose(1, 2))  # [P, k*S, d]
         keys = keys.view(p, k, s, self.msg_dim)
-        queries = torch.baddbmm(
-            theta["query_bias"], self.positions.expand(p, -1, -1), theta["query_weight"][:, 0].transpose(1, 2)
-        )  # [P, M, d]
         if self.modulation != "none":
-            context = torch.bmm(theta["context_weight"], queries) + theta["context_bias"].unsqueeze(-1)  # [P, S|1, d]
-            keys = _modulate(self.modulation, keys, context.unsqueeze(1))
+            context = torch.bmm(theta["context_weight"], self.queries(theta)) + theta["context_bias"].unsqueeze(-1)
+            keys = _modulate(self.modulation, keys, context.unsqueeze(1))  # context [P, S|1, d]
+        return keys.view(b, s, self.msg_dim), memory
+
+    def queries(self, theta: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The latent neurons' fixed-position queries ``[P, M, d]``."""
+        theta = theta if theta is not None else self.members()
+        p = theta["query_bias"].shape[0]
+        return torch.baddbmm(
+            theta["query_bias"], self.positions.expand(p, -1, -1), theta["query_weight"][:, 0].transpose(1, 2)
+        )
+
+    def attend(self, keys: torch.Tensor, obs: torch.Tensor, theta: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The latent neurons' code ``[B, M]`` from the sensory keys ``[B, S, d]`` and the raw features ``[B, S]``."""
+        queries = self.queries(theta)
+        p, (b, s) = queries.shape[0], obs.shape
+        keys = keys.view(p, b // p, s, self.msg_dim)
         scores = torch.tanh(queries.unsqueeze(1) @ keys.transpose(-1, -2) / math.sqrt(self.msg_dim))  # [P, k, M, S]
-        code = torch.tanh(scores @ obs.view(p, k, s, 1)).squeeze(-1)  # [P, k, M]
-        outputs = [keys.pow(2).mean(-1).sqrt().view(b, s), code.view(b, -1)]
-        out = code
-        for w, bias in zip(theta_list(theta, "head_weights"), theta_list(theta, "head_biases"), strict=True):
-            out = torch.tanh(torch.baddbmm(bias.unsqueeze(1), out, w.transpose(1, 2)))  # [P, k, out]
-            outputs.append(out.reshape(b, -1))
-        return torch.cat(outputs, 1).T, memory
+        return torch.tanh(scores @ obs.view(p, b // p, s, 1)).reshape(b, -1)
+
+    def layer(self, index: int, x: torch.Tensor, theta: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Head layer ``index`` (the last one: the motor neurons) on the layer before's outputs ``x[B, n_in]``."""
+        theta = theta if theta is not None else self.members()
+        w, bias = theta[f"head_weights.{index}"], theta[f"head_biases.{index}"]
+        p, b = w.shape[0], x.shape[0]
+        out = torch.tanh(torch.baddbmm(bias.unsqueeze(1), x.view(p, b // p, -1), w.transpose(1, 2)))
+        return out.reshape(b, -1)
 
 
-def theta_list(theta: dict[str, torch.Tensor], prefix: str) -> list[torch.Tensor]:
-    """The member-batched tensors ``prefix.0, prefix.1, ...`` of a parameter list, in order."""
-    out = []
-    while f"{prefix}.{len(out)}" in theta:
-        out.append(theta[f"{prefix}.{len(out)}"])
-    return out
+def key_activity(keys: torch.Tensor) -> torch.Tensor:
+    """A sensory neuron's activity (what rewards and rasters see): the root mean square of its key, ``[B, S]``."""
+    return keys.pow(2).mean(-1).sqrt()
+
+
 
 
 def parameter_count(population: nn.Module) -> int:
