@@ -251,7 +251,9 @@ class AttentionNeuronPopulation(nn.Module):
             theta["query_bias"], self.positions.expand(p, -1, -1), theta["query_weight"][:, 0].transpose(1, 2)
         )
 
-    def attend(self, keys: torch.Tensor, obs: torch.Tensor, theta: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def attend(
+        self, keys: torch.Tensor, obs: torch.Tensor, theta: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The latent neurons' code ``[B, M]`` from the sensory keys ``[B, S, d]`` and the raw features ``[B, S]``."""
         queries = self.queries(theta)
         p, (b, s) = queries.shape[0], obs.shape
