@@ -38,6 +38,15 @@ def load_model(run_dir: str | Path) -> dict:
     raise ScenarioError(f"{str(run_dir)!r} holds neither model.pt nor checkpoint.pt; is it a narla results directory?")
 
 
+def in_process_options(task_id: str, options: dict) -> dict:
+    """A task's options with its copies stepped in this process (no worker processes): replays and tests."""
+    options = dict(options)
+    if "asynchronous" in options or task_id == "ant":
+        options["asynchronous"] = False
+        options.pop("num_workers", None)
+    return options
+
+
 def eval_scenario(saved: dict, num_envs: int, seed: int | None = None) -> Scenario:
     """The saved scenario set up for replay: ``num_envs`` copies in one process, and the saved seed or ``seed``.
 
@@ -45,10 +54,7 @@ def eval_scenario(saved: dict, num_envs: int, seed: int | None = None) -> Scenar
     replay their mean parameters.
     """
     scenario = from_dict(saved)
-    options = dict(scenario.task.options)
-    if "asynchronous" in options or scenario.task.id == "ant":
-        options["asynchronous"] = False
-        options.pop("num_workers", None)
+    options = in_process_options(scenario.task.id, scenario.task.options)
     task = dataclasses.replace(scenario.task, num_envs=num_envs, options=options)
     return dataclasses.replace(
         scenario, task=task, seed=scenario.seed if seed is None else seed, device="cpu"
@@ -162,10 +168,7 @@ class PolicyTest:
         from narla.tasks.registry import make_task
 
         scenario = run.scenario
-        options = dict(scenario.task.options)
-        if scenario.task.id == "ant" or "asynchronous" in options:
-            options["asynchronous"] = False
-            options.pop("num_workers", None)
+        options = in_process_options(scenario.task.id, scenario.task.options)
         if scenario.task.max_episode_steps is not None:
             options["max_episode_steps"] = scenario.task.max_episode_steps
         self.task = make_task(scenario.task.id, episodes, device=run.device, **options)
