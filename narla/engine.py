@@ -7,7 +7,7 @@ Propagation modes:
   delay); sensors carry the current observation. The whole network is then one stage.
 
 The engine samples actions without gradient (``tick``) and re-evaluates recorded rollouts with
-gradient in one batched pass (``evaluate``): both go through the same ``_stage`` code.
+gradient in one batched pass (``evaluate``): both go through the same ``stage_inputs`` and ``_policy`` code.
 
 Whole-network populations (``population.whole_network``, e.g. AttentionNeuron and the Cooperator,
 :mod:`narla.neurons.attention_neuron`) compute every neuron's value in one call, ``population.act``; their
