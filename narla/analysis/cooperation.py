@@ -170,7 +170,7 @@ def plot(task: str, curves: dict[str, list[dict]], target: float, path: Path) ->
         values = np.array([r["mean"][:n] for r in runs])
         steps = np.array([r["steps"][:n] for r in runs]).mean(0)
         mean, sd = values.mean(0), values.std(0)
-        for ax, x in zip(axes, (np.arange(1, n + 1), steps), strict=True):
+        for ax, x in zip(axes[:2], (np.arange(1, n + 1), steps), strict=True):
             ax.plot(x, mean, label=model)
             ax.fill_between(x, mean - sd, mean + sd, alpha=0.2)
         tests = [r["tests"] for r in runs if r["tests"][0]]
@@ -202,10 +202,15 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         "# The Cooperator vs AttentionNeuron vs a plain narla network",
         "",
         f"Regenerate: `python -m narla.analysis.cooperation --runs {args.runs} --out {args.out}` (defaults: seeds "
-        "0–4, the three models, the three tasks, 100 CMA-ES generations on CartPole and 150 on swing-up, 2 workers; "
-        "finished runs are skipped and interrupted runs resume from their checkpoints). `--render-only` redraws "
-        f"this page from the tested runs under `{args.runs}`, whichever invocation made them: the budget column "
-        f"says how many seeds each row has. Last invocation: {wall / 60:.1f} min wall.",
+        "0–4, the models cooperator, attention and layered, the three tasks, 100 CMA-ES generations on CartPole "
+        "and 150 on swing-up, 2 workers; finished runs are skipped and interrupted runs resume from their "
+        "checkpoints); `--models cooperator_shared` adds that row. `--render-only` redraws this page from the "
+        f"tested runs under `{args.runs}`, whichever invocation made them: the budget column says how many seeds "
+        f"each row has. Last invocation: {wall / 60:.1f} min wall.",
+        "",
+        "Time to regenerate, from the runs' own files (first `scenario.yaml` written to last `test.json` written, "
+        f"2 workers on this 2-core machine): {_span(records, ('cooperator', 'attention', 'layered'))}; the "
+        f"cooperator_shared row: {_span(records, ('cooperator_shared',))}.",
         "",
         "Models (`narla.cooperator`, `scenarios/{cartpole,swingup}_{cooperator,attention,layered}.yaml`):",
         "**cooperator** = AttentionNeuron's network with keys modulated by relu6(k² + 2k + c(1 + |k|)), c a learned",
@@ -279,6 +284,16 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _span(records: list[dict], models: tuple[str, ...]) -> str:
+    """Wall time from the first run's start to the last run's test, over the runs of ``models``."""
+    dirs = [Path(r["dir"]) for r in records if r["model"] in models]
+    if not dirs:
+        return "not run"
+    start = min((d / "scenario.yaml").stat().st_mtime for d in dirs)
+    end = max((d / "test.json").stat().st_mtime for d in dirs)
+    return f"{(end - start) / 60:.1f} min for {len(dirs)} runs"
+
+
 def _params(run_dir: str) -> int:
     import torch
 
@@ -328,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{record['test']['plain']['mean']:.1f} (shuffled {record['test']['shuffled']['mean']:.1f})",
                   flush=True)
     os.makedirs(args.out, exist_ok=True)
-    records = finished_records(Path(args.runs), tasks, models)  # also the runs of earlier invocations
+    records = finished_records(Path(args.runs), list(TASKS), list(MODELS))  # every tested run, whoever made it
     atomic_text(Path(args.out) / "cooperation.md", render(records, args, time.perf_counter() - start))
     print(f"wrote {Path(args.out) / 'cooperation.md'}")
 
