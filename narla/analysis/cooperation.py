@@ -231,7 +231,9 @@ def render(records: list[dict], args: argparse.Namespace, wall: float) -> str:
         "learned per-position key modulation, so a shuffle moves features to rows tuned for others; **layered** reads",
         "each feature at a fixed input. Both lose most of their score when shuffled. **cooperator_shared** is the",
         "Cooperator with `context_map: shared`: one context row for all sensory neurons, which keeps it exactly",
-        "invariant (a variant of ours, 68 parameters fewer than the authors' form on swing-up).",
+        "invariant (a variant of ours, 68 parameters fewer than the authors' form on swing-up). Set beside",
+        "**attention**, it shows what the key modulation adds when it cannot tell the features' positions apart;",
+        "set beside **cooperator**, what the per-position context rows add.",
         "",
     ]
     for task in TASKS:
