@@ -283,6 +283,12 @@ class NetworkCore:
         self.engine.commit(self.act, self.actions, chosen, i, i + 1)
         self.acted[i] = True
 
+    def set_all_actions(self, actions: list[float]) -> None:
+        """Every neuron acts at once (the Parallel view): one :meth:`Engine.commit` for the whole network."""
+        chosen = torch.tensor(actions, dtype=self.actions.dtype, device=self.engine.device).unsqueeze(1)
+        self.engine.commit(self.act, self.actions, chosen, 0, self.num_neurons)
+        self.acted[:] = True
+
     def end_tick(self) -> TickResult:
         """Every neuron has acted: :func:`narla.rollout.finish_tick` steps the task and scores the tick."""
         before = self.carry

@@ -58,8 +58,7 @@ class NeuronParallelEnv(NetworkView, ParallelEnv):
         unknown = [agent for agent in actions if agent not in self.core.index]
         if unknown:
             raise ValueError(f"actions: unknown agent(s) {', '.join(map(repr, unknown[:5]))}")
-        for agent in self.agents:
-            self.core.set_action(self.core.index[agent], self.core.check_action(agent, actions[agent]))
+        self.core.set_all_actions([self.core.check_action(agent, actions[agent]) for agent in self.possible_agents])
         result = self.core.end_tick()
         agents = self.agents
         observations = self._observations()
