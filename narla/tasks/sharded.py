@@ -10,6 +10,7 @@ batch whatever ``W`` is, and with ``reset(seed=s)`` it is seeded with ``s + i``,
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 from collections.abc import Callable
 from typing import Any
@@ -34,8 +35,8 @@ def _worker(pipe, env_fns: list[Callable[[], gym.Env]]) -> None:
                 pipe.send((env.single_observation_space, env.single_action_space))
             elif command == "close":
                 break
-    except KeyboardInterrupt:  # the parent is being interrupted too; exit quietly
-        pass
+    except KeyboardInterrupt:  # the parent is being interrupted too: fall through to the cleanup below
+        return
     except Exception as err:  # report to the parent instead of dying silently
         pipe.send(("error", f"{type(err).__name__}: {err}"))
     finally:
@@ -93,10 +94,8 @@ class ShardedVectorEnv:
             return
         self.closed = True
         for pipe in self.pipes:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):  # a worker that already exited needs no message
                 pipe.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
         for process in self.processes:
             process.join(timeout=5)
             if process.is_alive():
