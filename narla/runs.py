@@ -17,6 +17,12 @@ A run that stops (solved, out of episodes, or a non-finite loss) is dropped from
 optimizer state, its environment copies and its generators are sliced away, so it costs nothing afterwards.
 On CPU a run trained this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``).
 
+A batch can be paused and resumed (``checkpoint=PATH``): every ``checkpoint_every_s`` seconds, and when the time cap
+``max_wall_s`` is reached, the batch's state (stacked parameters, Adam state, every run's generators, the history)
+is written to ``PATH`` between episodes. A time cap then pauses the runs still going (``summary.json`` status
+``paused``) instead of ending them, and the next trainer given the same seeds and ``PATH`` continues them exactly
+where they were: a paused and resumed batch equals the uninterrupted one, bit for bit on CPU.
+
 Supported: ``learning.rule: reinforce``, spiking neurons of the stage-wise population without universal context,
 torch-native tasks (``cartpole``, ``swingup``). :func:`batchable` says why a scenario is not; ``narla sweep`` then
 runs its seeds one by one.
@@ -36,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from narla.checkpoint import truncate_csv
 from narla.engine import Engine
 from narla.learning import Reinforce
 from narla.learning.returns import discounted_returns, normalize_per_neuron
@@ -60,7 +67,8 @@ def batchable(scenario: Scenario) -> str | None:
     if scenario.task.id not in ("cartpole", "swingup"):
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
     if scenario.training.checkpoint_every is not None:
-        return "training.checkpoint_every is set (batched runs write no checkpoints)"
+        return ("training.checkpoint_every is set (batched runs checkpoint the whole batch by wall time instead, "
+                "narla.runs.RunsTrainer(checkpoint=...))")
     return None
 
 
@@ -181,6 +189,23 @@ class RunEngine(Engine):
         n = self.num_neurons
         return {name: p.detach()[run * n : (run + 1) * n].clone() for name, p in self.population.named_parameters()}
 
+    def state(self) -> dict:
+        """The stacked parameters and every run's sampling generator (for a batch checkpoint)."""
+        return {"population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
+                "generators": [g.get_state() for g in self.generators]}
+
+    def load_state(self, state: dict) -> None:
+        """Inverse of :meth:`state` (the batch must already hold the same runs)."""
+        with torch.no_grad():
+            for name, p in self.population.named_parameters():
+                saved = state["population"][name]
+                if saved.shape != p.shape:
+                    raise ValueError(f"checkpoint parameter {name!r} has shape {list(saved.shape)}, "
+                                     f"the batch {list(p.shape)}")
+                p.copy_(saved)
+        for g, s in zip(self.generators, state["generators"], strict=True):
+            g.set_state(s)
+
     def keep_runs(self, keep: list[int], optimizer: torch.optim.Optimizer) -> None:
         """Drop every run not in ``keep`` (active indices): parameter rows, optimizer state and generators."""
         n = self.num_neurons
@@ -239,6 +264,13 @@ class RunTask:
             else:
                 parts.append(torch.zeros(t.num_envs, t.state_dim, dtype=torch.float64, device=t.device))
         return torch.cat(parts)
+
+    def generator_states(self) -> list[torch.Tensor]:
+        return [t.generator.get_state() for t in self.tasks]
+
+    def load_generator_states(self, states: list[torch.Tensor]) -> None:
+        for t, s in zip(self.tasks, states, strict=True):
+            t.generator.set_state(s)
 
     def keep_runs(self, keep: list[int]) -> None:
         self.tasks = [self.tasks[r] for r in keep]
@@ -304,12 +336,16 @@ class RunReinforce(Reinforce):
 class RunsTrainer:
     """Trains the scenarios ``scenarios[r]`` (equal but for ``seed``) as one batch; one results directory each.
 
-    ``max_wall_s``: stop every run still going after this many seconds (status ``time_cap``).
+    ``max_wall_s``: stop every run still going after this many seconds of this call (status ``time_cap``), or,
+    with a ``checkpoint`` path, pause them there (status ``paused``) so that a later trainer resumes them.
+    ``checkpoint``: the batch's checkpoint file, written every ``checkpoint_every_s`` seconds and at the cap; if it
+    exists and holds these seeds, :meth:`train` continues from it.
     """
 
     def __init__(
         self, scenarios: list[Scenario], out_dirs: list[str | Path | None] | None = None,
         max_wall_s: float | None = None, progress: bool = False,
+        checkpoint: str | Path | None = None, checkpoint_every_s: float = 120.0,
     ) -> None:
         if not scenarios:
             raise ScenarioError("batched runs: no scenario given")
@@ -338,86 +374,170 @@ class RunsTrainer:
         self.solved_at: list[int | None] = [None] * len(scenarios)
         self.summaries: list[dict | None] = [None] * len(scenarios)
         self.final_parameters: list[dict[str, torch.Tensor] | None] = [None] * len(scenarios)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every_s = checkpoint_every_s
+        self.active = list(range(len(scenarios)))  # original run indices, in batch order
+        self.neuron_steps = [0] * len(scenarios)
+        self.episode = 0  # batches played so far, times B (the reward schedule's episode counter)
+        self.phase: tuple | None = None
+        self.wall_offset = 0.0  # wall time of earlier calls (a resumed batch)
+        self.resumed_from: list[int] | None = None
 
     def train(self) -> list[dict]:
-        """Train until every run has stopped; returns each run's summary (also written to its ``summary.json``)."""
+        """Train until every run has stopped or paused; returns each run's summary (also in its ``summary.json``)."""
         base = self.scenarios[0]
         cfg = base.training
-        n = self.engine.num_neurons
         b = base.task.num_envs
-        active = list(range(len(self.scenarios)))  # original run indices, in batch order
-        windows = [deque(maxlen=self.solve_window) for _ in active]
-        neuron_steps = [0] * len(active)
         writers: dict[int, tuple] = {}
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            self._load_checkpoint()
         for r, d in enumerate(self.out_dirs):
             if d is not None:
                 d.mkdir(parents=True, exist_ok=True)
                 _atomic_write(d / "scenario.yaml", dump(self.scenarios[r]))
+                if self.resumed_from is not None:
+                    truncate_csv(d / "episodes.csv", len(self.returns[r]))
+        windows = [deque(ret[-self.solve_window :], maxlen=self.solve_window) for ret in self.returns]
         start = time.perf_counter()
-        episode = 0
-        phase = None
+        saved = start
         try:
-            while active:
-                terms = self.scheme.active_terms(episode)
-                if phase is not None and terms != phase:
+            while self.active:
+                active = self.active
+                terms = self.scheme.active_terms(self.episode)
+                if self.phase is not None and terms != self.phase:
                     self.learner.optimizer.state.clear()  # as narla.training.Trainer: a new phase, a fresh Adam
-                phase = terms
+                self.phase = terms
                 self.engine.start_episode()
                 self.task.drawing = [True] * len(active)
-                rollout = collect(self.engine, self.task.inner, self.scheme, episode, on_sync=self._sync)
+                rollout = collect(self.engine, self.task.inner, self.scheme, self.episode, on_sync=self._sync)
                 self.learner.update(rollout)
                 rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, self.engine.wiring).items()}
                 losses = self.learner.run_losses.tolist()
-                elapsed = time.perf_counter() - start
+                now = time.perf_counter()
+                elapsed = self.wall_offset + now - start
+                capped = self.max_wall_s is not None and now - start >= self.max_wall_s
                 stopped: dict[int, str] = {}
                 for pos, r in enumerate(active):
                     loss = losses[pos]
                     if not math.isfinite(loss):
-                        stopped[pos] = f"failed: TrainingError: the loss became {loss} at episode {episode}"
+                        stopped[pos] = f"failed: TrainingError: the loss became {loss} at episode {self.episode}"
                         continue
-                    for k in range(pos * b, (pos + 1) * b):
-                        if len(self.returns[r]) >= cfg.max_episodes:
-                            break
-                        ret = rows["return"][k]
-                        self.returns[r].append(ret)
-                        windows[r].append(ret)
-                        neuron_steps[r] += int(rows["length"][k]) * n
-                        row = {"episode": len(self.returns[r]), "wall_clock": round(elapsed, 3), "loss": loss}
-                        row.update({key: rows[key][k] for key in rows})
-                        self._write_row(r, row, writers)
-                        if self.solved_at[r] is None and solve_check(
-                            cfg, self.solve_threshold, windows[r], self.solve_window, len(self.returns[r])
-                        ):
-                            self.solved_at[r] = len(self.returns[r])
+                    self._record(r, pos, b, rows, loss, elapsed, windows[r], writers)
                     if self.solved_at[r] is not None and cfg.stop_when_solved:
                         stopped[pos] = "solved"
                     elif len(self.returns[r]) >= cfg.max_episodes:
                         stopped[pos] = "max_episodes"
-                    elif self.max_wall_s is not None and elapsed >= self.max_wall_s:
+                    elif capped and self.checkpoint is None:
                         stopped[pos] = "time_cap"
-                episode += b
-                if self.progress and episode % 100 < b:
+                self.episode += b
+                if self.progress and self.episode % 100 < b:
                     means = [sum(windows[r]) / max(len(windows[r]), 1) for r in active]
-                    print(f"episode {episode}: {len(active)} runs, window means "
+                    print(f"episode {self.episode}: {len(active)} runs, window means "
                           + " ".join(f"{m:.0f}" for m in means), flush=True)
                 if stopped:
                     for pos, status in stopped.items():
-                        r = active[pos]
-                        self._finish(r, pos, status, time.perf_counter() - start, neuron_steps[r], writers)
+                        self._finish(active[pos], pos, status, elapsed, writers)
                     keep = [pos for pos in range(len(active)) if pos not in stopped]
-                    active = [active[pos] for pos in keep]
-                    if active:
+                    self.active = [active[pos] for pos in keep]
+                    if self.active:
                         self.engine.keep_runs(keep, self.learner.optimizer)
                         self.task.keep_runs(keep)
+                if self.checkpoint is not None and self.active and (capped or now - saved >= self.checkpoint_every_s):
+                    for f, _ in writers.values():
+                        f.flush()
+                    self._save_checkpoint(elapsed)
+                    saved = now
+                    if capped:
+                        for pos, r in enumerate(self.active):
+                            self._finish(r, pos, "paused", elapsed, writers)
+                        break
+            else:
+                if self.checkpoint is not None:
+                    self.checkpoint.unlink(missing_ok=True)
         except BaseException as err:
-            for pos, r in enumerate(active):
-                self._finish(r, pos, f"failed: {type(err).__name__}: {err}", time.perf_counter() - start,
-                             neuron_steps[r], writers)
+            for pos, r in enumerate(self.active):
+                self._finish(r, pos, f"failed: {type(err).__name__}: {err}",
+                             self.wall_offset + time.perf_counter() - start, writers)
             raise
         finally:
             for f, _ in writers.values():
                 f.close()
         return list(self.summaries)
+
+    def _record(self, r: int, pos: int, b: int, rows: dict, loss: float, elapsed: float, window: deque,
+                writers: dict) -> None:
+        """Append run ``r``'s episodes of this batch (columns ``pos·B …``) to its history, CSV and stop rule."""
+        cfg = self.scenarios[r].training
+        for k in range(pos * b, (pos + 1) * b):
+            if len(self.returns[r]) >= cfg.max_episodes:
+                break
+            ret = rows["return"][k]
+            self.returns[r].append(ret)
+            window.append(ret)
+            self.neuron_steps[r] += int(rows["length"][k]) * self.engine.num_neurons
+            row = {"episode": len(self.returns[r]), "wall_clock": round(elapsed, 3), "loss": loss}
+            row.update({key: rows[key][k] for key in rows})
+            self._write_row(r, row, writers)
+            if self.solved_at[r] is None and solve_check(
+                cfg, self.solve_threshold, window, self.solve_window, len(self.returns[r])
+            ):
+                self.solved_at[r] = len(self.returns[r])
+
+    def _key(self) -> dict:
+        """What a checkpoint must match: the scenario but for its seed and time cap."""
+        base = self.scenarios[0]
+        return replace(base, seed=0, training=replace(base.training, max_wall_s=None)).to_dict()
+
+    def checkpoint_seeds(self) -> list[int] | None:
+        """The seeds held by ``self.checkpoint`` (the runs it pauses), or None without a checkpoint."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return None
+        return list(torch.load(self.checkpoint, map_location="cpu", weights_only=False)["seeds"])
+
+    def _save_checkpoint(self, elapsed: float) -> None:
+        """Write the batch's state to ``self.checkpoint`` (write-then-rename: never half-written)."""
+        active = self.active
+        state = {
+            "format": 1,
+            "seeds": [self.scenarios[r].seed for r in active],
+            "scenario": self._key(),
+            "episode": self.episode,
+            "phase": self.phase,
+            "wall_time_s": elapsed,
+            "returns": [self.returns[r] for r in active],
+            "solved_at": [self.solved_at[r] for r in active],
+            "neuron_steps": [self.neuron_steps[r] for r in active],
+            "engine": self.engine.state(),
+            "task_generators": self.task.generator_states(),
+            "optimizer": self.learner.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint)
+
+    def _load_checkpoint(self) -> None:
+        """Continue from ``self.checkpoint``, which must hold exactly this trainer's seeds (the runs it paused)."""
+        state = torch.load(self.checkpoint, map_location=self.engine.device, weights_only=False)
+        seeds = [s.seed for s in self.scenarios]
+        if state.get("seeds") != seeds or state.get("scenario") != self._key():
+            raise ScenarioError(
+                f"batch checkpoint {str(self.checkpoint)!r} pauses seeds {state.get('seeds')} of "
+                f"{'this' if state.get('scenario') == self._key() else 'another'} scenario, not seeds {seeds} of "
+                "this one; delete it to start these runs over"
+            )
+        self.engine.load_state(state["engine"])
+        self.task.load_generator_states(state["task_generators"])
+        self.learner.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.episode = state["episode"]
+        self.phase = state["phase"]
+        self.wall_offset = float(state["wall_time_s"])
+        self.returns = [list(r) for r in state["returns"]]
+        self.solved_at = list(state["solved_at"])
+        self.neuron_steps = list(state["neuron_steps"])
+        self.resumed_from = [len(r) for r in self.returns]
 
     def _sync(self, alive: torch.Tensor) -> None:
         self.engine.sync(alive)
@@ -428,14 +548,19 @@ class RunsTrainer:
         if d is None:
             return
         if r not in writers:
-            f = open(d / "episodes.csv", "w", newline="")
+            path = d / "episodes.csv"
+            append = self.resumed_from is not None and self.resumed_from[r] > 0 and path.is_file()
+            f = open(path, "a" if append else "w", newline="")
             w = csv.DictWriter(f, fieldnames=list(row))
-            w.writeheader()
+            if not append:
+                w.writeheader()
             writers[r] = (f, w)
         writers[r][1].writerow(row)
 
-    def _finish(self, r: int, pos: int, status: str, wall: float, neuron_steps: int, writers: dict) -> None:
-        """Write run ``r``'s summary and parameters (``pos``: its index in the current batch)."""
+    def _finish(self, r: int, pos: int, status: str, wall: float, writers: dict) -> None:
+        """Write run ``r``'s summary and parameters (``pos``: its index in the current batch); ``wall``: the
+        batch's wall time so far, over all calls."""
+        neuron_steps = self.neuron_steps[r]
         self.final_parameters[r] = self.engine.run_parameters(pos)
         returns = self.returns[r]
         last = returns[-self.solve_window :]

@@ -134,9 +134,16 @@ def _read_json(path: Path) -> dict | None:
 
 
 def is_finished(trial: Trial) -> bool:
-    """A trial is finished when its ``summary.json`` exists with a status that is not ``failed: ...``."""
+    """A trial is finished when its ``summary.json`` exists with a status that is neither ``failed: ...`` nor
+    ``paused`` (a batch stopped by its time cap, continued by the next sweep from its checkpoint)."""
     summary = _read_json(trial.dir / "summary.json")
-    return summary is not None and not str(summary.get("status", "failed")).startswith("failed")
+    if summary is None:
+        return False
+    status = str(summary.get("status", "failed"))
+    return not status.startswith("failed") and status != "paused"
+
+
+BATCH_CHECKPOINT = "batch_checkpoint.pt"
 
 
 def _write_failure(trial: Trial, error: str) -> None:
@@ -168,7 +175,11 @@ def run_trial(trial: Trial) -> dict:
 
 
 def run_cell(trials: Sequence[Trial]) -> list[dict]:
-    """Train the seeds of one grid cell as one batch (:class:`narla.runs.RunsTrainer`), in a worker process."""
+    """Train the seeds of one grid cell as one batch (:class:`narla.runs.RunsTrainer`), in a worker process.
+
+    The batch checkpoints itself (``BATCH_CHECKPOINT`` in the cell's directory), so a batch paused by its time cap
+    or killed continues on the next sweep; a checkpoint of another set of seeds is dropped (those start over).
+    """
     from narla import scenario as scenarios
     from narla.runs import RunsTrainer
 
@@ -178,7 +189,11 @@ def run_cell(trials: Sequence[Trial]) -> list[dict]:
             (trial.dir / "error.txt").unlink(missing_ok=True)
             overrides = list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + [f"seed={trial.seed}"]
             loaded.append(scenarios.load(trial.scenario, overrides))
-        RunsTrainer(loaded, [t.dir for t in trials]).train()
+        checkpoint = trials[0].dir.parent / BATCH_CHECKPOINT
+        trainer = RunsTrainer(loaded, [t.dir for t in trials], checkpoint=checkpoint)
+        if trainer.checkpoint_seeds() not in (None, [t.seed for t in trials]):
+            checkpoint.unlink()
+        trainer.train()
     except Exception as err:  # a failing cell must not stop the sweep
         for trial in trials:
             if not is_finished(trial):

@@ -78,3 +78,38 @@ def test_narla_sweep_trains_the_seeds_of_a_cell_as_one_batch(tmp_path):
     for t in trials:
         assert json.loads((t.dir / "summary.json").read_text())["batched_runs"] == 2
         assert load_record(t)["episodes"] == 3
+
+
+def test_a_paused_and_resumed_batch_equals_the_uninterrupted_batch_bit_for_bit(tmp_path):
+    import csv
+
+    base = scenarios.from_dict(SMALL)
+    seeds = [0, 1, 2]
+    whole = RunsTrainer([replace(base, seed=s) for s in seeds], [tmp_path / "whole" / f"s{s}" for s in seeds])
+    whole.train()
+    checkpoint = tmp_path / "paused" / "batch.pt"
+    dirs = {s: tmp_path / "paused" / f"s{s}" for s in seeds}
+    going, calls = list(seeds), 0
+    while going:  # a cap of ~0 s pauses the batch after every episode
+        trainer = RunsTrainer([replace(base, seed=s) for s in going], [dirs[s] for s in going],
+                              max_wall_s=1e-9, checkpoint=checkpoint)
+        summaries = trainer.train()
+        going = [s["seed"] for s in summaries if s["status"] == "paused"]
+        assert trainer.checkpoint_seeds() == (going or None)
+        calls += 1
+    assert calls > 5
+    for r, s in enumerate(seeds):
+        def rows(path):
+            with open(path / "episodes.csv", newline="") as f:
+                return [{k: v for k, v in row.items() if k != "wall_clock"} for row in csv.DictReader(f)]
+
+        assert rows(dirs[s]) == rows(tmp_path / "whole" / f"s{s}")
+        assert len(rows(dirs[s])) == len(whole.returns[r])
+
+
+def test_a_checkpoint_of_other_seeds_is_refused_with_the_seeds_it_holds(tmp_path):
+    base = scenarios.from_dict(SMALL)
+    checkpoint = tmp_path / "batch.pt"
+    RunsTrainer([replace(base, seed=s) for s in (0, 1)], max_wall_s=1e-9, checkpoint=checkpoint).train()
+    with pytest.raises(scenarios.ScenarioError, match=r"pauses seeds \[0, 1\]"):
+        RunsTrainer([replace(base, seed=s) for s in (0, 2)], checkpoint=checkpoint).train()

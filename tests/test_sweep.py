@@ -81,20 +81,32 @@ def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episode
     return load_record(trial)
 
 
-def test_table1_renders_the_paper_cells_beside_the_papers_numbers_and_marks_time_capped_runs(tmp_path):
+def test_table1_renders_the_paper_cells_beside_the_papers_numbers(tmp_path):
     records = [
         _fake_trial(tmp_path / "runs", "all_L1", 0, 1400, 1400),
         _fake_trial(tmp_path / "runs", "all_L1", 1, 1600, 1600),
-        _fake_trial(tmp_path / "runs", "task_L5", 0, None, 50, status="time_cap"),
+        _fake_trial(tmp_path / "runs", "task_L5", 0, None, 20000, status="max_episodes"),
     ]
     cells = {c["cell"]: c for c in aggregate(records)}
     assert cells["task_L5"]["solved_at_mean"] == 20000  # unsolved counts as the cap
     path = table1.render(records, [], tmp_path / "docs", "python -m narla.analysis.table1")
     text = path.read_text()
     assert "| All | 1 (16) | 1,480 | 1,500 ± 141 | 1,500 | 1,400 – 1,600 | 2/2 | — | 2/2 (median 500) |" in text
-    assert "| Task | 5 (76) | 20,000 | 20,000 ± 0 | 20,000 | 20,000 – 20,000 | 0/1 | 50 | 0/1 (median 34) |" in text
+    assert "| Task | 5 (76) | 20,000 | 20,000 ± 0 | 20,000 | 20,000 – 20,000 | 0/1 | — | 1/1 (median 500) |" in text
     assert "1,275" in text and "7,691" in text and "Bio → All (switch at 500, the code)" in text
     assert (tmp_path / "docs" / "table1" / "paper_all_L1.png").stat().st_size > 1000
+
+
+def test_table1_gives_lower_bounds_while_runs_of_a_cell_are_still_running(tmp_path):
+    records = [
+        _fake_trial(tmp_path / "runs", "all_L2", 0, 1400, 1400),
+        _fake_trial(tmp_path / "runs", "all_L2", 1, None, 800, status="paused"),
+        _fake_trial(tmp_path / "runs", "all_L2", 2, None, 900, status="paused"),
+    ]
+    stats = table1.cell_stats(records)
+    assert stats["open"] == 2 and stats["median"] == 901
+    text = table1.render(records, [], tmp_path / "docs", "python -m narla.analysis.table1").read_text()
+    assert "| All | 2 (31) | 1,910 | ≥ 1,034 | ≥ 901 | ≥ 801 – ≥ 1,400 | 1/3 | 2 (episodes 800–900) |" in text
 
 
 def _alive(pid: int) -> bool:

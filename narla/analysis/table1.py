@@ -13,10 +13,11 @@ learning-curve PNG per cell::
 - **narla's best** (``scenarios/table1/best/``): our tuned settings and rewards, relay included; not the paper's
   protocol.
 
-Unsolved runs count as 20,000 in the means, as in the paper. Each cell's scenario caps its wall time
-(``training.max_wall_s``: this 2-core machine's budget, so that both tables regenerate in about an hour on one
-core; ``--set training.max_wall_s=null`` lifts it). A run stopped by the cap before 20,000 episodes is not
-solved and is shown as such, with the episode it reached.
+Unsolved runs count as 20,000 in the means, as in the paper. The scenarios carry no time limit: the full protocol
+needs hours of this 2-core machine. ``--cell-minutes M`` gives each unfinished cell at most ``M`` minutes in this
+call; a cell still going then pauses (its batch checkpoint, ``batch_checkpoint.pt``, stays in the cell's directory)
+and the next call continues it exactly where it was. Paused runs are shown as running, with the episode they
+reached, and are left out of the means until they finish.
 """
 
 from __future__ import annotations
@@ -89,14 +90,28 @@ def moving_mean(values: list[float], window: int) -> list[float]:
     return out
 
 
+OPEN = ("paused", "time_cap")  # a run still going (paused by --cell-minutes) or cut by an older time cap
+
+
 def cell_stats(records: list[dict], cap: int = CAP) -> dict:
-    """Episodes-to-solve over a cell's non-failed trials (unsolved = ``cap``), spread, counts and time-capped runs."""
+    """Episodes-to-solve of a cell's non-failed trials (unsolved = ``cap``), spread, counts and open runs.
+
+    An *open* run (paused, or cut by a time cap) has no final number yet; it enters the statistics with the least it
+    can still reach (the next episode, or its solve episode), and ``open`` > 0 marks every statistic as a lower
+    bound (each is monotone in every run's number)."""
     ok = [r for r in records if r["status"] and r["status"] != "missing" and not str(r["status"]).startswith("failed")]
-    values = [float(r["solved_at"] if r["solved_at"] is not None else cap) for r in ok]
-    capped = [r for r in ok if r["status"] == "time_cap"]
+    values = []
+    for r in ok:
+        if r["solved_at"] is not None:
+            values.append(float(r["solved_at"]))
+        elif r["status"] in OPEN:
+            values.append(float(min(int(r["episodes"] or 0) + 1, cap)))
+        else:
+            values.append(float(cap))
+    open_runs = [r for r in ok if r["status"] in OPEN and r["solved_at"] is None]
     stats = {"n": len(ok), "total": len(records), "solved": sum(r["solved_at"] is not None for r in ok),
              "failed": sum(str(r["status"]).startswith("failed") for r in records),
-             "capped": len(capped), "capped_episodes": sorted(int(r["episodes"] or 0) for r in capped),
+             "open": len(open_runs), "open_episodes": sorted(int(r["episodes"] or 0) for r in open_runs),
              "wall_s": max((r["wall_time_s"] or 0.0 for r in ok), default=0.0)}
     if values:
         stats.update(mean=statistics.fmean(values), median=statistics.median(values), min=min(values),
@@ -141,22 +156,28 @@ def final_window(returns: list[float], window: int = 100) -> float | None:
 
 
 def _cell_row(label: str, layers: int, paper: int | None, s: dict, finals: list[float]) -> str:
-    """One table row; ``finals``: each run's last-100-episode mean return."""
+    """One table row; ``finals``: each run's last-100-episode mean return. With open runs every statistic is
+    a lower bound (``≥``)."""
     if not s.get("n"):
         empty = " — |" * 3
         return f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} |{empty} 0/{s.get('total', 0)} |{empty}"
-    capped = ", ".join(sorted({f"{e:,}" for e in s["capped_episodes"]})) or "—"
+    ge = "≥ " if s["open"] else ""
+    spread = f"{ge}{_n(s['mean'])}" if s["open"] else f"{_n(s['mean'])} ± {_n(s['sd'])}"
+    running = "—"
+    if s["open"]:
+        eps = s["open_episodes"]
+        running = f"{s['open']} (episodes {eps[0]:,}–{eps[-1]:,})" if eps[0] != eps[-1] else f"{s['open']} ({eps[0]:,})"
     solved = f"{s['solved']}/{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
     above = f"{sum(f > 300 for f in finals)}/{len(finals)} (median {_n(statistics.median(finals))})" if finals else "—"
-    return (f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} | {_n(s['mean'])} ± {_n(s['sd'])} | "
-            f"{_n(s['median'])} | {_n(s['min'])} – {_n(s['max'])} | {solved} | {capped} | {above} | "
+    return (f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} | {spread} | {ge}{_n(s['median'])} | "
+            f"{ge}{_n(s['min'])} – {ge}{_n(s['max'])} | {solved} | {running} | {above} | "
             f"{s['wall_s'] / 60:.1f} min |")
 
 
 HEADER = [
     "| reward | hidden layers (neurons) | paper (mean) | ours: mean ± sd | median | min – max | solved | "
-    "stopped by the time cap at episode | last-100 mean > 300 at the end (median of the runs' last-100 means) | "
-    "wall time (batched) |",
+    "still running (episode reached) | last-100 mean > 300 now (median of the runs' last-100 means) | "
+    "wall time (batched, all calls) |",
     "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
 ]
 
@@ -192,10 +213,10 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
     best_lines = section(best_records, "best", best_cells)
     timing: list[str] = []
     if wall:
-        timing = [f"Wall time of the command that produced these numbers: {wall['total_s'] / 60:.1f} min "
-                  f"(paper part {wall['paper_s'] / 60:.1f} min, best part {wall['best_s'] / 60:.1f} min; "
-                  f"{wall['workers']} worker process(es), {wall['seeds']} seeds per cell, each cell capped at its "
-                  "scenario's `training.max_wall_s`).", ""]
+        calls = wall.get("calls", [])
+        total = sum(c["wall_s"] for c in calls)
+        timing = [f"Wall time of the commands that produced these numbers: {total / 60:.1f} min over {len(calls)} "
+                  f"call(s) ({', '.join(_call(c) for c in calls)}); {wall['seeds']} seeds per cell.", ""]
     speed = out / "seed_batch_speedup.json"
     if speed.is_file():
         m = json.loads(speed.read_text())
@@ -222,9 +243,10 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
         "`paper_prediction`, `paper_trace`), stop when the 100-episode mean exceeds 300 checked only after episode",
         "1,000 (so no cell can report fewer than 1,001), at most 20,000 episodes. Bio → All switches after 1,000",
         "episodes as the paper's text says; the row \"switch at 500\" follows the paper's code.",
-        "A run stopped by this command's time cap is **not** solved: it counts as 20,000 like every unsolved run,",
-        "but it was not given the paper's 20,000 episodes, so its true number is unknown (somewhere above the",
-        "episode it reached).",
+        "The full protocol needs hours of this machine, so the command runs in calls (`--cell-minutes`); a cell",
+        "still running between calls is paused and continues exactly where it was. While a cell has runs still",
+        "going, its statistics are **lower bounds** (marked ≥): a running run enters them with the next episode",
+        "it can reach.",
         "",
         *paper_lines,
         "",
@@ -252,6 +274,11 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
     return path
 
 
+def _call(c: dict) -> str:
+    cap = f", ≤ {c['cell_minutes']:g} min per cell" if c.get("cell_minutes") else ""
+    return f"{c['wall_s'] / 60:.1f} min on {c['workers']} worker(s){cap}"
+
+
 def _trials(directory: Path, runs: Path, seeds: list[int], overrides: list[str]) -> list:
     files = sorted(directory.glob("*.yaml"))
     if not files:
@@ -267,24 +294,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0-9", help="seeds per cell (default 0-9: the paper's ten repeats)")
     parser.add_argument("--scenarios", type=Path, default=SCENARIOS, help="directory holding paper/ and best/")
     parser.add_argument("--render-only", action="store_true", help="do not train; render what is there")
+    parser.add_argument("--cell-minutes", type=float, default=None, metavar="M",
+                        help="give each unfinished cell at most M minutes in this call, then pause it (a later call "
+                             "continues it); default: run every cell to the end of the protocol")
     add_trial_options(parser)
     args = parser.parse_args(argv)
     try:
         check_trial_options(args)
+        if args.cell_minutes is not None and not args.cell_minutes > 0:
+            raise ScenarioError(f"--cell-minutes: must be > 0, got {args.cell_minutes}")
         seeds = parse_seeds(args.seeds)
-        paper = _trials(args.scenarios / "paper", args.runs / "paper", seeds, args.set)
-        best = _trials(args.scenarios / "best", args.runs / "best", seeds, args.set)
+        cap = [f"training.max_wall_s={args.cell_minutes * 60:g}"] if args.cell_minutes else []
+        paper = _trials(args.scenarios / "paper", args.runs / "paper", seeds, args.set + cap)
+        best = _trials(args.scenarios / "best", args.runs / "best", seeds, args.set + cap)
         wall_file = args.runs / "wall.json"
         if not args.render_only:
             start = time.perf_counter()
-            run_sweep(paper, args.workers or 1, progress=not args.quiet)
-            paper_s = time.perf_counter() - start
-            run_sweep(best, args.workers or 1, progress=not args.quiet)
-            total = time.perf_counter() - start
-            wall = {"total_s": round(total, 1), "paper_s": round(paper_s, 1), "best_s": round(total - paper_s, 1),
-                    "workers": args.workers or 1, "seeds": len(seeds)}
+            workers = args.workers or 1
+            run_sweep(paper + best, workers, progress=not args.quiet)
+            wall = json.loads(wall_file.read_text()) if wall_file.is_file() else {"calls": []}
+            wall.setdefault("calls", [])
+            wall["calls"].append({"wall_s": round(time.perf_counter() - start, 1), "workers": workers,
+                                  "cell_minutes": args.cell_minutes})
+            wall["seeds"] = len(seeds)
             args.runs.mkdir(parents=True, exist_ok=True)
-            wall_file.write_text(json.dumps(wall, indent=2) + "\n")
+            tmp = wall_file.with_name(wall_file.name + ".tmp")
+            tmp.write_text(json.dumps(wall, indent=2) + "\n")
+            tmp.replace(wall_file)
         wall = json.loads(wall_file.read_text()) if wall_file.is_file() else None
         paper_records = [load_record(t) for t in paper]
         best_records = [load_record(t) for t in best]
@@ -292,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         write_tables(args.runs / "best", best_records)
         command = COMMAND.format(runs=args.runs, out=args.out)
         command += "".join(f" --set {kv}" for kv in args.set)
+        if args.cell_minutes:
+            command += f" --cell-minutes {args.cell_minutes:g}"
         if args.seeds != "0-9":
             command += f" --seeds {args.seeds}"
         path = render(paper_records, best_records, args.out, command, wall)
