@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -30,6 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.scenario is None:
         raise ScenarioError("narla run: give a scenario file, or --resume DIR to continue a run")
     scenario = scenarios.load(args.scenario, overrides)
+    if args.imports:
+        scenario = dataclasses.replace(scenario, imports=scenario.imports + list(args.imports))
     out = args.out
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -45,6 +48,8 @@ def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.scenario is not None or args.out is not None:
         raise ScenarioError("narla run --resume DIR: the scenario and results directory are DIR's; drop SCENARIO/--out")
+    if args.imports:
+        raise ScenarioError("narla run --resume DIR: DIR's scenario.yaml records the modules it imports; drop --import")
     trainer = resume(args.resume, overrides, progress=not args.quiet)
     summary = trainer.train()
     print(json.dumps(summary, indent=2))
@@ -86,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu (default), cuda or cuda:N")
     run.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                     help="import a module first (e.g. one that registers rewards); recorded in the run's scenario")
     run.set_defaults(func=_run)
 
     from narla.evaluate import add_arguments as add_eval_arguments

@@ -6,8 +6,10 @@ plays ``N`` episodes with the statistics frozen (``task.training = False``). Neu
 the learned policy *is* stochastic. ES runs are replayed with the mean parameters (no perturbation).
 
 Results: mean and standard deviation of the task return, written to ``DIR/eval.json`` (or ``--json``).
-A video needs a task that renders (a gymnasium task such as Ant, through ``rgb_array``) and ``imageio`` with
-its ffmpeg plugin; otherwise the video is skipped with a message that says why.
+The neurons' rewards are not recomputed unless asked (``--rewards``), so a replay needs none of the run's reward
+code. ``--video out.mp4`` renders one episode (cart-pole and swing-up draw themselves, gymnasium tasks such as Ant
+through ``rgb_array``) and needs the extra ``narla[video]``; without it, or for a task that cannot render, the
+command stops with one message before it writes anything.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -47,13 +48,18 @@ def in_process_options(task_id: str, options: dict) -> dict:
     return options
 
 
-def eval_scenario(saved: dict, num_envs: int, seed: int | None = None) -> Scenario:
+def eval_scenario(saved: dict, num_envs: int, seed: int | None = None, rewards: bool = False) -> Scenario:
     """The saved scenario set up for replay: ``num_envs`` copies in one process, and the saved seed or ``seed``.
 
     The run is rebuilt without a learner (:func:`narla.training.build` with ``learner=False``), so ES runs
-    replay their mean parameters.
+    replay their mean parameters. Unless ``rewards``, the neurons' rewards are not recomputed (the scheme is the
+    task reward alone), so a replay needs none of the run's reward code; its ``imports`` are kept only for a
+    network built by a user function.
     """
     scenario = from_dict(saved)
+    if not rewards:
+        builder = str(scenario.network.get("builder", ""))
+        scenario = dataclasses.replace(scenario, rewards=["task"], imports=scenario.imports if ":" in builder else [])
     options = in_process_options(scenario.task.id, scenario.task.options)
     task = dataclasses.replace(scenario.task, num_envs=num_envs, options=options)
     return dataclasses.replace(
@@ -69,23 +75,27 @@ def evaluate(
     shuffle: bool = False,
     noise_features: int = 0,
     overrides: list[str] | None = None,
+    rewards: bool = False,
 ) -> dict:
     """Play ``episodes`` episodes with the learned policy of ``run_dir``; returns the statistics.
 
     ``shuffle`` draws a new feature order for each episode and ``noise_features`` adds that many inputs of pure
     noise (:class:`narla.tasks.robustness.ShuffledTask`); with extra inputs the network is rebuilt with one more
     sensory neuron per input, which only a network whose parameters do not depend on the number of inputs allows.
-    ``overrides`` (``KEY=VALUE``) change the replayed scenario, e.g. ``task.options.start=harder``.
+    ``overrides`` (``KEY=VALUE``) change the replayed scenario, e.g. ``task.options.start=harder``. ``rewards``
+    recomputes the neurons' rewards with the run's own scheme (its reward code must be importable).
 
     Returns:
         ``{"episodes", "mean_return", "std_return", "returns", "lengths", "seed", "shuffle", "noise_features"}``
-        (population standard deviation).
+        (population standard deviation), and with ``rewards`` ``"reward_components"``: each term's return per
+        episode, averaged over the neurons (the last phase's terms).
     """
     from narla.scenario import apply_overrides
     from narla.training import build
 
     saved = load_model(run_dir)
-    scenario = eval_scenario(apply_overrides(saved["scenario"], overrides or []), num_envs or min(episodes, 10), seed)
+    scenario = eval_scenario(apply_overrides(saved["scenario"], overrides or []), num_envs or min(episodes, 10), seed,
+                             rewards)
     run = build(scenario, learner=False)
     try:
         if noise_features:
@@ -106,11 +116,15 @@ def evaluate(
             from narla.tasks.robustness import ShuffledTask
 
             task = ShuffledTask(run.task, shuffle, noise_features, seed=scenario.seed + 7)
-        returns, lengths = _play(run, episodes, task)
+        components: dict[str, list[float]] | None = {} if rewards else None
+        returns, lengths = _play(run, episodes, task, components)
     finally:
         run.task.close()
     mean = sum(returns) / len(returns)
     std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+    extra = {}
+    if components:
+        extra["reward_components"] = {k: sum(v[:episodes]) / episodes for k, v in components.items()}
     return {
         "episodes": episodes,
         "mean_return": mean,
@@ -120,6 +134,7 @@ def evaluate(
         "seed": scenario.seed,
         "shuffle": shuffle,
         "noise_features": noise_features,
+        **extra,
     }
 
 
@@ -139,8 +154,11 @@ def _widen(run, n_obs: int) -> None:
     run.engine = Engine(run.wiring, population, run.engine.readout, run.scenario.propagation, run.engine.generator)
 
 
-def _play(run, episodes: int, task: Task | None = None) -> tuple[list[float], list[int]]:
-    """Batches of ``B`` episodes until ``episodes`` are done; returns their returns and lengths."""
+def _play(
+    run, episodes: int, task: Task | None = None, components: dict[str, list[float]] | None = None
+) -> tuple[list[float], list[int]]:
+    """Batches of ``B`` episodes until ``episodes`` are done; returns their returns and lengths. ``components``
+    (optional) receives each reward term's per-episode return, averaged over the neurons."""
     task = task or run.task
     late = 1 << 30  # past every reward phase: the scheme of a fully trained network
     returns: list[float] = []
@@ -148,6 +166,9 @@ def _play(run, episodes: int, task: Task | None = None) -> tuple[list[float], li
     while len(returns) < episodes:
         rollout = collect(run.engine, task, run.scheme, late)
         returns += rollout.task_reward.sum(0).tolist()
+        if components is not None:
+            for label, value in rollout.components.items():
+                components.setdefault(label, []).extend(value.sum(0).mean(1).tolist())
         lengths += [int(n) for n in rollout.valid.sum(0).tolist()]
     return returns[:episodes], lengths[:episodes]
 
@@ -197,7 +218,7 @@ class PolicyTest:
 
 
 class _Recording(Task):
-    """A one-copy gymnasium task that keeps every rendered frame (``rgb_array``)."""
+    """A one-copy task that keeps a frame of copy 0 after every reset and step (``task.render()``)."""
 
     def __init__(self, task: Task) -> None:
         self.inner = task
@@ -205,68 +226,90 @@ class _Recording(Task):
         self.device, self.max_episode_steps, self.solve = task.device, task.max_episode_steps, task.solve
         self.frames: list = []
 
-    def _grab(self) -> None:
-        frame = self.inner.env.render()
-        self.frames.append(frame[0] if isinstance(frame, (tuple, list)) else frame)
-
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs = self.inner.reset(seed)
-        self._grab()
+        self.frames.append(self.inner.render())
         return obs
 
     def step(self, action: torch.Tensor):
         out = self.inner.step(action)
-        self._grab()
+        self.frames.append(self.inner.render())
         return out
 
 
-def video_unavailable(scenario: Scenario) -> str | None:
-    """Why a video of this scenario's task cannot be written here, or None when it can."""
-    if importlib.util.find_spec("imageio") is None:
-        return "writing a video needs imageio with ffmpeg: pip install imageio imageio-ffmpeg"
-    if not (scenario.task.id == "ant" or scenario.task.id.startswith("gym:")):
-        return f"task {scenario.task.id!r} has no renderer (only gymnasium tasks such as 'ant' render frames)"
-    return None
+RENDERED = ("cartpole", "swingup", "ant")
 
 
-def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None, fps: int = 30) -> str | None:
-    """Render one episode of the learned policy to ``out``; returns None, or the reason it was skipped."""
-    from narla.tasks.ant import ANT_ENV_ID
-    from narla.tasks.gym_vector import GymVectorTask
+def check_video(scenario: Scenario, out: str | Path) -> None:
+    """Raise :class:`ScenarioError` when a video of this scenario cannot be written to ``out`` here."""
+    if Path(out).suffix.lower() not in (".mp4", ".gif", ".webm", ".mkv"):
+        raise ScenarioError(f"--video {str(out)!r}: give a .mp4 (or .gif, .webm, .mkv) file name")
+    task = scenario.task.id
+    if task not in RENDERED and not task.startswith("gym:"):
+        raise ScenarioError(f"--video: task {task!r} cannot render; tasks that can: {', '.join(RENDERED)}, gym:ID")
+    if importlib.util.find_spec("imageio") is None or (
+        Path(out).suffix.lower() != ".gif" and importlib.util.find_spec("imageio_ffmpeg") is None
+    ):
+        raise ScenarioError("--video: writing a video needs imageio and its ffmpeg plugin; install the extra "
+                            "with pip install 'narla[video]' (imageio, imageio-ffmpeg)")
+
+
+def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None) -> int:
+    """Render one episode of the learned policy of ``run_dir`` to ``out`` (written whole or not at all); returns
+    the number of frames: the start and one per step of the episode.
+
+    Raises:
+        ScenarioError: the task cannot render here, or a codec is missing (:func:`check_video`).
+    """
     from narla.training import build
 
     saved = load_model(run_dir)
     scenario = eval_scenario(saved["scenario"], 1, seed)
-    reason = video_unavailable(scenario)
-    if reason is not None:
-        return reason
+    check_video(scenario, out)
     import imageio
 
     run = build(scenario, learner=False)
-    env_id = ANT_ENV_ID if scenario.task.id == "ant" else scenario.task.id.split(":", 1)[1]
-    normalize = getattr(run.task, "normalizer", None) is not None
-    inner = GymVectorTask(env_id, 1, normalize_obs=normalize, env_kwargs={"render_mode": "rgb_array"})
+    source = run.task
+    if scenario.task.id == "ant" or scenario.task.id.startswith("gym:"):
+        from narla.tasks.ant import ANT_ENV_ID
+        from narla.tasks.gym_vector import GymVectorTask
+
+        env_id = ANT_ENV_ID if scenario.task.id == "ant" else scenario.task.id.split(":", 1)[1]
+        normalize = getattr(run.task, "normalizer", None) is not None
+        source = GymVectorTask(env_id, 1, normalize_obs=normalize, env_kwargs={"render_mode": "rgb_array"})
+        source.render_fps = source.env.metadata.get("render_fps") or 30
+    out = Path(out)
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
     try:
         run.engine.population.load_state_dict(saved["population"])
-        if normalize and saved.get("normalizer") is not None:
-            inner.normalizer.load_state_dict(saved["normalizer"])
-        inner.training = False
-        recording = _Recording(inner)
-        _play(run, 1, recording)
-        imageio.mimsave(out, recording.frames, fps=fps)
-    except Exception as err:  # a missing renderer or codec shows up only when used
-        return f"rendering failed ({type(err).__name__}: {err})"
+        normalizer = getattr(source, "normalizer", None)
+        if normalizer is not None and saved.get("normalizer") is not None:
+            normalizer.load_state_dict(saved["normalizer"])
+        source.training = False
+        recording = _Recording(source)
+        _, lengths = _play(run, 1, recording)
+        frames = recording.frames[: lengths[0] + 1]  # collection plays a few ticks past the end; drop them
+        imageio.mimsave(tmp, frames, fps=source.render_fps or 30)
+        tmp.replace(out)
+    except ScenarioError:
+        raise
+    except Exception as err:  # a renderer or codec failing shows up only when used
+        raise ScenarioError(f"--video: rendering failed ({type(err).__name__}: {err})") from err
     finally:
-        inner.close()
+        tmp.unlink(missing_ok=True)
+        if source is not run.task:
+            source.close()
         run.task.close()
-    return None
+    return len(frames)
 
 
 def main(args: argparse.Namespace) -> int:
-    """``narla eval``: print and write the evaluation; optionally a video."""
+    """``narla eval``: print and write the evaluation; optionally a video (checked before anything is written)."""
+    if args.video:
+        check_video(eval_scenario(load_model(args.run_dir)["scenario"], 1), args.video)
     stats = evaluate(
         args.run_dir, args.episodes, seed=args.seed, shuffle=args.shuffle, noise_features=args.noise_features,
-        overrides=args.set,
+        overrides=args.set, rewards=args.rewards,
     )
     out = Path(args.json) if args.json else Path(args.run_dir) / "eval.json"
     tmp = out.with_name(out.name + ".tmp")
@@ -279,11 +322,8 @@ def main(args: argparse.Namespace) -> int:
         f"written to {out}"
     )
     if args.video:
-        reason = record_video(args.run_dir, args.video, seed=args.seed)
-        if reason is None:
-            print(f"video: {args.video}")
-        else:
-            print(f"narla: no video: {reason}", file=sys.stderr)
+        frames = record_video(args.run_dir, args.video, seed=args.seed)
+        print(f"video: {args.video} ({frames} frames)")
     return 0
 
 
@@ -299,4 +339,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="change the replayed scenario, e.g. --set task.options.start=harder",
     )
-    parser.add_argument("--video", help="also render one episode to this .mp4 (gymnasium tasks, needs imageio)")
+    parser.add_argument("--video", help="also render one episode to this .mp4 (needs the extra narla[video])")
+    parser.add_argument("--rewards", action="store_true",
+                        help="also recompute the neurons' rewards (needs the run's reward code; default: task only)")

@@ -85,10 +85,12 @@ def start_carry(engine: Engine, batch: int) -> Carry:
 
 
 def finish_tick(
-    engine: Engine, task: Task, scheme, carry: Carry, act: torch.Tensor, actions: torch.Tensor, episode: int
+    engine: Engine, task: Task, scheme, carry: Carry, act: torch.Tensor, actions: torch.Tensor, episode: int,
+    obs: torch.Tensor | None = None,
 ) -> tuple[TickOutcome, Carry]:
-    """Every neuron has acted (``act[S + N, B]``, ``actions[N, B]``): read the task action out of the motor neurons,
-    step the task, pay every neuron from ``scheme`` and hand the next tick its carry.
+    """Every neuron has acted (``act[S + N, B]``, ``actions[N, B]``, on observations ``obs[B, obs_dim]``): read the
+    task action out of the motor neurons, step the task, pay every neuron from ``scheme`` and hand the next tick its
+    carry.
 
     This is the one place a tick ends, for :func:`collect` and for the PettingZoo views alike. The memory of the
     copies whose episode ended is cleared, and so is their previous task action.
@@ -99,7 +101,8 @@ def finish_tick(
     spikes = act[engine.num_sensors :].T
     trace = scheme.update_trace(carry.trace, spikes, carry.first)
     state = NetworkState(spikes, carry.prev_spikes, trace, reward, done, carry.first, engine.wiring, episode,
-                         engine.memory)
+                         engine.memory, obs=obs, task_action=task_action, next_obs=next_obs, terminated=terminated,
+                         truncated=truncated, activity=act)
     total, parts = scheme(state)
     engine.keep_memory(~done)
     prev_action = None
@@ -139,7 +142,7 @@ def collect(
         else:
             act, actions = engine.tick(obs, carry.prev)
         first = carry.first
-        out, carry = finish_tick(engine, task, scheme, carry, act, actions, episode)
+        out, carry = finish_tick(engine, task, scheme, carry, act, actions, episode, obs)
         mask = alive.unsqueeze(1).float()
         rec["obs"].append(obs)
         rec["actions"].append(actions.T)

@@ -44,6 +44,7 @@ import torch
 
 from narla.checkpoint import truncate_csv
 from narla.engine import Engine
+from narla.imports import recorded
 from narla.learning import Reinforce
 from narla.learning.returns import discounted_returns, normalize_per_neuron
 from narla.neurons import Population
@@ -356,11 +357,11 @@ class RunsTrainer:
         reason = batchable(base)
         if reason:
             raise ScenarioError(f"batched runs: {reason}")
-        self.scenarios = scenarios
+        self.lone = [build(s) for s in scenarios]  # each run built exactly as alone: init, generators, task seed
+        self.scenarios = [recorded(s) for s in scenarios]
         self.out_dirs = [Path(d) if d is not None else None for d in (out_dirs or [None] * len(scenarios))]
         self.max_wall_s = max_wall_s if max_wall_s is not None else base.training.max_wall_s
         self.progress = progress
-        self.lone = [build(s) for s in scenarios]  # each run built exactly as alone: init, generators, task seed
         self.engine = RunEngine(self.lone, base.task.num_envs)
         self.task = RunTask([r.task for r in self.lone])
         self.scheme = self.lone[0].scheme

@@ -22,6 +22,7 @@ names the offending field by its dotted path (``learning.lr``) and says what is 
 from __future__ import annotations
 
 import copy
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -157,6 +158,7 @@ class Scenario:
     learning: LearningConfig = field(default_factory=LearningConfig)
     rewards: Any = field(default_factory=lambda: ["task"])
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    imports: list[str] = field(default_factory=list)  # user modules to import first (narla.imports)
 
     def to_dict(self) -> dict:
         """Plain data (YAML-ready) that :func:`from_dict` turns back into an equal scenario."""
@@ -261,6 +263,9 @@ def _check_ranges(s: Scenario) -> None:
     need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
          s.training.solve_window)
     need(s.device == "cpu" or s.device.startswith("cuda"), "device", "'cpu', 'cuda' or 'cuda:N'", s.device)
+    for i, entry in enumerate(s.imports):
+        need(re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(@.+)?", entry) is not None, f"imports[{i}]",
+             "a module name such as 'myrewards', or 'pkg.mod@/abs/dir'", entry)
     builder = s.network.get("builder", "layered")
     need(isinstance(builder, str), "network.builder", "a builder name or 'module:function'", builder)
 

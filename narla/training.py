@@ -32,6 +32,7 @@ from narla import graph as graphs
 from narla.context import action_dim, add_context
 from narla.cooperator import attention_neuron, cooperator, is_attention_network, population_from_graph
 from narla.engine import Engine
+from narla.imports import import_all, recorded
 from narla.learning import ActorCritic, Reinforce
 from narla.learning.cmaes import CMAES
 from narla.learning.es import PerNeuronES
@@ -129,6 +130,7 @@ def build(scenario: Scenario, learner: bool = True) -> Run:
     ``learner=False`` builds no learner (``run.learner`` is None): a replay acts with the population's own
     parameters, never with an evolution strategy's perturbed members.
     """
+    import_all(scenario.imports)  # user modules first: their @register_reward decorators run now
     device = torch.device(scenario.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ScenarioError(f"device: {scenario.device!r} requested but CUDA is not available here; use cpu")
@@ -267,8 +269,8 @@ class Trainer:
                 f"results directory {str(self.out_dir)!r} already holds a run; choose another --out "
                 "(narla never overwrites results)"
             )
-        self.scenario = scenario
         self.run = build(scenario)
+        self.scenario = recorded(scenario)  # with the user modules it needs, so that it re-runs from anywhere
         self.progress = progress
         solve = self.run.task.solve
         self.solve_window = scenario.training.solve_window or (solve.window if solve else 100)

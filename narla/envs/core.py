@@ -292,7 +292,8 @@ class NetworkCore:
     def end_tick(self) -> TickResult:
         """Every neuron has acted: :func:`narla.rollout.finish_tick` steps the task and scores the tick."""
         before = self.carry
-        out, self.carry = finish_tick(self.engine, self.task, self.scheme, before, self.act, self.actions, self.episode)
+        out, self.carry = finish_tick(self.engine, self.task, self.scheme, before, self.act, self.actions, self.episode,
+                                      self.obs)
         result = TickResult(
             rewards=out.total[0].tolist(),
             components={name: value[0].tolist() for name, value in out.parts.items()},

@@ -73,6 +73,7 @@ class WholeNetworkCore(NetworkCore):
     @torch.no_grad()
     def _begin_tick(self, obs: torch.Tensor) -> None:
         self.task_obs = obs.detach().to("cpu", torch.float32).numpy()[0].copy()
+        self.obs = obs
         self.act = self.engine.begin_tick(obs)
         self.sensed = self.act[: self.num_sensors].T  # [1, S] in the sensory neurons' order
         if self.engine.memory is None:

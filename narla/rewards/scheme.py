@@ -279,7 +279,14 @@ class RewardScheme:
             if term.label not in active:
                 components[term.label] = torch.zeros_like(spikes)
                 continue
-            value = term.fn(state)
+            try:
+                value = term.fn(state)
+            except RewardError:
+                raise
+            except Exception as exc:  # a user's reward failing: one message naming it
+                raise RewardError(
+                    f"reward {term.label!r} ({term.reward}) raised {type(exc).__name__}: {exc}"
+                ) from exc
             self._check(term, value, spikes)
             value = term.weight * value
             if term.mask is not None:

@@ -11,12 +11,16 @@ from narla.wiring import Wiring
 
 @dataclass
 class NetworkState:
-    """One tick of ``B`` networks of ``N`` neurons.
+    """One tick of ``B`` networks of ``N`` neurons: what a reward function ``fn(state) -> Tensor[B, N]`` sees.
 
     ``spikes`` of motor neurons are their binary output (fired = 1); for a categorical motor neuron
     it is 1 when it chose a non-zero action. For rate neurons (whole-network populations) ``spikes`` holds
     their values (a sensory neuron's key RMS, a latent/head/motor neuron's output) and ``memory`` the sensory
     neurons' recurrent state.
+
+    The task side (``obs``, ``task_action``, ``next_obs``, ``terminated``, ``truncated``) and the activity vector
+    (``activity``) are filled by every rollout and PettingZoo view; they are ``None`` only in states built by hand.
+    ``inputs`` (each neuron's feedforward input) is computed from ``activity`` when a reward first reads it.
     """
 
     spikes: torch.Tensor  # [B, N] float in {0, 1}, this tick
@@ -28,3 +32,19 @@ class NetworkState:
     wiring: Wiring
     episode: int  # episodes finished before this batch started (for phased schemes)
     memory: torch.Tensor | None = None  # [2, B, S, H] sensory neurons' (h, c) after this tick, or None
+    obs: torch.Tensor | None = None  # [B, obs_dim] float, the task observation this tick acted on
+    task_action: torch.Tensor | None = None  # [B] long (discrete) or [B, A] float: what the motor neurons sent
+    next_obs: torch.Tensor | None = None  # [B, obs_dim] observation after the step (a new episode's after done)
+    terminated: torch.Tensor | None = None  # [B] bool, the task ended the episode (e.g. the pole fell)
+    truncated: torch.Tensor | None = None  # [B] bool, the episode hit its step limit
+    activity: torch.Tensor | None = None  # [S + N, B] this tick's sensor values, then every neuron's activity
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """``[B, N, F]``: the feedforward input each neuron read this tick (sensor values or presynaptic
+        activity, in the order of ``wiring.ff_idx``; padding slots, ``wiring.ff_mask == 0``, hold 0)."""
+        if self.activity is None:
+            raise AttributeError("NetworkState.inputs needs 'activity', which this hand-built state lacks")
+        w = self.wiring
+        gathered = self.activity[w.ff_idx.reshape(-1)].reshape(*w.ff_idx.shape, -1)  # [N, F, B]
+        return (gathered * w.ff_mask.unsqueeze(-1)).permute(2, 0, 1)

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 
@@ -40,6 +41,7 @@ class Task(ABC):
     device: torch.device
     max_episode_steps: int
     solve: SolveCriterion | None = None
+    render_fps: float | None = None  # frames per second of real time, where the task can render (render())
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> torch.Tensor:
@@ -56,6 +58,10 @@ class Task(ABC):
             ``(obs [B, S], reward [B], terminated [B] bool, truncated [B] bool)``. Copies whose episode
             ended (terminated or truncated) are reset in the same call: ``obs`` holds their new start.
         """
+
+    def render(self) -> np.ndarray:
+        """An RGB frame ``[H, W, 3]`` uint8 of copy 0 (tasks with ``render_fps`` set)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot render frames")
 
     def close(self) -> None:  # noqa: B027 (optional hook: a no-op unless the task holds workers)
         """Release worker processes or simulators; a no-op for torch-native tasks."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from narla.tasks.base import SolveCriterion
 from narla.tasks.physics import PhysicsTask
+from narla.tasks.render import cartpole_frame
 
 GRAVITY = 9.8  # m/s^2
 MASS_CART = 1.0  # kg
@@ -37,6 +39,13 @@ class CartPole(PhysicsTask):
         solve = SolveCriterion(window=100, threshold=300.0)
         action_space = gym.spaces.Discrete(2)
         super().__init__(num_envs, device, max_episode_steps, obs_dim=4, action_space=action_space, solve=solve)
+
+    render_fps = 1.0 / TAU
+
+    def render(self) -> np.ndarray:
+        """Copy 0 as an RGB frame ``[240, 480, 3]`` (:func:`narla.tasks.render.cartpole_frame`)."""
+        x, _, theta, _ = self.state[0].tolist()
+        return cartpole_frame(x, theta, 2 * HALF_LENGTH, X_THRESHOLD)
 
     def _sample_start(self) -> torch.Tensor:
         """Fresh start states ``[B, 4]`` (float64), uniform in ``[-0.05, 0.05]``."""

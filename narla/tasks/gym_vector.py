@@ -143,6 +143,11 @@ class GymVectorTask(Task):
             torch.as_tensor(truncated, dtype=torch.bool).to(self.device),
         )
 
+    def render(self) -> np.ndarray:
+        """Copy 0's frame (the environments must be made with ``render_mode="rgb_array"``)."""
+        frame = self.env.render()
+        return np.asarray(frame[0] if isinstance(frame, (tuple, list)) else frame)
+
     def close(self) -> None:
         """Close the vector environment and its worker processes."""
         self.env.close()

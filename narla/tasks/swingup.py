@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from narla.tasks.physics import PhysicsTask
+from narla.tasks.render import cartpole_frame
 
 GRAVITY = 9.82  # m/s^2
 MASS_CART = 0.5  # kg
@@ -52,6 +53,14 @@ class CartPoleSwingUp(PhysicsTask):
         self._start_half_width = torch.tensor(
             [X_THRESHOLD, 10.0, math.pi / 2, 10.0], dtype=torch.float64, device=self.device
         )
+
+    render_fps = 1.0 / DT
+
+    def render(self) -> np.ndarray:
+        """Copy 0 as an RGB frame ``[240, 480, 3]``. In these equations a positive ``theta`` leans the pole to the
+        left (a push to the right raises ``theta``), so it is drawn at ``-theta`` in the picture's convention."""
+        x, _, theta, _ = self.state[0].tolist()
+        return cartpole_frame(x, -theta, POLE_LENGTH, X_THRESHOLD)
 
     def _sample_start(self) -> torch.Tensor:
         """Fresh start states ``[B, 4]`` (float64) from the chosen start distribution."""
