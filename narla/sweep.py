@@ -39,7 +39,7 @@ from narla.scenario import ScenarioError, parse_override
 TRIAL_FIELDS = ["cell", "scenario", "seed", "status", "solved_at", "episodes", "cap", "final_mean_return",
                 "wall_time_s", "dir"]
 CELL_FIELDS = ["cell", "trials", "solved", "failed", "solved_at_mean", "solved_at_median", "solved_at_min",
-               "solved_at_max", "final_return_mean", "wall_time_s", "errors"]
+               "solved_at_max", "solved_only_mean", "cap", "final_return_mean", "wall_time_s", "errors"]
 
 
 @dataclass(frozen=True)
@@ -326,7 +326,8 @@ def _stats(values: list[float]) -> dict[str, float | None]:
 
 
 def aggregate(records: Sequence[dict]) -> list[dict]:
-    """One row per cell: solved_at statistics over its non-failed seeds (unsolved = the cap), final return."""
+    """One row per cell: solved_at statistics over its non-failed seeds (an unsolved seed counts as its cap,
+    ``training.max_episodes``), the mean over the solved seeds alone, the cap, and the final return."""
     cells: dict[str, list[dict]] = {}
     for r in records:
         cells.setdefault(r["cell"], []).append(r)
@@ -337,6 +338,8 @@ def aggregate(records: Sequence[dict]) -> list[dict]:
         solved = [r["solved_at"] if r["solved_at"] is not None else (r["cap"] or r["episodes"]) for r in ok]
         returns = [r["final_mean_return"] for r in ok if r["final_mean_return"] is not None]
         s = _stats([float(v) for v in solved])
+        only = [float(r["solved_at"]) for r in ok if r["solved_at"] is not None]
+        caps = [r["cap"] for r in ok if r["cap"] is not None]
         rows.append({
             "cell": cell,
             "trials": len(rs),
@@ -346,6 +349,8 @@ def aggregate(records: Sequence[dict]) -> list[dict]:
             "solved_at_median": s["median"],
             "solved_at_min": s["min"],
             "solved_at_max": s["max"],
+            "solved_only_mean": statistics.fmean(only) if only else None,
+            "cap": max(caps) if caps else None,
             "final_return_mean": statistics.fmean(returns) if returns else None,
             "wall_time_s": round(sum(r["wall_time_s"] or 0.0 for r in ok), 1),
             "errors": "; ".join(f"seed {r['seed']}: {r['status']}" for r in bad),
@@ -373,19 +378,33 @@ def write_tables(out: str | Path, records: Sequence[dict]) -> list[dict]:
 
 
 def format_table(cells: Sequence[dict]) -> str:
-    """A plain-text table of the cells (solved_at: mean, median, min, max; final mean return)."""
+    """A plain-text table of the cells: episodes to solve over all trials (an unsolved trial counts as its cap, so
+    such a cell's numbers are censored, i.e. lower bounds, and are marked), over the solved trials only, and the
+    final mean return."""
     def num(v: Any) -> str:
         return "-" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
 
-    header = ["cell", "solved", "mean", "median", "min", "max", "final return"]
-    body = [[c["cell"], f"{c['solved']}/{c['trials']}" + (f" ({c['failed']} failed)" if c["failed"] else ""),
-             num(c["solved_at_mean"]), num(c["solved_at_median"]), num(c["solved_at_min"]), num(c["solved_at_max"]),
-             num(c["final_return_mean"])] for c in cells]
+    header = ["cell", "solved", "to solve: mean", "median", "min", "max", "solved only: mean", "final return"]
+    body = []
+    for c in cells:
+        solved = f"{c['solved']}/{c['trials']}" + (f" ({c['failed']} failed)" if c["failed"] else "")
+        cap = f"cap {c['cap']:,}" if c.get("cap") else "the cap"
+        if c["solved"] == 0 and c["solved_at_mean"] is not None:
+            stats = [f"not solved ({cap})", "-", "-", "-"]
+        else:
+            censored = c["solved"] < c["trials"] - c["failed"]
+            mark = "≥ " if censored else ""
+            stats = [mark + num(c["solved_at_mean"]), mark + num(c["solved_at_median"]), num(c["solved_at_min"]),
+                     mark + num(c["solved_at_max"])]
+        body.append([c["cell"], solved, *stats, num(c.get("solved_only_mean")), num(c["final_return_mean"])])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
     def line(row: list[str]) -> str:
         return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
 
-    return "\n".join(line(row) for row in [header, *body])
+    note = ("episodes to solve: an unsolved trial counts as its cap (training.max_episodes), so '≥' marks a "
+            "censored cell whose true mean is higher; 'solved only' averages the solved trials alone")
+    return "\n".join([*(line(row) for row in [header, *body]), note])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

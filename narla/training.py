@@ -26,7 +26,6 @@ from pathlib import Path
 
 import networkx as nx
 import torch
-from tqdm.auto import tqdm
 
 from narla import graph as graphs
 from narla.context import action_dim, add_context
@@ -38,6 +37,7 @@ from narla.learning.cmaes import CMAES
 from narla.learning.es import PerNeuronES
 from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
+from narla.progress import TrainingProgress
 from narla.readout import Readout
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
@@ -297,9 +297,8 @@ class Trainer:
         start = time.perf_counter()
         neuron_steps = 0
         status = "max_episodes"
-        bar = tqdm(
-            total=cfg.max_episodes, initial=len(self.returns), disable=not self.progress, unit="ep", dynamic_ncols=True
-        )
+        bar = TrainingProgress(cfg.max_episodes, self.solve_threshold, self.solve_window, cfg.solve_after,
+                               cfg.solve_strict, enabled=self.progress, initial=len(self.returns))
         batch = run.task.num_envs
         phase = run.scheme.active_terms(len(self.returns) - batch) if self.returns else None
         tester = tests = None
@@ -360,10 +359,7 @@ class Trainer:
                     row = {"update": updates, "episodes": len(self.returns), "test_mean": mean, "test_std": sd,
                            "wall_clock": round(elapsed, 3)}
                     tests = self._append_test(row, tests)
-                bar.update(len(self.returns) - bar.n)
-                bar.set_postfix(
-                    mean=f"{sum(window) / max(len(window), 1):.1f}", eps=f"{len(self.returns) / elapsed:.1f}/s"
-                )
+                bar.update(len(self.returns), sum(window) / max(len(window), 1), len(window))
                 if every is not None and self.out_dir is not None and len(self.returns) // every > done_before // every:
                     self.save_checkpoint(elapsed)
                 if self.solved_at is not None and cfg.stop_when_solved:
@@ -376,7 +372,7 @@ class Trainer:
             status = f"failed: {type(err).__name__}: {err}"
             raise
         finally:
-            bar.close()
+            bar.close(len(self.returns), status)
             if csv_file is not None:
                 csv_file.close()
             if tester is not None:

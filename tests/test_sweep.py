@@ -154,3 +154,21 @@ def test_table1_rejects_a_bad_worker_count_before_any_trial(tmp_path, capsys):
     assert table1.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "docs"), "--workers", "0"]) == 2
     assert "--workers: must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def _record(cell: str, seed: int, solved_at: int | None, cap: int = 400) -> dict:
+    return {"cell": cell, "scenario": cell, "seed": seed, "status": "solved" if solved_at else "max_episodes",
+            "solved_at": solved_at, "episodes": solved_at or cap, "cap": cap, "final_mean_return": 100.0,
+            "wall_time_s": 1.0, "dir": ""}
+
+
+def test_the_sweep_table_marks_censored_cells_and_gives_solved_only_statistics():
+    from narla.sweep import format_table
+
+    text = format_table(aggregate([_record("mixed", 0, 100), _record("mixed", 1, None), _record("never", 0, None)]))
+    mixed = next(line for line in text.splitlines() if line.startswith("mixed"))
+    never = next(line for line in text.splitlines() if line.startswith("never"))
+    assert mixed.split()[1:4] == ["1/2", "≥", "250"]  # the unsolved seed counts as the cap: a lower bound
+    assert mixed.split()[-2] == "100"  # solved only: the one solved seed
+    assert "not solved (cap 400)" in never and "≥" not in never
+    assert "counts as its cap" in text
