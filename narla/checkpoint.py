@@ -156,6 +156,7 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
     trainer.resumed_from = state["episodes"]
     trainer.wall_offset = float(state.get("wall_time_s", 0.0))
     truncate_csv(out_dir / "episodes.csv", state["episodes"])
+    truncate_csv(out_dir / "neurons.csv", state["episodes"])
     tests = out_dir / "tests.csv"
     if tests.exists():
         with open(tests, newline="") as f:

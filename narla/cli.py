@@ -1,4 +1,4 @@
-"""The ``narla`` command line: ``narla run`` (``--resume DIR``), ``narla eval``, ``narla bench``, ``narla sweep``."""
+"""The ``narla`` command line: ``run`` (``--resume DIR``), ``eval``, ``record``, ``plot``, ``bench``, ``sweep``."""
 
 from __future__ import annotations
 
@@ -106,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="neuron-steps/s of the engine against a per-neuron reference loop")
     add_arguments(bench)
     bench.set_defaults(func=_bench)
+
+    from narla.plot import add_arguments as add_plot_arguments
+    from narla.plot import main as plot_main
+
+    plot = sub.add_parser("plot", help="PNG learning curves and a spike raster of a run, or the curves of a sweep")
+    add_plot_arguments(plot)
+    plot.set_defaults(func=plot_main)
+
+    from narla.record import add_arguments as add_record_arguments
+    from narla.record import main as record_main
+
+    rec = sub.add_parser("record", help="record episodes of a run's policy (spikes, rewards, observations) to .npz")
+    add_record_arguments(rec)
+    rec.set_defaults(func=record_main)
 
     from narla.sweep import add_arguments as add_sweep_arguments
 

@@ -67,6 +67,8 @@ def batchable(scenario: Scenario) -> str | None:
         return "network.builder is a whole-network population (batched runs support stage-wise populations)"
     if scenario.task.id not in ("cartpole", "swingup"):
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
+    if scenario.training.log_neurons:
+        return "training.log_neurons is set (batched runs log per layer only)"
     if scenario.training.checkpoint_every is not None:
         return ("training.checkpoint_every is set (batched runs checkpoint the whole batch by wall time instead, "
                 "narla.runs.RunsTrainer(checkpoint=...))")

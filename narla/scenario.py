@@ -128,6 +128,7 @@ class TrainingConfig:
     ``max_wall_s``: stop after this many seconds of training (status ``time_cap``); null: no limit.
     ``test_every``: every this many updates (ES: generations), play ``test_episodes`` fresh episodes with the
     current policy (ES: the mean parameters, no perturbation) and append the score to ``tests.csv``; null: never.
+    ``log_neurons``: also write ``neurons.csv``, each neuron's firing rate and return per episode.
     """
 
     max_episodes: int = 20000
@@ -140,6 +141,7 @@ class TrainingConfig:
     max_wall_s: float | None = None
     test_every: int | None = None
     test_episodes: int = 16
+    log_neurons: bool = False
 
 
 @dataclass

@@ -251,6 +251,18 @@ def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     return out
 
 
+def neuron_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
+    """Per-neuron statistics of a batch, each ``[B]``: ``fire:NAME`` (the neuron's mean activity over the episode)
+    and ``return:NAME`` (the sum of its total reward over the episode)."""
+    valid = rollout.valid.float().unsqueeze(-1)
+    length = valid.sum(0).clamp(min=1)  # [B, 1]
+    firing = (rollout.spikes * valid).sum(0) / length  # [B, N]
+    returns = rollout.rewards.sum(0)  # [B, N] (already zero on invalid ticks)
+    out = {f"fire:{name}": firing[:, i] for i, name in enumerate(wiring.neuron_names)}
+    out.update({f"return:{name}": returns[:, i] for i, name in enumerate(wiring.neuron_names)})
+    return out
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -291,7 +303,7 @@ class Trainer:
         """Train; returns the summary (also written to ``summary.json``)."""
         run, cfg = self.run, self.scenario.training
         self._start_results()
-        csv_file = writer = None
+        csv_file = writer = neurons = None
         window: deque[float] = deque(self.returns[-self.solve_window :], maxlen=self.solve_window)
         every = cfg.checkpoint_every
         start = time.perf_counter()
@@ -349,6 +361,8 @@ class Trainer:
                         self.solved_at = len(self.returns)
                 if csv_file is not None:
                     csv_file.flush()
+                if cfg.log_neurons and self.out_dir is not None and len(self.returns) > done_before:
+                    neurons = self._log_neurons(rollout, done_before, len(self.returns) - done_before, neurons)
                 updates = len(self.returns) // batch
                 if cfg.test_every is not None and updates % cfg.test_every == 0 and len(self.returns) > done_before:
                     if tester is None:
@@ -373,8 +387,9 @@ class Trainer:
             raise
         finally:
             bar.close(len(self.returns), status)
-            if csv_file is not None:
-                csv_file.close()
+            for f in (csv_file, neurons[0] if neurons else None):
+                if f is not None:
+                    f.close()
             if tester is not None:
                 tester.close()
             summary = self._summary(status, time.perf_counter() - start, neuron_steps)
@@ -384,6 +399,24 @@ class Trainer:
                 if every is not None and not status.startswith("failed"):
                     self.save_checkpoint(self.wall_offset + time.perf_counter() - start)
         return summary
+
+    def _log_neurons(self, rollout: Rollout, first: int, count: int, log: tuple | None) -> tuple:
+        """Append ``count`` episodes (numbered from ``first + 1``) of per-neuron statistics to ``neurons.csv``,
+        copied to the host in one transfer; returns the open ``(file, writer)``."""
+        stats = neuron_rows(rollout, self.run.wiring)
+        names = list(stats)
+        values = torch.stack([stats[k] for k in names], 1)[:count].tolist()  # [count, 2N]
+        if log is None:
+            path = self.out_dir / "neurons.csv"
+            append = self.resumed_from is not None and path.exists()
+            f = open(path, "a" if append else "w", newline="")
+            writer = csv.writer(f)
+            if not append:
+                writer.writerow(["episode", *names])
+            log = (f, writer)
+        log[1].writerows([first + 1 + b, *row] for b, row in enumerate(values))
+        log[0].flush()
+        return log
 
     def _append_test(self, row: dict, started: bool | None) -> bool:
         """Append one test score to ``tests.csv`` (a header first when the file is new); returns True."""
