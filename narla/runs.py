@@ -48,6 +48,7 @@ from narla.imports import recorded
 from narla.learning import Reinforce
 from narla.learning.returns import discounted_returns, normalize_per_neuron
 from narla.neurons import Population
+from narla.results import write_index
 from narla.rollout import Rollout, collect
 from narla.scenario import Scenario, ScenarioError, dump
 from narla.tasks.physics import PhysicsTask
@@ -398,6 +399,7 @@ class RunsTrainer:
             if d is not None:
                 d.mkdir(parents=True, exist_ok=True)
                 _atomic_write(d / "scenario.yaml", dump(self.scenarios[r]))
+                write_index(d, self.scenarios[r].name)
                 if self.resumed_from is not None:
                     truncate_csv(d / "episodes.csv", len(self.returns[r]))
         windows = [deque(ret[-self.solve_window :], maxlen=self.solve_window) for ret in self.returns]

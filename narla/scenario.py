@@ -121,6 +121,9 @@ class LearningConfig:
 class TrainingConfig:
     """When to stop and what to keep. ``solve_*`` default to the task's own criterion.
 
+    Every episode count here (``max_episodes``, ``checkpoint_every``, ``solve_after``, the solve window) counts
+    episodes of one environment copy: a batch of ``task.num_envs`` copies adds ``num_envs`` episodes.
+
     ``checkpoint_every``: write ``checkpoint.pt`` (the whole run state, :mod:`narla.checkpoint`) each time
     this many more episodes have finished, and at the end; ``narla run --resume DIR`` continues from it.
     ``solve_after``: the solve rule is checked only once more than this many episodes have finished (the NaRLA

@@ -39,6 +39,7 @@ from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.progress import TrainingProgress
 from narla.readout import Readout
+from narla.results import write_index
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
 from narla.scenario import Scenario, ScenarioError, dump, output_kinds
@@ -298,6 +299,7 @@ class Trainer:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write(self.out_dir / "scenario.yaml", dump(self.scenario))
+            write_index(self.out_dir, self.scenario.name)
 
     def train(self) -> dict:
         """Train; returns the summary (also written to ``summary.json``)."""

@@ -108,14 +108,6 @@ def test_eval_replays_the_learned_policy(tmp_path, capsys):
     assert "mean return" in capsys.readouterr().out
 
 
-def test_eval_video_is_skipped_with_a_reason_for_torch_tasks(tmp_path, capsys):
-    out = tmp_path / "run"
-    Trainer(scenario(max_episodes=4), out, progress=False).train()
-    assert main(["eval", str(out), "--episodes", "1", "--video", str(tmp_path / "v.mp4")]) == 0
-    assert "no video" in capsys.readouterr().err
-    assert not (tmp_path / "v.mp4").exists()
-
-
 def _tests_csv(path):
     with open(path, newline="") as f:
         return [(int(r["update"]), int(r["episodes"]), float(r["test_mean"])) for r in csv.DictReader(f)]

@@ -72,3 +72,12 @@ def test_plot_of_a_sweep_writes_one_figure_with_a_panel_per_cell(tmp_path):
 def test_plot_of_a_folder_without_runs_is_one_clear_error(tmp_path, capsys):
     assert cli_main(["plot", str(tmp_path)]) == 2
     assert "no run folders" in capsys.readouterr().err
+
+
+def test_a_results_directory_explains_every_file_in_it(run_dir):
+    from narla.results import FILES
+
+    index = (run_dir / "README.md").read_text()
+    present = [p.name for p in run_dir.iterdir() if p.name != "README.md"]
+    assert present and all(f"`{name}`" in index for name in present)
+    assert all(f"`{name}`" in index for name in FILES)

@@ -1,10 +1,10 @@
 """All neurons' parameters as stacked tensors: one disjoint slice per neuron, never shared.
 
-A stacked MLP keeps layer ``l``'s weights as ``W[N, out, in]`` (neuron i's slice ``W[i]`` is exactly
-an ``nn.Linear(in, out).weight``). A forward pass over neurons ``start:end`` is one batched matrix
-product over their gathered inputs. Because slices are disjoint, the gradient of a summed loss with
-respect to ``W[i]`` is neuron i's own gradient, and an elementwise optimizer (Adam) over the stack is
-the same as one optimizer per neuron.
+A stacked MLP keeps layer ``l``'s weights input-major, ``W[N, in, out]``, and biases ``b[N, 1, out]``: neuron i's
+slice ``W[i]`` is the transpose of an ``nn.Linear(in, out).weight`` (:meth:`StackedMLP.neuron_linear` returns it in
+that layout). A forward pass over neurons ``start:end`` is one batched matrix product over their gathered inputs.
+Because slices are disjoint, the gradient of a summed loss with respect to ``W[i]`` is neuron i's own gradient,
+and an elementwise optimizer (Adam) over the stack is the same as one optimizer per neuron.
 
 Layout: activity is *neuron-major*, ``[neurons, features, columns]`` where the columns are the
 flattened batch (``B`` copies, or ``T * B`` ticks when a rollout is re-evaluated).

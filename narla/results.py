@@ -1,0 +1,37 @@
+"""What a results directory holds: the ``README.md`` narla writes into each one, so the folder explains itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FILES: dict[str, str] = {
+    "scenario.yaml": "the resolved scenario (seed, device and the user modules it imports included): "
+                     "`narla run scenario.yaml` reproduces the run",
+    "episodes.csv": "one row per episode of one environment copy: return, length, wall clock (s), loss, firing rate "
+                    "per layer (`firing_L1`, ...), each reward component per layer (`reward_<term>_L1`, ...)",
+    "summary.json": "how the run ended (`status`: solved, max_episodes, time_cap, paused or failed: ...), the "
+                    "episode it was solved at, wall time, neuron-steps/s",
+    "model.pt": "every neuron's parameters and the scenario (`narla eval`, `narla plot`, `narla record` read it)",
+    "checkpoint.pt": "with `training.checkpoint_every`: the whole training state; `narla run --resume DIR`",
+    "tests.csv": "with `training.test_every`: test scores of the current policy on fresh episodes",
+    "neurons.csv": "with `training.log_neurons`: each neuron's firing rate and return per episode",
+    "eval.json": "written by `narla eval`: returns of the replayed policy",
+    "record.npz": "written by `narla record`: spikes, observations and rewards of replayed episodes",
+    "plots/": "written by `narla plot`: learning curve and spike raster",
+}
+
+
+def index_text(name: str) -> str:
+    """The ``README.md`` of the results directory of run ``name``."""
+    rows = "\n".join(f"| `{f}` | {what} |" for f, what in FILES.items())
+    return (f"# narla results: {name}\n\nFiles narla writes here (some only when the setting named is on, or when "
+            f"the command named has run):\n\n| file | contents |\n|---|---|\n{rows}\n")
+
+
+def write_index(out_dir: str | Path, name: str) -> Path:
+    """Write ``out_dir/README.md`` (write-then-rename)."""
+    path = Path(out_dir) / "README.md"
+    tmp = path.with_name("README.md.tmp")
+    tmp.write_text(index_text(name))
+    tmp.replace(path)
+    return path
