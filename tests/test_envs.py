@@ -427,3 +427,21 @@ def test_independent_learner_example_runs_against_the_parallel_api():
     returns = module.run(episodes=3, seed=0)
     assert len(returns) == 3 and all(r >= 1.0 for r in returns)
     assert module.run(episodes=3, seed=0) == returns  # seeded: the same run twice
+
+
+def test_the_views_show_the_terminal_observation_when_an_episode_ends():
+    from narla.tasks.cartpole import THETA_THRESHOLD, X_THRESHOLD
+
+    for make in (parallel_env, aec_env):
+        env = make("scenarios/cartpole_1layer.yaml")
+        env.reset(seed=3)
+        core = env.core if hasattr(env, "core") else env.unwrapped.core
+        while not core.done:
+            if make is parallel_env:
+                env.step(env.policy_actions())
+            else:
+                env.step(env.policy_action())
+        x, _, theta, _ = core.task_obs
+        assert abs(theta) > THETA_THRESHOLD or abs(x) > X_THRESHOLD  # the state that ended it, not the one before
+        motor = env.observe("motor_0") if make is aec_env else core.observe(core.index["motor_0"])
+        assert np.allclose(motor[:4], core.task_obs)

@@ -306,11 +306,17 @@ class NetworkCore:
         self.tick_count += 1
         self.episode_return += result.task_reward
         if result.terminated or result.truncated:
-            # The task has already reset itself; its terminal observation is gone, so the agents keep
-            # observing the last tick they acted on.
+            # The task has already restarted the copy; the agents observe its terminal state: the sensors read
+            # the task's final observation, presynaptic neurons show the activity of the tick just played.
             self.done = True
             self.episode += 1
-            self.carry = before
+            final = self.task.final_observation()
+            if final is None:
+                self.carry = before  # a task that cannot tell: the agents keep observing the last tick they acted on
+            else:
+                self.task_obs = final.detach().to("cpu", torch.float32).numpy()[0].copy()
+                self.act = self.act.clone()
+                self.act[: self.num_sensors] = self.engine.sensors(final)
         else:
             self._begin_tick(out.next_obs)
         return result

@@ -59,6 +59,11 @@ class Task(ABC):
             ended (terminated or truncated) are reset in the same call: ``obs`` holds their new start.
         """
 
+    def final_observation(self) -> torch.Tensor | None:
+        """Observations ``[B, S]`` of the states the last :meth:`step` reached, before the copies that ended were
+        reset (so a finished copy's terminal observation); None where the task cannot tell."""
+        return None
+
     def render(self) -> np.ndarray:
         """An RGB frame ``[H, W, 3]`` uint8 of copy 0 (tasks with ``render_fps`` set)."""
         raise NotImplementedError(f"{type(self).__name__} cannot render frames")

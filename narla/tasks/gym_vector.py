@@ -135,13 +135,26 @@ class GymVectorTask(Task):
         """Step every copy; ``action`` is ``[B]`` (Discrete) or ``[B, *shape]`` (Box) on any device."""
         space = self.action_space
         host_action = action.detach().cpu().numpy().reshape((self.num_envs, *space.shape)).astype(space.dtype)
-        obs, reward, terminated, truncated, _ = self.env.step(host_action)
+        obs, reward, terminated, truncated, infos = self.env.step(host_action)
+        self._final = (obs, terminated | truncated, infos)  # references only: the terminal observations, if asked
         return (
             self._to_obs(obs),
             torch.as_tensor(reward, dtype=torch.float32).to(self.device),
             torch.as_tensor(terminated, dtype=torch.bool).to(self.device),
             torch.as_tensor(truncated, dtype=torch.bool).to(self.device),
         )
+
+    def final_observation(self) -> torch.Tensor | None:
+        """The last step's observations with each finished copy's terminal one (gymnasium's ``final_obs``)."""
+        final = getattr(self, "_final", None)
+        if final is None:
+            return None
+        obs, done, infos = final
+        obs = np.array(obs, copy=True)
+        if done.any() and "final_obs" in infos:
+            for i in np.flatnonzero(done):
+                obs[i] = infos["final_obs"][i]
+        return self._to_obs(obs)
 
     def render(self) -> np.ndarray:
         """Copy 0's frame (the environments must be made with ``render_mode="rgb_array"``)."""

@@ -86,5 +86,9 @@ class NormalizedTask(Task):
         obs, reward, terminated, truncated = self.inner.step(action)
         return self._normalize(obs), reward, terminated, truncated
 
+    def final_observation(self) -> torch.Tensor | None:
+        final = self.inner.final_observation()
+        return None if final is None else self.normalizer.normalize(final)
+
     def close(self) -> None:
         self.inner.close()

@@ -60,6 +60,7 @@ class PhysicsTask(Task):
             self.generator.manual_seed(seed)
         self.state = self._sample_start()
         self.elapsed.zero_()
+        self._reached = None
         return self._observe()
 
     def set_state(self, state: torch.Tensor) -> None:
@@ -68,9 +69,21 @@ class PhysicsTask(Task):
             raise ValueError(f"state must have shape [{self.num_envs}, {self.state_dim}], got {list(state.shape)}")
         self.state = state.to(device=self.device, dtype=torch.float64).clone()
 
+    def final_observation(self) -> torch.Tensor | None:
+        """Observations ``[B, S]`` of the states the last step reached, before the finished copies restarted."""
+        reached = getattr(self, "_reached", None)
+        if reached is None:
+            return None
+        current, self.state = self.state, reached
+        try:
+            return self._observe()
+        finally:
+            self.state = current
+
     def _advance(self, state: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """Count the step, keep ``state`` and restart finished copies from a fresh draw; returns ``truncated``."""
         self.elapsed += 1
+        self._reached = state  # kept by reference (no copy): the terminal states of the copies that end now
         truncated = self.elapsed >= self.max_episode_steps
         done = terminated | truncated
         self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
