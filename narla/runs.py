@@ -68,6 +68,8 @@ def batchable(scenario: Scenario) -> str | None:
         return "network.builder is a whole-network population (batched runs support stage-wise populations)"
     if scenario.task.id not in ("cartpole", "swingup"):
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
+    if "tensorboard" in scenario.training.log:
+        return "training.log includes tensorboard (batched runs write CSV only)"
     if scenario.training.log_neurons:
         return "training.log_neurons is set (batched runs log per layer only)"
     if scenario.training.checkpoint_every is not None:

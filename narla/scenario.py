@@ -132,6 +132,8 @@ class TrainingConfig:
     ``test_every``: every this many updates (ES: generations), play ``test_episodes`` fresh episodes with the
     current policy (ES: the mean parameters, no perturbation) and append the score to ``tests.csv``; null: never.
     ``log_neurons``: also write ``neurons.csv``, each neuron's firing rate and return per episode.
+    ``log``: where the per-episode record goes: ``csv`` (``episodes.csv``, always) and optionally ``tensorboard``
+    (scalars in ``RUN_DIR/tensorboard``, :mod:`narla.tblog`).
     """
 
     max_episodes: int = 20000
@@ -145,6 +147,7 @@ class TrainingConfig:
     test_every: int | None = None
     test_episodes: int = 16
     log_neurons: bool = False
+    log: list[str] = field(default_factory=lambda: ["csv"])
 
 
 @dataclass
@@ -268,6 +271,10 @@ def _check_ranges(s: Scenario) -> None:
     need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
          s.training.solve_window)
     need(s.device == "cpu" or s.device.startswith("cuda"), "device", "'cpu', 'cuda' or 'cuda:N'", s.device)
+    for i, sink in enumerate(s.training.log):
+        need(sink in LOGS, f"training.log[{i}]", f"one of {', '.join(LOGS)}", sink)
+    need("csv" in s.training.log, "training.log", "a list that includes csv (episodes.csv is the run's record), "
+         "e.g. [csv, tensorboard]", s.training.log)
     for i, entry in enumerate(s.imports):
         need(re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(@.+)?", entry) is not None, f"imports[{i}]",
              "a module name such as 'myrewards', or 'pkg.mod@/abs/dir'", entry)
@@ -276,6 +283,7 @@ def _check_ranges(s: Scenario) -> None:
 
 
 OUTPUTS = ("spike", "rate")
+LOGS = ("csv", "tensorboard")
 
 
 def _check_output(output: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import inspect
 import json
 import math
@@ -45,6 +46,7 @@ from narla.rollout import Rollout, collect
 from narla.scenario import Scenario, ScenarioError, dump, output_kinds
 from narla.tasks.base import Task
 from narla.tasks.registry import make_task
+from narla.tblog import TensorBoardLog
 from narla.wiring import Wiring, compile_graph
 
 BUILDERS: dict[str, Callable[..., nx.DiGraph]] = {
@@ -282,6 +284,10 @@ class Trainer:
                 f"results directory {str(self.out_dir)!r} already holds a run; choose another --out "
                 "(narla never overwrites results)"
             )
+        if "tensorboard" in scenario.training.log and importlib.util.find_spec("tensorboard") is None:
+            raise ScenarioError(
+                "training.log: 'tensorboard' needs the tensorboard package: pip install 'narla[tensorboard]'"
+            )
         self.run = build(scenario)
         self.scenario = recorded(scenario)  # with the user modules it needs, so that it re-runs from anywhere
         self.progress = progress
@@ -316,6 +322,7 @@ class Trainer:
         batch = run.task.num_envs
         phase = run.scheme.active_terms(len(self.returns) - batch) if self.returns else None
         tester = tests = None
+        board = TensorBoardLog(self.out_dir / "tensorboard") if "tensorboard" in cfg.log and self.out_dir else None
         try:
             while len(self.returns) < cfg.max_episodes:
                 episode = len(self.returns)
@@ -363,6 +370,8 @@ class Trainer:
                         self.solved_at = len(self.returns)
                 if csv_file is not None:
                     csv_file.flush()
+                if board is not None:
+                    board.update(len(self.returns), rows, loss, sum(window) / max(len(window), 1))
                 if cfg.log_neurons and self.out_dir is not None and len(self.returns) > done_before:
                     neurons = self._log_neurons(rollout, done_before, len(self.returns) - done_before, neurons)
                 updates = len(self.returns) // batch
@@ -375,6 +384,8 @@ class Trainer:
                     row = {"update": updates, "episodes": len(self.returns), "test_mean": mean, "test_std": sd,
                            "wall_clock": round(elapsed, 3)}
                     tests = self._append_test(row, tests)
+                    if board is not None:
+                        board.test(len(self.returns), mean, sd)
                 bar.update(len(self.returns), sum(window) / max(len(window), 1), len(window))
                 if every is not None and self.out_dir is not None and len(self.returns) // every > done_before // every:
                     self.save_checkpoint(elapsed)
@@ -394,6 +405,8 @@ class Trainer:
                     f.close()
             if tester is not None:
                 tester.close()
+            if board is not None:
+                board.close()
             summary = self._summary(status, time.perf_counter() - start, neuron_steps)
             if self.out_dir is not None:
                 _atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
