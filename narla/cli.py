@@ -1,4 +1,5 @@
-"""The ``narla`` command line: ``run`` (``--resume DIR``), ``eval``, ``record``, ``plot``, ``bench``, ``sweep``."""
+"""The ``narla`` command line: ``run`` (``--resume DIR``), ``eval``, ``record``, ``plot``, ``bench``, ``sweep``,
+``schema``."""
 
 from __future__ import annotations
 
@@ -77,6 +78,18 @@ def _sweep(args: argparse.Namespace) -> int:
     return sweep_main(args)
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from narla.scenario import schema_json
+
+    text = schema_json()
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"written: {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="narla", description="Populations of neurons that are RL agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("record", help="record episodes of a run's policy (spikes, rewards, observations) to .npz")
     add_record_arguments(rec)
     rec.set_defaults(func=record_main)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
+    schema.add_argument("--out", help="write it to this file instead of stdout")
+    schema.set_defaults(func=_schema)
 
     from narla.sweep import add_arguments as add_sweep_arguments
 

@@ -1,7 +1,9 @@
 """Scenario files: the single, validated description of a run.
 
-A scenario is YAML with the sections below; every field has a default except ``name``. Validation
-names the offending field by its dotted path (``learning.lr``) and says what is allowed.
+A scenario is YAML with the sections below; every field has a default except ``name``. The sections are pydantic
+dataclasses; a validation error becomes one :class:`ScenarioError` that names the offending field by its dotted
+path (``learning.lr``) and says what is allowed, and rules across fields (:func:`_check_rules`) are checked before
+anything is built. :func:`schema` is the JSON Schema of the file (``narla schema``).
 
 .. code-block:: yaml
 
@@ -22,35 +24,39 @@ names the offending field by its dotted path (``learning.lr``) and says what is 
 from __future__ import annotations
 
 import copy
+import json
 import re
-import types
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+_CONFIG = ConfigDict(extra="forbid")
+Number = Annotated[float, Strict()]  # a float or an int (stored as float); not a bool, not a string
+Positive = Annotated[Number, Field(gt=0)]
+Unit = Annotated[Number, Field(ge=0, le=1)]
+Count = Annotated[StrictInt, Field(ge=1)]
+NonNegative = Annotated[StrictInt, Field(ge=0)]
 
 
 class ScenarioError(ValueError):
     """A scenario field is missing, unknown, or has a value that is not allowed."""
 
 
-def _choices(*allowed: str, default: str) -> Any:
-    return field(default=default, metadata={"choices": allowed})
-
-
-@dataclass
+@dataclass(config=_CONFIG)
 class TaskConfig:
     """Which task, how many copies ``B`` run in parallel, and task-specific options."""
 
-    id: str = "cartpole"
-    num_envs: int = 1
-    max_episode_steps: int | None = None
+    id: StrictStr = "cartpole"
+    num_envs: Count = 1
+    max_episode_steps: Count | None = None
     options: dict = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(config=_CONFIG)
 class NeuronConfig:
     """Each neuron's policy network, its modulatory transfer function (``narla.cooperation``) and its output kind.
 
@@ -62,22 +68,22 @@ class NeuronConfig:
     choice, fire/silent, and a softmax, as in the NaRLA paper: :class:`narla.neurons.heads.SoftmaxHeadPopulation`).
     """
 
-    hidden: list[int] = field(default_factory=lambda: [128, 128])
-    activation: str = _choices("leaky_relu", "leaky_relu_0.3", "relu", "tanh", default="leaky_relu")
-    head: str = _choices("logit", "softmax", default="logit")
-    amtf: str = _choices("cooperation", "cooperation_relu6", "additive", "feedforward", "gain", default="feedforward")
-    output: Any = "spike"
+    hidden: list[Count] = field(default_factory=lambda: [128, 128])
+    activation: Literal["leaky_relu", "leaky_relu_0.3", "relu", "tanh"] = "leaky_relu"
+    head: Literal["logit", "softmax"] = "logit"
+    amtf: Literal["cooperation", "cooperation_relu6", "additive", "feedforward", "gain"] = "feedforward"
+    output: Literal["spike", "rate"] | dict[Literal["hidden", "motor"], Literal["spike", "rate"]] = "spike"
 
 
-@dataclass
+@dataclass(config=_CONFIG)
 class ReadoutConfig:
     """How motor neurons form the task action (``narla.readout``)."""
 
-    kind: str = _choices("choice", "vote", "rate", "squash", "value", default="choice")
-    motor_per_group: int = 1
+    kind: Literal["choice", "vote", "rate", "squash", "value"] = "choice"
+    motor_per_group: Count = 1
 
 
-@dataclass
+@dataclass(config=_CONFIG)
 class ContextConfig:
     """Context sources of every neuron (``narla.context``) and how C is integrated; all sources off by default.
 
@@ -86,14 +92,14 @@ class ContextConfig:
     (The ``attention_neuron`` / ``cooperator`` builders wire their own context: see ``narla.cooperator``.)
     """
 
-    proximal: bool = False
-    distal: bool = False
-    feedback: bool = False
-    universal_position: int = 0
-    universal_action: bool = False
+    proximal: StrictBool = False
+    distal: StrictBool = False
+    feedback: StrictBool = False
+    universal_position: NonNegative = 0
+    universal_action: StrictBool = False
 
 
-@dataclass
+@dataclass(config=_CONFIG)
 class LearningConfig:
     """The learning rule and its hyper-parameters (every neuron learns from its own reward).
 
@@ -104,20 +110,20 @@ class LearningConfig:
     ``task.num_envs`` must be a multiple of it, the quotient is the repeats per member).
     """
 
-    rule: str = _choices("reinforce", "actor_critic", "es", "cma_es", default="reinforce")
-    lr: float = 1e-3
-    gamma: float = 0.99
-    normalize_returns: bool = True
-    entropy_coef: float = 0.0
-    gae_lambda: float = 0.95
-    value_coef: float = 0.5
-    max_grad_norm: float | None = None
-    sigma: float = 0.05
-    population: int = 8
-    fitness_shaping: str = _choices("centered_rank", "none", default="centered_rank")
+    rule: Literal["reinforce", "actor_critic", "es", "cma_es"] = "reinforce"
+    lr: Positive = 1e-3
+    gamma: Unit = 0.99
+    normalize_returns: StrictBool = True
+    entropy_coef: Number = 0.0
+    gae_lambda: Unit = 0.95
+    value_coef: Number = 0.5
+    max_grad_norm: Positive | None = None
+    sigma: Positive = 0.05
+    population: Count = 8
+    fitness_shaping: Literal["centered_rank", "none"] = "centered_rank"
 
 
-@dataclass
+@dataclass(config=_CONFIG)
 class TrainingConfig:
     """When to stop and what to keep. ``solve_*`` default to the task's own criterion.
 
@@ -136,28 +142,32 @@ class TrainingConfig:
     (scalars in ``RUN_DIR/tensorboard``, :mod:`narla.tblog`).
     """
 
-    max_episodes: int = 20000
-    solve_window: int | None = None
-    solve_threshold: float | None = None
-    stop_when_solved: bool = True
-    checkpoint_every: int | None = None
-    solve_after: int = 0
-    solve_strict: bool = False
-    max_wall_s: float | None = None
-    test_every: int | None = None
-    test_episodes: int = 16
-    log_neurons: bool = False
-    log: list[str] = field(default_factory=lambda: ["csv"])
+    max_episodes: Count = 20000
+    solve_window: Count | None = None
+    solve_threshold: Number | None = None
+    stop_when_solved: StrictBool = True
+    checkpoint_every: Count | None = None
+    solve_after: NonNegative = 0
+    solve_strict: StrictBool = False
+    max_wall_s: Positive | None = None
+    test_every: Count | None = None
+    test_episodes: Count = 16
+    log_neurons: StrictBool = False
+    log: list[Literal["csv", "tensorboard"]] = field(default_factory=lambda: ["csv"])
 
 
-@dataclass
+Device = Annotated[StrictStr, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
+ImportEntry = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(@.+)?$")]
+
+
+@dataclass(config=_CONFIG)
 class Scenario:
     """A whole run. ``network`` holds ``builder`` plus that builder's keyword arguments."""
 
-    name: str
-    seed: int = 0
-    device: str = "cpu"
-    propagation: str = _choices("sweep", "delay", default="sweep")
+    name: StrictStr
+    seed: StrictInt = 0
+    device: Device = "cpu"
+    propagation: Literal["sweep", "delay"] = "sweep"
     task: TaskConfig = field(default_factory=TaskConfig)
     network: dict = field(default_factory=lambda: {"builder": "layered", "layers": 1})
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
@@ -166,139 +176,181 @@ class Scenario:
     learning: LearningConfig = field(default_factory=LearningConfig)
     rewards: Any = field(default_factory=lambda: ["task"])
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    imports: list[str] = field(default_factory=list)  # user modules to import first (narla.imports)
+    imports: list[ImportEntry] = field(default_factory=list)  # user modules to import first (narla.imports)
 
     def to_dict(self) -> dict:
         """Plain data (YAML-ready) that :func:`from_dict` turns back into an equal scenario."""
         return asdict(self)
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+_ADAPTER = TypeAdapter(Scenario)
+
+# What a value must be, by pydantic error type (the message then adds ", got VALUE").
+_NEEDS = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
+    "dataclass_type": "a mapping", "string_pattern_mismatch": None,
+}
+_PATTERNS = {"device": "'cpu', 'cuda' or 'cuda:N'",
+             "imports": "a module name such as 'myrewards', or 'pkg.mod@/abs/dir'"}
 
 
-def _coerce(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        inner = [o for o in options if o is not type(None)]
-        return _coerce(inner[0], value, path)
-    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
-        return _build(tp, value, path)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ScenarioError(f"{path}: must be a list, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ScenarioError(f"{path}: must be a mapping, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ScenarioError(f"{path}: must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ScenarioError(f"{path}: must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ScenarioError(f"{path}: must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ScenarioError(f"{path}: must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported field type {_type_name(tp)} at {path}")
+def _path(loc: tuple) -> str:
+    """``("neuron", "hidden", 1)`` -> ``neuron.hidden[1]`` (pydantic's union-member tags are left out)."""
+    parts: list[str] = []
+    for item in _plain(loc):
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
-    where = f"{path}: " if path else ""
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{where or 'scenario: '}must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
-    for key in data:
-        if key not in known:
-            name = f"{path}.{key}" if path else str(key)
-            raise ScenarioError(f"{name}: unknown field; allowed: {', '.join(known)}")
-    kwargs = {}
-    for f in fields(cls):
-        name = f"{path}.{f.name}" if path else f.name
-        if f.name not in data:
-            continue
-        value = _coerce(hints[f.name], data[f.name], name)
-        allowed = f.metadata.get("choices")
-        if allowed and value not in allowed:
-            raise ScenarioError(f"{name}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
-        kwargs[f.name] = value
-    return cls(**kwargs)
+def _plain(loc: tuple) -> tuple:
+    """``loc`` without the tags pydantic inserts for the members of a union (``literal[...]``, ``[key]``)."""
+    return tuple(item for item in loc if isinstance(item, int) or ("[" not in item and "(" not in item))
 
 
-def _check_ranges(s: Scenario) -> None:
-    def need(ok: bool, name: str, rule: str, value: Any) -> None:
-        if not ok:
-            raise ScenarioError(f"{name}: must be {rule}, got {value!r}")
+_SECTIONS = {"task": TaskConfig, "neuron": NeuronConfig, "readout": ReadoutConfig, "context": ContextConfig,
+             "learning": LearningConfig, "training": TrainingConfig}
 
-    need(s.task.num_envs >= 1, "task.num_envs", ">= 1", s.task.num_envs)
-    need(s.task.max_episode_steps is None or s.task.max_episode_steps >= 1, "task.max_episode_steps", ">= 1",
-         s.task.max_episode_steps)
-    need(all(h >= 1 for h in s.neuron.hidden), "neuron.hidden", "a list of layer widths >= 1", s.neuron.hidden)
-    _check_output(s.neuron.output)
-    need(s.readout.motor_per_group >= 1, "readout.motor_per_group", ">= 1", s.readout.motor_per_group)
-    need(s.context.universal_position >= 0, "context.universal_position", ">= 0", s.context.universal_position)
-    need(s.learning.lr > 0, "learning.lr", "> 0", s.learning.lr)
-    need(0.0 <= s.learning.gamma <= 1.0, "learning.gamma", "in [0, 1]", s.learning.gamma)
-    need(0.0 <= s.learning.gae_lambda <= 1.0, "learning.gae_lambda", "in [0, 1]", s.learning.gae_lambda)
-    need(s.learning.max_grad_norm is None or s.learning.max_grad_norm > 0, "learning.max_grad_norm", "> 0",
-         s.learning.max_grad_norm)
-    need(s.learning.sigma > 0, "learning.sigma", "> 0", s.learning.sigma)
-    need(s.learning.population >= 1, "learning.population", ">= 1", s.learning.population)
-    need(s.training.checkpoint_every is None or s.training.checkpoint_every >= 1, "training.checkpoint_every",
-         ">= 1 (or null)", s.training.checkpoint_every)
-    need(s.training.test_every is None or s.training.test_every >= 1, "training.test_every", ">= 1 (or null)",
-         s.training.test_every)
-    need(s.training.test_episodes >= 1, "training.test_episodes", ">= 1", s.training.test_episodes)
-    need(s.training.max_wall_s is None or s.training.max_wall_s > 0, "training.max_wall_s", "> 0 (or null)",
-         s.training.max_wall_s)
-    need(s.training.solve_after >= 0, "training.solve_after", ">= 0", s.training.solve_after)
-    need(s.training.max_episodes >= 1, "training.max_episodes", ">= 1", s.training.max_episodes)
-    need(s.training.solve_window is None or s.training.solve_window >= 1, "training.solve_window", ">= 1",
-         s.training.solve_window)
-    need(s.device == "cpu" or s.device.startswith("cuda"), "device", "'cpu', 'cuda' or 'cuda:N'", s.device)
-    for i, sink in enumerate(s.training.log):
-        need(sink in LOGS, f"training.log[{i}]", f"one of {', '.join(LOGS)}", sink)
-    need("csv" in s.training.log, "training.log", "a list that includes csv (episodes.csv is the run's record), "
-         "e.g. [csv, tensorboard]", s.training.log)
-    for i, entry in enumerate(s.imports):
-        need(re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(@.+)?", entry) is not None, f"imports[{i}]",
-             "a module name such as 'myrewards', or 'pkg.mod@/abs/dir'", entry)
+
+def _section(loc: tuple) -> type | None:
+    """The config class that holds the field at ``loc`` (for the list of its allowed fields)."""
+    if len(loc) == 1:
+        return Scenario
+    if len(loc) == 2:
+        return _SECTIONS.get(loc[0])
+    return None
+
+
+def _message(error: dict) -> str:
+    """One pydantic error as narla's message: the field's dotted path, what is allowed, and what was given."""
+    kind, loc, given = error["type"], _plain(tuple(error["loc"])), error.get("input")
+    ctx = error.get("ctx") or {}
+    path = _path(loc) or "scenario"
+    if kind == "missing":
+        return f"{path}: missing required field" + (" (a short name for the run)" if path == "name" else "")
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        section = _section(loc)
+        allowed = f"; allowed: {', '.join(f.name for f in fields(section))}" if section else ""
+        return f"{path}: unknown field{allowed}"
+    if kind == "literal_error":
+        allowed = re.sub(r"'([^']*)'", r"\1", ctx.get("expected", "")).replace(" or ", ", ")
+        return f"{path}: {given!r} is not allowed; allowed: {allowed}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        section = _section(loc)
+        spec = next((f for f in fields(section) if f.name == loc[-1]), None) if section else None
+        if spec is not None and spec.type == "Unit":
+            return f"{path}: must be in [0, 1], got {given!r}"
+        op = {"greater_than": "> {gt:g}", "greater_than_equal": ">= {ge:g}", "less_than": "< {lt:g}",
+              "less_than_equal": "<= {le:g}"}[kind].format(**ctx)
+        return f"{path}: must be {op}, got {given!r}"
+    if kind == "string_pattern_mismatch":
+        top = str(loc[0]) if loc else ""
+        return f"{path}: must be {_PATTERNS.get(top, 'a valid value')}, got {given!r}"
+    if kind in _NEEDS:
+        return f"{path}: must be {_NEEDS[kind]}, got {given!r}"
+    return f"{path}: {error['msg'][0].lower()}{error['msg'][1:]}, got {given!r}"
+
+
+def schema() -> dict:
+    """The JSON Schema of a scenario file (``narla schema``): editors complete and check YAML with it."""
+    out = _ADAPTER.json_schema()
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = "narla scenario"
+    return out
+
+
+TASK_ACTIONS = {"cartpole": "discrete", "swingup": "box", "ant": "box"}  # gym:ID tasks are checked when built
+
+
+def _layer_count(network: dict) -> int | None:
+    """Layers of a ``layered`` network (hidden layers + the motor layer), None for other builders."""
+    if network.get("builder", "layered") != "layered":
+        return None
+    if isinstance(network.get("hidden_layers"), int):
+        return network["hidden_layers"] + 1
+    layers = network.get("layers", 1)
+    return layers if isinstance(layers, int) else None
+
+
+def _where_layers(rewards: Any) -> list[tuple[str, Any]]:
+    """``(field path, layer)`` of every ``where.layers`` entry of the reward terms."""
+    terms = rewards.get("terms", []) if isinstance(rewards, dict) else rewards
+    found = []
+    for i, term in enumerate(terms if isinstance(terms, list) else []):
+        where = term.get("where") if isinstance(term, dict) else None
+        layers = where.get("layers") if isinstance(where, dict) else None
+        for j, layer in enumerate(layers if isinstance(layers, list) else [layers] if layers is not None else []):
+            found.append((f"rewards.terms[{i}].where.layers[{j}]", layer))
+    return found
+
+
+def _check_rules(s: Scenario) -> None:
+    """Rules across fields, checked before anything is built (one :class:`ScenarioError` each)."""
     builder = s.network.get("builder", "layered")
-    need(isinstance(builder, str), "network.builder", "a builder name or 'module:function'", builder)
+    if not isinstance(builder, str):
+        raise ScenarioError(f"network.builder: must be a builder name or 'module:function', got {builder!r}")
+    rule, n, pop = s.learning.rule, s.task.num_envs, s.learning.population
+    if rule == "es" and n % (2 * pop):
+        raise ScenarioError(f"task.num_envs: learning.rule es with learning.population {pop} needs a multiple of "
+                            f"2 x population = {2 * pop} environment copies (antithetic pairs), got {n}")
+    if rule == "cma_es" and n % pop:
+        raise ScenarioError(f"task.num_envs: learning.rule cma_es with learning.population {pop} needs a multiple "
+                            f"of {pop} environment copies (members x repeats), got {n}")
+    action = TASK_ACTIONS.get(s.task.id)
+    kind = s.readout.kind
+    if action == "discrete" and kind in ("rate", "squash"):
+        raise ScenarioError(f"readout.kind: {kind!r} drives a continuous (Box) action, task {s.task.id!r} has a "
+                            "discrete one; allowed: choice, vote, value")
+    if action == "box" and kind in ("choice", "vote"):
+        raise ScenarioError(f"readout.kind: {kind!r} picks a discrete action, task {s.task.id!r} has a continuous "
+                            "(Box) one; allowed: rate, squash, value")
+    outputs = s.neuron.output if isinstance(s.neuron.output, dict) else {"hidden": s.neuron.output,
+                                                                          "motor": s.neuron.output}
+    if outputs.get("motor", "spike") == "rate" and kind != "value" and builder not in ("attention_neuron",
+                                                                                        "cooperator"):
+        raise ScenarioError(f"readout.kind: rate motor neurons need readout value, got {kind!r}")
+    if s.neuron.head == "softmax" and (rule == "actor_critic" or s.neuron.amtf != "feedforward"
+                                       or "rate" in outputs.values()):
+        raise ScenarioError("neuron.head: 'softmax' needs neuron.amtf 'feedforward', spiking neurons and a "
+                            "policy-only rule (not actor_critic)")
+    if builder in ("attention_neuron", "cooperator") and rule not in ("es", "cma_es"):
+        raise ScenarioError(f"learning.rule: {rule!r} cannot train network.builder {builder!r} (deterministic rate "
+                            "neurons with memory); allowed: es, cma_es")
+    count = _layer_count(s.network)
+    if count is not None:
+        for path, layer in _where_layers(s.rewards):
+            if isinstance(layer, int) and not isinstance(layer, bool) and not (1 <= abs(layer) <= count):
+                raise ScenarioError(f"{path}: layer {layer} does not exist; the network has {count} layers "
+                                    f"(1..{count}, or -1..-{count} from the last)")
+    t = s.training
+    if t.solve_window is not None and t.solve_window > t.max_episodes:
+        raise ScenarioError(f"training.solve_window: {t.solve_window} is more than training.max_episodes "
+                            f"({t.max_episodes}); the run could never be solved")
+    if t.solve_after >= t.max_episodes:
+        raise ScenarioError(f"training.solve_after: must be below training.max_episodes ({t.max_episodes}), "
+                            f"got {t.solve_after}")
+    if "csv" not in t.log:
+        raise ScenarioError(f"training.log: must be a list that includes csv (episodes.csv is the run's record), "
+                            f"e.g. [csv, tensorboard], got {t.log!r}")
 
 
-OUTPUTS = ("spike", "rate")
-LOGS = ("csv", "tensorboard")
-
-
-def _check_output(output: Any) -> None:
-    if isinstance(output, str):
-        if output not in OUTPUTS:
-            raise ScenarioError(f"neuron.output: {output!r} is not allowed; allowed: {', '.join(OUTPUTS)} or a mapping "
-                                "of roles (hidden, motor) to them")
-        return
-    if not isinstance(output, dict):
-        raise ScenarioError(f"neuron.output: must be spike, rate or a mapping of roles to them, got {output!r}")
-    for role, kind in output.items():
-        if role not in ("hidden", "motor"):
-            raise ScenarioError(f"neuron.output.{role}: unknown role; allowed: hidden, motor")
-        if kind not in OUTPUTS:
-            raise ScenarioError(f"neuron.output.{role}: {kind!r} is not allowed; allowed: {', '.join(OUTPUTS)}")
+def from_dict(data: Any) -> Scenario:
+    """Validate plain data into a :class:`Scenario` (raises :class:`ScenarioError` with the first problem)."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario: must be a mapping of sections, got {type(data).__name__}")
+    try:
+        scenario = _ADAPTER.validate_python(data)
+    except ValidationError as err:
+        errors = err.errors()
+        # A union (neuron.output) reports one error per member; the deepest is the member the value was meant for.
+        raise ScenarioError(_message(max(errors, key=lambda e: len(e["loc"])))) from None
+    scenario.network.setdefault("builder", "layered")
+    _check_rules(scenario)
+    return scenario
 
 
 def output_kinds(output: Any) -> dict[str, str]:
@@ -308,16 +360,9 @@ def output_kinds(output: Any) -> dict[str, str]:
     return {"hidden": output.get("hidden", "spike"), "motor": output.get("motor", "spike")}
 
 
-def from_dict(data: Any) -> Scenario:
-    """Validate plain data into a :class:`Scenario` (raises :class:`ScenarioError`)."""
-    if not isinstance(data, dict):
-        raise ScenarioError(f"scenario: must be a mapping of sections, got {type(data).__name__}")
-    if "name" not in data:
-        raise ScenarioError("name: missing required field (a short name for the run)")
-    scenario = _build(Scenario, data, "")
-    scenario.network.setdefault("builder", "layered")
-    _check_ranges(scenario)
-    return scenario
+def schema_json() -> str:
+    """:func:`schema` as indented JSON text."""
+    return json.dumps(schema(), indent=2) + "\n"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -269,12 +269,15 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def run_sweep(
-    trials: Sequence[Trial], workers: int | None = None, progress: bool = True, batch_seeds: bool = True
+    trials: Sequence[Trial], workers: int | None = None, progress: bool = True, batch_seeds: bool = True,
+    backend: str = "local", address: str | None = None,
 ) -> list[dict]:
     """Run the unfinished trials in ``workers`` processes (default: one per core); records of all trials.
 
     ``batch_seeds`` (default): the unfinished seeds of a cell train as one batch in one process
     (:mod:`narla.runs`), where the scenario allows it; otherwise every trial runs on its own.
+    ``backend="ray"`` runs the same jobs as Ray tasks (:func:`_run_ray`) on the cluster at ``address`` (default: a
+    local Ray limited to ``workers`` CPUs); results directories, failure records and skipping are the same.
 
     Interrupted (Ctrl-C, or SIGTERM to this process), the sweep stops its workers too: finished trials are
     kept, running ones start over on the next run.
@@ -286,7 +289,13 @@ def run_sweep(
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
-        _run_pool(plan_jobs(todo, batch_seeds), workers, bar)
+        jobs = plan_jobs(todo, batch_seeds)
+        if backend == "ray":
+            _run_ray(jobs, workers, bar, address)
+        elif backend == "local":
+            _run_pool(jobs, workers, bar)
+        else:
+            raise ScenarioError(f"--backend: {backend!r} is not allowed; allowed: local, ray")
     finally:
         bar.close()
         if on_main:
@@ -316,6 +325,48 @@ def _run_pool(jobs: Sequence[list[Trial]], workers: int, bar: tqdm) -> None:
                 _terminate_workers(pool)  # before shutdown, which forgets the worker processes
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
+
+
+def _run_ray(jobs: Sequence[list[Trial]], workers: int, bar: tqdm, address: str | None) -> None:
+    """The jobs as Ray tasks (one CPU each). Without ``address``, a local Ray instance limited to ``workers`` CPUs is
+    started and stopped here; with one, the cluster there runs them (every node must see the sweep directory)."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ScenarioError("--backend ray needs Ray: pip install 'narla[ray]'") from err
+    if not jobs:
+        return
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
+        pending = {task.remote(job): job for job in jobs}
+        failed = 0
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                records = ray.get(done[0])
+            except Exception as err:  # the task itself died (worker killed, out of memory)
+                for trial in job:
+                    _write_failure(trial, f"{type(err).__name__}: {err}")
+                records = [load_record(t) for t in job]
+            for record in records:
+                failed += str(record["status"]).startswith("failed")
+                bar.update(1)
+                bar.set_postfix(failed=failed, last=f"{record['cell']} s{record['seed']}: {record['status']}")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_job(job: list[Trial]) -> list[dict]:
+    _worker_init()
+    return _run_job(job)
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
@@ -414,6 +465,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a scenario key and its values, e.g. learning.lr=0.001,0.003 (repeatable: product)")
     parser.add_argument("--seeds", default="0", help="seeds, e.g. 0-4 or 0,3,7 (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory (one results directory per trial)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: a process pool on this machine (default); ray: Ray tasks (needs narla[ray])")
+    parser.add_argument("--address", default=None,
+                        help="with --backend ray: the Ray cluster (default: a local one of --workers CPUs)")
     add_trial_options(parser)
 
 
@@ -439,7 +494,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the sweep, write ``trials.csv`` / ``sweep.csv`` and print the table; 1 if any trial failed."""
     check_trial_options(args)
     trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), args.out, args.set)
-    records = run_sweep(trials, args.workers, progress=not args.quiet, batch_seeds=not args.separate_seeds)
+    records = run_sweep(trials, args.workers, progress=not args.quiet, batch_seeds=not args.separate_seeds,
+                        backend=args.backend, address=args.address)
     cells = write_tables(args.out, records)
     print(format_table(cells))
     print(f"results: {args.out}/sweep.csv", flush=True)

@@ -172,3 +172,28 @@ def test_the_sweep_table_marks_censored_cells_and_gives_solved_only_statistics()
     assert mixed.split()[-2] == "100"  # solved only: the one solved seed
     assert "not solved (cap 400)" in never and "≥" not in never
     assert "counts as its cap" in text
+
+
+def _cells_without_time(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in csv.DictReader(f)]
+
+
+def test_a_sweep_on_a_local_ray_instance_gives_the_same_sweep_csv_as_the_process_pool(tmp_path):
+    pytest.importorskip("ray")
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "small", "task": {"id": "cartpole", "num_envs": 2, "max_episode_steps": 30},
+        "network": {"builder": "layered", "hidden_layers": 1, "width": 3}, "neuron": {"hidden": [8]},
+        "training": {"max_episodes": 4},
+    }))
+    common = [str(path), "--grid", "learning.lr=0.01,0.001", "--seeds", "0-1", "--workers", "2", "--quiet"]
+    assert cli_main(["sweep", *common, "--out", str(tmp_path / "pool")]) == 0
+    assert cli_main(["sweep", *common, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0
+    pool = _cells_without_time(tmp_path / "pool" / "sweep.csv")
+    ray = _cells_without_time(tmp_path / "ray" / "sweep.csv")
+    assert len(ray) == 2 and ray == pool
+    summary = tmp_path / "ray" / "small" / "learning.lr=0.01" / "seed0" / "summary.json"
+    stamp = summary.stat().st_mtime_ns
+    assert cli_main(["sweep", *common, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0  # all finished
+    assert summary.stat().st_mtime_ns == stamp

@@ -35,7 +35,7 @@ def test_tensorboard_scalars_are_written_and_read_back_equal_to_the_csv(tmp_path
 
 
 @pytest.mark.parametrize("log, message", [
-    (["csv", "wandb"], r"training.log\[1\]: must be one of csv, tensorboard"),
+    (["csv", "wandb"], r"training.log\[1\]: 'wandb' is not allowed; allowed: csv, tensorboard"),
     (["tensorboard"], r"training.log: must be a list that includes csv"),
 ])
 def test_an_unknown_or_incomplete_log_list_names_the_field(log, message):

@@ -121,7 +121,7 @@ def test_unknown_task_is_reported_under_task():
 
 
 def test_readout_that_does_not_fit_the_task_is_reported():
-    with pytest.raises(ScenarioError, match="readout.kind: 'rate' needs a Box"):
+    with pytest.raises(ScenarioError, match=r"readout.kind: 'rate' drives a continuous \(Box\) action"):
         build(scenario(readout={"kind": "rate"}))
 
 
@@ -143,7 +143,7 @@ def test_narla_run_writes_a_complete_results_directory(tmp_path, capsys):
     path.write_text("name: e2e\ntask: {num_envs: 2}\nneuron: {hidden: [16]}\ntraining: {max_episodes: 6}\n")
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--seed", "5", "--quiet"]) == 0
-    assert {p.name for p in out.iterdir()} == {"scenario.yaml", "episodes.csv", "summary.json", "model.pt"}
+    assert {p.name for p in out.iterdir()} == {"scenario.yaml", "episodes.csv", "summary.json", "model.pt", "README.md"}
     rows = list(csv.DictReader((out / "episodes.csv").open()))
     assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {"return", "length", "wall_clock", "loss", "firing_L1", "reward_task_L1"} <= set(rows[0])
@@ -157,7 +157,7 @@ def test_narla_run_with_malformed_scenario_exits_nonzero_with_one_message(tmp_pa
     path.write_text("name: bad\nlearning: {lr: -1}\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "narla: error: learning.lr: must be > 0, got -1.0"
+    assert err.strip() == "narla: error: learning.lr: must be > 0, got -1"
     assert not (tmp_path / "out").exists()
 
 
