@@ -34,6 +34,7 @@ from narla.readout import Readout
 from narla.wiring import Wiring
 
 PROPAGATIONS = ("sweep", "delay")
+FREE, SILENCE, FIRE, COIN, FLIP = 0, 1, 2, 3, 4  # Engine.clamp codes: what an intervention does to a neuron's choice
 
 
 class Engine:
@@ -70,6 +71,10 @@ class Engine:
         rate = getattr(population, "rate", None)
         self.rate = rate if rate is not None and bool(rate.any()) else None  # [N] bool, or None: spiking only
         self.explore = True  # rate neurons add Gaussian noise (policy gradients); ES sets False (deterministic)
+        # Interventions (narla.study): clamp[N, B] overrides spiking neurons' choices per copy (FREE, SILENCE,
+        # FIRE, COIN, FLIP); common_noise draws one uniform per neuron shared by all copies (paired comparisons).
+        self.clamp: torch.Tensor | None = None
+        self.common_noise = False
 
     # -- memory of whole-network populations -------------------------------------------------------
     def reset_memory(self, batch: int) -> None:
@@ -143,6 +148,8 @@ class Engine:
         """Neurons ``start:end`` act on their ``logits[n, D, B]``: ``[n, B]`` spikes / categorical choices (long),
         or, in a network with rate neurons, float with the rate neurons' values in their rows."""
         chosen = self._sample(logits, self._stage_slices(start, end)[4])
+        if self.clamp is not None:
+            chosen = self._intervene(chosen, self.clamp[start:end])
         if self.rate is None:
             return chosen
         value = self._rate_value(logits, start, end)
@@ -210,10 +217,21 @@ class Engine:
         values, self.memory = self.population.act(sensed.T, self.memory, prev_action)
         return torch.cat([sensed, values]), values
 
+    def _intervene(self, chosen: torch.Tensor, clamp: torch.Tensor) -> torch.Tensor:
+        """``chosen[n, B]`` with the interventions ``clamp[n, B]`` applied (binary choices only)."""
+        coin = (torch.rand(clamp.shape, generator=self.generator, device=self.device) < 0.5).to(chosen.dtype)
+        out = torch.where(clamp == SILENCE, torch.zeros_like(chosen), chosen)
+        out = torch.where(clamp == FIRE, torch.ones_like(chosen), out)
+        out = torch.where(clamp == COIN, coin, out)
+        return torch.where(clamp == FLIP, 1 - (chosen > 0).to(chosen.dtype), out)
+
     def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
         """Bernoulli spikes from logit column 0; categorical choices for motor neurons when ``D > 1``."""
         n, d, cols = logits.shape
-        u = torch.rand(n, cols, generator=self.generator, device=self.device)
+        if self.common_noise:
+            u = torch.rand(n, 1, generator=self.generator, device=self.device).expand(n, cols)
+        else:
+            u = torch.rand(n, cols, generator=self.generator, device=self.device)
         fire = (u < torch.sigmoid(logits[:, 0])).long()
         if d == 1:
             return fire

@@ -67,6 +67,25 @@ def eval_scenario(saved: dict, num_envs: int, seed: int | None = None, rewards: 
     )
 
 
+def load_policy(run_dir: str | Path, num_envs: int, seed: int | None = None, rewards: bool = False):
+    """The run of ``run_dir`` rebuilt for replay (:func:`eval_scenario`) with its learned parameters and frozen
+    observation statistics: a :class:`narla.training.Run` without a learner. Close its task when done."""
+    from narla.training import build
+
+    saved = load_model(run_dir)
+    run = build(eval_scenario(saved["scenario"], num_envs, seed, rewards), learner=False)
+    try:
+        run.engine.population.load_state_dict(saved["population"])
+        normalizer = getattr(run.task, "normalizer", None)
+        if normalizer is not None and saved.get("normalizer") is not None:
+            normalizer.load_state_dict(saved["normalizer"])
+    except BaseException:
+        run.task.close()
+        raise
+    run.task.training = False
+    return run
+
+
 def evaluate(
     run_dir: str | Path,
     episodes: int = 10,

@@ -5,6 +5,7 @@ and every tick is kept. The ``.npz`` holds, padded to the longest episode ``T`` 
 each episode are real):
 
 - ``spikes [E, T, N]``: each neuron's activity; ``obs [E, T, obs_dim]``: the observation each tick acted on;
+  ``task_action [E, T, A]``: the action sent to the task (a discrete action as one float);
 - ``task_reward [E, T]``; ``reward [E, T, N]``: each neuron's total reward; ``reward_<label> [E, T, N]``: each
   term of the scheme (the last phase's terms: a trained network);
 - ``length [E]``; ``neuron_names [N]``, ``layer [N]`` (1-based), ``motor [N]``; ``components``: the term labels.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from narla.evaluate import eval_scenario, load_model
+from narla.evaluate import load_policy
 from narla.rollout import collect
 from narla.scenario import ScenarioError
 
@@ -32,24 +33,18 @@ def record(
 ) -> dict[str, np.ndarray]:
     """Play ``episodes`` episodes of ``run_dir``'s policy; every tick as arrays (see the module docstring).
     ``rewards=False`` pays the task reward alone (no reward code needed; ``reward`` is then the task's)."""
-    from narla.training import build
-
     if episodes < 1:
         raise ScenarioError(f"--episodes: must be >= 1, got {episodes}")
-    saved = load_model(run_dir)
-    scenario = eval_scenario(saved["scenario"], min(episodes, 16), seed, rewards=rewards)
-    run = build(scenario, learner=False)
+    run = load_policy(run_dir, min(episodes, 16), seed, rewards)
     parts: list[dict[str, torch.Tensor]] = []
     try:
-        run.engine.population.load_state_dict(saved["population"])
-        normalizer = getattr(run.task, "normalizer", None)
-        if normalizer is not None and saved.get("normalizer") is not None:
-            normalizer.load_state_dict(saved["normalizer"])
-        run.task.training = False
         done = 0
         while done < episodes:
             r = collect(run.engine, run.task, run.scheme, LATE)
+            t, b, n = r.actions.shape
+            task_action = run.engine.readout(r.actions.reshape(t * b, n).T).reshape(t, b, -1).float()
             batch = {"spikes": r.spikes, "obs": r.obs, "task_reward": r.task_reward, "reward": r.rewards,
+                     "task_action": task_action,
                      "valid": r.valid.float(), **{f"reward_{k}": v for k, v in r.components.items()}}
             parts.append({k: v.transpose(0, 1).detach().cpu() for k, v in batch.items()})  # [B, T, ...]
             done += r.num_episodes

@@ -50,6 +50,10 @@ class PhysicsTask(Task):
     def _observe(self) -> torch.Tensor:
         """Observation ``[B, obs_dim]`` float32 of the current state."""
 
+    def observe(self) -> torch.Tensor:
+        """Observation ``[B, obs_dim]`` of the current state (after :meth:`set_state`, say)."""
+        return self._observe()
+
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Start every copy anew. Returns obs ``[B, obs_dim]`` float32.
 
