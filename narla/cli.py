@@ -1,5 +1,5 @@
-"""The ``narla`` command line: ``run`` (``--resume DIR``), ``eval``, ``record``, ``plot``, ``bench``, ``sweep``,
-``schema``."""
+"""The ``narla`` command line: ``run`` (``--resume DIR``), ``eval``, ``record``, ``plot``, ``analyze``, ``bench``,
+``sweep``, ``schema``."""
 
 from __future__ import annotations
 
@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="PNG learning curves and a spike raster of a run, or the curves of a sweep")
     add_plot_arguments(plot)
     plot.set_defaults(func=plot_main)
+
+    from narla.study.analyze import add_arguments as add_analyze_arguments
+    from narla.study.analyze import main as analyze_main
+
+    analyze = sub.add_parser("analyze", help="lesions, influence, alignment, information of a trained run")
+    add_analyze_arguments(analyze)
+    analyze.set_defaults(func=analyze_main)
 
     from narla.record import add_arguments as add_record_arguments
     from narla.record import main as record_main

@@ -97,3 +97,27 @@ def test_alignment_shares_and_free_riders():
     assert shares["activity"].tolist() == pytest.approx([0.75] * 3)
     riders = free_riders(torch.tensor([5.0, 5.0, -1.0]), torch.tensor([2.0, -3.0, 1.0]), ["a", "b", "c"])
     assert riders == ["a"] and not math.isnan(shares["task"][0].item())
+
+
+def test_narla_analyze_writes_the_report_the_numbers_and_the_figures(tmp_path):
+    import json
+
+    from narla.cli import main as cli_main
+    from narla.training import Trainer
+
+    scenario = from_dict({"name": "small", "task": {"id": "cartpole", "num_envs": 4},
+                          "network": {"builder": "layered", "hidden_layers": 2, "width": 4},
+                          "neuron": {"hidden": [8]}, "rewards": ["task", "activity"],
+                          "training": {"max_episodes": 8}})
+    Trainer(scenario, tmp_path / "run", progress=False).train()
+    assert cli_main(["analyze", str(tmp_path / "run"), "--episodes", "4", "--lesion-neurons", "5",
+                     "--influence-sources", "3", "--out", str(tmp_path / "a")]) == 0
+    result = json.loads((tmp_path / "a" / "analysis.json").read_text())
+    assert len(result["neurons"]) == 9 and len(result["lesions"]["neurons"]) == 5 * 2
+    assert len(result["lesions"]["layers"]) == 3 and len(result["influence"]["matrix"]) == 3
+    assert set(result["alignment"]["shares"]) == {"task", "activity"}
+    assert len(result["information"]["obs"]) == 9 and len(result["information"]["obs"][0]) == 4
+    text = (tmp_path / "a" / "analysis.md").read_text()
+    assert "Neurons that carry the task" in text and "Most cooperative pairs" in text
+    for png in ("activity.png", "lesions.png", "influence.png", "information_alignment.png"):
+        assert (tmp_path / "a" / png).stat().st_size > 5000
