@@ -157,9 +157,10 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
     trainer.wall_offset = float(state.get("wall_time_s", 0.0))
     truncate_csv(out_dir / "episodes.csv", state["episodes"])
     truncate_csv(out_dir / "neurons.csv", state["episodes"])
-    tests = out_dir / "tests.csv"
-    if tests.exists():
-        with open(tests, newline="") as f:
-            kept = sum(1 for row in csv.DictReader(f) if int(row["episodes"]) <= state["episodes"])
-        truncate_csv(tests, kept)
+    for name, column in (("tests.csv", "episodes"), ("emergence.csv", "episode")):
+        path = out_dir / name
+        if path.exists():  # rows logged after the checkpoint, before the run stopped
+            with open(path, newline="") as f:
+                kept = sum(1 for row in csv.DictReader(f) if float(row[column]) <= state["episodes"])
+            truncate_csv(path, kept)
     return trainer

@@ -15,6 +15,8 @@ FILES: dict[str, str] = {
     "checkpoint.pt": "with `training.checkpoint_every`: the whole training state; `narla run --resume DIR`",
     "tests.csv": "with `training.test_every`: test scores of the current policy on fresh episodes",
     "neurons.csv": "with `training.log_neurons`: each neuron's firing rate and return per episode",
+    "emergence.csv": "with `training.analyze_every`: study metrics over training (firing, alignment, correlation, "
+                     "lesion effects of a sample of neurons); `narla analyze` plots them",
     "eval.json": "written by `narla eval`: returns of the replayed policy",
     "record.npz": "written by `narla record`: spikes, observations and rewards of replayed episodes",
     "plots/": "written by `narla plot`: learning curve and spike raster",

@@ -70,6 +70,8 @@ def batchable(scenario: Scenario) -> str | None:
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
     if "tensorboard" in scenario.training.log:
         return "training.log includes tensorboard (batched runs write CSV only)"
+    if scenario.training.analyze_every is not None:
+        return "training.analyze_every is set (batched runs log per layer only)"
     if scenario.training.log_neurons:
         return "training.log_neurons is set (batched runs log per layer only)"
     if scenario.training.checkpoint_every is not None:

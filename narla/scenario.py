@@ -138,6 +138,8 @@ class TrainingConfig:
     ``test_every``: every this many updates (ES: generations), play ``test_episodes`` fresh episodes with the
     current policy (ES: the mean parameters, no perturbation) and append the score to ``tests.csv``; null: never.
     ``log_neurons``: also write ``neurons.csv``, each neuron's firing rate and return per episode.
+    ``analyze_every``: every this many episodes, append study metrics (firing, alignment, correlation, lesion
+    effects of a sample of neurons) to ``emergence.csv`` (:mod:`narla.study.tracking`); null: never.
     ``log``: where the per-episode record goes: ``csv`` (``episodes.csv``, always) and optionally ``tensorboard``
     (scalars in ``RUN_DIR/tensorboard``, :mod:`narla.tblog`).
     """
@@ -153,6 +155,7 @@ class TrainingConfig:
     test_every: Count | None = None
     test_episodes: Count = 16
     log_neurons: StrictBool = False
+    analyze_every: Count | None = None
     log: list[Literal["csv", "tensorboard"]] = field(default_factory=lambda: ["csv"])
 
 
@@ -317,6 +320,9 @@ def _check_rules(s: Scenario) -> None:
                                        or "rate" in outputs.values()):
         raise ScenarioError("neuron.head: 'softmax' needs neuron.amtf 'feedforward', spiking neurons and a "
                             "policy-only rule (not actor_critic)")
+    if builder in ("attention_neuron", "cooperator") and s.training.analyze_every is not None:
+        raise ScenarioError(f"training.analyze_every: lesions act on stage-wise networks, not network.builder "
+                            f"{builder!r}; set it to null")
     if builder in ("attention_neuron", "cooperator") and rule not in ("es", "cma_es"):
         raise ScenarioError(f"learning.rule: {rule!r} cannot train network.builder {builder!r} (deterministic rate "
                             "neurons with memory); allowed: es, cma_es")

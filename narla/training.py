@@ -321,7 +321,7 @@ class Trainer:
                                cfg.solve_strict, enabled=self.progress, initial=len(self.returns))
         batch = run.task.num_envs
         phase = run.scheme.active_terms(len(self.returns) - batch) if self.returns else None
-        tester = tests = None
+        tester = tests = tracker = tracked = None
         board = TensorBoardLog(self.out_dir / "tensorboard") if "tensorboard" in cfg.log and self.out_dir else None
         try:
             while len(self.returns) < cfg.max_episodes:
@@ -383,9 +383,16 @@ class Trainer:
                     mean, sd = tester()
                     row = {"update": updates, "episodes": len(self.returns), "test_mean": mean, "test_std": sd,
                            "wall_clock": round(elapsed, 3)}
-                    tests = self._append_test(row, tests)
+                    tests = self._append_row("tests.csv", row, tests)
                     if board is not None:
                         board.test(len(self.returns), mean, sd)
+                k = cfg.analyze_every
+                if k is not None and len(self.returns) // k > done_before // k:
+                    if tracker is None:
+                        from narla.study.tracking import EmergenceTracker
+
+                        tracker = EmergenceTracker(run)
+                    tracked = self._append_row("emergence.csv", tracker(rollout, len(self.returns)), tracked)
                 bar.update(len(self.returns), sum(window) / max(len(window), 1), len(window))
                 if every is not None and self.out_dir is not None and len(self.returns) // every > done_before // every:
                     self.save_checkpoint(elapsed)
@@ -403,8 +410,9 @@ class Trainer:
             for f in (csv_file, neurons[0] if neurons else None):
                 if f is not None:
                     f.close()
-            if tester is not None:
-                tester.close()
+            for probe in (tester, tracker):
+                if probe is not None:
+                    probe.close()
             if board is not None:
                 board.close()
             summary = self._summary(status, time.perf_counter() - start, neuron_steps)
@@ -433,11 +441,11 @@ class Trainer:
         log[0].flush()
         return log
 
-    def _append_test(self, row: dict, started: bool | None) -> bool:
-        """Append one test score to ``tests.csv`` (a header first when the file is new); returns True."""
+    def _append_row(self, name: str, row: dict, started: bool | None) -> bool:
+        """Append one row to the results file ``name`` (a header first when the file is new); returns True."""
         if self.out_dir is None:
             return True
-        path = self.out_dir / "tests.csv"
+        path = self.out_dir / name
         fresh = not started and (self.resumed_from is None or not path.exists())
         with open(path, "w" if fresh else "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))

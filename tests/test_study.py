@@ -1,5 +1,6 @@
 """The study instruments on small networks whose answers are known."""
 
+import csv
 import math
 
 import pytest
@@ -108,8 +109,12 @@ def test_narla_analyze_writes_the_report_the_numbers_and_the_figures(tmp_path):
     scenario = from_dict({"name": "small", "task": {"id": "cartpole", "num_envs": 4},
                           "network": {"builder": "layered", "hidden_layers": 2, "width": 4},
                           "neuron": {"hidden": [8]}, "rewards": ["task", "activity"],
-                          "training": {"max_episodes": 8}})
+                          "training": {"max_episodes": 8, "analyze_every": 4}})
     Trainer(scenario, tmp_path / "run", progress=False).train()
+    with open(tmp_path / "run" / "emergence.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(float(r["episode"])) for r in rows] == [4, 8]
+    assert {"firing_L1", "alignment_L3", "abs_corr", "lesion_mean", "lesion_min"} <= set(rows[0])
     assert cli_main(["analyze", str(tmp_path / "run"), "--episodes", "4", "--lesion-neurons", "5",
                      "--influence-sources", "3", "--out", str(tmp_path / "a")]) == 0
     result = json.loads((tmp_path / "a" / "analysis.json").read_text())
@@ -119,5 +124,6 @@ def test_narla_analyze_writes_the_report_the_numbers_and_the_figures(tmp_path):
     assert len(result["information"]["obs"]) == 9 and len(result["information"]["obs"][0]) == 4
     text = (tmp_path / "a" / "analysis.md").read_text()
     assert "Neurons that carry the task" in text and "Most cooperative pairs" in text
-    for png in ("activity.png", "lesions.png", "influence.png", "information_alignment.png"):
+    for png in ("activity.png", "lesions.png", "influence.png", "information_alignment.png",
+                "emergence_over_training.png"):
         assert (tmp_path / "a" / png).stat().st_size > 5000

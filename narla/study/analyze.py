@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from narla.evaluate import load_policy
+from narla.plot import read_csv
 from narla.record import record
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError
@@ -153,6 +154,7 @@ def analyze_run(run_dir: str | Path, episodes: int = 16, lesion_neurons: int = 4
         "carriers": [{"target": r["target"], "mode": r["mode"], "effect": r["effect"], "ci": r["ci"]}
                      for r in carriers[:10]],
         "pairs": pairs, "notes": notes, "timings_s": timings,
+        "over_training": {k: v.tolist() for k, v in read_csv(Path(run_dir) / "emergence.csv").items()} or None,
     }
 
 
@@ -212,6 +214,9 @@ def figures(result: dict, out: Path) -> list[str]:
         fig.tight_layout()
         written.append(_save(fig, out / "influence.png"))
         plt.close(fig)
+    if result.get("over_training"):
+        columns = {k: np.asarray(v) for k, v in result["over_training"].items()}
+        written.append(plot_over_training(columns, out / "emergence_over_training.png"))
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
     im = a.imshow(np.array(result["information"]["obs"]).T, aspect="auto", cmap="viridis")
@@ -223,6 +228,24 @@ def figures(result: dict, out: Path) -> list[str]:
     written.append(_save(fig, out / "information_alignment.png"))
     plt.close(fig)
     return written
+
+
+def plot_over_training(columns: dict[str, np.ndarray], path: Path) -> str:
+    """``emergence_over_training.png``: the rows of ``emergence.csv`` against episodes."""
+    plt = _pyplot()
+    x = columns["episode"]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+    groups = [("firing_L", "firing rate"), ("alignment_L", "alignment"), ("abs_corr", "mean |spike correlation|"),
+              ("lesion_", "Δ return when silenced")]
+    for ax, (prefix, title) in zip(axes, groups, strict=True):
+        for key in sorted(k for k in columns if k.startswith(prefix)):
+            ax.plot(x, columns[key], marker=".", lw=1, label=key.replace(prefix, "") or key)
+        ax.set(title=title, xlabel="episode")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    name = _save(fig, path)
+    plt.close(fig)
+    return name
 
 
 def report(result: dict, pngs: list[str]) -> str:
