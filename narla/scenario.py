@@ -333,12 +333,6 @@ def _check_rules(s: Scenario) -> None:
                 raise ScenarioError(f"{path}: layer {layer} does not exist; the network has {count} layers "
                                     f"(1..{count}, or -1..-{count} from the last)")
     t = s.training
-    if t.solve_window is not None and t.solve_window > t.max_episodes:
-        raise ScenarioError(f"training.solve_window: {t.solve_window} is more than training.max_episodes "
-                            f"({t.max_episodes}); the run could never be solved")
-    if t.solve_after >= t.max_episodes:
-        raise ScenarioError(f"training.solve_after: must be below training.max_episodes ({t.max_episodes}), "
-                            f"got {t.solve_after}")
     if "csv" not in t.log:
         raise ScenarioError(f"training.log: must be a list that includes csv (episodes.csv is the run's record), "
                             f"e.g. [csv, tensorboard], got {t.log!r}")

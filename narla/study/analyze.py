@@ -45,8 +45,9 @@ def spread(count: int, limit: int) -> list[int]:
 
 
 def analyze_run(run_dir: str | Path, episodes: int = 16, lesion_neurons: int = 48, influence_sources: int = 32,
-                horizon: int = 10, bins: int = 8, seed: int | None = None) -> dict:
-    """Every measurement of :mod:`narla.study` on the policy of ``run_dir``; plain data (lists and numbers)."""
+                horizon: int = 10, bins: int = 8, seed: int | None = None, max_copies: int = 256) -> dict:
+    """Every measurement of :mod:`narla.study` on the policy of ``run_dir``; plain data (lists and numbers).
+    Lesions play in batches of at most ``max_copies`` environment copies."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     notes: list[str] = []
@@ -76,16 +77,26 @@ def analyze_run(run_dir: str | Path, episodes: int = 16, lesion_neurons: int = 4
     layers = sorted(set(layer.tolist()))
     layer_targets = {f"layer {k}": torch.nonzero(layer == k).flatten().tolist() for k in layers}
     per = min(episodes, 8)
-    variants = 1 + 2 * len(targets) + len(layer_targets)
-    run = load_policy(run_dir, variants * per, seed)
-    try:
-        if run.engine.whole_network:
-            raise ScenarioError("narla analyze: lesions and influence need a stage-wise network, not "
-                                "network.builder attention_neuron / cooperator")
-        single = lesion_effects(run, targets, modes=("silence", "fire"), episodes=episodes)
-        whole = lesion_effects(run, layer_targets, modes=("silence",), episodes=episodes)
-    finally:
-        run.task.close()
+    # Batches of at most max_copies copies (each with its own control): big networks gather [n, F, B] inputs.
+    chunk = max(1, (max_copies // per - 1) // 2)
+    names_list = list(targets)
+    single, whole = [], []
+    for first in range(0, len(names_list) + 1, chunk):
+        part = {k: targets[k] for k in names_list[first : first + chunk]}
+        layers_part = layer_targets if first == 0 else {}
+        if not part and not layers_part:
+            break
+        run = load_policy(run_dir, (1 + 2 * len(part) + len(layers_part)) * per, seed)
+        try:
+            if run.engine.whole_network:
+                raise ScenarioError("narla analyze: lesions and influence need a stage-wise network, not "
+                                    "network.builder attention_neuron / cooperator")
+            if part:
+                single += lesion_effects(run, part, modes=("silence", "fire"), episodes=episodes)
+            if layers_part:
+                whole += lesion_effects(run, layers_part, modes=("silence",), episodes=episodes)
+        finally:
+            run.task.close()
     timings["lesions_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
