@@ -127,3 +127,28 @@ def test_narla_analyze_writes_the_report_the_numbers_and_the_figures(tmp_path):
     for png in ("activity.png", "lesions.png", "influence.png", "information_alignment.png",
                 "emergence_over_training.png"):
         assert (tmp_path / "a" / png).stat().st_size > 5000
+
+
+def test_the_dilemma_pays_each_pair_from_the_payoff_matrix():
+    from narla.rewards import NetworkState
+    from narla.rewards.dilemma import Dilemma
+
+    spikes = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]])  # pairs (0,1) (2,3) (4,5) (6,7); 8 alone
+    state = NetworkState(spikes, spikes, spikes, torch.zeros(1), torch.zeros(1, dtype=torch.bool),
+                         torch.zeros(1, dtype=torch.bool), None, 0)
+    assert Dilemma()(state).tolist() == [[3.0, 3.0, 0.0, 5.0, 5.0, 0.0, 1.0, 1.0, 0.0]]
+    with pytest.raises(ValueError, match="temptation > reward > punishment > sucker"):
+        Dilemma(reward=6.0)
+
+
+def test_reciprocity_is_one_for_tit_for_tat_and_near_zero_for_players_that_ignore_their_partner():
+    from narla.study.dilemma import play_statistics
+
+    a = torch.tensor([1.0, 0.0] * 8)  # a tit-for-tat pair that started out of step: each copies the other's last move
+    b = 1 - a
+    stats = play_statistics(torch.stack([a, b], -1).unsqueeze(0), torch.ones(1, 16, dtype=torch.bool), players=2)
+    assert stats["reciprocity"] == 1.0 and stats["cooperation"] == 0.5 and stats["mutual_cooperation"] == 0.0
+    g = torch.Generator().manual_seed(0)
+    coins = (torch.rand(1, 4000, 2, generator=g) < 0.5).float()
+    independent = play_statistics(coins, torch.ones(1, 4000, dtype=torch.bool), players=2)
+    assert abs(independent["reciprocity"]) < 0.05 and independent["mutual_cooperation"] == pytest.approx(0.25, abs=0.03)
