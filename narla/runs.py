@@ -15,7 +15,10 @@ is one batched matrix product over ``R·n`` (run, neuron) slices. Nothing is sha
 
 A run that stops (solved, out of episodes, or a non-finite loss) is dropped from the batch: its parameter rows, its
 optimizer state, its environment copies and its generators are sliced away, so it costs nothing afterwards.
-On CPU a run trained this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``).
+On CPU a run trained this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``). Random
+numbers are drawn a block of ticks at a time, one call per run (CPU ``torch.rand`` is one contiguous stream, so the
+block holds the numbers the lone run draws tick by tick); on CUDA, whose generator is not one stream, a run in a batch
+draws different (equally random) numbers than alone.
 
 A batch can be paused and resumed (``checkpoint=PATH``): every ``checkpoint_every_s`` seconds, and when the time cap
 ``max_wall_s`` is reached, the batch's state (stacked parameters, Adam state, every run's generators, the history)
@@ -54,6 +57,8 @@ from narla.scenario import Scenario, ScenarioError, dump
 from narla.tasks.physics import PhysicsTask
 from narla.training import Run, _atomic_write, _best_window_mean, build, episode_rows, solve_check
 
+SYNC_EVERY = 16  # ticks between collection's checks (narla.rollout.collect's default), the draws' block size
+
 
 def batchable(scenario: Scenario) -> str | None:
     """``None`` if the scenario's seeds can train as one batch, else the reason they cannot."""
@@ -87,7 +92,7 @@ class RunEngine(Engine):
     stage, run by run) to the rows ``r·N + i``; ``generators[r]`` draws run ``r``'s spikes.
     """
 
-    def __init__(self, runs: list[Run], envs_per_run: int) -> None:
+    def __init__(self, runs: list[Run], envs_per_run: int, max_ticks: int) -> None:
         first = runs[0]
         self.lone_population = first.engine.population
         population = stack_populations([r.engine.population for r in runs])
@@ -99,6 +104,10 @@ class RunEngine(Engine):
         self._view = len(runs)  # how many runs the columns of the next forward pass hold
         self._tick_population = copy.deepcopy(population)  # parameters laid out in virtual order, for ticks
         self._ticking = False
+        self.max_ticks = max_ticks  # an episode's tick limit (collection stops there, mid-block)
+        self._tick = 0  # ticks played in the current episode
+        self._row = 0  # first neuron row of the next stage's draw within the tick
+        self._block: torch.Tensor | None = None  # [k, R, N, B] this block's uniforms (see _draw_block)
         self._set_slots()
 
     @property
@@ -134,6 +143,7 @@ class RunEngine(Engine):
         """
         self.drawing = [True] * self.num_runs
         self.ticks = [0] * self.num_runs
+        self._tick = 0
         tick_pop, slots = self._tick_population, self.population.slots
         with torch.no_grad():
             tick_pop.slots = None
@@ -172,25 +182,44 @@ class RunEngine(Engine):
         population = self._tick_population if self._ticking else self.population
         return self._from_runs(population(x, c, r * start, r * end))
 
+    def _draw_block(self) -> None:
+        """The uniforms of the next ``k`` ticks (up to the next collection check, at most 16), one call per run.
+
+        A lone run draws ``rand(n, B)`` per stage per tick from its generator, and CPU ``torch.rand`` is one
+        contiguous stream (``rand(a)`` then ``rand(b)`` equals ``rand(a + b)`` split), so run ``r``'s block
+        ``rand(k·N·B)`` holds exactly the numbers it would draw over those ticks, stage by stage. Runs that stopped
+        drawing get zeros, as lone runs that stopped would draw nothing.
+        """
+        k = min(SYNC_EVERY - self._tick % SYNC_EVERY, self.max_ticks - self._tick)
+        n, b = self.num_neurons, self.envs_per_run
+        size = k * n * b
+        parts = [
+            torch.rand(size, generator=g, device=self.device) if draw else torch.zeros(size, device=self.device)
+            for g, draw in zip(self.generators, self.drawing, strict=True)
+        ]
+        self._block = torch.stack(parts).view(len(parts), k, n, b).transpose(0, 1)  # [k, R, N, B]
+
     def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
         """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator (zeros once it stops drawing)."""
         n, d, _ = logits.shape
         if d != 1:
             raise ValueError("batched runs support binary neurons only (a 'choice' readout of a 2-action task)")
-        b = self.envs_per_run
-        parts = [
-            torch.rand(n, b, generator=g, device=self.device) if draw else torch.zeros(n, b, device=self.device)
-            for g, draw in zip(self.generators, self.drawing, strict=True)
-        ]
-        return (torch.cat(parts, 1) < torch.sigmoid(logits[:, 0])).long()
+        r = self.num_runs
+        u = self._block[self._tick % SYNC_EVERY, :, self._row : self._row + n]  # [R, n, B]
+        self._row += n
+        return (u.permute(1, 0, 2).reshape(n, r * self.envs_per_run) < torch.sigmoid(logits[:, 0])).long()
 
     def tick(self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None):
         self.ticks = [t + d for t, d in zip(self.ticks, self.drawing, strict=True)]
+        if self._tick % SYNC_EVERY == 0:
+            self._draw_block()
+        self._row = 0
         self._ticking = True
         try:
             return super().tick(obs, prev, prev_action)
         finally:
             self._ticking = False
+            self._tick += 1
 
     def run_parameters(self, run: int) -> dict[str, torch.Tensor]:
         """Run ``run``'s (active index) parameters in a lone population's shapes."""
@@ -254,6 +283,8 @@ class RunTask:
                 raise ValueError(f"batched runs need torch-native tasks, got {type(t).__name__}")
         self.tasks = tasks
         self.drawing = [True] * len(tasks)
+        self._draws = 0  # start-state draws in this episode: the reset's, then one per step
+        self._block: torch.Tensor | None = None
         self.inner = copy.copy(tasks[0])
         self.inner._sample_start = self._sample_start  # the physics stays the task's own; only the draws change
         self._resize()
@@ -264,14 +295,24 @@ class RunTask:
         inner.state = torch.zeros(inner.num_envs, inner.state_dim, dtype=torch.float64, device=inner.device)
         inner.elapsed = torch.zeros(inner.num_envs, dtype=torch.int64, device=inner.device)
 
+    def start_episode(self) -> None:
+        """A new episode: its reset draws next (called before each :func:`narla.rollout.collect`)."""
+        self.drawing = [True] * len(self.tasks)
+        self._draws = 0
+
     def _sample_start(self) -> torch.Tensor:
-        parts = []
-        for t, draw in zip(self.tasks, self.drawing, strict=True):
-            if draw:
-                parts.append(t._sample_start())
-            else:
-                parts.append(torch.zeros(t.num_envs, t.state_dim, dtype=torch.float64, device=t.device))
-        return torch.cat(parts)
+        """``[R·B, state_dim]``: the reset's draw, then the per-step draws of the auto-reset, drawn a block of up to
+        ``SYNC_EVERY`` steps at a time (:meth:`PhysicsTask.sample_starts`: the same numbers as step by step)."""
+        first = self.tasks[0]
+        step = self._draws - 1  # -1: the reset
+        self._draws += 1
+        if step < 0 or step % SYNC_EVERY == 0:
+            k = 1 if step < 0 else min(SYNC_EVERY, first.max_episode_steps - step)
+            parts = [t.sample_starts(k) if draw else
+                     torch.zeros(k, t.num_envs, t.state_dim, dtype=torch.float64, device=t.device)
+                     for t, draw in zip(self.tasks, self.drawing, strict=True)]
+            self._block = torch.cat(parts, 1)  # [k, R·B, state_dim]
+        return self._block[0 if step < 0 else step % SYNC_EVERY]
 
     def generator_states(self) -> list[torch.Tensor]:
         return [t.generator.get_state() for t in self.tasks]
@@ -369,7 +410,7 @@ class RunsTrainer:
         self.out_dirs = [Path(d) if d is not None else None for d in (out_dirs or [None] * len(scenarios))]
         self.max_wall_s = max_wall_s if max_wall_s is not None else base.training.max_wall_s
         self.progress = progress
-        self.engine = RunEngine(self.lone, base.task.num_envs)
+        self.engine = RunEngine(self.lone, base.task.num_envs, self.lone[0].task.max_episode_steps)
         self.task = RunTask([r.task for r in self.lone])
         self.scheme = self.lone[0].scheme
         self.learner = RunReinforce(self.engine, base.learning)
@@ -417,8 +458,9 @@ class RunsTrainer:
                     self.learner.optimizer.state.clear()  # as narla.training.Trainer: a new phase, a fresh Adam
                 self.phase = terms
                 self.engine.start_episode()
-                self.task.drawing = [True] * len(active)
-                rollout = collect(self.engine, self.task.inner, self.scheme, self.episode, on_sync=self._sync)
+                self.task.start_episode()
+                rollout = collect(self.engine, self.task.inner, self.scheme, self.episode, sync_every=SYNC_EVERY,
+                                  on_sync=self._sync)
                 self.learner.update(rollout)
                 rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, self.engine.wiring).items()}
                 losses = self.learner.run_losses.tolist()

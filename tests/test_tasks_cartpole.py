@@ -106,3 +106,12 @@ def test_unseeded_reset_continues_the_seeded_random_stream():
     a.reset(seed=7)
     b.reset(seed=7)
     assert torch.equal(a.reset(), b.reset())
+
+
+def test_sample_starts_draws_what_k_calls_of_sample_start_would():
+    from narla.tasks.cartpole import CartPole
+
+    a, b = CartPole(3), CartPole(3)
+    a.generator.manual_seed(7)
+    b.generator.manual_seed(7)
+    assert torch.equal(a.sample_starts(5), torch.stack([b._sample_start() for _ in range(5)]))

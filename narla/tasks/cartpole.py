@@ -52,6 +52,12 @@ class CartPole(PhysicsTask):
         u = torch.rand(self.num_envs, 4, generator=self.generator, dtype=torch.float64, device=self.device)
         return (2.0 * u - 1.0) * START_BOUND
 
+    def sample_starts(self, k: int) -> torch.Tensor:
+        """``[k, B, 4]`` in one draw: CPU ``torch.rand`` is one contiguous stream, so these are the numbers of ``k``
+        calls of :meth:`_sample_start` (tested)."""
+        u = torch.rand(k, self.num_envs, 4, generator=self.generator, dtype=torch.float64, device=self.device)
+        return (2.0 * u - 1.0) * START_BOUND
+
     def _observe(self) -> torch.Tensor:
         """Observation ``[B, 4]`` float32: the state itself."""
         return self.state.to(torch.float32)

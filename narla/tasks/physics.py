@@ -46,6 +46,11 @@ class PhysicsTask(Task):
     def _sample_start(self) -> torch.Tensor:
         """Fresh start states ``[B, state_dim]`` (float64) drawn from ``self.generator``."""
 
+    def sample_starts(self, k: int) -> torch.Tensor:
+        """``[k, B, state_dim]``: the next ``k`` draws of :meth:`_sample_start`, in order (a task may draw them at
+        once when that consumes its generator exactly as ``k`` calls would)."""
+        return torch.stack([self._sample_start() for _ in range(k)])
+
     @abstractmethod
     def _observe(self) -> torch.Tensor:
         """Observation ``[B, obs_dim]`` float32 of the current state."""
