@@ -107,8 +107,8 @@ def render(rows: list[tuple[str, str, dict, list[tuple[str, int, str]]]], out: P
     for label, stem, _, _ in rows:
         lines.append(f"- {label}: " + ", ".join(f"![{p}](emergence/{stem}_{p})" for p in
                                                 ("lesions.png", "influence.png", "information_alignment.png")))
-    lines += ["", "Not measured here: the iterated prisoner's dilemma between neurons (issue 13, item 4) is not built",
-              "yet, so this page has no cooperation rates of a dilemma.", ""]
+    lines += ["", "The iterated prisoner's dilemma between neurons, with and without sight of the partner's last move,",
+              "has a page of its own: [dilemma.md](dilemma.md) (`python -m narla.study.dilemma`).", ""]
     path = out / "emergence.md"
     tmp = path.with_name("emergence.md.tmp")
     tmp.write_text("\n".join(lines))
