@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                              args.runs)
         run_sweep(trials, args.workers, progress=False)
         rows = []
+        training_s = 0.0
         for condition, label in CONDITIONS:
+            walls = [load_record(t)["wall_time_s"] or 0.0 for t in trials if t.cell == condition]
+            training_s += max(walls)  # the seeds of a condition train as one batch
             stats = []
             for t in trials:
                 if t.cell != condition:
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         f"environment copies, episodes of at most 100 ticks), each policy replays {args.episodes} episodes. Mean ± sd",
         "over seeds:",
         "",
-        f"Regenerate: `{COMMAND.format(runs=args.runs, out=args.out)}` ({wall / 60:.1f} min).",
+        f"Regenerate: `{COMMAND.format(runs=args.runs, out=args.out)}` (training {training_s / 60:.1f} min, from the "
+        f"runs' summaries; replays and this page {wall / 60:.1f} min).",
         "",
         "| players | cooperation rate | mutual cooperation | mutual defection | "
         "reciprocity: P(C after C) − P(C after D) |",
