@@ -75,6 +75,8 @@ def batchable(scenario: Scenario) -> str | None:
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
     if "tensorboard" in scenario.training.log:
         return "training.log includes tensorboard (batched runs write CSV only)"
+    if scenario.learning.chunk_ticks is not None:
+        return "learning.chunk_ticks is set (batched runs re-evaluate each run's ticks at once)"
     if scenario.training.analyze_every is not None:
         return "training.analyze_every is set (batched runs log per layer only)"
     if scenario.training.log_neurons:

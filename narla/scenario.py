@@ -107,7 +107,9 @@ class LearningConfig:
     scale), ``population`` (M antithetic pairs; ``task.num_envs`` must be a multiple of 2M) and
     ``fitness_shaping``; ``gamma`` and the gradient options do not apply to it. ``cma_es`` (whole-network
     CMA-ES, :mod:`narla.learning.cmaes`) uses ``sigma`` (initial step size) and ``population`` (members;
-    ``task.num_envs`` must be a multiple of it, the quotient is the repeats per member).
+    ``task.num_envs`` must be a multiple of it, the quotient is the repeats per member). ``chunk_ticks``
+    (``reinforce``): re-evaluate an update's ticks this many at a time, which bounds its memory
+    (:mod:`narla.learning.reinforce`); null: all at once.
     """
 
     rule: Literal["reinforce", "actor_critic", "es", "cma_es"] = "reinforce"
@@ -118,6 +120,7 @@ class LearningConfig:
     gae_lambda: Unit = 0.95
     value_coef: Number = 0.5
     max_grad_norm: Positive | None = None
+    chunk_ticks: Count | None = None
     sigma: Positive = 0.05
     population: Count = 8
     fitness_shaping: Literal["centered_rank", "none"] = "centered_rank"

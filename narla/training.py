@@ -205,7 +205,8 @@ def build(scenario: Scenario, learner: bool = True) -> Run:
     if not learner:
         learner = None
     elif rule == "reinforce":
-        learner = Reinforce(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm)
+        learner = Reinforce(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm,
+                            cfg.chunk_ticks)
     elif rule == "es":
         es_generator = torch.Generator(device=device)
         es_generator.manual_seed(scenario.seed + 2)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -229,3 +230,43 @@ def test_narla_run_refuses_to_overwrite_an_existing_results_directory(tmp_path, 
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (out / "episodes.csv").read_text() == before
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16])
+def test_chunked_re_evaluation_gives_the_same_gradient_as_all_ticks_at_once(chunk):
+    from narla.rollout import collect
+    from narla.scenario import load
+
+    s = load(Path(__file__).parent / "context_net.yaml", ["task.num_envs=3", "task.max_episode_steps=40"])
+    run = build(s)
+    rollout = collect(run.engine, run.task, run.scheme)
+    learner = run.learner
+    params = learner.params
+    learner.loss(rollout).backward()
+    whole = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    learner.chunk_ticks = chunk
+    total = sum(part.detach() for part in _backward_each(learner.chunk_losses(rollout)))
+    assert total == pytest.approx(learner.loss(rollout).item(), rel=1e-5)
+    for g, p in zip(whole, params, strict=True):
+        assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def _backward_each(parts):
+    for part in parts:
+        part.backward()
+        yield part
+
+
+def test_a_run_with_chunked_updates_learns_what_an_unchunked_run_learns():
+    from narla.scenario import load
+
+    path = Path(__file__).parent / "context_net.yaml"
+    runs = []
+    for extra in ([], ["learning.chunk_ticks=5"]):
+        trainer = Trainer(load(path, ["task.num_envs=2", "training.max_episodes=2", *extra]), progress=False)
+        trainer.train()
+        runs.append(dict(trainer.run.engine.population.named_parameters()))
+    for name, p in runs[0].items():
+        assert torch.allclose(p, runs[1][name], rtol=1e-4, atol=1e-6), name

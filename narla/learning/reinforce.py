@@ -7,6 +7,13 @@ For neuron i with log-probabilities ``log π_i(a_t | o_t)`` and its own rewards 
     L     = − Σ_i Σ_t Σ_b log π_i(a_t^b | o_t^b) Ĝ_t^{i,b} / B
 
 The sum over neurons couples nothing: neuron i's parameters only appear in its own term.
+
+Memory: re-evaluating a batch keeps every layer's activations of all ``T·B`` ticks for the backward pass, about
+``T·B·(H_1 + H_2 + ...)·4`` bytes per neuron times two or three (the policy's hidden widths ``H``), plus its gathered
+inputs ``T·B·F·4`` bytes (``F`` the fan-in). With ``chunk_ticks = K`` (``learning.chunk_ticks``) the ticks are
+re-evaluated and back-propagated ``K`` at a time (each chunk with the tick before it, for context and delayed
+inputs), so those terms scale with ``K·B`` instead of ``T·B``; the gradient is the same sum, equal up to float
+rounding (tested).
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ class Reinforce:
         normalize_returns: bool = True,
         entropy_coef: float = 0.0,
         max_grad_norm: float | None = None,
+        chunk_ticks: int | None = None,
     ) -> None:
         self.engine = engine
+        self.chunk_ticks = chunk_ticks
         self.gamma = gamma
         self.normalize_returns = normalize_returns
         self.entropy_coef = entropy_coef
@@ -53,11 +62,33 @@ class Reinforce:
         b = rollout.num_episodes
         return -(logp * adv).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
 
+    def chunk_losses(self, rollout: Rollout):
+        """The loss of ``rollout`` as the losses of windows of ``chunk_ticks`` ticks (their sum is :meth:`loss`).
+
+        Each window carries the tick before it, masked out, so that its first tick sees the previous activity.
+        """
+        adv = self.advantages(rollout)
+        t, k, b = rollout.obs.shape[0], self.chunk_ticks, rollout.num_episodes
+        for start in range(0, t, k):
+            lo, hi = max(start - 1, 0), min(start + k, t)
+            valid = rollout.valid[lo:hi].clone()
+            valid[: start - lo] = False  # the carried tick is context only
+            logp, entropy, _ = self.engine.evaluate(rollout.obs[lo:hi], rollout.actions[lo:hi], rollout.first[lo:hi],
+                                                    valid=valid)
+            mask = valid.float().unsqueeze(-1)
+            yield -(logp * adv[lo:hi] * mask).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
+
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached statistics (no host sync)."""
-        loss = self.loss(rollout)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.chunk_ticks is not None and self.chunk_ticks < rollout.obs.shape[0]:
+            loss = torch.zeros((), device=rollout.obs.device)
+            for part in self.chunk_losses(rollout):
+                part.backward()  # this chunk's activations are freed before the next is computed
+                loss = loss + part.detach()
+        else:
+            loss = self.loss(rollout)
+            loss.backward()
         if self.max_grad_norm is not None:
             clip_per_neuron(self.params, self.max_grad_norm)
         self.optimizer.step()
