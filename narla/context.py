@@ -41,18 +41,21 @@ def add_context(
     Self-loops are never added; pairs that already carry an edge (feedforward or context) keep it.
     """
     out = graph.copy()
-    neurons = [n for n, d in out.nodes(data=True) if d["kind"] == "neuron"]
-    for v in neurons:
-        lv, gv = out.nodes[v]["layer"], out.nodes[v].get("group", "")
-        for u in neurons:
-            if u == v or out.has_edge(u, v):
-                continue
-            lu, gu = out.nodes[u]["layer"], out.nodes[u].get("group", "")
-            is_proximal = lu == lv and gu == gv
-            is_distal = lu < lv or (lu == lv and gu != gv)
-            is_feedback = lu > lv
-            if (proximal and is_proximal) or (distal and is_distal) or (feedback and is_feedback):
-                out.add_edge(u, v, kind="context")
+    order = {n: i for i, n in enumerate(out.nodes)}  # sources are added in graph order, as a neuron's inputs are
+    buckets: dict[int, dict[str, list]] = {}  # layer -> group -> neurons, in graph order
+    for n, d in out.nodes(data=True):
+        if d["kind"] == "neuron":
+            buckets.setdefault(d["layer"], {}).setdefault(d.get("group", ""), []).append(n)
+    layers = sorted(buckets)
+    # Visit only the sources each switched-on kind allows (work proportional to the edges added, not N²).
+    for layer in layers:
+        below = [u for lu in layers if lu < layer for g in buckets[lu].values() for u in g] if distal else []
+        above = [u for lu in layers if lu > layer for g in buckets[lu].values() for u in g] if feedback else []
+        for group, members in buckets[layer].items():
+            others = [u for g, us in buckets[layer].items() if g != group for u in us] if distal else []
+            sources = sorted((members if proximal else []) + others + below + above, key=order.__getitem__)
+            for v in members:
+                out.add_edges_from(((u, v) for u in sources if u != v and not out.has_edge(u, v)), kind="context")
     return out
 
 
