@@ -255,6 +255,15 @@ def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     return out
 
 
+def host_rows(rows: dict[str, torch.Tensor], scalars: list[torch.Tensor]) -> tuple[dict[str, list], list[float]]:
+    """``rows`` (each ``[B]``) and 0-d ``scalars`` copied to the host in one transfer: lists and floats."""
+    keys = list(rows)
+    b = rows[keys[0]].shape[0]
+    packed = torch.stack([rows[k].float() for k in keys] + [s.detach().float().reshape(1).expand(b) for s in scalars])
+    host = packed.cpu().tolist()
+    return dict(zip(keys, host[: len(keys)], strict=True)), [row[0] for row in host[len(keys):]]
+
+
 def neuron_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     """Per-neuron statistics of a batch, each ``[B]``: ``fire:NAME`` (the neuron's mean activity over the episode)
     and ``return:NAME`` (the sum of its total reward over the episode)."""
@@ -338,8 +347,7 @@ class Trainer:
                 phase = terms
                 rollout = collect(run.engine, run.task, run.scheme, episode)
                 stats = run.learner.update(rollout)
-                rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, run.wiring).items()}
-                loss = float(stats["loss"])
+                rows, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
                 if not math.isfinite(loss):
                     run.scheme.check_finite(rollout.components)
                     raise TrainingError(
@@ -350,6 +358,7 @@ class Trainer:
                 elapsed = self.wall_offset + time.perf_counter() - start
                 done_before = len(self.returns)
                 keys = list(rows)
+                written = []
                 for b in range(len(rows["return"])):
                     if len(self.returns) >= cfg.max_episodes:
                         break
@@ -358,18 +367,18 @@ class Trainer:
                     window.append(ret)
                     row = {"episode": len(self.returns), "wall_clock": round(elapsed, 3), "loss": loss}
                     row.update({k: rows[k][b] for k in keys})
-                    if self.out_dir is not None:
-                        if writer is None:
-                            append = self.resumed_from is not None and (self.out_dir / "episodes.csv").exists()
-                            csv_file = open(self.out_dir / "episodes.csv", "a" if append else "w", newline="")
-                            writer = csv.DictWriter(csv_file, fieldnames=list(row))
-                            if not append:
-                                writer.writeheader()
-                        writer.writerow(row)
+                    written.append(row)
                     if self.solved_at is None and solve_check(self.scenario.training, self.solve_threshold,
                                                               window, self.solve_window, len(self.returns)):
                         self.solved_at = len(self.returns)
-                if csv_file is not None:
+                if self.out_dir is not None and written:  # the batch's rows in one write
+                    if writer is None:
+                        append = self.resumed_from is not None and (self.out_dir / "episodes.csv").exists()
+                        csv_file = open(self.out_dir / "episodes.csv", "a" if append else "w", newline="")
+                        writer = csv.DictWriter(csv_file, fieldnames=list(written[0]))
+                        if not append:
+                            writer.writeheader()
+                    writer.writerows(written)
                     csv_file.flush()
                 if board is not None:
                     board.update(len(self.returns), rows, loss, sum(window) / max(len(window), 1))
