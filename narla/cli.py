@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import sys
@@ -58,26 +59,6 @@ def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from narla.evaluate import main as eval_main
-
-    if args.episodes < 1:
-        raise ScenarioError(f"--episodes: must be >= 1, got {args.episodes}")
-    return eval_main(args)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from narla.bench import main as bench_main
-
-    return bench_main(args)
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from narla.sweep import main as sweep_main
-
-    return sweep_main(args)
-
-
 def _schema(args: argparse.Namespace) -> int:
     from narla.scenario import schema_json
 
@@ -88,6 +69,16 @@ def _schema(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return 0
+
+
+COMMANDS = [  # (subcommand, module with add_arguments and main, help)
+    ("eval", "narla.evaluate", "replay a learned policy for N episodes (and optionally a video)"),
+    ("record", "narla.record", "record episodes of a run's policy (spikes, rewards, observations) to .npz"),
+    ("plot", "narla.plot", "PNG learning curves and a spike raster of a run, or the curves of a sweep"),
+    ("analyze", "narla.study.analyze", "lesions, influence, alignment, information of a trained run"),
+    ("bench", "narla.bench", "neuron-steps/s of the engine against a per-neuron reference loop"),
+    ("sweep", "narla.sweep", "a grid of scenario keys x seeds in parallel worker processes"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,48 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="import a module first (e.g. one that registers rewards); recorded in the run's scenario")
     run.set_defaults(func=_run)
 
-    from narla.evaluate import add_arguments as add_eval_arguments
-
-    evaluation = sub.add_parser("eval", help="replay a learned policy for N episodes (and optionally a video)")
-    add_eval_arguments(evaluation)
-    evaluation.set_defaults(func=_eval)
-
-    from narla.bench import add_arguments
-
-    bench = sub.add_parser("bench", help="neuron-steps/s of the engine against a per-neuron reference loop")
-    add_arguments(bench)
-    bench.set_defaults(func=_bench)
-
-    from narla.plot import add_arguments as add_plot_arguments
-    from narla.plot import main as plot_main
-
-    plot = sub.add_parser("plot", help="PNG learning curves and a spike raster of a run, or the curves of a sweep")
-    add_plot_arguments(plot)
-    plot.set_defaults(func=plot_main)
-
-    from narla.study.analyze import add_arguments as add_analyze_arguments
-    from narla.study.analyze import main as analyze_main
-
-    analyze = sub.add_parser("analyze", help="lesions, influence, alignment, information of a trained run")
-    add_analyze_arguments(analyze)
-    analyze.set_defaults(func=analyze_main)
-
-    from narla.record import add_arguments as add_record_arguments
-    from narla.record import main as record_main
-
-    rec = sub.add_parser("record", help="record episodes of a run's policy (spikes, rewards, observations) to .npz")
-    add_record_arguments(rec)
-    rec.set_defaults(func=record_main)
+    for name, module, text in COMMANDS:
+        commands = importlib.import_module(module)  # each module has add_arguments(parser) and main(args)
+        command = sub.add_parser(name, help=text)
+        commands.add_arguments(command)
+        command.set_defaults(func=commands.main)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
     schema.add_argument("--out", help="write it to this file instead of stdout")
     schema.set_defaults(func=_schema)
-
-    from narla.sweep import add_arguments as add_sweep_arguments
-
-    sweep = sub.add_parser("sweep", help="a grid of scenario keys x seeds in parallel worker processes")
-    add_sweep_arguments(sweep)
-    sweep.set_defaults(func=_sweep)
     return parser
 
 

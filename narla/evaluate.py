@@ -19,11 +19,11 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
 
+from narla.results import atomic_write
 from narla.rollout import collect
 from narla.scenario import Scenario, ScenarioError, from_dict
 from narla.tasks.base import Task
@@ -324,6 +324,8 @@ def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None) 
 
 def main(args: argparse.Namespace) -> int:
     """``narla eval``: print and write the evaluation; optionally a video (checked before anything is written)."""
+    if args.episodes < 1:
+        raise ScenarioError(f"--episodes: must be >= 1, got {args.episodes}")
     if args.video:
         check_video(eval_scenario(load_model(args.run_dir)["scenario"], 1), args.video)
     stats = evaluate(
@@ -331,9 +333,7 @@ def main(args: argparse.Namespace) -> int:
         overrides=args.set, rewards=args.rewards,
     )
     out = Path(args.json) if args.json else Path(args.run_dir) / "eval.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(stats, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write(out, json.dumps(stats, indent=2) + "\n")
     kind = " (shuffled)" if args.shuffle else ""
     kind += f" (+{args.noise_features} noise inputs)" if args.noise_features else ""
     print(
@@ -346,11 +346,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_replay_arguments(parser: argparse.ArgumentParser, episodes: int, what: str = "episodes to play") -> None:
+    """``RUN_DIR``, ``--episodes`` and ``--seed``: the options of every command that replays a run's policy."""
+    parser.add_argument("run_dir", help="a results directory written by narla run")
+    parser.add_argument("--episodes", type=int, default=episodes, help=f"{what} (default {episodes})")
+    parser.add_argument("--seed", type=int, help="seed of the replay (default: the run's seed)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``narla eval``."""
-    parser.add_argument("run_dir", help="a results directory written by narla run")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes to play (default 10)")
-    parser.add_argument("--seed", type=int, help="seed of the replay (default: the run's seed)")
+    add_replay_arguments(parser, 10)
     parser.add_argument("--json", help="where to write the statistics (default RUN_DIR/eval.json)")
     parser.add_argument("--shuffle", action="store_true", help="a new order of the observation features each episode")
     parser.add_argument("--noise-features", type=int, default=0, metavar="K", help="add K inputs of pure noise")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from narla.evaluate import load_policy
+from narla.evaluate import add_replay_arguments, load_policy
 from narla.rollout import collect
 from narla.scenario import ScenarioError
 
@@ -89,7 +89,5 @@ def main(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``narla record``."""
-    parser.add_argument("run_dir", help="a results directory written by narla run")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to record (default 1)")
-    parser.add_argument("--seed", type=int, help="seed of the replay (default: the run's seed)")
+    add_replay_arguments(parser, 1, "episodes to record")
     parser.add_argument("--out", help="the .npz to write (default RUN_DIR/record.npz)")

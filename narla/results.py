@@ -23,6 +23,15 @@ FILES: dict[str, str] = {
 }
 
 
+def atomic_write(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (a ``.tmp`` beside it, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
 def index_text(name: str) -> str:
     """The ``README.md`` of the results directory of run ``name``."""
     rows = "\n".join(f"| `{f}` | {what} |" for f, what in FILES.items())
@@ -32,8 +41,4 @@ def index_text(name: str) -> str:
 
 def write_index(out_dir: str | Path, name: str) -> Path:
     """Write ``out_dir/README.md`` (write-then-rename)."""
-    path = Path(out_dir) / "README.md"
-    tmp = path.with_name("README.md.tmp")
-    tmp.write_text(index_text(name))
-    tmp.replace(path)
-    return path
+    return atomic_write(Path(out_dir) / "README.md", index_text(name))

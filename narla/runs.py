@@ -51,11 +51,11 @@ from narla.imports import recorded
 from narla.learning import Reinforce
 from narla.learning.returns import discounted_returns, normalize_per_neuron
 from narla.neurons import Population
-from narla.results import write_index
+from narla.results import atomic_write, write_index
 from narla.rollout import Rollout, collect
 from narla.scenario import Scenario, ScenarioError, dump
 from narla.tasks.physics import PhysicsTask
-from narla.training import Run, _atomic_write, _best_window_mean, build, episode_rows, solve_check
+from narla.training import Run, _best_window_mean, build, episode_rows, solve_check
 
 SYNC_EVERY = 16  # ticks between collection's checks (narla.rollout.collect's default), the draws' block size
 
@@ -445,7 +445,7 @@ class RunsTrainer:
         for r, d in enumerate(self.out_dirs):
             if d is not None:
                 d.mkdir(parents=True, exist_ok=True)
-                _atomic_write(d / "scenario.yaml", dump(self.scenarios[r]))
+                atomic_write(d / "scenario.yaml", dump(self.scenarios[r]))
                 write_index(d, self.scenarios[r].name)
                 if self.resumed_from is not None:
                     truncate_csv(d / "episodes.csv", len(self.returns[r]))
@@ -641,7 +641,7 @@ class RunsTrainer:
             return
         if r in writers:
             writers[r][0].flush()
-        _atomic_write(d / "summary.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write(d / "summary.json", json.dumps(summary, indent=2) + "\n")
         lone = self.lone[r].engine.population
         with torch.no_grad():
             for name, p in lone.named_parameters():

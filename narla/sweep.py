@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from narla.results import atomic_write
 from narla.scenario import ScenarioError, parse_override
 
 TRIAL_FIELDS = ["cell", "scenario", "seed", "status", "solved_at", "episodes", "cap", "final_mean_return",
@@ -153,9 +154,7 @@ def _write_failure(trial: Trial, error: str) -> None:
         return
     trial.dir.mkdir(parents=True, exist_ok=True)
     summary = {"seed": trial.seed, "status": f"failed: {error}", "episodes": 0, "solved_at": None}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(summary, indent=2) + "\n")
 
 
 def run_trial(trial: Trial) -> dict:

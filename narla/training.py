@@ -40,7 +40,7 @@ from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.progress import TrainingProgress
 from narla.readout import Readout
-from narla.results import write_index
+from narla.results import atomic_write, write_index
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
 from narla.scenario import Scenario, ScenarioError, dump, output_kinds
@@ -276,12 +276,6 @@ def neuron_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class Trainer:
     """Runs a scenario until its solve criterion or ``training.max_episodes``."""
 
@@ -314,7 +308,7 @@ class Trainer:
     def _start_results(self) -> None:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.out_dir / "scenario.yaml", dump(self.scenario))
+            atomic_write(self.out_dir / "scenario.yaml", dump(self.scenario))
             write_index(self.out_dir, self.scenario.name)
 
     def train(self) -> dict:
@@ -427,7 +421,7 @@ class Trainer:
                 board.close()
             summary = self._summary(status, time.perf_counter() - start, neuron_steps)
             if self.out_dir is not None:
-                _atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+                atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
                 self.save(self.out_dir / "model.pt")
                 if every is not None and not status.startswith("failed"):
                     self.save_checkpoint(self.wall_offset + time.perf_counter() - start)

@@ -24,19 +24,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
+from narla.results import atomic_write
+
 MODELS = ("cooperator", "attention", "layered")
 GOAL = 1000.0
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _read(path: Path) -> dict | None:
@@ -157,7 +152,7 @@ def test(run_dir: Path, episodes: int) -> dict:
     for kind, shuffle in (("plain", False), ("shuffled", True)):
         stats = evaluate(run_dir, episodes, num_envs=episodes, shuffle=shuffle)
         result[kind] = {"mean": stats["mean_return"], "std": stats["std_return"], "returns": stats["returns"]}
-    _atomic(run_dir / "test.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(run_dir / "test.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -316,13 +311,13 @@ def main(argv: list[str] | None = None) -> int:
             "inprocess": narla_steps_per_s(scenario, args.bench_seconds, asynchronous=False),
             "sharded": narla_steps_per_s(scenario, args.bench_seconds, asynchronous=True),
         }
-        _atomic(args.runs / "throughput.json", json.dumps(bench, indent=2) + "\n")
+        atomic_write(args.runs / "throughput.json", json.dumps(bench, indent=2) + "\n")
     print(f"throughput: bare {bench['bare']:,.0f}, narla in-process {bench['inprocess']:,.0f}, narla in "
           f"{bench['num_workers']} workers {bench['sharded']:,.0f} env steps/s", flush=True)
     rnd = _read(args.runs / "random.json")
     if rnd is None or len(rnd["returns"]) != args.test_episodes:
         rnd = random_policy(args.test_episodes, args.seed)
-        _atomic(args.runs / "random.json", json.dumps(rnd, indent=2) + "\n")
+        atomic_write(args.runs / "random.json", json.dumps(rnd, indent=2) + "\n")
     print(f"random policy: {rnd['mean']:.1f} ± {rnd['std']:.1f}", flush=True)
     from narla import scenario as scenarios
 
@@ -342,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{results[model]['test']['shuffled']['mean']:.1f})", flush=True)
     data = {"throughput": bench, "random": rnd, "models": results}
     plot({m: r["curve"] for m, r in results.items()}, rnd["mean"], args.out / "ant_curves.png")
-    _atomic(args.out / "ant.json", json.dumps(data, indent=2) + "\n")
-    _atomic(args.out / "ant.md", render(data, args))
+    atomic_write(args.out / "ant.json", json.dumps(data, indent=2) + "\n")
+    atomic_write(args.out / "ant.md", render(data, args))
     print(f"wrote {args.out / 'ant.md'}")
     return 0
 

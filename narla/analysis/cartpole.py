@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from narla.results import atomic_write
 from narla.scenario import ScenarioError
 from narla.sweep import load_record, make_trials, parse_seeds, run_sweep, write_tables
 
@@ -75,11 +76,7 @@ def render(records: list[dict], out: Path, command: str, wall_s: float | None) -
         "",
     ])
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "cartpole.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write(out / "cartpole.md", text)
 
 
 def main(argv: list[str] | None = None) -> int:

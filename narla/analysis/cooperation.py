@@ -27,6 +27,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from narla.results import atomic_write
+
 # model -> (scenario suffix, scenario overrides)
 MODELS = {
     "cooperator": ("cooperator", []),
@@ -45,13 +47,6 @@ TASKS = {
         "test": ["task.options.start=simple"], "generations": 150,
     },
 }
-
-
-def atomic_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def scenario_path(task: str, model: str) -> Path:
@@ -87,7 +82,7 @@ def run_one(task: str, model: str, seed: int, generations: int, runs: str, test_
         for kind, shuffle in (("plain", False), ("shuffled", True)):
             stats = evaluate(out, test_episodes, num_envs=test_episodes, shuffle=shuffle, overrides=TASKS[task]["test"])
             test[kind] = {"mean": stats["mean_return"], "std": stats["std_return"]}
-        atomic_text(out / "test.json", json.dumps(test, indent=2) + "\n")
+        atomic_write(out / "test.json", json.dumps(test, indent=2) + "\n")
     return {"task": task, "model": model, "seed": seed, "dir": str(out), "test": test}
 
 
@@ -346,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
                   flush=True)
     os.makedirs(args.out, exist_ok=True)
     records = finished_records(Path(args.runs), list(TASKS), list(MODELS))  # every tested run, whoever made it
-    atomic_text(Path(args.out) / "cooperation.md", render(records, args, time.perf_counter() - start))
+    atomic_write(Path(args.out) / "cooperation.md", render(records, args, time.perf_counter() - start))
     print(f"wrote {Path(args.out) / 'cooperation.md'}")
 
 

@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from narla.results import atomic_write
 from narla.scenario import ScenarioError
 from narla.sweep import (
     add_trial_options,
@@ -267,11 +268,7 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
         "",
     ])
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "table1.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return atomic_write(out / "table1.md", text)
 
 
 def _call(c: dict) -> str:

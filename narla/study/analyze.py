@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from narla.evaluate import load_policy
+from narla.evaluate import add_replay_arguments, load_policy
 from narla.plot import read_csv
 from narla.record import record
+from narla.results import atomic_write
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError
 from narla.study.activity import firing_rates, layer_rates, spike_correlation
@@ -291,13 +292,8 @@ def write(result: dict, out: Path) -> list[Path]:
     """``analysis.json``, ``analysis.md`` and the PNGs in ``out`` (each written whole)."""
     out.mkdir(parents=True, exist_ok=True)
     pngs = figures(result, out)
-    paths = []
-    for name, text in (("analysis.json", json.dumps(result, indent=1) + "\n"), ("analysis.md", report(result, pngs))):
-        path = out / name
-        tmp = path.with_name(name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        paths.append(path)
+    paths = [atomic_write(out / "analysis.json", json.dumps(result, indent=1) + "\n"),
+             atomic_write(out / "analysis.md", report(result, pngs))]
     return paths + [out / p for p in pngs]
 
 
@@ -317,11 +313,9 @@ def main(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``narla analyze``."""
-    parser.add_argument("run_dir", help="a results directory written by narla run")
-    parser.add_argument("--episodes", type=int, default=16, help="episodes per measurement (default 16)")
+    add_replay_arguments(parser, 16, "episodes per measurement")
     parser.add_argument("--out", help="where the report goes (default RUN_DIR/analysis)")
     parser.add_argument("--lesion-neurons", type=int, default=48, help="neurons lesioned one by one (default 48)")
     parser.add_argument("--influence-sources", type=int, default=32, help="neurons flipped for influence (default 32)")
     parser.add_argument("--horizon", type=int, default=10, help="ticks over which influence is summed (default 10)")
     parser.add_argument("--bins", type=int, default=8, help="bins of continuous variables for information")
-    parser.add_argument("--seed", type=int, help="seed of the replays (default: the run's)")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from narla.record import record
+from narla.results import atomic_write
 from narla.scenario import ScenarioError
 from narla.sweep import load_record, make_trials, parse_seeds, run_sweep
 
@@ -119,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
               "on the partner's move are expected to drift to mutual defection; reciprocity measures whether the",
               "seeing players condition their move on their partner's last one.", ""]
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "dilemma.md"
-    tmp = path.with_name("dilemma.md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    path = atomic_write(args.out / "dilemma.md", "\n".join(lines))
     print(path.read_text())
     return 0
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from narla.results import atomic_write
 from narla.scenario import ScenarioError
 from narla.study.analyze import analyze_run, figures
 
@@ -109,11 +110,8 @@ def render(rows: list[tuple[str, str, dict, list[tuple[str, int, str]]]], out: P
                                                 ("lesions.png", "influence.png", "information_alignment.png")))
     lines += ["", "The iterated prisoner's dilemma between neurons, with and without sight of the partner's last move,",
               "has a page of its own: [dilemma.md](dilemma.md) (`python -m narla.study.dilemma`).", ""]
-    path = out / "emergence.md"
-    tmp = path.with_name("emergence.md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
-    return path
+    out.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out / "emergence.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
