@@ -86,6 +86,22 @@ def render(rows: list[tuple[str, str, dict, list[tuple[str, int, str]]]], out: P
     ]
     for label, _, _, runs in rows:
         lines.append(f"- {label}: " + ", ".join(f"{name} at episode {ep:,} ({status})" for name, ep, status in runs))
+    def top(key, fmt: str, low: bool = False) -> str:
+        values = [(s[key] if not isinstance(s[key], dict) else statistics.fmean(s[key].values()), label)
+                  for label, _, s, _ in rows if s[key] == s[key]]
+        value, label = (min if low else max)(values)
+        return f"{label} ({format(value, fmt)})"
+
+    lines += ["", "## What differs (computed from the tables below)", "",
+              f"- Highest mean return of the replayed policy: {top('return', '.1f')}.",
+              f"- Most single neurons whose silencing hurts the task: {top('carriers', '.1f')} per run.",
+              f"- Most cooperative influence (share of positive influence): {top('coop_share', '.2f')}; least: "
+              f"{top('coop_share', '.2f', low=True)}.",
+              f"- Lowest alignment of the neurons' own returns with the task return (mean over layers): "
+              f"{top('alignment', '.2f', low=True)}; under the task reward alone every neuron is paid the task's "
+              "return, so its alignment is 1 by construction.",
+              f"- Most free riders: {top('free_riders', '.1f')} per run.",
+              ]
     lines += ["", "## Task return and lesions", "",
               f"| condition | runs | mean return | silencing a whole layer: Δ return ({head}) | "
               "single neurons whose silencing hurts (mean per run, of 31) |", "|---|--:|--:|---|--:|"]
@@ -98,6 +114,8 @@ def render(rows: list[tuple[str, str, dict, list[tuple[str, int, str]]]], out: P
     for label, _, s, _ in rows:
         lines.append(f"| {label} | {f(s['help'])} | {f(s['hurt'])} | {f(s['coop_share'])} |")
     lines += ["", "## Firing, alignment and information per layer", "",
+              "Alignment is the correlation across the replayed episodes; it is 0 where the task return did not vary",
+              "(every episode of a policy reached the 500-step limit, say).", "",
               f"| condition | firing ({head}) | alignment: corr(own return, task return) ({head}) | "
               f"max MI with a feature, bits ({head}) | MI with the action, bits ({head}) | free riders |",
               "|---|---|---|---|---|--:|"]
