@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
-    from narla.checkpoint import resume
+    from narla.training import resume
 
     if args.scenario is not None or args.out is not None:
         raise ScenarioError("narla run --resume DIR: the scenario and results directory are DIR's; drop SCENARIO/--out")

@@ -28,6 +28,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from narla import checkpoint
 from narla import graph as graphs
 from narla.context import action_dim, add_context
 from narla.cooperator import attention_neuron, cooperator, is_attention_network, population_from_graph
@@ -302,7 +303,7 @@ class Trainer:
             self.solve_threshold = solve.threshold
         self.returns: list[float] = []
         self.solved_at: int | None = None
-        self.resumed_from: int | None = None  # set by narla.checkpoint.resume: episodes.csv is appended to
+        self.resumed_from: int | None = None  # set by load_state_dict (a resumed run): its logs are appended to
         self.wall_offset = 0.0  # wall time of the sessions before a resume, seconds
 
     def _start_results(self) -> None:
@@ -487,12 +488,82 @@ class Trainer:
         torch.save(model, tmp)
         os.replace(tmp, path)
 
+    def state_dict(self, wall_time_s: float = 0.0) -> dict:
+        """Everything the next batch depends on (see :mod:`narla.checkpoint`): parameters, the learner's state,
+        observation statistics, every random generator, and the history so far."""
+        run = self.run
+        normalizer = getattr(run.task, "normalizer", None)
+        learner = run.learner
+        rng = {"torch": torch.get_rng_state()}
+        if run.engine.generator is not None:
+            rng["engine"] = run.engine.generator.get_state()
+        if isinstance(getattr(run.task, "generator", None), torch.Generator):
+            rng["task"] = run.task.generator.get_state()
+        return {
+            "scenario": self.scenario.to_dict(),
+            "episodes": len(self.returns),
+            "returns": list(self.returns),
+            "solved_at": self.solved_at,
+            "wall_time_s": wall_time_s,
+            "population": run.engine.population.state_dict(),
+            "learner": learner.state_dict() if hasattr(learner, "state_dict") else
+            {"optimizer": learner.optimizer.state_dict()},
+            "normalizer": normalizer.state_dict() if normalizer is not None else None,
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict`: this trainer continues exactly where that one was."""
+        run = self.run
+        run.engine.population.load_state_dict(state["population"])
+        if hasattr(run.learner, "load_state_dict"):
+            run.learner.load_state_dict(state["learner"])
+        else:
+            run.learner.optimizer.load_state_dict(state["learner"]["optimizer"])
+        normalizer = getattr(run.task, "normalizer", None)
+        if normalizer is not None and state["normalizer"] is not None:
+            normalizer.load_state_dict(state["normalizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if "engine" in rng:
+            run.engine.generator.set_state(rng["engine"])
+        if "task" in rng:
+            run.task.generator.set_state(rng["task"])
+        self.returns = list(state["returns"])
+        self.solved_at = state["solved_at"]
+        self.resumed_from = state["episodes"]
+        self.wall_offset = float(state.get("wall_time_s", 0.0))
+
     def save_checkpoint(self, wall_time_s: float = 0.0) -> None:
         """Write ``checkpoint.pt``: the whole run state, for ``narla run --resume`` (:mod:`narla.checkpoint`)."""
-        from narla.checkpoint import CHECKPOINT, save_checkpoint
-
         if self.out_dir is not None:
-            save_checkpoint(self, self.out_dir / CHECKPOINT, wall_time_s)
+            checkpoint.save(self.out_dir / checkpoint.CHECKPOINT, self.state_dict(wall_time_s))
+
+
+def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bool = True) -> Trainer:
+    """A :class:`Trainer` that continues the run in ``out_dir`` from its ``checkpoint.pt``.
+
+    The scenario is ``out_dir/scenario.yaml`` (``overrides`` such as ``training.max_episodes=2000`` may extend
+    it); the logs (``episodes.csv``, ``tests.csv``, ...) are cut back to the checkpoint's episode count and
+    appended to by ``train()``.
+
+    Raises:
+        ScenarioError: ``out_dir`` holds no scenario or no checkpoint.
+    """
+    from narla import scenario as scenarios
+
+    out_dir = Path(out_dir)
+    path = out_dir / checkpoint.CHECKPOINT
+    if not (out_dir / "scenario.yaml").is_file() or not path.is_file():
+        raise ScenarioError(
+            f"--resume {str(out_dir)!r}: no {checkpoint.CHECKPOINT} there; only runs with training.checkpoint_every "
+            "set can be resumed"
+        )
+    trainer = Trainer(scenarios.load(out_dir / "scenario.yaml", overrides), out_dir, progress=progress, overwrite=True)
+    state = checkpoint.load(path, trainer.run.device)
+    trainer.load_state_dict(state)
+    checkpoint.truncate_logs(out_dir, state["episodes"])
+    return trainer
 
 
 def solve_check(cfg, threshold: float | None, window: deque, size: int, episodes: int) -> bool:

@@ -235,7 +235,7 @@ def test_cma_es_resumes_exactly_from_a_checkpoint(tmp_path):
     half = Trainer(load("scenarios/cartpole_cooperator.yaml", [*overrides, "training.max_episodes=16"]), tmp_path / "b",
                    progress=False)
     half.train()
-    from narla.checkpoint import resume
+    from narla.training import resume
 
     rest = resume(tmp_path / "b", ["training.max_episodes=32"], progress=False)
     rest.train()

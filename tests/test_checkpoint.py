@@ -7,10 +7,10 @@ import pytest
 import torch
 import yaml
 
-from narla.checkpoint import CHECKPOINT, resume
+from narla.checkpoint import CHECKPOINT
 from narla.cli import main
 from narla.scenario import ScenarioError, from_dict
-from narla.training import Trainer
+from narla.training import Trainer, resume
 
 SMALL = {
     "name": "ck",

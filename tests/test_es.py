@@ -7,12 +7,11 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from narla.checkpoint import resume
 from narla.learning.es import PerNeuronES, centered_ranks
 from narla.neurons.population import Population
 from narla.rollout import collect
 from narla.scenario import ScenarioError, from_dict, load
-from narla.training import Trainer, build
+from narla.training import Trainer, build, resume
 
 ES = {
     "name": "es",

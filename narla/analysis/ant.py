@@ -117,8 +117,8 @@ def train(model: str, runs: Path, generations: int, max_minutes: float | None, s
 
     torch.set_num_threads(1)
     from narla import scenario as scenarios
-    from narla.checkpoint import CHECKPOINT, resume
-    from narla.training import Trainer
+    from narla.checkpoint import CHECKPOINT
+    from narla.training import Trainer, resume
 
     out = runs / model
     path = Path("scenarios") / f"ant_{model}.yaml"

@@ -59,9 +59,9 @@ def run_one(task: str, model: str, seed: int, generations: int, runs: str, test_
 
     torch.set_num_threads(1)
     from narla import scenario as scenarios
-    from narla.checkpoint import CHECKPOINT, resume
+    from narla.checkpoint import CHECKPOINT
     from narla.evaluate import evaluate
-    from narla.training import Trainer
+    from narla.training import Trainer, resume
 
     out = Path(runs) / task / model / f"s{seed}"
     base = scenarios.load(scenario_path(task, model), [*MODELS[model][1], *TASKS[task]["overrides"]])
