@@ -12,7 +12,6 @@ Results directory (written as the run goes; files are replaced atomically, never
 
 from __future__ import annotations
 
-import csv
 import importlib
 import importlib.util
 import inspect
@@ -39,15 +38,14 @@ from narla.learning.cmaes import CMAES
 from narla.learning.es import PerNeuronES
 from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
-from narla.progress import TrainingProgress
 from narla.readout import Readout
 from narla.results import atomic_write, write_index
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
+from narla.runlog import RunLog
 from narla.scenario import Scenario, ScenarioError, dump, output_kinds
 from narla.tasks.base import Task
 from narla.tasks.registry import make_task
-from narla.tblog import TensorBoardLog
 from narla.wiring import Wiring, compile_graph
 
 BUILDERS: dict[str, Callable[..., nx.DiGraph]] = {
@@ -265,18 +263,6 @@ def host_rows(rows: dict[str, torch.Tensor], scalars: list[torch.Tensor]) -> tup
     return dict(zip(keys, host[: len(keys)], strict=True)), [row[0] for row in host[len(keys):]]
 
 
-def neuron_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
-    """Per-neuron statistics of a batch, each ``[B]``: ``fire:NAME`` (the neuron's mean activity over the episode)
-    and ``return:NAME`` (the sum of its total reward over the episode)."""
-    valid = rollout.valid.float().unsqueeze(-1)
-    length = valid.sum(0).clamp(min=1)  # [B, 1]
-    firing = (rollout.spikes * valid).sum(0) / length  # [B, N]
-    returns = rollout.rewards.sum(0)  # [B, N] (already zero on invalid ticks)
-    out = {f"fire:{name}": firing[:, i] for i, name in enumerate(wiring.neuron_names)}
-    out.update({f"return:{name}": returns[:, i] for i, name in enumerate(wiring.neuron_names)})
-    return out
-
-
 class Trainer:
     """Runs a scenario until its solve criterion or ``training.max_episodes``."""
 
@@ -313,93 +299,31 @@ class Trainer:
             write_index(self.out_dir, self.scenario.name)
 
     def train(self) -> dict:
-        """Train; returns the summary (also written to ``summary.json``)."""
+        """Train; returns the summary (also written to ``summary.json``).
+
+        One loop, top to bottom: collect a batch of episodes (every neuron's rewards included), learn from it,
+        record it (:class:`narla.runlog.RunLog`: results files, tests, progress), checkpoint, check the stop rule.
+        """
         run, cfg = self.run, self.scenario.training
         self._start_results()
-        csv_file = writer = neurons = None
         window: deque[float] = deque(self.returns[-self.solve_window :], maxlen=self.solve_window)
-        every = cfg.checkpoint_every
-        start = time.perf_counter()
-        neuron_steps = 0
-        status = "max_episodes"
-        bar = TrainingProgress(cfg.max_episodes, self.solve_threshold, self.solve_window, cfg.solve_after,
-                               cfg.solve_strict, enabled=self.progress, initial=len(self.returns))
-        batch = run.task.num_envs
-        phase = run.scheme.active_terms(len(self.returns) - batch) if self.returns else None
-        tester = tests = tracker = tracked = None
-        board = TensorBoardLog(self.out_dir / "tensorboard") if "tensorboard" in cfg.log and self.out_dir else None
+        log = RunLog(self, self.out_dir, resumed=self.resumed_from is not None)
+        start, neuron_steps, status = time.perf_counter(), 0, "max_episodes"
+        phase = run.scheme.active_terms(len(self.returns) - run.task.num_envs) if self.returns else None
         try:
             while len(self.returns) < cfg.max_episodes:
-                episode = len(self.returns)
-                terms = run.scheme.active_terms(episode)
-                if phase is not None and terms != phase:
-                    # A new reward phase is a new objective: Adam's moments (and its bias correction, already
-                    # decayed) describe the old one. A neuron that got no reward in the last phase would
-                    # otherwise take steps several times lr right after the switch.
-                    optimizer = getattr(run.learner, "optimizer", None)
-                    if optimizer is not None:
-                        optimizer.state.clear()
-                phase = terms
-                rollout = collect(run.engine, run.task, run.scheme, episode)
+                first = len(self.returns)
+                phase = self._enter_phase(first, phase)
+                rollout = collect(run.engine, run.task, run.scheme, first)
                 stats = run.learner.update(rollout)
-                rows, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
-                if not math.isfinite(loss):
-                    run.scheme.check_finite(rollout.components)
-                    raise TrainingError(
-                        f"the loss became {loss} at episode {episode}; try a smaller learning.lr or "
-                        "learning.max_grad_norm (results so far are kept)"
-                    )
-                neuron_steps += int(sum(rows["length"])) * run.wiring.num_neurons
+                host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
+                self._check_loss(loss, rollout, first)
+                neuron_steps += int(sum(host["length"])) * run.wiring.num_neurons
                 elapsed = self.wall_offset + time.perf_counter() - start
-                done_before = len(self.returns)
-                keys = list(rows)
-                written = []
-                for b in range(len(rows["return"])):
-                    if len(self.returns) >= cfg.max_episodes:
-                        break
-                    ret = rows["return"][b]
-                    self.returns.append(ret)
-                    window.append(ret)
-                    row = {"episode": len(self.returns), "wall_clock": round(elapsed, 3), "loss": loss}
-                    row.update({k: rows[k][b] for k in keys})
-                    written.append(row)
-                    if self.solved_at is None and solve_check(self.scenario.training, self.solve_threshold,
-                                                              window, self.solve_window, len(self.returns)):
-                        self.solved_at = len(self.returns)
-                if self.out_dir is not None and written:  # the batch's rows in one write
-                    if writer is None:
-                        append = self.resumed_from is not None and (self.out_dir / "episodes.csv").exists()
-                        csv_file = open(self.out_dir / "episodes.csv", "a" if append else "w", newline="")
-                        writer = csv.DictWriter(csv_file, fieldnames=list(written[0]))
-                        if not append:
-                            writer.writeheader()
-                    writer.writerows(written)
-                    csv_file.flush()
-                if board is not None:
-                    board.update(len(self.returns), rows, loss, sum(window) / max(len(window), 1))
-                if cfg.log_neurons and self.out_dir is not None and len(self.returns) > done_before:
-                    neurons = self._log_neurons(rollout, done_before, len(self.returns) - done_before, neurons)
-                updates = len(self.returns) // batch
-                if cfg.test_every is not None and updates % cfg.test_every == 0 and len(self.returns) > done_before:
-                    if tester is None:
-                        from narla.evaluate import PolicyTest
-
-                        tester = PolicyTest(run, cfg.test_episodes, self.scenario.seed + 10_007)
-                    mean, sd = tester()
-                    row = {"update": updates, "episodes": len(self.returns), "test_mean": mean, "test_std": sd,
-                           "wall_clock": round(elapsed, 3)}
-                    tests = self._append_row("tests.csv", row, tests)
-                    if board is not None:
-                        board.test(len(self.returns), mean, sd)
-                k = cfg.analyze_every
-                if k is not None and len(self.returns) // k > done_before // k:
-                    if tracker is None:
-                        from narla.study.tracking import EmergenceTracker
-
-                        tracker = EmergenceTracker(run)
-                    tracked = self._append_row("emergence.csv", tracker(rollout, len(self.returns)), tracked)
-                bar.update(len(self.returns), sum(window) / max(len(window), 1), len(window))
-                if every is not None and self.out_dir is not None and len(self.returns) // every > done_before // every:
+                rows = self._add_episodes(host, loss, elapsed, window)
+                log.record(rollout, rows, host, loss, first, list(window), elapsed)
+                every = cfg.checkpoint_every
+                if every is not None and self.out_dir is not None and len(self.returns) // every > first // every:
                     self.save_checkpoint(elapsed)
                 if self.solved_at is not None and cfg.stop_when_solved:
                     status = "solved"
@@ -411,53 +335,49 @@ class Trainer:
             status = f"failed: {type(err).__name__}: {err}"
             raise
         finally:
-            bar.close(len(self.returns), status)
-            for f in (csv_file, neurons[0] if neurons else None):
-                if f is not None:
-                    f.close()
-            for probe in (tester, tracker):
-                if probe is not None:
-                    probe.close()
-            if board is not None:
-                board.close()
+            log.close(status)
             summary = self._summary(status, time.perf_counter() - start, neuron_steps)
             if self.out_dir is not None:
                 atomic_write(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
                 self.save(self.out_dir / "model.pt")
-                if every is not None and not status.startswith("failed"):
+                if cfg.checkpoint_every is not None and not status.startswith("failed"):
                     self.save_checkpoint(self.wall_offset + time.perf_counter() - start)
         return summary
 
-    def _log_neurons(self, rollout: Rollout, first: int, count: int, log: tuple | None) -> tuple:
-        """Append ``count`` episodes (numbered from ``first + 1``) of per-neuron statistics to ``neurons.csv``,
-        copied to the host in one transfer; returns the open ``(file, writer)``."""
-        stats = neuron_rows(rollout, self.run.wiring)
-        names = list(stats)
-        values = torch.stack([stats[k] for k in names], 1)[:count].tolist()  # [count, 2N]
-        if log is None:
-            path = self.out_dir / "neurons.csv"
-            append = self.resumed_from is not None and path.exists()
-            f = open(path, "a" if append else "w", newline="")
-            writer = csv.writer(f)
-            if not append:
-                writer.writerow(["episode", *names])
-            log = (f, writer)
-        log[1].writerows([first + 1 + b, *row] for b, row in enumerate(values))
-        log[0].flush()
-        return log
+    def _enter_phase(self, episode: int, phase: list[str] | None) -> list[str]:
+        """The reward terms of ``episode``; a new reward phase is a new objective, so Adam starts afresh: its moments
+        (and its bias correction, already decayed) describe the old one, and a neuron that got no reward in the last
+        phase would otherwise take steps several times ``lr`` right after the switch."""
+        terms = self.run.scheme.active_terms(episode)
+        optimizer = getattr(self.run.learner, "optimizer", None)
+        if phase is not None and terms != phase and optimizer is not None:
+            optimizer.state.clear()
+        return terms
 
-    def _append_row(self, name: str, row: dict, started: bool | None) -> bool:
-        """Append one row to the results file ``name`` (a header first when the file is new); returns True."""
-        if self.out_dir is None:
-            return True
-        path = self.out_dir / name
-        fresh = not started and (self.resumed_from is None or not path.exists())
-        with open(path, "w" if fresh else "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if fresh:
-                writer.writeheader()
-            writer.writerow(row)
-        return True
+    def _check_loss(self, loss: float, rollout: Rollout, episode: int) -> None:
+        """Stop with one message on a non-finite loss, naming the reward that produced it if one did."""
+        if not math.isfinite(loss):
+            self.run.scheme.check_finite(rollout.components)
+            raise TrainingError(
+                f"the loss became {loss} at episode {episode}; try a smaller learning.lr or "
+                "learning.max_grad_norm (results so far are kept)"
+            )
+
+    def _add_episodes(self, host: dict[str, list], loss: float, elapsed: float, window: deque) -> list[dict]:
+        """Add the batch's episodes (up to ``max_episodes``) to the history and the solve rule; their CSV rows."""
+        cfg, rows = self.scenario.training, []
+        for b in range(len(host["return"])):
+            if len(self.returns) >= cfg.max_episodes:
+                break
+            ret = host["return"][b]
+            self.returns.append(ret)
+            window.append(ret)
+            rows.append({"episode": len(self.returns), "wall_clock": round(elapsed, 3), "loss": loss,
+                         **{k: v[b] for k, v in host.items()}})
+            if self.solved_at is None and solve_check(cfg, self.solve_threshold, window, self.solve_window,
+                                                      len(self.returns)):
+                self.solved_at = len(self.returns)
+        return rows
 
     def _summary(self, status: str, wall: float, neuron_steps: int) -> dict:
         last = self.returns[-self.solve_window :]
