@@ -53,7 +53,7 @@ from narla.learning.returns import discounted_returns, normalize_per_neuron
 from narla.neurons import Population
 from narla.results import atomic_write, write_index
 from narla.rollout import Rollout, collect
-from narla.scenario import Scenario, ScenarioError, dump
+from narla.scenario import Scenario, ScenarioError, dump, from_dict
 from narla.tasks.physics import PhysicsTask
 from narla.training import Run, _best_window_mean, build, episode_rows, solve_check
 
@@ -574,10 +574,14 @@ class RunsTrainer:
         """Continue from ``self.checkpoint``, which must hold exactly this trainer's seeds (the runs it paused)."""
         state = torch.load(self.checkpoint, map_location=self.engine.device, weights_only=False)
         seeds = [s.seed for s in self.scenarios]
-        if state.get("seeds") != seeds or state.get("scenario") != self._key():
+        try:  # the saved scenario as this version reads it: fields added since then take their defaults
+            saved = from_dict(state.get("scenario")).to_dict()
+        except ScenarioError:
+            saved = None
+        if state.get("seeds") != seeds or saved != self._key():
             raise ScenarioError(
                 f"batch checkpoint {str(self.checkpoint)!r} pauses seeds {state.get('seeds')} of "
-                f"{'this' if state.get('scenario') == self._key() else 'another'} scenario, not seeds {seeds} of "
+                f"{'this' if saved == self._key() else 'another'} scenario, not seeds {seeds} of "
                 "this one; delete it to start these runs over"
             )
         self.engine.load_state(state["engine"])

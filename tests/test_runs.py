@@ -113,3 +113,14 @@ def test_a_checkpoint_of_other_seeds_is_refused_with_the_seeds_it_holds(tmp_path
     RunsTrainer([replace(base, seed=s) for s in (0, 1)], max_wall_s=1e-9, checkpoint=checkpoint).train()
     with pytest.raises(scenarios.ScenarioError, match=r"pauses seeds \[0, 1\]"):
         RunsTrainer([replace(base, seed=s) for s in (0, 2)], checkpoint=checkpoint).train()
+
+
+def test_a_checkpoint_written_before_a_scenario_field_existed_still_resumes(tmp_path):
+    base = scenarios.from_dict(SMALL)
+    checkpoint = tmp_path / "batch.pt"
+    RunsTrainer([replace(base, seed=s) for s in (0, 1)], max_wall_s=1e-9, checkpoint=checkpoint).train()
+    state = torch.load(checkpoint, weights_only=False)
+    del state["scenario"]["imports"], state["scenario"]["training"]["log"]  # as an older narla wrote it
+    torch.save(state, checkpoint)
+    summaries = RunsTrainer([replace(base, seed=s) for s in (0, 1)], checkpoint=checkpoint).train()
+    assert all(s["status"] in ("solved", "max_episodes") for s in summaries)
