@@ -231,11 +231,15 @@ def figures(result: dict, out: Path) -> list[str]:
         written.append(plot_over_training(columns, out / "emergence_over_training.png"))
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
-    im = a.imshow(np.array(result["information"]["obs"]).T, aspect="auto", cmap="viridis")
-    a.set(title="mutual information with each observation feature (bits)", xlabel="neuron", ylabel="feature")
+    info = np.array(result["information"]["obs"]).T  # [features, neurons]
+    im = a.imshow(info, aspect="auto", cmap="viridis", interpolation="nearest")
+    a.set_yticks(range(info.shape[0]))
+    a.set(title="mutual information with each observation feature (bits)", xlabel="neuron", ylabel="feature index")
     fig.colorbar(im, ax=a)
-    b.bar(range(n), result["alignment"]["correlation"], color=[f"C{k % 10}" for k in result["layer"]])
-    b.set(title="alignment: corr(own return, task return)", xlabel="neuron", ylim=(-1, 1))
+    aligned = result["alignment"]["correlation"]
+    b.bar(range(n), aligned, color=[f"C{k % 10}" for k in result["layer"]])
+    flat = " (all 0: the task return did not vary)" if not any(aligned) else ""
+    b.set(title=f"alignment: corr(own return, task return){flat}", xlabel="neuron", ylim=(-1, 1))
     fig.tight_layout()
     written.append(_save(fig, out / "information_alignment.png"))
     plt.close(fig)
