@@ -55,7 +55,7 @@ from narla.results import atomic_write, write_index
 from narla.rollout import Rollout, collect
 from narla.scenario import Scenario, ScenarioError, dump, from_dict
 from narla.tasks.physics import PhysicsTask
-from narla.training import Run, _best_window_mean, build, episode_rows, solve_check
+from narla.training import Run, _best_window_mean, build, episode_rows, host_rows, solve_check
 
 SYNC_EVERY = 16  # ticks between collection's checks (narla.rollout.collect's default), the draws' block size
 
@@ -464,8 +464,10 @@ class RunsTrainer:
                 rollout = collect(self.engine, self.task.inner, self.scheme, self.episode, sync_every=SYNC_EVERY,
                                   on_sync=self._sync)
                 self.learner.update(rollout)
-                rows = {k: v.cpu().tolist() for k, v in episode_rows(rollout, self.engine.wiring).items()}
-                losses = self.learner.run_losses.tolist()
+                stats = episode_rows(rollout, self.engine.wiring)
+                stats["run_loss"] = self.learner.run_losses.repeat_interleave(b)  # one host transfer for both
+                rows, _ = host_rows(stats, [])
+                losses = rows.pop("run_loss")[::b]
                 now = time.perf_counter()
                 elapsed = self.wall_offset + now - start
                 capped = self.max_wall_s is not None and now - start >= self.max_wall_s
