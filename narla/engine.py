@@ -100,6 +100,19 @@ class Engine:
             return self.population(x, c, start, end, prev_action=prev_action)
         return self.population(x, c, start, end)
 
+    def trim_padding(self) -> None:
+        """Gather each stage's feedforward inputs only up to its own largest fan-in, not the network's.
+
+        The same computation up to float rounding (padded inputs are zeros); for replays and analyses of networks
+        whose fan-ins differ widely (a motor neuron reading a whole wide layer). Training keeps the padded
+        layout, so that runs stay bit for bit reproducible across versions. Not for ES members (their
+        perturbations keep the full width).
+        """
+        fan_in = self.wiring.ff_mask.sum(1)  # [N]; read once, at setup
+        for (a, b), (ff_idx, ff_mask, ctx_idx, ctx_mask, motor) in list(self._slices.items()):
+            width = max(int(fan_in[a:b].max()), 1)
+            self._slices[(a, b)] = (ff_idx[:, :width], ff_mask[:, :width], ctx_idx, ctx_mask, motor)
+
     def _stage_slices(self, start: int, end: int) -> tuple[torch.Tensor, ...]:
         """``(ff_idx, ff_mask, ctx_idx, ctx_mask, motor)`` of neurons ``start:end`` (cached for the stages)."""
         cached = self._slices.get((start, end))

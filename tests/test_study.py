@@ -152,3 +152,20 @@ def test_reciprocity_is_one_for_tit_for_tat_and_near_zero_for_players_that_ignor
     coins = (torch.rand(1, 4000, 2, generator=g) < 0.5).float()
     independent = play_statistics(coins, torch.ones(1, 4000, dtype=torch.bool), players=2)
     assert abs(independent["reciprocity"]) < 0.05 and independent["mutual_cooperation"] == pytest.approx(0.25, abs=0.03)
+
+
+def test_trimmed_padding_gathers_less_and_computes_the_same_logits():
+    run = build(from_dict({"name": "wide", "task": {"id": "cartpole", "num_envs": 5},
+                           "network": {"builder": "layered", "hidden_layers": 2, "width": 20},
+                           "neuron": {"hidden": [16]}}), learner=False)
+    engine = run.engine
+    obs = run.task.reset()
+    act = engine.begin_tick(obs)
+    prev = torch.zeros_like(act)
+    full = [engine.stage_logits(act, prev, a, b) for a, b in engine.stages]
+    widths = [engine._stage_slices(a, b)[0].shape[1] for a, b in engine.stages]
+    engine.trim_padding()
+    trimmed = [engine.stage_logits(act, prev, a, b) for a, b in engine.stages]
+    assert widths == [20, 20, 20] and [engine._stage_slices(a, b)[0].shape[1] for a, b in engine.stages] == [4, 3, 20]
+    for x, y in zip(full, trimmed, strict=True):
+        assert torch.allclose(x, y, atol=1e-6)

@@ -91,6 +91,8 @@ class StackedMLP(nn.Module):
                 w, b = w[start:end], b[start:end]
             else:
                 w, b = w[rows], b[rows]
+            if layer == 0 and h.shape[-1] < w.shape[1]:
+                w = w[:, : h.shape[-1]]  # inputs gathered without the padding (Engine.trim_padding)
             h_in = h
             h = torch.baddbmm(b, h, w)  # [n, cols, out] = h @ W + b, per neuron
             if deltas is not None:

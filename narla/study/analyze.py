@@ -88,6 +88,7 @@ def analyze_run(run_dir: str | Path, episodes: int = 16, lesion_neurons: int = 4
         if not part and not layers_part:
             break
         run = load_policy(run_dir, (1 + 2 * len(part) + len(layers_part)) * per, seed)
+        run.engine.trim_padding()
         try:
             if run.engine.whole_network:
                 raise ScenarioError("narla analyze: lesions and influence need a stage-wise network, not "
@@ -104,6 +105,7 @@ def analyze_run(run_dir: str | Path, episodes: int = 16, lesion_neurons: int = 4
     influence = None
     sources = spread(n, influence_sources)
     run = load_policy(run_dir, len(sources) + 1, seed, rewards)
+    run.engine.trim_padding()
     try:
         if run.scenario.task.id in TORCH_TASKS:
             influence = influence_matrix(run, sources, horizon=horizon)

@@ -45,6 +45,7 @@ class EmergenceTracker:
         generator = torch.Generator(device=run.device)
         generator.manual_seed(scenario.seed + 20_011)
         self.engine = Engine(wiring, population, run.engine.readout, scenario.propagation, generator)
+        self.engine.trim_padding()
         self.run = run
 
     def __call__(self, rollout: Rollout, episode: int) -> dict[str, float]:
