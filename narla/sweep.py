@@ -218,7 +218,9 @@ def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[list[Tr
         t = group[0]
         try:
             overrides = list(t.overrides) + [f"{k}={_fmt(v)}" for k, v in t.grid]
-            ok = len(group) > 1 and batchable(scenarios.load(t.scenario, overrides)) is None
+            # A lone unfinished seed of a paused batch resumes from the batch's checkpoint, so it stays a batch.
+            paused = (t.dir.parent / BATCH_CHECKPOINT).is_file()
+            ok = (len(group) > 1 or paused) and batchable(scenarios.load(t.scenario, overrides)) is None
         except ScenarioError:
             ok = False  # the trial itself reports the error
         jobs.extend([group] if ok else [[x] for x in group])
@@ -226,7 +228,10 @@ def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[list[Tr
 
 
 def _run_job(job: list[Trial]) -> list[dict]:
-    return run_cell(job) if len(job) > 1 else [run_trial(job[0])]
+    """A batch (several seeds, or the last seed of a paused batch) or a lone trial (see :func:`plan_jobs`)."""
+    if len(job) > 1 or (job[0].dir.parent / BATCH_CHECKPOINT).is_file():
+        return run_cell(job)
+    return [run_trial(job[0])]
 
 
 def _worker_init() -> None:

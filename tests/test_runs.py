@@ -124,3 +124,20 @@ def test_a_checkpoint_written_before_a_scenario_field_existed_still_resumes(tmp_
     torch.save(state, checkpoint)
     summaries = RunsTrainer([replace(base, seed=s) for s in (0, 1)], checkpoint=checkpoint).train()
     assert all(s["status"] in ("solved", "max_episodes") for s in summaries)
+
+
+def test_a_sweep_resumes_a_paused_batch_even_when_one_seed_is_left(tmp_path):
+    import yaml
+
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    whole = RunsTrainer([replace(scenarios.from_dict(SMALL), seed=s) for s in (0, 1, 2)])
+    whole.train()
+    assert len({len(r) for r in whole.returns}) > 1  # the seeds stop at different episodes
+    trials = make_trials([path], {}, [0, 1, 2], tmp_path / "out", ["training.max_wall_s=0.000001"])
+    for _ in range(40):  # a cap of ~0 s: every call plays one episode, then pauses what is left
+        records = run_sweep(trials, workers=1, progress=False)
+        assert not any(r["status"] == "time_cap" for r in records)  # a lone seed left is paused, not cut off
+        if not any(r["status"] == "paused" for r in records):
+            break
+    assert [r["episodes"] for r in records] == [len(r) for r in whole.returns]
