@@ -74,9 +74,3 @@ def truncate_logs(out_dir: Path, episodes: int) -> None:
                 kept = sum(1 for row in csv.DictReader(f) if float(row[column]) <= episodes)
             truncate_csv(path, kept)
 
-
-def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bool = True):
-    """:func:`narla.training.resume` (kept here for older imports)."""
-    from narla.training import resume as resume_run
-
-    return resume_run(out_dir, overrides, progress)

@@ -65,8 +65,9 @@ class Task(ABC):
         return None
 
     def render(self) -> np.ndarray:
-        """An RGB frame ``[H, W, 3]`` uint8 of copy 0 (tasks with ``render_fps`` set)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot render frames")
+        """An RGB frame ``[H, W, 3]`` uint8 of copy 0. Only tasks with ``render_fps`` set draw frames (CartPole,
+        swing-up, gymnasium tasks made with ``render_mode="rgb_array"``); any other refuses with this message."""
+        raise ValueError(f"{type(self).__name__} draws no frames; tasks that render: cartpole, swingup, ant, gym:ID")
 
     def close(self) -> None:  # noqa: B027 (optional hook: a no-op unless the task holds workers)
         """Release worker processes or simulators; a no-op for torch-native tasks."""
