@@ -74,3 +74,12 @@ def truncate_logs(out_dir: Path, episodes: int) -> None:
                 kept = sum(1 for row in csv.DictReader(f) if float(row[column]) <= episodes)
             truncate_csv(path, kept)
 
+
+
+def logged_env_steps(out_dir: Path) -> int:
+    """Environment steps of the episodes in ``out_dir/episodes.csv`` (their ``length`` column summed); 0 if absent."""
+    path = Path(out_dir) / "episodes.csv"
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        return sum(int(float(row["length"])) for row in csv.DictReader(f))

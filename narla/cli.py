@@ -39,10 +39,18 @@ def _run(args: argparse.Namespace) -> int:
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{scenario.name}-s{scenario.seed}-{stamp}"
-    summary = Trainer(scenario, out, progress=not args.quiet).train()
+    summary = _train(Trainer(scenario, out, progress=not args.quiet))
     print(json.dumps(summary, indent=2))
     print(f"results: {out}", file=sys.stderr)
     return 0
+
+
+def _train(trainer) -> dict:
+    """Train, then release the task's worker processes and simulators, whatever happened."""
+    try:
+        return trainer.train()
+    finally:
+        trainer.run.task.close()
 
 
 def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -52,8 +60,7 @@ def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ScenarioError("narla run --resume DIR: the scenario and results directory are DIR's; drop SCENARIO/--out")
     if args.imports:
         raise ScenarioError("narla run --resume DIR: DIR's scenario.yaml records the modules it imports; drop --import")
-    trainer = resume(args.resume, overrides, progress=not args.quiet)
-    summary = trainer.train()
+    summary = _train(resume(args.resume, overrides, progress=not args.quiet))
     print(json.dumps(summary, indent=2))
     print(f"results: {args.resume}", file=sys.stderr)
     return 0

@@ -81,6 +81,8 @@ def batchable(scenario: Scenario) -> str | None:
         return "training.analyze_every is set (batched runs log per layer only)"
     if scenario.training.log_neurons:
         return "training.log_neurons is set (batched runs log per layer only)"
+    if scenario.training.max_env_steps is not None:
+        return "training.max_env_steps is set (batched runs stop by episodes, solve rule or wall time)"
     if scenario.training.checkpoint_every is not None:
         return ("training.checkpoint_every is set (batched runs checkpoint the whole batch by wall time instead, "
                 "narla.runs.RunsTrainer(checkpoint=...))")

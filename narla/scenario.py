@@ -138,6 +138,9 @@ class TrainingConfig:
     ``solve_after``: the solve rule is checked only once more than this many episodes have finished (the NaRLA
     paper's code: 1,000). ``solve_strict``: the window's mean must exceed the threshold (``>``), not reach it.
     ``max_wall_s``: stop after this many seconds of training (status ``time_cap``); null: no limit.
+    ``max_env_steps``: stop once the finished episodes' lengths (environment steps of all copies) sum to at
+    least this many (status ``max_env_steps``): a budget of experience, for comparing learners whose episodes
+    differ in length; null: no limit.
     ``test_every``: every this many updates (ES: generations), play ``test_episodes`` fresh episodes with the
     current policy (ES: the mean parameters, no perturbation) and append the score to ``tests.csv``; null: never.
     ``log_neurons``: also write ``neurons.csv``, each neuron's firing rate and return per episode.
@@ -155,6 +158,7 @@ class TrainingConfig:
     solve_after: NonNegative = 0
     solve_strict: StrictBool = False
     max_wall_s: Positive | None = None
+    max_env_steps: Count | None = None
     test_every: Count | None = None
     test_episodes: Count = 16
     log_neurons: StrictBool = False

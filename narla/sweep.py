@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from tqdm.auto import tqdm
@@ -202,36 +202,40 @@ def run_cell(trials: Sequence[Trial]) -> list[dict]:
     return [load_record(t) for t in trials]
 
 
-def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[list[Trial]]:
-    """Group the trials into jobs: the seeds of one cell form one job when they can train as a batch
-    (:func:`narla.runs.batchable`), otherwise each trial is its own job."""
+class Job(NamedTuple):
+    """Trials a worker runs together: one cell's seeds as a batch (:func:`run_cell`), or one lone trial."""
+
+    trials: list[Trial]
+    batched: bool
+
+
+def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[Job]:
+    """Group the trials into jobs: the unfinished seeds of one cell form one batched job when they can train as a
+    batch (:func:`narla.runs.batchable`), even a single seed, since a batch checkpoints itself and so a time cap
+    pauses it instead of ending it; otherwise (or without ``batch_seeds``) each trial is its own job."""
     from narla import scenario as scenarios
     from narla.runs import batchable
 
     if not batch_seeds:
-        return [[t] for t in trials]
+        return [Job([t], False) for t in trials]
     groups: dict[tuple, list[Trial]] = {}
     for t in trials:
         groups.setdefault((t.scenario, t.grid, t.overrides), []).append(t)
-    jobs: list[list[Trial]] = []
+    jobs: list[Job] = []
     for group in groups.values():
         t = group[0]
         try:
             overrides = list(t.overrides) + [f"{k}={_fmt(v)}" for k, v in t.grid]
-            # A lone unfinished seed of a paused batch resumes from the batch's checkpoint, so it stays a batch.
-            paused = (t.dir.parent / BATCH_CHECKPOINT).is_file()
-            ok = (len(group) > 1 or paused) and batchable(scenarios.load(t.scenario, overrides)) is None
+            ok = batchable(scenarios.load(t.scenario, overrides)) is None
         except ScenarioError:
             ok = False  # the trial itself reports the error
-        jobs.extend([group] if ok else [[x] for x in group])
+        jobs.extend([Job(group, True)] if ok else [Job([x], False) for x in group])
     return jobs
 
 
-def _run_job(job: list[Trial]) -> list[dict]:
-    """A batch (several seeds, or the last seed of a paused batch) or a lone trial (see :func:`plan_jobs`)."""
-    if len(job) > 1 or (job[0].dir.parent / BATCH_CHECKPOINT).is_file():
-        return run_cell(job)
-    return [run_trial(job[0])]
+def _run_job(job: Job) -> list[dict]:
+    """A batch of a cell's seeds, or a lone trial (see :func:`plan_jobs`)."""
+    return run_cell(job.trials) if job.batched else [run_trial(job.trials[0])]
 
 
 def _worker_init() -> None:
@@ -307,7 +311,7 @@ def run_sweep(
     return [load_record(t) for t in trials]
 
 
-def _run_pool(jobs: Sequence[list[Trial]], workers: int, bar: tqdm) -> None:
+def _run_pool(jobs: Sequence[Job], workers: int, bar: tqdm) -> None:
     failed = 0
     if jobs:
         ctx = get_context("spawn")
@@ -318,9 +322,9 @@ def _run_pool(jobs: Sequence[list[Trial]], workers: int, bar: tqdm) -> None:
                     try:
                         records = future.result()
                     except Exception as err:  # the worker itself died (killed, out of memory)
-                        for trial in futures[future]:
+                        for trial in futures[future].trials:
                             _write_failure(trial, f"{type(err).__name__}: {err}")
-                        records = [load_record(t) for t in futures[future]]
+                        records = [load_record(t) for t in futures[future].trials]
                     for record in records:
                         failed += str(record["status"]).startswith("failed")
                         bar.update(1)
@@ -331,7 +335,7 @@ def _run_pool(jobs: Sequence[list[Trial]], workers: int, bar: tqdm) -> None:
                 raise
 
 
-def _run_ray(jobs: Sequence[list[Trial]], workers: int, bar: tqdm, address: str | None) -> None:
+def _run_ray(jobs: Sequence[Job], workers: int, bar: tqdm, address: str | None) -> None:
     """The jobs as Ray tasks (one CPU each). Without ``address``, a local Ray instance limited to ``workers`` CPUs is
     started and stopped here; with one, the cluster there runs them (every node must see the sweep directory)."""
     try:
@@ -356,9 +360,9 @@ def _run_ray(jobs: Sequence[list[Trial]], workers: int, bar: tqdm, address: str 
             try:
                 records = ray.get(done[0])
             except Exception as err:  # the task itself died (worker killed, out of memory)
-                for trial in job:
+                for trial in job.trials:
                     _write_failure(trial, f"{type(err).__name__}: {err}")
-                records = [load_record(t) for t in job]
+                records = [load_record(t) for t in job.trials]
             for record in records:
                 failed += str(record["status"]).startswith("failed")
                 bar.update(1)
@@ -368,7 +372,7 @@ def _run_ray(jobs: Sequence[list[Trial]], workers: int, bar: tqdm, address: str 
             ray.shutdown()
 
 
-def _ray_job(job: list[Trial]) -> list[dict]:
+def _ray_job(job: Job) -> list[dict]:
     _worker_init()
     return _run_job(job)
 

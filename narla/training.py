@@ -288,6 +288,7 @@ class Trainer:
         if self.solve_threshold is None and solve is not None:
             self.solve_threshold = solve.threshold
         self.returns: list[float] = []
+        self.env_steps = 0  # environment steps of the finished episodes (their lengths summed over copies)
         self.solved_at: int | None = None
         self.resumed_from: int | None = None  # set by load_state_dict (a resumed run): its logs are appended to
         self.wall_offset = 0.0  # wall time of the sessions before a resume, seconds
@@ -327,6 +328,9 @@ class Trainer:
                     self.save_checkpoint(elapsed)
                 if self.solved_at is not None and cfg.stop_when_solved:
                     status = "solved"
+                    break
+                if cfg.max_env_steps is not None and self.env_steps >= cfg.max_env_steps:
+                    status = "max_env_steps"
                     break
                 if cfg.max_wall_s is not None and time.perf_counter() - start >= cfg.max_wall_s:
                     status = "time_cap"
@@ -371,6 +375,7 @@ class Trainer:
                 break
             ret = host["return"][b]
             self.returns.append(ret)
+            self.env_steps += int(host["length"][b])
             window.append(ret)
             rows.append({"episode": len(self.returns), "wall_clock": round(elapsed, 3), "loss": loss,
                          **{k: v[b] for k, v in host.items()}})
@@ -386,6 +391,7 @@ class Trainer:
             "seed": self.scenario.seed,
             "status": status,
             "episodes": len(self.returns),
+            "env_steps": self.env_steps,
             "solved_at": self.solved_at,
             "solve_window": self.solve_window,
             "solve_threshold": self.solve_threshold,
@@ -423,6 +429,7 @@ class Trainer:
             "scenario": self.scenario.to_dict(),
             "episodes": len(self.returns),
             "returns": list(self.returns),
+            "env_steps": self.env_steps,
             "solved_at": self.solved_at,
             "wall_time_s": wall_time_s,
             "population": run.engine.population.state_dict(),
@@ -450,6 +457,7 @@ class Trainer:
         if "task" in rng:
             run.task.generator.set_state(rng["task"])
         self.returns = list(state["returns"])
+        self.env_steps = int(state.get("env_steps", 0))
         self.solved_at = state["solved_at"]
         self.resumed_from = state["episodes"]
         self.wall_offset = float(state.get("wall_time_s", 0.0))
@@ -483,6 +491,8 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
     state = checkpoint.load(path, trainer.run.device)
     trainer.load_state_dict(state)
     checkpoint.truncate_logs(out_dir, state["episodes"])
+    if "env_steps" not in state:  # a checkpoint from before env_steps was kept: sum the episodes' lengths
+        trainer.env_steps = checkpoint.logged_env_steps(out_dir)
     return trainer
 
 

@@ -139,3 +139,23 @@ def test_a_policy_test_plays_the_mean_of_an_evolution_strategy_deterministically
     first = tester()
     assert tester() == first  # same start states, no perturbation, deterministic rate neurons
     assert tester.engine.population is run.learner.model
+
+
+def csv_lengths(path):
+    with open(path, newline="") as f:
+        return [int(float(r["length"])) for r in csv.DictReader(f)]
+
+
+def test_a_run_stops_at_its_environment_step_budget_and_keeps_the_count_across_a_resume(tmp_path):
+    out = tmp_path / "run"
+    first = Trainer(scenario(max_episodes=1000, max_env_steps=150), out, progress=False)
+    summary = first.train()
+    lengths = csv_lengths(out / "episodes.csv")
+    assert summary["status"] == "max_env_steps"
+    assert summary["env_steps"] == sum(lengths) >= 150
+    assert sum(lengths[:-4]) < 150  # it stopped after the first batch (4 copies) that reached the budget
+
+    resumed = resume(out, ["training.max_env_steps=400"], progress=False)
+    assert resumed.env_steps == summary["env_steps"]
+    again = resumed.train()
+    assert again["env_steps"] == sum(csv_lengths(out / "episodes.csv")) >= 400

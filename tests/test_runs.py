@@ -141,3 +141,19 @@ def test_a_sweep_resumes_a_paused_batch_even_when_one_seed_is_left(tmp_path):
         if not any(r["status"] == "paused" for r in records):
             break
     assert [r["episodes"] for r in records] == [len(r) for r in whole.returns]
+
+
+def test_a_lone_seed_under_a_time_cap_is_paused_and_resumed_not_cut_off(tmp_path):
+    import yaml
+
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(SMALL))
+    alone = Trainer(replace(scenarios.from_dict(SMALL), seed=3), progress=False)
+    alone.train()
+    trials = make_trials([path], {}, [3], tmp_path / "out", ["training.max_wall_s=0.000001"])
+    for _ in range(40):  # a cap of ~0 s: every call plays one episode, then pauses the batch of one
+        (record,) = run_sweep(trials, workers=1, progress=False)
+        assert record["status"] != "time_cap"
+        if record["status"] != "paused":
+            break
+    assert record["episodes"] == len(alone.returns)

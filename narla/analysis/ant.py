@@ -2,7 +2,7 @@
 
 Regenerate ``docs/results/ant.md`` (and ``ant_curves.png``, ``ant.json``) with::
 
-    python -m narla.analysis.ant --runs runs/ant --out docs/results --generations 200
+    python -m narla.analysis.ant --runs runs/ant --out docs/results --env-steps 4000000
 
 Steps, in order, each skipped when its result is already there (so an interrupted study resumes):
 
@@ -10,9 +10,11 @@ Steps, in order, each skipped when its result is already there (so an interrupte
    copy with random actions, against narla's Ant task stepping the scenario's ``B`` copies in worker processes
    while the Cooperator acts for all of them at once, measured one after the other in this invocation.
 2. **Random policy**: ``--test-episodes`` episodes of ``action_space.sample()``.
-3. **Training**: each of ``scenarios/ant_{cooperator,attention,layered}.yaml`` is one resumable ``narla`` run in
-   ``RUNS/MODEL`` (checkpoints every 10 generations), trained to ``--generations`` generations of whole-network
-   CMA-ES, or until ``--max-minutes`` of training in this invocation (the run then resumes next time).
+3. **Training**: each of ``scenarios/ant_{cooperator,attention,layered,cooperator_slot}.yaml`` is one resumable
+   ``narla`` run in ``RUNS/MODEL`` (checkpoints every 10 generations), trained by whole-network CMA-ES until its
+   episodes have taken ``--env-steps`` environment steps (``training.max_env_steps``: every model gets the same
+   experience, whatever its episode lengths), or until ``--max-minutes`` of training in this invocation (the run
+   then resumes next time). A larger ``--env-steps`` later extends the same runs.
 4. **Test**: the mean parameters play ``--test-episodes`` episodes, plainly and with a new feature order each
    episode (``narla eval --shuffle``).
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from narla.results import atomic_write
 
-MODELS = ("cooperator", "attention", "layered")
+MODELS = ("cooperator", "attention", "layered", "cooperator_slot")
 GOAL = 1000.0
 
 
@@ -111,23 +113,24 @@ def random_policy(episodes: int, seed: int = 0) -> dict:
     return {"returns": returns, "mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "steps": steps}
 
 
-def train(model: str, runs: Path, generations: int, max_minutes: float | None, seed: int) -> dict:
-    """Train (or resume) ``RUNS/MODEL`` up to ``generations`` generations; returns its summary."""
+def train(model: str, runs: Path, env_steps: int, max_minutes: float | None, seed: int) -> dict:
+    """Train (or resume) ``RUNS/MODEL`` until its episodes have taken ``env_steps`` environment steps; returns its
+    summary."""
     import torch
 
     torch.set_num_threads(1)
     from narla import scenario as scenarios
-    from narla.checkpoint import CHECKPOINT
+    from narla.checkpoint import CHECKPOINT, logged_env_steps
     from narla.training import Trainer, resume
 
     out = runs / model
     path = Path("scenarios") / f"ant_{model}.yaml"
     num_envs = scenarios.load(path).task.num_envs
-    extend = [f"training.max_episodes={generations * num_envs}"]
+    extend = [f"training.max_env_steps={env_steps}", "training.max_episodes=100000000"]
     if max_minutes is not None:
         extend.append(f"training.max_wall_s={max_minutes * 60}")
     summary = _read(out / "summary.json")
-    if summary is not None and summary.get("episodes", 0) >= generations * num_envs:
+    if summary is not None and logged_env_steps(out) >= env_steps:
         return summary
     if (out / CHECKPOINT).is_file():
         trainer = resume(out, extend, progress=True)
@@ -210,18 +213,23 @@ def render(data: dict, args: argparse.Namespace) -> str:
     lines = [
         "# PyBullet Ant: the Cooperator vs AttentionNeuron vs a plain layered network",
         "",
-        f"Regenerate: `python -m narla.analysis.ant --runs {args.runs} --out {args.out} --generations "
-        f"{args.generations}` (add `--max-minutes M` to cap each model's training in one invocation; runs resume "
-        "from their checkpoints, finished steps are skipped). Measured on this project's 2-core CPU machine; "
-        "PyBullet runs on the CPU only.",
+        f"Regenerate: `python -m narla.analysis.ant --runs {args.runs} --out {args.out} --env-steps "
+        f"{args.env_steps}` (add `--max-minutes M` to cap each model's training in one invocation; runs resume "
+        "from their checkpoints, finished steps are skipped, and a larger `--env-steps` extends them). Measured on "
+        "this project's 2-core CPU machine; PyBullet runs on the CPU only.",
         "",
-        "Networks (`scenarios/ant_{cooperator,attention,layered}.yaml`): **cooperator** = AttentionNeuron's Ant",
-        "network (28 sensory neurons with a tied LSTM memory, 32 latent neurons with fixed positional queries, a head",
-        "of 32 rate neurons, 8 rate motor neurons) with keys modulated by relu6(k² + 2k + c(1 + |k|)); **attention**",
-        "= the same network unmodulated, keys and queries widened to the Cooperator's parameter count (within 2 %);",
-        "**layered** = a plain 28-32-32-8 network of tanh rate neurons. All: whole-network CMA-ES (σ0 0.1), 16",
-        "members × 1 episode per generation, running observation normalisation, the task reward. The authors ran",
-        "128 members × 16 rollouts per generation; AttentionNeuron 256 × 16 for 12,000 generations.",
+        "Networks (`scenarios/ant_{cooperator,attention,layered,cooperator_slot}.yaml`): **cooperator** =",
+        "AttentionNeuron's Ant network (28 sensory neurons with a tied LSTM memory, 32 latent neurons with fixed",
+        "positional queries, a head of 32 rate neurons, 8 rate motor neurons) with keys modulated by",
+        "relu6(k² + 2k + c(1 + |k|)), the context c one learned map of the queries shared by all sensory neurons",
+        "(permutation invariant); **attention** = the same network unmodulated; both have keys and queries wide",
+        "enough for equal parameter counts (within 1 %); **layered** = a plain 28-32-32-8 network of tanh rate",
+        "neurons; **cooperator_slot** = the Cooperator with the authors' context map, one row of a Linear(M → S)",
+        "per input position, which a shuffle moves onto another feature (not permutation invariant). All:",
+        "whole-network CMA-ES (σ0 0.1), 16 members × 1 episode per generation, running observation normalisation,",
+        "the task reward, trained to the same budget of environment steps (the last generation may overshoot it by",
+        "up to 16 episodes). The authors ran 128 members × 16 rollouts per generation; AttentionNeuron 256 × 16 for",
+        "12,000 generations.",
         "",
         "## Throughput (environment steps/s, measured one after the other in one invocation)",
         "",
@@ -266,10 +274,9 @@ def render(data: dict, args: argparse.Namespace) -> str:
             base = models["attention"]["test"]["plain"]["mean"]
             steps = (models["cooperator"]["curve"]["steps"][-1], models["attention"]["curve"]["steps"][-1])
             lines.append(
-                f"- Cooperator ≥ AttentionNeuron at equal parameters and generations: "
-                f"**{'met' if plain >= base else 'not met'}** ({plain:.1f} vs {base:.1f}; "
-                f"{steps[0]:,} vs {steps[1]:,} environment steps: equal generations, not equal steps, since "
-                "episodes end when the Ant falls)."
+                f"- Cooperator ≥ AttentionNeuron at equal parameters and environment steps: "
+                f"**{'met' if plain >= base else 'not met'}** ({plain:.1f} vs {base:.1f}, after {steps[0]:,} vs "
+                f"{steps[1]:,} environment steps)."
             )
         within = abs(shuffled - plain) <= 0.1 * abs(plain)
         lines.append(f"- Cooperator's shuffled score within 10 % of its plain score: "
@@ -281,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/ant"), help="where the runs live (default runs/ant)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where ant.md and its figure go")
-    parser.add_argument("--generations", type=int, default=200, help="CMA-ES generations per model (default 200)")
+    parser.add_argument("--env-steps", type=int, default=4_000_000,
+                        help="environment steps of training per model (default 4,000,000)")
     parser.add_argument("--max-minutes", type=float, help="cap each model's training in this invocation (resumes)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--test-episodes", type=int, default=10, help="test episodes per model (default 10)")
@@ -295,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in models if m not in MODELS]
     if bad:
         parser.error(f"--models: unknown {bad}; allowed: {', '.join(MODELS)}")
-    if args.generations < 1 or args.test_episodes < 1:
-        parser.error("--generations and --test-episodes must be >= 1")
+    if args.env_steps < 1 or args.test_episodes < 1:
+        parser.error("--env-steps and --test-episodes must be >= 1")
     args.runs.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     scenario = "scenarios/ant_cooperator.yaml"
@@ -323,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for model in models:
-        summary = train(model, args.runs, args.generations, args.max_minutes, args.seed)
+        summary = train(model, args.runs, args.env_steps, args.max_minutes, args.seed)
         run_dir = args.runs / model
         num_envs = scenarios.load(f"scenarios/ant_{model}.yaml").task.num_envs
         results[model] = {

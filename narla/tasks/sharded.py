@@ -35,7 +35,7 @@ def _worker(pipe, env_fns: list[Callable[[], gym.Env]]) -> None:
                 pipe.send((env.single_observation_space, env.single_action_space))
             elif command == "close":
                 break
-    except KeyboardInterrupt:  # the parent is being interrupted too: fall through to the cleanup below
+    except (KeyboardInterrupt, EOFError):  # the parent is interrupted too, or gone: clean up below
         return
     except Exception as err:  # report to the parent instead of dying silently
         pipe.send(("error", f"{type(err).__name__}: {err}"))

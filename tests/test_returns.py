@@ -1,0 +1,60 @@
+"""Discounted returns and GAE as tensor operations, against the tick-by-tick recurrences they replace."""
+
+import pytest
+import torch
+
+from narla.learning.returns import discounted_returns, gae, reverse_discounted_sum
+
+
+def recurrence(x, done, factor):
+    """``y_t = x_t + factor (1 − done_t) y_{t+1}``, one tick at a time (the oracle)."""
+    y, running = torch.zeros_like(x), torch.zeros_like(x[0])
+    keep = (~done).to(x.dtype).unsqueeze(-1)
+    for t in range(x.shape[0] - 1, -1, -1):
+        running = x[t] + factor * keep[t] * running
+        y[t] = running
+    return y
+
+
+def episodes(steps, batch=6, neurons=3, p_done=0.04, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(steps, batch, neurons, generator=g)
+    values = torch.randn(steps, batch, neurons, generator=g)
+    done = torch.rand(steps, batch, generator=g) < p_done
+    done[:, 0] = False  # a column that never ends inside the batch
+    if steps > 3:
+        done[2, 1] = done[3, 1] = True  # back-to-back boundaries, a one-tick episode between them
+    return rewards, values, done
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 300, 2500])
+def test_vectorised_returns_equal_the_recurrence_on_episodes_with_boundaries(steps):
+    rewards, _, done = episodes(steps, seed=steps)
+    expected = recurrence(rewards.double(), done, 0.99)
+    assert torch.allclose(discounted_returns(rewards, done, 0.99).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.3, 0.9405, 1.0])
+def test_the_scan_is_exact_for_any_factor_even_where_blocks_are_short(factor):
+    x, _, done = episodes(400, seed=1)
+    expected = recurrence(x.double(), done, factor)
+    assert torch.allclose(reverse_discounted_sum(x, done, factor).double(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_vectorised_gae_equals_the_recurrence_and_its_targets_are_advantages_plus_values():
+    rewards, values, done = episodes(350, seed=3)
+    gamma, lam = 0.99, 0.95
+    keep = (~done).float().unsqueeze(-1)
+    next_value = torch.cat([values[1:], torch.zeros_like(values[:1])])
+    delta = rewards + gamma * next_value * keep - values
+    expected = recurrence(delta.double(), done, gamma * lam)
+    adv, targets = gae(rewards, values, done, gamma, lam)
+    assert torch.allclose(adv.double(), expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(targets, adv + values)
+
+
+def test_a_done_cuts_the_return_so_the_next_episode_never_leaks_back():
+    rewards = torch.tensor([1.0, 1.0, 100.0, 100.0]).view(4, 1, 1)
+    done = torch.tensor([False, True, False, True]).view(4, 1)
+    returns = discounted_returns(rewards, done, 0.5).flatten().tolist()
+    assert returns == pytest.approx([1.5, 1.0, 150.0, 100.0])
