@@ -75,6 +75,26 @@ class Engine:
         # FIRE, COIN, FLIP); common_noise draws one uniform per neuron shared by all copies (paired comparisons).
         self.clamp: torch.Tensor | None = None
         self.common_noise = False
+        # While collection runs a tick on a subset of the copies (:attr:`compactable`): (B, active[A]) the whole
+        # batch's width and the indices of the copies being computed; random numbers are drawn for all B.
+        self.columns: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def compactable(self) -> bool:
+        """Whether a tick may compute only some of the copies (:func:`narla.rollout.collect` drops finished ones):
+        the columns must be independent copies of one stage-wise population, which excludes evolution strategies'
+        members (columns grouped by member), whole-network populations (memory per copy) and interventions."""
+        return type(self.population) is Population and self.clamp is None and not self.common_noise
+
+    def _random(self, kind: str, *shape: int) -> torch.Tensor:
+        """``torch.rand`` (``kind="uniform"``) or ``torch.randn`` of ``shape``, the last dimension over the tick's
+        columns. On a subset of the copies (:attr:`columns`) the draw spans all ``B`` and the active columns are
+        kept, so each copy sees the random numbers it would see if no copy had been dropped."""
+        draw = torch.rand if kind == "uniform" else torch.randn
+        if self.columns is None:
+            return draw(shape, generator=self.generator, device=self.device)
+        width, active = self.columns
+        return draw((*shape[:-1], width), generator=self.generator, device=self.device).index_select(-1, active)
 
     # -- memory of whole-network populations -------------------------------------------------------
     def reset_memory(self, batch: int) -> None:
@@ -220,7 +240,7 @@ class Engine:
         if not self.explore:
             return mean
         std = self.population.log_std[start:end].exp()  # [n, 1]
-        return mean + std * torch.randn(mean.shape, generator=self.generator, device=self.device)
+        return mean + std * self._random("normal", *mean.shape)
 
     def _tick_whole(self, obs: torch.Tensor, prev_action: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One tick of a whole-network population: ``act[S + N, B]`` and the neurons' values ``[N, B]`` (float)."""
@@ -232,7 +252,7 @@ class Engine:
 
     def _intervene(self, chosen: torch.Tensor, clamp: torch.Tensor) -> torch.Tensor:
         """``chosen[n, B]`` with the interventions ``clamp[n, B]`` applied (binary choices only)."""
-        coin = (torch.rand(clamp.shape, generator=self.generator, device=self.device) < 0.5).to(chosen.dtype)
+        coin = (self._random("uniform", *clamp.shape) < 0.5).to(chosen.dtype)
         out = torch.where(clamp == SILENCE, torch.zeros_like(chosen), chosen)
         out = torch.where(clamp == FIRE, torch.ones_like(chosen), out)
         out = torch.where(clamp == COIN, coin, out)
@@ -244,11 +264,11 @@ class Engine:
         if self.common_noise:
             u = torch.rand(n, 1, generator=self.generator, device=self.device).expand(n, cols)
         else:
-            u = torch.rand(n, cols, generator=self.generator, device=self.device)
+            u = self._random("uniform", n, cols)
         fire = (u < torch.sigmoid(logits[:, 0])).long()
         if d == 1:
             return fire
-        g = torch.rand(n, d, cols, generator=self.generator, device=self.device).clamp_(1e-20, 1.0)
+        g = self._random("uniform", n, d, cols).clamp_(1e-20, 1.0)
         choice = (logits - torch.log(-torch.log(g))).argmax(1)
         return torch.where(motor.unsqueeze(1), choice, fire)
 

@@ -112,6 +112,24 @@ def finish_tick(
     return outcome, Carry(act, spikes, trace, done, prev_action)
 
 
+def _tick(
+    engine: Engine, obs: torch.Tensor, carry: Carry, active: torch.Tensor | None, use_action: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``engine.tick`` of every copy, or only of the ``active`` ones, their results placed in ``B`` columns."""
+    prev_action = carry.prev_action if use_action else None
+    if active is None:
+        return engine.tick(obs, carry.prev, prev_action=prev_action)
+    engine.columns = (obs.shape[0], active)
+    try:
+        part_action = prev_action.index_select(0, active) if prev_action is not None else None
+        act, actions = engine.tick(obs.index_select(0, active), carry.prev.index_select(1, active),
+                                   prev_action=part_action)
+    finally:
+        engine.columns = None
+    full_act = act.new_zeros(act.shape[0], obs.shape[0]).index_copy_(1, active, act)
+    return full_act, actions.new_zeros(actions.shape[0], obs.shape[0]).index_copy_(1, active, actions)
+
+
 def collect(
     engine: Engine,
     task: Task,
@@ -126,6 +144,12 @@ def collect(
     The loop checks whether any copy is still running only every ``sync_every`` ticks, so there is no
     host sync inside a tick. ``on_sync(alive[B])`` (optional) is called at each of those checks, before it
     (:mod:`narla.runs` uses it to stop drawing random numbers for runs whose episodes have all ended).
+
+    At a check where at most half of the copies the engine computes are still running, the engine drops the
+    finished ones (when it is :attr:`~narla.engine.Engine.compactable`): its ticks then compute only the live
+    copies, with the random numbers they would have drawn anyway, and the finished copies' columns hold zeros.
+    The task, the rewards and the record keep all ``B`` columns. So a batch of episodes of very different lengths
+    costs about the sum of their lengths, not ``B`` times the longest.
     """
     b = task.num_envs
     obs = task.reset()
@@ -135,12 +159,11 @@ def collect(
     prev_actions: list[torch.Tensor] = []
     rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
     comps: dict[str, list] = {name: [] for name in scheme.names}
+    active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
     for t in range(task.max_episode_steps):
         if use_action:
-            act, actions = engine.tick(obs, carry.prev, prev_action=carry.prev_action)
             prev_actions.append(carry.prev_action)
-        else:
-            act, actions = engine.tick(obs, carry.prev)
+        act, actions = _tick(engine, obs, carry, active, use_action)
         first = carry.first
         out, carry = finish_tick(engine, task, scheme, carry, act, actions, episode, obs)
         mask = alive.unsqueeze(1).float()
@@ -158,8 +181,11 @@ def collect(
         if (t + 1) % sync_every == 0:
             if on_sync is not None:
                 on_sync(alive)
-            if not bool(alive.any()):
+            running = int(alive.sum())  # the one host sync of the check
+            if running == 0:
                 break
+            if engine.compactable and running <= (b if active is None else active.numel()) // 2:
+                active = alive.nonzero().squeeze(1)
     stacked = {k: torch.stack(v) for k, v in rec.items()}
     return Rollout(
         components={k: torch.stack(v) for k, v in comps.items()},

@@ -115,6 +115,11 @@ class RunEngine(Engine):
         self._set_slots()
 
     @property
+    def compactable(self) -> bool:
+        """No: each run draws its own random numbers in blocks (:meth:`_draw_block`), by run, not by copy."""
+        return False
+
+    @property
     def num_runs(self) -> int:
         return len(self.generators)
 

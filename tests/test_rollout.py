@@ -1,0 +1,52 @@
+"""Collection drops finished copies from the engine's batch without changing any live copy's episode."""
+
+import torch
+
+from narla.engine import Engine
+from narla.rollout import collect
+from narla.scenario import from_dict
+from narla.training import build
+
+SCENARIO = {
+    "name": "compact",
+    "seed": 3,
+    "task": {"id": "cartpole", "num_envs": 32},
+    "network": {"builder": "layered", "layers": 3, "width": 8},
+    "neuron": {"hidden": [16]},
+    "rewards": ["task", "activity", "sparsity", "prediction"],
+    "learning": {"rule": "reinforce", "lr": 0.01},
+}
+
+
+def batches(monkeypatch, compact: bool, count: int = 3):
+    if not compact:
+        monkeypatch.setattr(Engine, "compactable", property(lambda self: False))
+    run = build(from_dict(SCENARIO))
+    out = []
+    for i in range(count):
+        rollout = collect(run.engine, run.task, run.scheme, i * 32)
+        run.learner.update(rollout)
+        out.append(rollout)
+    monkeypatch.undo()
+    return out, run
+
+
+def test_dropping_finished_copies_leaves_every_live_tick_bit_for_bit_the_same(monkeypatch):
+    compacted, run_a = batches(monkeypatch, True)
+    full, run_b = batches(monkeypatch, False)
+    assert compacted[0].valid.float().mean() < 0.5  # the episodes' lengths differ: copies were dropped
+    for a, b in zip(compacted, full, strict=True):
+        assert torch.equal(a.valid, b.valid)
+        valid = a.valid
+        assert torch.equal(a.obs[valid], b.obs[valid])
+        assert torch.equal(a.actions[valid], b.actions[valid])
+        assert torch.equal(a.rewards, b.rewards) and torch.equal(a.task_reward, b.task_reward)
+    for (name, p), q in zip(run_a.engine.population.named_parameters(), run_b.engine.population.parameters(),
+                            strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_evolution_strategies_never_drop_copies_since_columns_belong_to_members():
+    run = build(from_dict({**SCENARIO, "task": {"id": "cartpole", "num_envs": 4},
+                           "learning": {"rule": "es", "population": 2}}))
+    assert not run.engine.compactable
