@@ -1,6 +1,6 @@
-"""``narla bench``: neuron-steps/s of the batched engine against the per-neuron reference loop.
+"""``narla bench``: neuron-steps/s of the batched engine against the per-neuron reference loop, and of full training.
 
-What is measured is the *acting path* of rollout collection, the same work on both sides:
+The first measurement is the *acting path* of rollout collection, the same work on both sides:
 - engine: ``Engine.tick`` over ``B`` copies at once, the readout, and one step of the torch-native
   ``CartPole`` holding the ``B`` copies;
 - reference: :class:`narla.reference.ReferenceNetwork` (one ``nn.Module`` per neuron, the weights copied from
@@ -8,8 +8,14 @@ What is measured is the *acting path* of rollout collection, the same work on bo
   a time, as the public NaRLA implementation does.
 
 Both run under ``torch.inference_mode`` in the same process, with the same policies; their timing is
-interleaved in rounds so that a change in machine load hits both alike. Rewards and learning updates are
-not part of the measurement. The reference always runs on the CPU (its fastest device).
+interleaved in rounds so that a change in machine load hits both alike. The reference always runs on the CPU
+(its fastest device).
+
+The second is *full training*, what a user's run does: :func:`narla.rollout.collect` (acting, the task and all
+five rewards) and one REINFORCE update per batch of ``B`` episodes, through :func:`narla.training.build`, the
+Trainer's own parts. Its neuron-steps count the ticks of the episodes played. Beside it stands the machine's
+limit for that network: a measured fp32 matmul rate divided by the FLOPs of a neuron-step of training, taken as
+four forward passes of the neuron's MLP (acting, re-evaluation, and a backward pass of about two).
 """
 
 from __future__ import annotations
@@ -20,14 +26,12 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import networkx as nx
 import torch
 
 from narla.engine import Engine
-from narla.graph import layered, random_sparse
 from narla.neurons import Population
 from narla.readout import Readout
 from narla.reference import ReferenceNetwork
@@ -35,35 +39,108 @@ from narla.tasks.cartpole import CartPole
 from narla.wiring import compile_graph
 
 MEASURED = "acting path: tick + readout + CartPole step (no rewards, no learning)"
+TRAINING = "full training: collect (tick, CartPole, all five rewards) + one REINFORCE update per batch"
+REWARDS = ["task", "activity", "sparsity", "prediction", "trace"]
+ACTIVATION_BUDGET = 2 << 30  # bytes of hidden activations one chunk of a training update may hold
 
 
 @dataclass
 class Config:
-    """One network to measure at several batch sizes ``B``."""
+    """One network (a scenario's ``network`` section, on CartPole) to measure at several batch sizes ``B``."""
 
     name: str
-    graph: Callable[[], nx.DiGraph]
+    network: dict
     hidden: tuple[int, ...]
     batches: tuple[int, ...]
     reference_batches: tuple[int, ...]  # B at which the reference is measured; other B reuse the smallest
+
+    def graph(self) -> nx.DiGraph:
+        from narla.training import build_graph
+
+        task = CartPole(1)
+        return build_graph(self.network, task.obs_dim, Readout("choice", task.action_space).motor_groups())
 
 
 def configs(quick: bool) -> list[Config]:
     """NaRLA's 3- and 5-layer networks and a >= 10,000-neuron network (tiny stand-ins with ``quick``)."""
     if quick:
         return [
-            Config("tiny-2layer", lambda: layered(4, layers=2, width=3), (16, 16), (1, 4), (1, 4)),
-            Config("sparse-200", lambda: random_sparse(4, 200, fan_in=4, layers=3), (16, 16), (1, 4), (1,)),
+            Config("tiny-2layer", {"builder": "layered", "layers": 2, "width": 3}, (16, 16), (1, 4), (1, 4)),
+            Config("sparse-200", {"builder": "random_sparse", "n_neurons": 200, "fan_in": 4, "layers": 3}, (16, 16),
+                   (1, 4), (1,)),
         ]
+    narla = {"builder": "layered", "width": 15, "connectivity": "local"}
     return [
-        Config(
-            "narla-3layer", lambda: layered(4, layers=3, width=15, connectivity="local"), (128, 128), (1, 64), (1, 64)
-        ),
-        Config(
-            "narla-5layer", lambda: layered(4, layers=5, width=15, connectivity="local"), (128, 128), (1, 64), (1, 64)
-        ),
-        Config("sparse-10k", lambda: random_sparse(4, 10_000, fan_in=8, layers=4), (128, 128), (1, 64), (1,)),
+        Config("narla-3layer", {**narla, "layers": 3}, (128, 128), (1, 64, 256), (1, 64)),
+        Config("narla-5layer", {**narla, "layers": 5}, (128, 128), (1, 64, 256), (1, 64)),
+        Config("sparse-10k", {"builder": "random_sparse", "n_neurons": 10_000, "fan_in": 8, "layers": 4}, (128, 128),
+               (1, 64), (1,)),
     ]
+
+
+def matmul_flops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
+    """The machine's fp32 rate on one large matrix product (FLOP/s): the ceiling of any dense neuron update."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b
+    _sync(device)
+    count, start = 0, time.perf_counter()
+    while count == 0 or time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    _sync(device)
+    return 2 * size**3 * count / (time.perf_counter() - start)
+
+
+def weights_per_neuron(population: torch.nn.Module, neurons: int) -> float:
+    """Multiply-adds of one neuron's forward pass: its MLP's weights (padded inputs included)."""
+    return sum(p.numel() for name, p in population.named_parameters() if "weights" in name) / neurons
+
+
+def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float, seed: int = 0) -> dict:
+    """Full training (see the module doc) for about ``seconds``, in whole batches after one warm-up batch.
+
+    The update is chunked over ticks (``learning.chunk_ticks``) when a whole batch's hidden activations would pass
+    :data:`ACTIVATION_BUDGET`, as a user would set it on a network this size.
+    """
+    from narla.rollout import collect
+    from narla.scenario import from_dict
+    from narla.training import build
+
+    scenario = {
+        "name": f"bench_{cfg.name}", "seed": seed, "device": str(device),
+        "task": {"id": "cartpole", "num_envs": batch}, "network": cfg.network,
+        "neuron": {"hidden": list(cfg.hidden), "activation": "leaky_relu"}, "rewards": REWARDS,
+        "learning": {"rule": "reinforce", "lr": 0.001},
+    }
+    run = build(from_dict(scenario))
+    n = run.wiring.num_neurons
+    per_tick = n * batch * sum(cfg.hidden) * 4 * 3  # activations kept for backward, bytes, about
+    chunk = max(1, ACTIVATION_BUDGET // per_tick)
+    if chunk < run.task.max_episode_steps:
+        run.learner.chunk_ticks = chunk
+
+    def one_batch() -> torch.Tensor:
+        rollout = collect(run.engine, run.task, run.scheme)
+        run.learner.update(rollout)
+        return rollout.valid.sum()
+
+    one_batch()
+    _sync(device)
+    played, start = [], time.perf_counter()
+    while not played or time.perf_counter() - start < seconds:
+        played.append(one_batch())
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    steps = int(torch.stack(played).sum())
+    return {
+        "training_env_steps": steps,
+        "training_batches": len(played),
+        "training_seconds": round(elapsed, 3),
+        "training_neuron_steps_per_s": round(steps * n / elapsed, 1),
+        "training_chunk_ticks": run.learner.chunk_ticks,
+        "weights_per_neuron": weights_per_neuron(run.engine.population, n),
+    }
 
 
 class EngineLoop:
@@ -132,8 +209,10 @@ def measure(loops: dict[str, EngineLoop | ReferenceLoop], seconds: float, rounds
     return {name: (steps, elapsed) for name, (steps, elapsed) in totals.items()}
 
 
-def bench_config(cfg: Config, device: torch.device, seconds: float, rounds: int, seed: int = 0) -> list[dict]:
-    """Rows (one per ``B``) for one network."""
+def bench_config(
+    cfg: Config, device: torch.device, seconds: float, rounds: int, seed: int = 0, flops: float | None = None
+) -> list[dict]:
+    """Rows (one per ``B``) for one network; with ``flops`` (:func:`matmul_flops`), full training too."""
     torch.manual_seed(seed)
     readout = Readout("choice", CartPole(1).action_space)
     wiring = compile_graph(cfg.graph(), device)
@@ -177,6 +256,13 @@ def bench_config(cfg: Config, device: torch.device, seconds: float, rounds: int,
                     "measured": MEASURED,
                 }
             )
+    if flops is not None:
+        for row in rows:
+            train = training_rate(cfg, row["B"], device, seconds, seed)
+            limit = flops / (4 * 2 * train["weights_per_neuron"])
+            row.update(train, training_limit_neuron_steps_per_s=round(limit, 1),
+                       training_fraction_of_limit=round(train["training_neuron_steps_per_s"] / limit, 4),
+                       training_measured=TRAINING)
     return rows
 
 
@@ -201,22 +287,30 @@ def format_table(rows: list[dict], info: str) -> str:
         "ref neuron-steps/s",
         "engine/ref",
     ]
+    training = any("training_neuron_steps_per_s" in r for r in rows)
+    if training:
+        head += ["train neuron-steps/s", "train limit", "of limit"]
     body = []
     for r in rows:
         mark = "" if r["reference_B"] == r["B"] else "*"
-        body.append(
-            [
-                r["network"],
-                str(r["neurons"]),
-                r["policy"],
-                str(r["B"]),
-                f"{r['engine_env_steps_per_s']:,.1f}",
-                f"{r['engine_neuron_steps_per_s']:,.0f}",
-                f"{r['reference_env_steps_per_s']:,.2f}",
-                f"{r['reference_neuron_steps_per_s']:,.0f}",
-                f"{r['ratio']:,.1f}x{mark}",
+        line = [
+            r["network"],
+            str(r["neurons"]),
+            r["policy"],
+            str(r["B"]),
+            f"{r['engine_env_steps_per_s']:,.1f}",
+            f"{r['engine_neuron_steps_per_s']:,.0f}",
+            f"{r['reference_env_steps_per_s']:,.2f}",
+            f"{r['reference_neuron_steps_per_s']:,.0f}",
+            f"{r['ratio']:,.1f}x{mark}",
+        ]
+        if training:
+            line += [
+                f"{r['training_neuron_steps_per_s']:,.0f}",
+                f"{r['training_limit_neuron_steps_per_s']:,.0f}",
+                f"{100 * r['training_fraction_of_limit']:.1f} %",
             ]
-        )
+        body.append(line)
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     lines = [
         f"narla bench: {MEASURED}",
@@ -234,6 +328,8 @@ def format_table(rows: list[dict], info: str) -> str:
             "* reference measured at B=1 only (too slow at this size); its rate does not depend on B, "
             "since copies are stepped one after another"
         )
+    if training:
+        lines.append(f"train = {TRAINING}; limit = matmul FLOP/s / (4 forward passes x 2 x MLP weights per neuron)")
     return "\n".join(lines)
 
 
@@ -252,6 +348,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also time the PettingZoo AEC and Parallel views against the engine (default: on, off with --quick)",
     )
+    parser.add_argument(
+        "--training",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time full training (acting, all five rewards, REINFORCE updates) beside the machine's limit",
+    )
+    parser.add_argument("--scaling", action="store_true",
+                        help="throughput and peak memory against N (random sparse networks, 2 policies, B = 1/64/256)")
+    parser.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")], metavar="N,N,...",
+                        help="--scaling: network sizes (default 100,1000,10000,100000)")
+    parser.add_argument("--out", default="runs/bench-scaling", help="--scaling: where the table, JSON and plot go")
+    parser.add_argument("--max-tick-s", type=float, default=0.5,
+                        help="--scaling: skip configurations whose acting tick is estimated to take longer (s)")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="--scaling: seconds allowed to each network size and policy")
     parser.add_argument(
         "--threads",
         type=int,
@@ -276,9 +387,14 @@ def main(args: argparse.Namespace) -> int:
         names = ", ".join(c.name for c in configs(args.quick))
         print(f"narla bench: error: --only {args.only} matches no network; networks: {names}", file=sys.stderr)
         return 2
+    flops = matmul_flops(device, size=512 if args.quick else 2048, seconds=min(seconds, 1.0)) if args.training else None
+    if args.scaling:
+        from narla import bench_scaling
+
+        return bench_scaling.main(args, flops or matmul_flops(device))
     rows = []
     for cfg in chosen:
-        rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1)))
+        rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1), flops=flops))
     views = []
     if args.views if args.views is not None else not args.quick:
         from narla.envs import bench_steps_per_second
@@ -287,7 +403,10 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows + [dict(v, kind="pettingzoo_view") for v in views], indent=2))
     else:
-        print(format_table(rows, machine_info(device)))
+        info = machine_info(device)
+        if flops is not None:
+            info += f"; fp32 matmul {flops / 1e9:,.1f} GFLOP/s"
+        print(format_table(rows, info))
         if views:
             print()
             print(format_views(views))

@@ -41,3 +41,33 @@ def test_bench_reports_pettingzoo_view_rates_beside_the_engine(capsys):
     assert {v["view"] for v in views} == {"aec", "parallel"}
     for v in views:
         assert v["view_steps_per_s"] > 0 and v["engine_steps_per_s"] > 0 and v["ratio"] > 0
+
+
+def test_bench_times_full_training_beside_the_machines_limit(capsys):
+    args = ["bench", "--quick", "--only", "tiny", "--json", "--no-views", "--seconds", "0.05", "--rounds", "1"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for r in rows:
+        assert r["training_env_steps"] > 0 and r["training_neuron_steps_per_s"] > 0
+        assert r["training_limit_neuron_steps_per_s"] > r["training_neuron_steps_per_s"]
+        limit_flops = r["training_limit_neuron_steps_per_s"] * 8 * r["weights_per_neuron"]
+        assert 1e8 < limit_flops < 1e14  # a measured matmul rate, in FLOP/s
+
+
+def test_scaling_sweep_writes_its_table_json_and_plot_with_peak_memory(tmp_path, capsys):
+    out = tmp_path / "scaling"
+    assert main(["bench", "--scaling", "--quick", "--seconds", "0.05", "--out", str(out)]) == 0
+    rows = json.loads((out / "scaling.json").read_text())["rows"]
+    assert {(r["neurons"], r["B"]) for r in rows} == {(50, 1), (50, 4), (200, 1), (200, 4)}
+    for r in rows:
+        assert r["acting_neuron_steps_per_s"] > 0 and r["training_neuron_steps_per_s"] > 0 and r["peak_rss_gib"] > 0
+    assert (out / "scaling.png").stat().st_size > 0 and "| 200 | 2x16 | 4 |" in (out / "scaling.md").read_text()
+
+
+def test_scaling_skips_a_configuration_whose_tick_would_exceed_the_budget_and_says_why():
+    from narla.bench_scaling import child
+
+    spec = {"n": 50, "policy": "2x16", "batches": [1], "seconds": 0.01, "device": "cpu", "threads": 1,
+            "max_tick_s": 1e-12, "flops": 1e11}
+    (row,) = child(spec)
+    assert "acting tick would take" in row["skipped"] and "training_neuron_steps_per_s" not in row

@@ -258,7 +258,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
     for model, r in data["models"].items():
         c = r["curve"]
         lines.append(
-            f"| {model} | {r['params']:,} | {len(c['mean'])} | {c['steps'][-1]:,} | "
+            f"| {model} | {r['params']:,} | {len(c['mean'])} | {c['steps'][-1]:,}"
+            f"{'' if c['steps'][-1] >= args.env_steps else ' (short of the budget)'} | "
             f"{c['wall_s'] / 60:.1f} min | {c['mean'][-1]:.1f} | {max(c['mean']):.1f} | "
             f"{r['test']['plain']['mean']:.1f} ± {r['test']['plain']['std']:.1f} | "
             f"{r['test']['shuffled']['mean']:.1f} ± {r['test']['shuffled']['std']:.1f} |"
@@ -291,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-steps", type=int, default=4_000_000,
                         help="environment steps of training per model (default 4,000,000)")
     parser.add_argument("--max-minutes", type=float, help="cap each model's training in this invocation (resumes)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: test and report each model's run as it stands (its last checkpoint)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--test-episodes", type=int, default=10, help="test episodes per model (default 10)")
     parser.add_argument("--bench-seconds", type=float, default=20.0, help="seconds per throughput loop (default 20)")
@@ -331,8 +334,14 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for model in models:
-        summary = train(model, args.runs, args.env_steps, args.max_minutes, args.seed)
         run_dir = args.runs / model
+        if args.no_train:
+            summary = _read(run_dir / "summary.json")
+            if summary is None:
+                print(f"{model}: no run in {run_dir}; skipped", flush=True)
+                continue
+        else:
+            summary = train(model, args.runs, args.env_steps, args.max_minutes, args.seed)
         num_envs = scenarios.load(f"scenarios/ant_{model}.yaml").task.num_envs
         results[model] = {
             "summary": summary,

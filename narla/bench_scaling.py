@@ -1,0 +1,191 @@
+"""``narla bench --scaling``: acting and full-training throughput, and peak memory, against network size.
+
+The networks are ``random_sparse`` CartPole networks (fan-in 16, 4 layers) of ``N`` neurons, with small (2×16)
+and NaRLA-size (2×128) policies, each measured at several batch sizes ``B`` with the same two measurements as
+``narla bench`` (:class:`narla.bench.EngineLoop` for acting, :func:`narla.bench.training_rate` for training).
+
+Each (N, policy) runs in a fresh Python process, so that its peak resident memory (``ru_maxrss``) is its own;
+within the process the batch sizes run in increasing order, so the peak reported beside a row is the largest of
+that row and the rows of smaller ``B`` before it. A configuration whose acting tick alone would take longer than
+``--max-tick-s`` (estimated from the measured matmul rate) is skipped and says so, rather than run for hours.
+
+Writes ``scaling.json``, ``scaling.md`` and ``scaling.png`` (neuron-steps/s against N) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from narla.results import atomic_write
+
+SIZES = (100, 1_000, 10_000, 100_000)
+BATCHES = (1, 64, 256)
+POLICIES = {"2x16": (16, 16), "2x128": (128, 128)}
+FAN_IN = 16
+QUICK = {"sizes": (50, 200), "batches": (1, 4), "policies": ("2x16",)}
+
+
+def network(n: int) -> dict:
+    """The scenario ``network`` section of the ``n``-neuron network."""
+    return {"builder": "random_sparse", "n_neurons": n, "fan_in": FAN_IN, "layers": 4}
+
+
+def estimated_tick_s(n: int, batch: int, hidden: tuple[int, ...], flops: float) -> float:
+    """Seconds of one acting tick at the machine's matmul rate: 2 FLOPs per weight, per neuron and copy."""
+    sizes = (FAN_IN, *hidden, 2)
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return n * batch * 2 * weights / flops
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(spec: dict) -> list[dict]:
+    """Measure one (N, policy) at every batch size of ``spec``; runs in its own process (see the module doc)."""
+    from narla.bench import Config, EngineLoop, measure, training_rate
+    from narla.engine import Engine
+    from narla.neurons import Population
+    from narla.readout import Readout
+    from narla.tasks.cartpole import CartPole
+    from narla.wiring import compile_graph
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    hidden = tuple(POLICIES[spec["policy"]])
+    cfg = Config(f"sparse-{spec['n']}", network(spec["n"]), hidden, tuple(spec["batches"]), ())
+    start = time.perf_counter()
+    readout = Readout("choice", CartPole(1).action_space)
+    wiring = compile_graph(cfg.graph(), device)
+    population = Population(wiring, out_dim=readout.out_dim, hidden=hidden, activation="leaky_relu").to(device)
+    engine = Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(0))
+    build_s = time.perf_counter() - start
+    rows = []
+    for b in spec["batches"]:
+        row = {"neurons": wiring.num_neurons, "policy": spec["policy"], "B": b, "build_s": round(build_s, 2)}
+        tick_s = estimated_tick_s(spec["n"], b, hidden, spec["flops"])
+        if tick_s > spec["max_tick_s"]:
+            rows.append({**row, "skipped": f"an acting tick would take about {tick_s:.1f} s"})
+            continue
+        with torch.inference_mode():
+            steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
+        row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
+        row.update(training_rate(cfg, b, device, spec["seconds"]))
+        row["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 2)
+        rows.append(row)
+    return rows
+
+
+def run(sizes, batches, policies, seconds: float, device: str, threads: int, max_tick_s: float, flops: float,
+        timeout_s: float) -> list[dict]:
+    """Every (N, policy) in a fresh process; their rows (a process that fails or times out gives one row saying so)."""
+    rows = []
+    for n in sizes:
+        for policy in policies:
+            spec = {"n": n, "policy": policy, "batches": list(batches), "seconds": seconds, "device": device,
+                    "threads": threads, "max_tick_s": max_tick_s, "flops": flops}
+            print(f"scaling: N={n:,} policy {policy} ...", file=sys.stderr, flush=True)
+            try:
+                done = subprocess.run([sys.executable, "-m", "narla.bench_scaling", "--child", json.dumps(spec)],
+                                      capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                rows.append({"neurons": n, "policy": policy, "skipped": f"timed out after {timeout_s:.0f} s"})
+                continue
+            if done.returncode != 0:
+                reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                rows.append({"neurons": n, "policy": policy, "skipped": f"failed: {reason}"})
+                continue
+            rows.extend(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def format_markdown(rows: list[dict], info: str) -> str:
+    """The rows as a markdown table."""
+    lines = [
+        "# narla bench --scaling",
+        "",
+        f"random_sparse CartPole networks (fan-in {FAN_IN}, 4 layers); {info}.",
+        "Acting: tick + readout + CartPole step. Training: collect (all five rewards) + one REINFORCE update per batch",
+        "(chunked over ticks where a batch's activations would pass 2 GiB). Peak memory: the process's resident peak",
+        "after this row (batch sizes run in increasing order in one process per network and policy).",
+        "",
+        "| neurons | policy | B | build (s) | acting neuron-steps/s | training neuron-steps/s | chunk ticks "
+        "| peak memory |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['neurons']:,} | {r['policy']} | {r.get('B', '—')} | {r.get('build_s', '—')} | "
+                         f"skipped: {r['skipped']} | | | |")
+            continue
+        chunk = r["training_chunk_ticks"] if r["training_chunk_ticks"] is not None else "—"
+        lines.append(
+            f"| {r['neurons']:,} | {r['policy']} | {r['B']} | {r['build_s']} | {r['acting_neuron_steps_per_s']:,.0f} | "
+            f"{r['training_neuron_steps_per_s']:,.0f} | {chunk} | {r['peak_rss_gib']:.2f} GiB |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Acting and training neuron-steps/s against N, one line per (policy, B)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    measured = [r for r in rows if "skipped" not in r]
+    for key, ax, title in (("acting_neuron_steps_per_s", axes[0], "acting"),
+                           ("training_neuron_steps_per_s", axes[1], "full training")):
+        for policy in dict.fromkeys(r["policy"] for r in measured):
+            for b in sorted({r["B"] for r in measured}):
+                pts = sorted((r["neurons"], r[key]) for r in measured if r["policy"] == policy and r["B"] == b)
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=f"{policy}, B={b}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("neurons")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("neuron-steps/s")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace, flops: float) -> int:
+    """``narla bench --scaling`` (arguments from :func:`narla.bench.add_arguments`)."""
+    sizes = QUICK["sizes"] if args.quick else tuple(args.sizes or SIZES)
+    batches = QUICK["batches"] if args.quick else BATCHES
+    policies = QUICK["policies"] if args.quick else tuple(POLICIES)
+    seconds = args.seconds if args.seconds is not None else (0.1 if args.quick else 3.0)
+    from narla.bench import machine_info
+
+    info = f"{machine_info(torch.device(args.device))}; fp32 matmul {flops / 1e9:,.1f} GFLOP/s"
+    rows = run(sizes, batches, policies, seconds, args.device, max(args.threads, 1), args.max_tick_s, flops,
+               args.timeout)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "scaling.json", json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
+    atomic_write(out / "scaling.md", format_markdown(rows, info))
+    plot(rows, out / "scaling.png")
+    print(format_markdown(rows, info), end="")
+    print(f"written: {out / 'scaling.md'}, scaling.json, scaling.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(child(json.loads(sys.argv[2]))))
+        raise SystemExit(0)
+    raise SystemExit("run it as: narla bench --scaling")
