@@ -86,6 +86,10 @@ class Engine:
         members (columns grouped by member), whole-network populations (memory per copy) and interventions."""
         return type(self.population) is Population and self.clamp is None and not self.common_noise
 
+    def live_columns(self, alive: torch.Tensor) -> torch.Tensor:
+        """The columns a compacted tick computes when ``alive[B]`` copies are still running: those copies."""
+        return alive.nonzero().squeeze(1)
+
     def _random(self, kind: str, *shape: int) -> torch.Tensor:
         """``torch.rand`` (``kind="uniform"``) or ``torch.randn`` of ``shape``, the last dimension over the tick's
         columns. On a subset of the copies (:attr:`columns`) the draw spans all ``B`` and the active columns are

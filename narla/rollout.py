@@ -146,8 +146,9 @@ def collect(
     (:mod:`narla.runs` uses it to stop drawing random numbers for runs whose episodes have all ended).
 
     At a check where at most half of the copies the engine computes are still running, the engine drops the
-    finished ones (when it is :attr:`~narla.engine.Engine.compactable`): its ticks then compute only the live
-    copies, with the random numbers they would have drawn anyway, and the finished copies' columns hold zeros.
+    finished ones (when it is :attr:`~narla.engine.Engine.compactable`; :meth:`~narla.engine.Engine.live_columns`
+    says which columns stay): its ticks then compute only those, with the random numbers they would have drawn
+    anyway, and the dropped copies' columns hold zeros.
     The task, the rewards and the record keep all ``B`` columns. So a batch of episodes of very different lengths
     costs about the sum of their lengths, not ``B`` times the longest.
     """
@@ -181,11 +182,14 @@ def collect(
         if (t + 1) % sync_every == 0:
             if on_sync is not None:
                 on_sync(alive)
-            running = int(alive.sum())  # the one host sync of the check
-            if running == 0:
+            if engine.compactable:
+                live = engine.live_columns(alive)  # the one host sync of the check
+                if live.numel() == 0:
+                    break
+                if live.numel() <= (b if active is None else active.numel()) // 2:
+                    active = live
+            elif not bool(alive.any()):
                 break
-            if engine.compactable and running <= (b if active is None else active.numel()) // 2:
-                active = alive.nonzero().squeeze(1)
     stacked = {k: torch.stack(v) for k, v in rec.items()}
     return Rollout(
         components={k: torch.stack(v) for k, v in comps.items()},

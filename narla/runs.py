@@ -107,6 +107,7 @@ class RunEngine(Engine):
         self.ticks = [0] * len(runs)  # ticks drawn by each run in the current episode (a lone run's T)
         self._view = len(runs)  # how many runs the columns of the next forward pass hold
         self._tick_population = copy.deepcopy(population)  # parameters laid out in virtual order, for ticks
+        self._tick_runs: list[int] | None = None  # the runs whose copies the ticks compute (None: all)
         self._ticking = False
         self.max_ticks = max_ticks  # an episode's tick limit (collection stops there, mid-block)
         self._tick = 0  # ticks played in the current episode
@@ -116,8 +117,28 @@ class RunEngine(Engine):
 
     @property
     def compactable(self) -> bool:
-        """No: each run draws its own random numbers in blocks (:meth:`_draw_block`), by run, not by copy."""
-        return False
+        """Yes, by whole runs (:meth:`live_columns`): a run whose copies have all ended leaves the ticks."""
+        return self.clamp is None and not self.common_noise
+
+    def live_columns(self, alive: torch.Tensor) -> torch.Tensor:
+        """Every column of each run that still has a running copy (a tick computes whole runs)."""
+        b = self.envs_per_run
+        return alive.view(-1, b).any(1).repeat_interleave(b).nonzero().squeeze(1)
+
+    def _tick_view(self, runs: list[int] | None) -> None:
+        """Lay the tick parameters out for ``runs`` only (all runs when None): the columns of the next ticks hold
+        just their copies. The layout is kept until the runs change (:meth:`start_episode` restores all)."""
+        if runs == self._tick_runs:
+            return
+        every = list(range(self.num_runs)) if runs is None else runs
+        n = self.num_neurons
+        rows = torch.tensor([run * n + a + j for a, b in self.stages for run in every for j in range(b - a)],
+                            dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            live = dict(self.population.named_parameters())
+            for name, p in self._tick_population.named_parameters():
+                p.data = live[name].detach().index_select(0, rows)
+        self._tick_runs = runs
 
     @property
     def num_runs(self) -> int:
@@ -153,12 +174,9 @@ class RunEngine(Engine):
         self.drawing = [True] * self.num_runs
         self.ticks = [0] * self.num_runs
         self._tick = 0
-        tick_pop, slots = self._tick_population, self.population.slots
-        with torch.no_grad():
-            tick_pop.slots = None
-            live = dict(self.population.named_parameters())
-            for name, p in tick_pop.named_parameters():
-                p.data = live[name].detach().index_select(0, slots)
+        self._tick_population.slots = None
+        self._tick_runs = []  # no layout yet: the next line lays out every run
+        self._tick_view(None)
 
     def sync(self, alive: torch.Tensor) -> None:
         """``alive[R·B]`` at a collection check: a run whose copies have all ended stops drawing (a lone run stops)."""
@@ -213,10 +231,11 @@ class RunEngine(Engine):
         n, d, _ = logits.shape
         if d != 1:
             raise ValueError("batched runs support binary neurons only (a 'choice' readout of a 2-action task)")
-        r = self.num_runs
         u = self._block[self._tick % SYNC_EVERY, :, self._row : self._row + n]  # [R, n, B]
+        if self._tick_runs is not None:
+            u = u[self._tick_runs]  # the runs this tick computes
         self._row += n
-        return (u.permute(1, 0, 2).reshape(n, r * self.envs_per_run) < torch.sigmoid(logits[:, 0])).long()
+        return (u.permute(1, 0, 2).reshape(n, -1) < torch.sigmoid(logits[:, 0])).long()
 
     def tick(self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None):
         self.ticks = [t + d for t, d in zip(self.ticks, self.drawing, strict=True)]
@@ -224,11 +243,15 @@ class RunEngine(Engine):
             self._draw_block()
         self._row = 0
         self._ticking = True
+        if self.columns is not None:  # a compacted tick: whole runs (live_columns)
+            self._tick_view(self.columns[1][:: self.envs_per_run].div(self.envs_per_run).tolist())
+            self._view = len(self._tick_runs)
         try:
             return super().tick(obs, prev, prev_action)
         finally:
             self._ticking = False
             self._tick += 1
+            self._view = self.num_runs
 
     def run_parameters(self, run: int) -> dict[str, torch.Tensor]:
         """Run ``run``'s (active index) parameters in a lone population's shapes."""
