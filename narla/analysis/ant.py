@@ -127,8 +127,8 @@ def train(model: str, runs: Path, env_steps: int, max_minutes: float | None, see
     path = Path("scenarios") / f"ant_{model}.yaml"
     num_envs = scenarios.load(path).task.num_envs
     extend = [f"training.max_env_steps={env_steps}", "training.max_episodes=100000000"]
-    if max_minutes is not None:
-        extend.append(f"training.max_wall_s={max_minutes * 60}")
+    # This invocation's cap replaces whatever cap the run recorded from an earlier one.
+    extend.append(f"training.max_wall_s={max_minutes * 60 if max_minutes is not None else 'null'}")
     summary = _read(out / "summary.json")
     if summary is not None and logged_env_steps(out) >= env_steps:
         return summary
