@@ -101,7 +101,10 @@ def run(sizes, batches, policies, seconds: float, device: str, threads: int, max
                 rows.append({"neurons": n, "policy": policy, "skipped": f"timed out after {timeout_s:.0f} s"})
                 continue
             if done.returncode != 0:
-                reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                if done.returncode == -9:
+                    reason = "killed (signal 9), most likely out of memory"
+                else:
+                    reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
                 rows.append({"neurons": n, "policy": policy, "skipped": f"failed: {reason}"})
                 continue
             rows.extend(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -58,3 +58,12 @@ def test_a_done_cuts_the_return_so_the_next_episode_never_leaks_back():
     done = torch.tensor([False, True, False, True]).view(4, 1)
     returns = discounted_returns(rewards, done, 0.5).flatten().tolist()
     assert returns == pytest.approx([1.5, 1.0, 150.0, 100.0])
+
+
+def test_a_wide_population_is_scanned_a_slice_of_neurons_at_a_time_with_the_same_result(monkeypatch):
+    import narla.learning.returns as returns
+
+    x, _, done = episodes(120, neurons=7, seed=5)
+    whole = reverse_discounted_sum(x, done, 0.97)
+    monkeypatch.setattr(returns, "COLUMN_BUDGET", 120 * 6 * 2)  # two neurons per slice
+    assert torch.equal(reverse_discounted_sum(x, done, 0.97), whole)

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+COLUMN_BUDGET = 1 << 23  # elements (64 MiB of float64) per temporary of reverse_discounted_sum
+
 
 def reverse_discounted_sum(x: torch.Tensor, done: torch.Tensor, factor: float) -> torch.Tensor:
     """``y_t = x_t + factor (1 − done_t) y_{t+1}`` (``y_T = 0``) for ``x[T, B, N]`` and ``done[T, B]``, as tensor ops.
@@ -16,11 +18,16 @@ def reverse_discounted_sum(x: torch.Tensor, done: torch.Tensor, factor: float) -
     ``e`` and one row gather, in float64, with no loop over ticks. Ticks are taken in blocks over which
     ``factor^k`` falls no lower than 1e-6 (about 1,400 ticks at 0.99), which bounds the cancellation in
     ``C_{e(t)} − C_{t−1}``; each block's first ``y`` carries into the block before it. The sums are associated
-    differently from the tick-by-tick recurrence, so results equal it to float rounding, not bit for bit.
+    differently from the tick-by-tick recurrence, so results equal it to float rounding, not bit for bit. A wide
+    ``x`` is taken a slice of neurons at a time, so the temporaries stay near :data:`COLUMN_BUDGET` elements.
     """
     steps = x.shape[0]
     if steps == 0 or factor == 0.0:
         return x.clone()
+    width = max(1, COLUMN_BUDGET // max(1, steps * x.shape[1]))  # float64 temporaries stay near COLUMN_BUDGET
+    if x.shape[2] > width:  # a wide population: a slice of neurons at a time
+        return torch.cat([reverse_discounted_sum(x[..., i : i + width], done, factor)
+                          for i in range(0, x.shape[2], width)], dim=2)
     block = steps if factor >= 1.0 else max(1, min(steps, int(math.log(1e-6) / math.log(factor)) + 1))
     base = torch.tensor(factor, dtype=torch.float64, device=x.device)
     columns = torch.arange(x.shape[1], device=x.device)
