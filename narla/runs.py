@@ -108,6 +108,7 @@ class RunEngine(Engine):
         self._view = len(runs)  # how many runs the columns of the next forward pass hold
         self._tick_population = copy.deepcopy(population)  # parameters laid out in virtual order, for ticks
         self._tick_runs: list[int] | None = None  # the runs whose copies the ticks compute (None: all)
+        self._compacted_from: torch.Tensor | None = None  # the active columns _tick_runs was read from
         self._ticking = False
         self.max_ticks = max_ticks  # an episode's tick limit (collection stops there, mid-block)
         self._tick = 0  # ticks played in the current episode
@@ -130,10 +131,7 @@ class RunEngine(Engine):
         just their copies. The layout is kept until the runs change (:meth:`start_episode` restores all)."""
         if runs == self._tick_runs:
             return
-        every = list(range(self.num_runs)) if runs is None else runs
-        n = self.num_neurons
-        rows = torch.tensor([run * n + a + j for a, b in self.stages for run in every for j in range(b - a)],
-                            dtype=torch.long, device=self.device)
+        rows = self._rows(list(range(self.num_runs)) if runs is None else runs)
         with torch.no_grad():
             live = dict(self.population.named_parameters())
             for name, p in self._tick_population.named_parameters():
@@ -147,10 +145,15 @@ class RunEngine(Engine):
     def _set_slots(self, runs: list[int] | None = None) -> None:
         """Virtual neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)`` -> parameter row ``runs[k]·N + a + j``."""
         runs = list(range(self.num_runs)) if runs is None else runs
+        self.population.slots = self._rows(runs)
+        self._view = len(runs)
+
+    def _rows(self, runs: list[int]) -> torch.Tensor:
+        """Parameter rows in virtual order for ``runs``: virtual neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)``
+        is row ``runs[k]·N + a + j``."""
         n = self.num_neurons
         rows = [run * n + a + j for a, b in self.stages for run in runs for j in range(b - a)]
-        self.population.slots = torch.tensor(rows, dtype=torch.long, device=self.device)
-        self._view = len(runs)
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
 
     def evaluate_run(
         self, run: int, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor
@@ -176,6 +179,7 @@ class RunEngine(Engine):
         self._tick = 0
         self._tick_population.slots = None
         self._tick_runs = []  # no layout yet: the next line lays out every run
+        self._compacted_from = None
         self._tick_view(None)
 
     def sync(self, alive: torch.Tensor) -> None:
@@ -244,7 +248,10 @@ class RunEngine(Engine):
         self._row = 0
         self._ticking = True
         if self.columns is not None:  # a compacted tick: whole runs (live_columns)
-            self._tick_view(self.columns[1][:: self.envs_per_run].div(self.envs_per_run).tolist())
+            active = self.columns[1]
+            if active is not self._compacted_from:  # a new compaction: one host read, then none per tick
+                self._compacted_from = active
+                self._tick_view(active[:: self.envs_per_run].div(self.envs_per_run).tolist())
             self._view = len(self._tick_runs)
         try:
             return super().tick(obs, prev, prev_action)
