@@ -186,8 +186,8 @@ def _play(
         rollout = collect(run.engine, task, run.scheme, late)
         returns += rollout.task_reward.sum(0).tolist()
         if components is not None:
-            for label, value in rollout.components.items():
-                components.setdefault(label, []).extend(value.sum(0).mean(1).tolist())
+            for label, value in rollout.component_sums.items():
+                components.setdefault(label, []).extend(value.mean(1).tolist())
         lengths += [int(n) for n in rollout.valid.sum(0).tolist()]
     return returns[:episodes], lengths[:episodes]
 

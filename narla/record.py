@@ -40,7 +40,7 @@ def record(
     try:
         done = 0
         while done < episodes:
-            r = collect(run.engine, run.task, run.scheme, LATE)
+            r = collect(run.engine, run.task, run.scheme, LATE, per_tick_components=True)
             t, b, n = r.actions.shape
             task_action = run.engine.readout(r.actions.reshape(t * b, n).T).reshape(t, b, -1).float()
             batch = {"spikes": r.spikes, "obs": r.obs, "task_reward": r.task_reward, "reward": r.rewards,

@@ -8,7 +8,7 @@ a batch holds exactly ``B`` complete episodes. With ``B = 1`` this is NaRLA's on
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,22 +20,33 @@ from narla.tasks.base import Task
 
 @dataclass
 class Rollout:
-    """``B`` complete episodes padded to ``T`` ticks."""
+    """``B`` complete episodes padded to ``T`` ticks.
+
+    Memory per neuron and tick is what learning needs: the action (one byte in spiking networks) and the total
+    reward (four). Each reward component is kept as its per-episode sum ``component_sums``; its per-tick values
+    ``components`` only when :func:`collect` is asked for them (``per_tick_components=True``, as ``narla record``
+    does).
+    """
 
     obs: torch.Tensor  # [T, B, obs_dim] observation each tick acted on
-    actions: torch.Tensor  # [T, B, N] long, every neuron's choice
+    actions: torch.Tensor  # [T, B, N] every neuron's choice: int8 in spiking networks (Engine.record_dtype), else float
     first: torch.Tensor  # [T, B] bool, first tick of an episode
     valid: torch.Tensor  # [T, B] bool, the tick belongs to the copy's episode
     done: torch.Tensor  # [T, B] bool, the episode ended with this tick
     task_reward: torch.Tensor  # [T, B]
     rewards: torch.Tensor  # [T, B, N] each neuron's total reward, zero on invalid ticks
-    components: dict[str, torch.Tensor]  # name -> [T, B, N], zero on invalid ticks
+    component_sums: dict[str, torch.Tensor]  # name -> [B, N], each component summed over the copy's episode
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [T, B, N] when asked for
     prev_action: torch.Tensor | None = None  # [T, B, A] previous task action features (universal context)
 
     @property
     def spikes(self) -> torch.Tensor:
-        """``[T, B, N]`` float spikes."""
+        """``[T, B, N]`` float spikes (a new tensor, four bytes per neuron-tick)."""
         return (self.actions > 0).float()
+
+    def spike_counts(self) -> torch.Tensor:
+        """``[B, N]`` float: each neuron's spikes over its copy's episode (without a float ``[T, B, N]``)."""
+        return ((self.actions > 0) & self.valid.unsqueeze(-1)).sum(0).float()
 
     @property
     def num_episodes(self) -> int:
@@ -137,6 +148,7 @@ def collect(
     episode: int = 0,
     sync_every: int = 16,
     on_sync: Callable[[torch.Tensor], None] | None = None,
+    per_tick_components: bool = False,
 ) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
@@ -151,15 +163,21 @@ def collect(
     anyway, and the dropped copies' columns hold zeros.
     The task, the rewards and the record keep all ``B`` columns. So a batch of episodes of very different lengths
     costs about the sum of their lengths, not ``B`` times the longest.
+
+    Memory: the record holds ``obs``, the actions (in :attr:`~narla.engine.Engine.record_dtype`) and the total
+    reward of every tick, and each component's running sum; the ticks are stacked one at a time as each is freed,
+    so the peak is the record plus one tick. ``per_tick_components`` also keeps every component per tick.
     """
     b = task.num_envs
     obs = task.reset()
     carry = start_carry(engine, b)
     alive = torch.ones(b, dtype=torch.bool, device=engine.device)
     use_action = carry.prev_action is not None
+    dtype = engine.record_dtype
     prev_actions: list[torch.Tensor] = []
     rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
-    comps: dict[str, list] = {name: [] for name in scheme.names}
+    comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components else {}
+    sums: dict[str, torch.Tensor] = {}
     active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
     for t in range(task.max_episode_steps):
         if use_action:
@@ -169,14 +187,17 @@ def collect(
         out, carry = finish_tick(engine, task, scheme, carry, act, actions, episode, obs)
         mask = alive.unsqueeze(1).float()
         rec["obs"].append(obs)
-        rec["actions"].append(actions.T)
+        rec["actions"].append(actions.T if dtype is None else actions.T.to(dtype))
         rec["first"].append(first)
         rec["valid"].append(alive)
         rec["done"].append(out.done & alive)
         rec["task_reward"].append(out.reward * alive)
         rec["rewards"].append(out.total * mask)
-        for name in comps:
-            comps[name].append(out.parts[name] * mask)
+        for name in scheme.names:
+            part = out.parts[name] * mask
+            sums[name] = sums[name] + part if name in sums else part
+            if per_tick_components:
+                comps[name].append(part)
         alive = alive & ~out.done
         obs = out.next_obs
         if (t + 1) % sync_every == 0:
@@ -190,9 +211,20 @@ def collect(
                     active = live
             elif not bool(alive.any()):
                 break
-    stacked = {k: torch.stack(v) for k, v in rec.items()}
+    stacked = {k: stack_freeing(v) for k, v in rec.items()}
     return Rollout(
-        components={k: torch.stack(v) for k, v in comps.items()},
-        prev_action=torch.stack(prev_actions) if use_action else None,
+        component_sums=sums,
+        components={k: stack_freeing(v) for k, v in comps.items()},
+        prev_action=stack_freeing(prev_actions) if use_action else None,
         **stacked,
     )
+
+
+def stack_freeing(ticks: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(ticks)`` that drops each tick from the list once it is copied: the peak is the result plus one
+    tick, not twice the result. The list is left holding ``None``."""
+    out = ticks[0].new_empty(len(ticks), *ticks[0].shape)
+    for t in range(len(ticks)):
+        out[t] = ticks[t]
+        ticks[t] = None
+    return out

@@ -238,16 +238,16 @@ def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     num_layers = wiring.num_layers
     count = torch.bincount(layers, minlength=num_layers).float()
 
-    def per_layer(x: torch.Tensor) -> torch.Tensor:
-        per_neuron = (x * valid.unsqueeze(-1)).sum(0) / per_step  # [B, N]
-        sums = torch.zeros(x.shape[1], num_layers, device=x.device).index_add_(1, layers, per_neuron)
+    def per_layer(episode_sums: torch.Tensor) -> torch.Tensor:
+        per_neuron = episode_sums / per_step  # [B, N] per-tick mean over the episode
+        sums = torch.zeros(per_neuron.shape[0], num_layers, device=per_neuron.device).index_add_(1, layers, per_neuron)
         return sums / count
 
     out = {"return": rollout.task_reward.sum(0), "length": length}
-    firing = per_layer(rollout.spikes)
+    firing = per_layer(rollout.spike_counts())
     for layer in range(num_layers):
         out[f"firing_L{layer + 1}"] = firing[:, layer]
-    for name, values in rollout.components.items():
+    for name, values in rollout.component_sums.items():
         means = per_layer(values)
         for layer in range(num_layers):
             out[f"reward_{name}_L{layer + 1}"] = means[:, layer]
@@ -361,7 +361,7 @@ class Trainer:
     def _check_loss(self, loss: float, rollout: Rollout, episode: int) -> None:
         """Stop with one message on a non-finite loss, naming the reward that produced it if one did."""
         if not math.isfinite(loss):
-            self.run.scheme.check_finite(rollout.components)
+            self.run.scheme.check_finite(rollout.component_sums)
             raise TrainingError(
                 f"the loss became {loss} at episode {episode}; try a smaller learning.lr or "
                 "learning.max_grad_norm (results so far are kept)"

@@ -63,7 +63,7 @@ def test_a_reward_on_the_pole_angle_named_by_dotted_path_reaches_the_neurons(tmp
     data = {**SMALL, "rewards": {"terms": ["task", {"name": "lean_reward_mod:lean_right", "label": "lean"}]}}
     scenario = scenarios.from_dict(data)
     run = build(scenario)
-    rollout = collect(run.engine, run.task, run.scheme)
+    rollout = collect(run.engine, run.task, run.scheme, per_tick_components=True)
     leaning = (rollout.obs[..., 2] > 0).float().unsqueeze(-1)  # [T, B, 1]
     expected = leaning * rollout.spikes * rollout.valid.float().unsqueeze(-1)
     assert torch.equal(rollout.components["lean"], expected)

@@ -298,7 +298,8 @@ def test_view_driven_by_the_networks_policies_reproduces_the_engine_rollout(scen
     names = env.possible_agents
     task = _SeedOnce(ref.task, s.seed)
     for episode in range(2):  # the second episode continues both random streams (and switches reward phase)
-        rollout = collect(ref.engine, task, ref.scheme, episode=episode, sync_every=1)  # no ticks past the end
+        rollout = collect(ref.engine, task, ref.scheme, episode=episode, sync_every=1,
+                          per_tick_components=True)  # no ticks past the end
         reset = env.reset(seed=s.seed if episode == 0 else None)
         rec = _drive_aec(env) if view == "aec" else _drive_parallel(env, reset[0])
         _check_same_episode(rec, rollout, ref.engine, names)
@@ -342,7 +343,7 @@ def test_a_rate_network_view_reproduces_the_engine_rollout(scenario, view):
     ref = build(s, learner=False)
     ref_task = build(replace(s, task=replace(s.task, num_envs=1)), learner=False).task
     env = aec_env(s) if view == "aec" else parallel_env(s)
-    rollout = collect(ref.engine, _SeedOnce(ref_task, s.seed), ref.scheme, sync_every=1)
+    rollout = collect(ref.engine, _SeedOnce(ref_task, s.seed), ref.scheme, sync_every=1, per_tick_components=True)
     env.reset(seed=s.seed)
     rec = _drive_rate(env, view)
     t = int(rollout.valid.sum())
@@ -362,7 +363,7 @@ def test_the_aec_view_of_an_attention_network_reproduces_the_engine_rollout(path
     s = load(path, overrides)
     ref = build(s, learner=False)
     ref_task = build(replace(s, task=replace(s.task, num_envs=1)), learner=False).task
-    rollout = collect(ref.engine, _SeedOnce(ref_task, s.seed), ref.scheme, sync_every=1)
+    rollout = collect(ref.engine, _SeedOnce(ref_task, s.seed), ref.scheme, sync_every=1, per_tick_components=True)
     env = aec_env(s)
     env.reset(seed=s.seed)
     last = env.possible_agents[-1]
@@ -395,7 +396,7 @@ def test_views_replay_recorded_actions_to_the_same_rewards():
     """Actions from outside (here: the rollout's, replayed) give the rollout's observations and rewards."""
     s = from_dict(dict(CARTPOLE_CONTEXT, propagation="sweep"))
     ref = build(s)
-    rollout = collect(ref.engine, _SeedOnce(ref.task, s.seed), ref.scheme)
+    rollout = collect(ref.engine, _SeedOnce(ref.task, s.seed), ref.scheme, per_tick_components=True)
     env = aec_env(s)
     env.reset(seed=s.seed)
     t = int(rollout.valid.sum())
