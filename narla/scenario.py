@@ -9,7 +9,7 @@ anything is built. :func:`schema` is the JSON Schema of the file (``narla schema
 
     name: cartpole_1layer
     seed: 0
-    device: cpu                 # cpu | cuda | cuda:N
+    device: cpu                 # cpu | cuda | cuda:N (unset: $NARLA_DEVICE, else cpu)
     propagation: sweep          # sweep | delay
     task: {id: cartpole, num_envs: 1}
     network: {builder: layered, layers: 1, width: 15, connectivity: local}
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from dataclasses import asdict, field, fields
 from pathlib import Path
@@ -345,10 +346,23 @@ def _check_rules(s: Scenario) -> None:
                             f"e.g. [csv, tensorboard], got {t.log!r}")
 
 
+DEVICE_ENV = "NARLA_DEVICE"  # the device of scenarios that do not name one (``pytest --device`` sets it)
+
+
+def default_device() -> str:
+    """The device a scenario without ``device`` gets: ``$NARLA_DEVICE`` when set (checked), else ``cpu``."""
+    value = os.environ.get(DEVICE_ENV) or "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise ScenarioError(f"{DEVICE_ENV}: must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    return value
+
+
 def from_dict(data: Any) -> Scenario:
     """Validate plain data into a :class:`Scenario` (raises :class:`ScenarioError` with the first problem)."""
     if not isinstance(data, dict):
         raise ScenarioError(f"scenario: must be a mapping of sections, got {type(data).__name__}")
+    if "device" not in data and os.environ.get(DEVICE_ENV):
+        data = {**data, "device": default_device()}
     try:
         scenario = _ADAPTER.validate_python(data)
     except ValidationError as err:

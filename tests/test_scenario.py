@@ -87,3 +87,15 @@ def test_every_shipped_scenario_validates():
     assert paths
     for path in paths:
         assert isinstance(load(path), Scenario), path
+
+
+def test_a_scenario_without_a_device_takes_the_one_in_NARLA_DEVICE(monkeypatch):
+    monkeypatch.setenv("NARLA_DEVICE", "cuda:1")
+    assert from_dict({"name": "x"}).device == "cuda:1"
+    assert from_dict({"name": "x", "device": "cpu"}).device == "cpu"  # a named device wins
+
+
+def test_an_invalid_NARLA_DEVICE_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("NARLA_DEVICE", "gpu")
+    with pytest.raises(ScenarioError, match=r"^NARLA_DEVICE: must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'$"):
+        from_dict({"name": "x"})
