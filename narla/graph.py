@@ -12,8 +12,10 @@ The builders return new, validated graphs; :func:`narla.wiring.compile_graph` tu
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 
 NODE_KINDS = ("sensor", "neuron")
 ROLES = ("hidden", "motor")
@@ -59,21 +61,77 @@ def _check_nodes(graph: nx.DiGraph) -> None:
                 raise GraphError(f"neuron {node!r} has {shown}; allowed: {', '.join(ROLES)}")
 
 
-def _check_edges(graph: nx.DiGraph) -> None:
-    for u, v, data in graph.edges(data=True):
-        if "kind" not in data:
-            raise GraphError(f"edge {u!r} -> {v!r} has no 'kind' attribute; allowed: {', '.join(EDGE_KINDS)}")
-        if data["kind"] not in EDGE_KINDS:
-            raise GraphError(f"edge {u!r} -> {v!r} has kind={data['kind']!r}; allowed: {', '.join(EDGE_KINDS)}")
-        if graph.nodes[v]["kind"] == "sensor":
-            raise GraphError(
-                f"edge {u!r} -> {v!r} ({data['kind']}) points into sensor {v!r}; sensors take no input, "
-                "edges may only end at neurons"
-            )
+@dataclass
+class Edges:
+    """A neuron graph as integer arrays: what validation and :func:`narla.wiring.compile_graph` work on.
+
+    Node ``i`` is ``nodes[i]`` (insertion order); edge ``e`` runs ``src[e] -> dst[e]`` (``[E]`` int64, in
+    ``graph.edges`` order), and ``feedforward[e]`` says its kind. ``generation[i]`` is node ``i``'s feedforward
+    generation (0: no feedforward input; otherwise one more than its latest feedforward source).
+    """
+
+    nodes: list
+    src: np.ndarray
+    dst: np.ndarray
+    feedforward: np.ndarray
+    generation: np.ndarray
+
+
+def _edge_arrays(graph: nx.DiGraph) -> tuple[list, dict, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the edges: every edge's kind is checked, and the edges come back as index arrays."""
+    nodes = list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    src, dst, ff = [], [], []
+    for u, v, kind in graph.edges(data="kind"):
+        if kind not in EDGE_KINDS:
+            shown = "no 'kind' attribute" if kind is None else f"kind={kind!r}"
+            raise GraphError(f"edge {u!r} -> {v!r} has {shown}; allowed: {', '.join(EDGE_KINDS)}")
+        src.append(index[u])
+        dst.append(index[v])
+        ff.append(kind == "feedforward")
+    return (nodes, index, np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(ff, dtype=bool))
+
+
+def _generations(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
+    """Each node's generation in the DAG ``src -> dst`` (Kahn's algorithm, one array step per generation), or
+    None when the edges hold a cycle. O(N + E log E)."""
+    indegree = np.bincount(dst, minlength=n)
+    by_src = np.argsort(src, kind="stable")
+    out_dst = dst[by_src]
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=starts[1:])
+    generation = np.full(n, -1, dtype=np.int64)
+    frontier = np.flatnonzero(indegree == 0)
+    g = 0
+    while frontier.size:
+        generation[frontier] = g
+        counts = starts[frontier + 1] - starts[frontier]
+        total = int(counts.sum())
+        if total == 0:
+            break
+        first = np.repeat(starts[frontier] - (np.cumsum(counts) - counts), counts)
+        targets, hits = np.unique(out_dst[first + np.arange(total)], return_counts=True)
+        indegree[targets] -= hits
+        frontier = targets[indegree[targets] == 0]
+        g += 1
+    return None if (generation < 0).any() else generation
+
+
+def _reached(is_sensor: np.ndarray, src: np.ndarray, dst: np.ndarray, generation: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: reached from a sensor through the feedforward edges ``src -> dst`` (a DAG), generation by
+    generation (a source's generation is below its target's, so it is settled first)."""
+    reached = is_sensor.copy()
+    order = np.argsort(generation[dst], kind="stable")
+    src, dst = src[order], dst[order]
+    bounds = np.flatnonzero(np.diff(generation[dst])) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, dst.size], strict=True):
+        hit = reached[src[lo:hi]]
+        reached[dst[lo:hi][hit]] = True
+    return reached
 
 
 def _feedforward(graph: nx.DiGraph) -> nx.DiGraph:
-    """The feedforward part of ``graph``: all nodes, feedforward edges only."""
+    """The feedforward part of ``graph``: all nodes, feedforward edges only (for error messages)."""
     ff = nx.DiGraph()
     ff.add_nodes_from(graph.nodes)
     ff.add_edges_from((u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "feedforward")
@@ -82,6 +140,12 @@ def _feedforward(graph: nx.DiGraph) -> nx.DiGraph:
 
 def validate(graph: nx.DiGraph) -> None:
     """Raise :class:`GraphError` with one clear message if ``graph`` does not follow the neuron-graph schema."""
+    validated_edges(graph)
+
+
+def validated_edges(graph: nx.DiGraph) -> Edges:
+    """:func:`validate` ``graph`` and return it as :class:`Edges`. Linear in nodes + edges (array operations
+    after one pass over the edges); networkx is consulted only to word an error."""
     if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
         raise GraphError(f"graph must be a networkx.DiGraph, got {type(graph).__name__}")
     _check_nodes(graph)
@@ -93,17 +157,34 @@ def validate(graph: nx.DiGraph) -> None:
         raise GraphError("graph has no neuron node (kind='neuron'); at least one motor neuron is needed")
     if not any(graph.nodes[n]["role"] == "motor" for n in neuron_nodes):
         raise GraphError("graph has no motor neuron (a neuron with role='motor'); the task action is read from them")
-    _check_edges(graph)
+    nodes, index, src, dst, ff = _edge_arrays(graph)
+    is_sensor = np.array([kinds[n] == "sensor" for n in nodes], dtype=bool)
+    into_sensor = np.flatnonzero(is_sensor[dst])
+    if into_sensor.size:
+        e = int(into_sensor[0])
+        u, v = nodes[src[e]], nodes[dst[e]]
+        raise GraphError(
+            f"edge {u!r} -> {v!r} ({'feedforward' if ff[e] else 'context'}) points into sensor {v!r}; sensors take "
+            "no input, edges may only end at neurons"
+        )
 
-    ff = _feedforward(graph)
-    if not nx.is_directed_acyclic_graph(ff):
-        cycle = [u for u, _ in nx.find_cycle(ff)]
+    generation = _generations(len(nodes), src[ff], dst[ff])
+    if generation is None:
+        cycle = [u for u, _ in nx.find_cycle(_feedforward(graph))]
         path = " -> ".join(repr(n) for n in [*cycle, cycle[0]])
         raise GraphError(f"feedforward edges form a cycle: {path}; use kind='context' for recurrent connections")
 
-    reached = _reached_from_sensors(graph, ff)
-    for n in neuron_nodes:
-        if graph.nodes[n]["role"] == "motor" and n not in reached:
+    reached = _reached(is_sensor, src[ff], dst[ff], generation)
+    if not reached.all():
+        _unreached_error(graph, [n for n in neuron_nodes if not reached[index[n]]])
+    return Edges(nodes, src, dst, ff, generation)
+
+
+def _unreached_error(graph: nx.DiGraph, unreached: list) -> None:
+    """Raise the message for neurons without a feedforward path from any sensor (a motor neuron's first)."""
+    ff = _feedforward(graph)
+    for n in unreached:
+        if graph.nodes[n]["role"] == "motor":
             starts = sorted(repr(a) for a in nx.ancestors(ff, n) if ff.in_degree(a) == 0)
             origin = (
                 f"; its feedforward inputs start at {', '.join(starts)}" if starts else "; it has no feedforward input"
@@ -111,28 +192,13 @@ def validate(graph: nx.DiGraph) -> None:
             raise GraphError(f"motor neuron {n!r} is not reached by any sensor through feedforward edges{origin}")
     # In a DAG whose every neuron has a feedforward input, every neuron is reached from a sensor; so the
     # unreached neurons are exactly those downstream of a neuron without feedforward input.
-    unreached = [n for n in neuron_nodes if n not in reached]
-    if unreached:
-        root = next(n for n in unreached if ff.in_degree(n) == 0)
-        below = len(nx.descendants(ff, root))
-        also = f" (nor have the {below} neurons downstream of it)" if below else ""
-        raise GraphError(
-            f"neuron {root!r} has no feedforward input, so it has no feedforward path from any sensor{also}; "
-            "every neuron needs an incoming edge with kind='feedforward'"
-        )
-
-
-def _reached_from_sensors(graph: nx.DiGraph, ff: nx.DiGraph) -> set:
-    """Nodes reachable from any sensor through feedforward edges (sensors included)."""
-    frontier = [n for n, k in graph.nodes(data="kind") if k == "sensor"]
-    reached = set(frontier)
-    while frontier:
-        node = frontier.pop()
-        for succ in ff.successors(node):
-            if succ not in reached:
-                reached.add(succ)
-                frontier.append(succ)
-    return reached
+    root = next(n for n in unreached if ff.in_degree(n) == 0)
+    below = len(nx.descendants(ff, root))
+    also = f" (nor have the {below} neurons downstream of it)" if below else ""
+    raise GraphError(
+        f"neuron {root!r} has no feedforward input, so it has no feedforward path from any sensor{also}; "
+        "every neuron needs an incoming edge with kind='feedforward'"
+    )
 
 
 def neurons(graph: nx.DiGraph) -> list:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import networkx as nx
+import numpy as np
 import torch
 
-from narla.graph import validate
+from narla.graph import validated_edges
 
 
 @dataclass
@@ -57,67 +58,75 @@ class Wiring:
         return Wiring(**moved)
 
 
-def _padded(rows: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width)
-    for i, row in enumerate(rows):
-        idx[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1.0
+def _padded(row: np.ndarray, col: np.ndarray, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entries ``col[e]`` of rows ``row[e]`` (``row`` sorted, then ``col`` within a row) as ``idx[rows, F]`` padded
+    with 0 and ``mask[rows, F]`` (1 for a real entry); ``F`` is the longest row."""
+    counts = np.bincount(row, minlength=rows)
+    width = int(counts.max()) if rows and row.size else 0
+    first = np.zeros(rows, dtype=np.int64)
+    np.cumsum(counts[:-1], out=first[1:])
+    slot = np.arange(row.size) - first[row]
+    idx = torch.zeros(rows, width, dtype=torch.long)
+    mask = torch.zeros(rows, width)
+    at = (torch.from_numpy(row), torch.from_numpy(slot))
+    idx[at] = torch.from_numpy(col)
+    mask[at] = 1.0
     return idx, mask
 
 
+def _rows(dst: np.ndarray, src: np.ndarray, position: np.ndarray, num_sensors: int):
+    """Edges into neurons as (neuron row, source position), sorted by row then position."""
+    row, col = position[dst] - num_sensors, position[src]
+    order = np.lexsort((col, row))
+    return row[order], col[order]
+
+
 def compile_graph(graph: nx.DiGraph, device: torch.device | str = "cpu") -> Wiring:
-    """Validate ``graph`` and turn it into a :class:`Wiring` on ``device``."""
-    validate(graph)
-    sensors = [n for n, d in graph.nodes(data=True) if d["kind"] == "sensor"]
-    sensors.sort(key=lambda n: graph.nodes[n]["index"])
-    feedforward = nx.DiGraph()
-    feedforward.add_nodes_from(graph.nodes)
-    feedforward.add_edges_from((u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "feedforward")
-    insertion = {n: i for i, n in enumerate(graph.nodes)}
-    neurons: list = []
-    stages: list[tuple[int, int]] = []
-    for generation in nx.topological_generations(feedforward):
-        members = [n for n in generation if graph.nodes[n]["kind"] == "neuron"]
-        if not members:
-            continue
-        members.sort(key=lambda n: (graph.nodes[n]["layer"], insertion[n]))
-        stages.append((len(neurons), len(neurons) + len(members)))
-        neurons.extend(members)
+    """Validate ``graph`` and turn it into a :class:`Wiring` on ``device``. Linear in nodes + edges."""
+    edges = validated_edges(graph)
+    nodes, data = edges.nodes, graph.nodes
+    is_neuron = np.array([data[v]["kind"] == "neuron" for v in nodes], dtype=bool)
+    sensor_ids = np.flatnonzero(~is_neuron)
+    sensor_ids = sensor_ids[np.argsort([data[nodes[i]]["index"] for i in sensor_ids], kind="stable")]
+    neuron_ids = np.flatnonzero(is_neuron)
+    layer_of = np.zeros(len(nodes), dtype=np.int64)
+    layer_of[neuron_ids] = [data[nodes[i]]["layer"] for i in neuron_ids]
+    # engine order: by feedforward generation, then layer, then insertion (the stages are the generations)
+    neuron_ids = neuron_ids[np.lexsort((neuron_ids, layer_of[neuron_ids], edges.generation[neuron_ids]))]
+    generations = edges.generation[neuron_ids]
+    bounds = [0, *(np.flatnonzero(np.diff(generations)) + 1).tolist(), len(neuron_ids)]
+    stages = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
-    position = {n: i for i, n in enumerate(sensors)}
-    position.update({n: len(sensors) + i for i, n in enumerate(neurons)})
-    ff_rows, ctx_rows = [], []
-    for n in neurons:
-        ff_rows.append(sorted(position[u] for u, _, d in graph.in_edges(n, data=True) if d["kind"] == "feedforward"))
-        ctx_rows.append(sorted(position[u] for u, _, d in graph.in_edges(n, data=True) if d["kind"] == "context"))
-    ff_idx, ff_mask = _padded(ff_rows, max((len(r) for r in ff_rows), default=0))
-    ctx_idx, ctx_mask = _padded(ctx_rows, max((len(r) for r in ctx_rows), default=0))
+    s, n = len(sensor_ids), len(neuron_ids)
+    position = np.full(len(nodes), -1, dtype=np.int64)
+    position[sensor_ids] = np.arange(s)
+    position[neuron_ids] = s + np.arange(n)
+    ff, src, dst = edges.feedforward, edges.src, edges.dst
+    ff_idx, ff_mask = _padded(*_rows(dst[ff], src[ff], position, s), n)
+    ctx_idx, ctx_mask = _padded(*_rows(dst[~ff], src[~ff], position, s), n)
 
-    groups = sorted({str(graph.nodes[n].get("group", "")) for n in neurons})
+    sensors = [nodes[i] for i in sensor_ids]
+    neurons = [nodes[i] for i in neuron_ids]
+    group_names = [str(data[v].get("group", "")) for v in neurons]
+    groups = sorted(set(group_names))
     group_of = {g: i for i, g in enumerate(groups)}
-    engine = {n: i for i, n in enumerate(neurons)}
-    neuron_edges = [
-        (engine[u], engine[v])
-        for u, v, d in graph.edges(data=True)
-        if d["kind"] == "feedforward" and u in engine and v in engine
-    ]
-    motor = torch.tensor([graph.nodes[n]["role"] == "motor" for n in neurons], dtype=torch.bool)
+    between = ff & is_neuron[src] & is_neuron[dst]  # neuron -> neuron feedforward edges, in graph order
+    motor = torch.tensor([data[v]["role"] == "motor" for v in neurons], dtype=torch.bool)
     wiring = Wiring(
         sensor_names=sensors,
         neuron_names=neurons,
         group_names=groups,
-        sensor_index=torch.tensor([graph.nodes[n]["index"] for n in sensors], dtype=torch.long),
+        sensor_index=torch.tensor([data[v]["index"] for v in sensors], dtype=torch.long),
         stages=stages,
         ff_idx=ff_idx,
         ff_mask=ff_mask,
         ctx_idx=ctx_idx,
         ctx_mask=ctx_mask,
-        layer=torch.tensor([graph.nodes[n]["layer"] for n in neurons], dtype=torch.long),
+        layer=torch.from_numpy(layer_of[neuron_ids].copy()),
         motor=motor,
-        group=torch.tensor([group_of[str(graph.nodes[n].get("group", ""))] for n in neurons], dtype=torch.long),
-        edge_src=torch.tensor([e[0] for e in neuron_edges], dtype=torch.long),
-        edge_dst=torch.tensor([e[1] for e in neuron_edges], dtype=torch.long),
+        group=torch.tensor([group_of[g] for g in group_names], dtype=torch.long),
+        edge_src=torch.from_numpy(position[src[between]] - s),
+        edge_dst=torch.from_numpy(position[dst[between]] - s),
         motor_idx=torch.nonzero(motor).flatten(),
     )
     return wiring.to(device)
