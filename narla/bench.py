@@ -359,6 +359,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")], metavar="N,N,...",
                         help="--scaling: network sizes (default 100,1000,10000,100000)")
     parser.add_argument("--out", default="runs/bench-scaling", help="--scaling: where the table, JSON and plot go")
+    parser.add_argument("--build-only", action="store_true",
+                        help="--scaling: only build each network and report the time of each part (build.md)")
     parser.add_argument("--max-tick-s", type=float, default=0.5,
                         help="--scaling: skip configurations whose acting tick is estimated to take longer (s)")
     parser.add_argument("--timeout", type=float, default=900.0,

@@ -65,10 +65,19 @@ def child(spec: dict) -> list[dict]:
     cfg = Config(f"sparse-{spec['n']}", network(spec["n"]), hidden, tuple(spec["batches"]), ())
     start = time.perf_counter()
     readout = Readout("choice", CartPole(1).action_space)
-    wiring = compile_graph(cfg.graph(), device)
+    graph = cfg.graph()
+    built = time.perf_counter()
+    wiring = compile_graph(graph, device)
+    compiled = time.perf_counter()
+    del graph
     population = Population(wiring, out_dim=readout.out_dim, hidden=hidden, activation="leaky_relu").to(device)
     engine = Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(0))
     build_s = time.perf_counter() - start
+    if spec.get("build_only"):
+        return [{"neurons": wiring.num_neurons, "policy": spec["policy"], "edges": int(wiring.ff_mask.sum()),
+                 "graph_s": round(built - start, 2), "compile_s": round(compiled - built, 2),
+                 "population_s": round(start + build_s - compiled, 2), "build_s": round(build_s, 2),
+                 "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)}]
     rows = []
     for b in spec["batches"]:
         row = {"neurons": wiring.num_neurons, "policy": spec["policy"], "B": b, "build_s": round(build_s, 2)}
@@ -86,13 +95,15 @@ def child(spec: dict) -> list[dict]:
 
 
 def run(sizes, batches, policies, seconds: float, device: str, threads: int, max_tick_s: float, flops: float,
-        timeout_s: float) -> list[dict]:
-    """Every (N, policy) in a fresh process; their rows (a process that fails or times out gives one row saying so)."""
+        timeout_s: float, build_only: bool = False) -> list[dict]:
+    """Every (N, policy) in a fresh process; their rows (a process that fails or times out gives one row saying so).
+    ``build_only``: each process only builds its network (graph, compiled wiring, population) and reports the time
+    of each part and its peak memory."""
     rows = []
     for n in sizes:
         for policy in policies:
             spec = {"n": n, "policy": policy, "batches": list(batches), "seconds": seconds, "device": device,
-                    "threads": threads, "max_tick_s": max_tick_s, "flops": flops}
+                    "threads": threads, "max_tick_s": max_tick_s, "flops": flops, "build_only": build_only}
             print(f"scaling: N={n:,} policy {policy} ...", file=sys.stderr, flush=True)
             try:
                 done = subprocess.run([sys.executable, "-m", "narla.bench_scaling", "--child", json.dumps(spec)],
@@ -138,6 +149,27 @@ def format_markdown(rows: list[dict], info: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_build(rows: list[dict], info: str) -> str:
+    """The rows of a ``--build-only`` run as a markdown table."""
+    lines = [
+        "# narla bench --scaling --build-only",
+        "",
+        f"Building random_sparse CartPole networks (fan-in {FAN_IN}, 4 layers); {info}. Graph: the networkx builder;",
+        "compile: validation and the index tensors (`narla.wiring.compile_graph`); population: the stacked policies",
+        "and the engine. Peak memory: the process's resident peak (one process per network and policy).",
+        "",
+        "| neurons | policy | feedforward edges | graph (s) | compile (s) | population (s) | build (s) | peak memory |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['neurons']:,} | {r['policy']} | skipped: {r['skipped']} | | | | | |")
+            continue
+        lines.append(f"| {r['neurons']:,} | {r['policy']} | {r['edges']:,} | {r['graph_s']} | {r['compile_s']} | "
+                     f"{r['population_s']} | {r['build_s']} | {r['peak_rss_gib']:.2f} GiB |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Acting and training neuron-steps/s against N, one line per (policy, B)."""
     import matplotlib
@@ -176,9 +208,15 @@ def main(args: argparse.Namespace, flops: float) -> int:
 
     info = f"{machine_info(torch.device(args.device))}; fp32 matmul {flops / 1e9:,.1f} GFLOP/s"
     rows = run(sizes, batches, policies, seconds, args.device, max(args.threads, 1), args.max_tick_s, flops,
-               args.timeout)
+               args.timeout, args.build_only)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.build_only:
+        atomic_write(out / "build.json", json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
+        atomic_write(out / "build.md", format_build(rows, info))
+        print(format_build(rows, info), end="")
+        print(f"written: {out / 'build.md'}, build.json", file=sys.stderr)
+        return 0
     atomic_write(out / "scaling.json", json.dumps({"info": info, "rows": rows}, indent=2) + "\n")
     atomic_write(out / "scaling.md", format_markdown(rows, info))
     plot(rows, out / "scaling.png")

@@ -71,3 +71,14 @@ def test_scaling_skips_a_configuration_whose_tick_would_exceed_the_budget_and_sa
             "max_tick_s": 1e-12, "flops": 1e11}
     (row,) = child(spec)
     assert "acting tick would take" in row["skipped"] and "training_neuron_steps_per_s" not in row
+
+
+def test_build_only_scaling_reports_each_part_of_the_build_and_its_memory(tmp_path, capsys):
+    out = tmp_path / "build"
+    assert main(["bench", "--scaling", "--build-only", "--sizes", "300", "--out", str(out)]) == 0
+    rows = json.loads((out / "build.json").read_text())["rows"]
+    assert [(r["neurons"], r["policy"]) for r in rows] == [(300, "2x16"), (300, "2x128")]
+    for r in rows:
+        assert r["edges"] == 100 * 4 + 200 * 16  # hidden layers of 100, 100, 99: the first reads the 4 sensors
+        assert r["build_s"] >= r["graph_s"] + r["compile_s"] - 0.02 and r["peak_rss_gib"] > 0
+    assert "| 300 | 2x16 |" in (out / "build.md").read_text() and not (out / "scaling.json").exists()
