@@ -34,3 +34,24 @@ def test_ant_es_trains_checkpoints_and_restores_the_normalizer(tmp_path):
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert checkpoint["episodes"] == 4 and checkpoint["normalizer"]["count"] > 0
     trainer.run.task.close()
+
+
+def test_ant_study_reuses_a_cached_test_only_for_the_same_model_and_number_of_episodes(tmp_path, monkeypatch):
+    import json
+
+    import narla.evaluate
+    from narla.analysis import ant
+
+    (tmp_path / "summary.json").write_text(json.dumps({"episodes": 160}))
+    cached = {"episodes_trained": 160, "plain": {"mean": 1.0, "std": 0.0, "returns": [1.0] * 10},
+              "shuffled": {"mean": 1.0, "std": 0.0, "returns": [1.0] * 10}}
+    (tmp_path / "test.json").write_text(json.dumps(cached))
+    calls = []
+
+    def fake_evaluate(run_dir, episodes, num_envs, shuffle):
+        calls.append((episodes, shuffle))
+        return {"mean_return": 2.0, "std_return": 0.0, "returns": [2.0] * episodes}
+
+    monkeypatch.setattr(narla.evaluate, "evaluate", fake_evaluate)
+    assert ant.test(tmp_path, 10) == cached and calls == []
+    assert ant.test(tmp_path, 50)["plain"]["returns"] == [2.0] * 50 and calls == [(50, False), (50, True)]

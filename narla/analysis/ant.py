@@ -144,12 +144,14 @@ def train(model: str, runs: Path, env_steps: int, max_minutes: float | None, see
 
 
 def test(run_dir: Path, episodes: int) -> dict:
-    """Plain and shuffled test scores of the mean parameters (cached in ``test.json`` for the model it tested)."""
+    """Plain and shuffled test scores of the mean parameters (cached in ``test.json`` for the model it tested and the
+    number of test episodes)."""
     from narla.evaluate import evaluate
 
     summary = _read(run_dir / "summary.json") or {}
     cached = _read(run_dir / "test.json")
-    if cached is not None and cached.get("episodes_trained") == summary.get("episodes"):
+    if (cached is not None and cached.get("episodes_trained") == summary.get("episodes")
+            and len(cached.get("plain", {}).get("returns", [])) == episodes):
         return cached
     result = {"episodes_trained": summary.get("episodes")}
     for kind, shuffle in (("plain", False), ("shuffled", True)):
