@@ -151,8 +151,11 @@ def format_markdown(rows: list[dict], info: str) -> str:
 
 def format_build(rows: list[dict], info: str) -> str:
     """The rows of a ``--build-only`` run as a markdown table."""
+    sizes = ",".join(str(n) for n in dict.fromkeys(r["neurons"] for r in rows))
     lines = [
         "# narla bench --scaling --build-only",
+        "",
+        f"Regenerate: `narla bench --scaling --build-only --sizes {sizes} --timeout 1800 --out OUT`.",
         "",
         f"Building random_sparse CartPole networks (fan-in {FAN_IN}, 4 layers); {info}. Graph: the networkx builder;",
         "compile: validation and the index tensors (`narla.wiring.compile_graph`); population: the stacked policies",
