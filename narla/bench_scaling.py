@@ -52,6 +52,12 @@ def peak_rss_bytes() -> int:
 
 def child(spec: dict) -> list[dict]:
     """Measure one (N, policy) at every batch size of ``spec``; runs in its own process (see the module doc)."""
+    return list(child_rows(spec))
+
+
+def child_rows(spec: dict):
+    """:func:`child`, one row at a time as each is measured (the process prints each at once, so the rows of a
+    process that times out or is killed later are kept)."""
     from narla.bench import Config, EngineLoop, measure, training_rate
     from narla.engine import Engine
     from narla.neurons import Population
@@ -74,24 +80,23 @@ def child(spec: dict) -> list[dict]:
     engine = Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(0))
     build_s = time.perf_counter() - start
     if spec.get("build_only"):
-        return [{"neurons": wiring.num_neurons, "policy": spec["policy"], "edges": int(wiring.ff_mask.sum()),
+        yield {"neurons": wiring.num_neurons, "policy": spec["policy"], "edges": int(wiring.ff_mask.sum()),
                  "graph_s": round(built - start, 2), "compile_s": round(compiled - built, 2),
                  "population_s": round(start + build_s - compiled, 2), "build_s": round(build_s, 2),
-                 "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)}]
-    rows = []
+                 "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)}
+        return
     for b in spec["batches"]:
         row = {"neurons": wiring.num_neurons, "policy": spec["policy"], "B": b, "build_s": round(build_s, 2)}
         tick_s = estimated_tick_s(spec["n"], b, hidden, spec["flops"])
         if tick_s > spec["max_tick_s"]:
-            rows.append({**row, "skipped": f"an acting tick would take about {tick_s:.1f} s"})
+            yield {**row, "skipped": f"an acting tick would take about {tick_s:.1f} s"}
             continue
         with torch.inference_mode():
             steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
         row.update(training_rate(cfg, b, device, spec["seconds"]))
         row["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 2)
-        rows.append(row)
-    return rows
+        yield row
 
 
 def run(sizes, batches, policies, seconds: float, device: str, threads: int, max_tick_s: float, flops: float,
@@ -108,17 +113,24 @@ def run(sizes, batches, policies, seconds: float, device: str, threads: int, max
             try:
                 done = subprocess.run([sys.executable, "-m", "narla.bench_scaling", "--child", json.dumps(spec)],
                                       capture_output=True, text=True, timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                rows.append({"neurons": n, "policy": policy, "skipped": f"timed out after {timeout_s:.0f} s"})
+                out, code, err = done.stdout, done.returncode, done.stderr
+            except subprocess.TimeoutExpired as expired:
+                out, code, err = expired.stdout or "", None, ""
+                out = out.decode() if isinstance(out, bytes) else out
+            measured = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            rows.extend(measured)
+            done_batches = {r.get("B") for r in measured}
+            left = [b for b in batches if b not in done_batches] if not build_only else ([] if measured else [None])
+            if code == 0 or not left:
                 continue
-            if done.returncode != 0:
-                if done.returncode == -9:
-                    reason = "killed (signal 9), most likely out of memory"
-                else:
-                    reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-                rows.append({"neurons": n, "policy": policy, "skipped": f"failed: {reason}"})
-                continue
-            rows.extend(json.loads(done.stdout.strip().splitlines()[-1]))
+            if code is None:
+                reason = f"timed out after {timeout_s:.0f} s"
+            elif code == -9:
+                reason = "failed: killed (signal 9), most likely out of memory"
+            else:
+                reason = "failed: " + (err.strip().splitlines() or [f"exit status {code}"])[-1]
+            rows.append({"neurons": n, "policy": policy, "B": ", ".join(str(b) for b in left if b is not None) or "—",
+                         "skipped": reason})
     return rows
 
 
@@ -230,6 +242,7 @@ def main(args: argparse.Namespace, flops: float) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(child(json.loads(sys.argv[2]))))
+        for measured in child_rows(json.loads(sys.argv[2])):
+            print(json.dumps(measured), flush=True)
         raise SystemExit(0)
     raise SystemExit("run it as: narla bench --scaling")
