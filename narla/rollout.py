@@ -165,7 +165,7 @@ def collect(
     costs about the sum of their lengths, not ``B`` times the longest.
 
     Memory: the record holds ``obs``, the actions (in :attr:`~narla.engine.Engine.record_dtype`) and the total
-    reward of every tick, and each component's running sum; the ticks are stacked one at a time as each is freed,
+    reward of every tick, and each component's running sum; a large record is stacked tick by tick as each is freed,
     so the peak is the record plus one tick. ``per_tick_components`` also keeps every component per tick.
     """
     b = task.num_envs
@@ -220,9 +220,17 @@ def collect(
     )
 
 
+STACK_AT_ONCE_BYTES = 1 << 26  # records below this size are stacked in one call (faster; their copy is small)
+
+
 def stack_freeing(ticks: list[torch.Tensor]) -> torch.Tensor:
     """``torch.stack(ticks)`` that drops each tick from the list once it is copied: the peak is the result plus one
-    tick, not twice the result. The list is left holding ``None``."""
+    tick, not twice the result. The list is left holding ``None``. A record under :data:`STACK_AT_ONCE_BYTES` is
+    stacked in one call instead (one kernel rather than ``T`` copies)."""
+    if len(ticks) * ticks[0].numel() * ticks[0].element_size() < STACK_AT_ONCE_BYTES:
+        out = torch.stack(ticks)
+        ticks[:] = [None] * len(ticks)
+        return out
     out = ticks[0].new_empty(len(ticks), *ticks[0].shape)
     for t in range(len(ticks)):
         out[t] = ticks[t]

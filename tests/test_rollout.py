@@ -1,5 +1,6 @@
 """Collection drops finished copies from the engine's batch without changing any live copy's episode."""
 
+import pytest
 import torch
 
 from narla.engine import Engine
@@ -50,3 +51,16 @@ def test_evolution_strategies_never_drop_copies_since_columns_belong_to_members(
     run = build(from_dict({**SCENARIO, "task": {"id": "cartpole", "num_envs": 4},
                            "learning": {"rule": "es", "population": 2}}))
     assert not run.engine.compactable
+
+
+@pytest.mark.parametrize("at_once_bytes", [0, 1 << 40])
+def test_stacking_a_record_tick_by_tick_or_at_once_gives_the_same_tensor_and_empties_the_list(at_once_bytes,
+                                                                                              monkeypatch):
+    import narla.rollout
+
+    monkeypatch.setattr(narla.rollout, "STACK_AT_ONCE_BYTES", at_once_bytes)
+    ticks = [torch.randn(3, 5) for _ in range(7)]
+    expected = torch.stack(ticks)
+    held = list(ticks)
+    assert torch.equal(narla.rollout.stack_freeing(held), expected)
+    assert held == [None] * 7
