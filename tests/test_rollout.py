@@ -64,3 +64,15 @@ def test_stacking_a_record_tick_by_tick_or_at_once_gives_the_same_tensor_and_emp
     held = list(ticks)
     assert torch.equal(narla.rollout.stack_freeing(held), expected)
     assert held == [None] * 7
+
+
+def test_a_spiking_rollout_records_actions_in_one_byte_and_components_as_episode_sums():
+    run = build(from_dict(SCENARIO))
+    rollout = collect(run.engine, run.task, run.scheme)
+    assert rollout.actions.dtype == torch.int8 and rollout.components == {}
+    again = build(from_dict(SCENARIO))
+    kept = collect(again.engine, again.task, again.scheme, per_tick_components=True)
+    assert torch.equal(kept.actions, rollout.actions)  # same seed, same episodes
+    assert set(kept.components) == set(rollout.component_sums) == set(run.scheme.names)
+    for name, per_tick in kept.components.items():
+        torch.testing.assert_close(rollout.component_sums[name], per_tick.sum(0), rtol=1e-6, atol=1e-5)
