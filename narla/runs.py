@@ -110,6 +110,7 @@ class RunEngine(Engine):
         self._tick_runs: list[int] | None = None  # the runs whose copies the ticks compute (None: all)
         self._compacted_from: torch.Tensor | None = None  # the active columns _tick_runs was read from
         self._ticking = False
+        self._run_params: dict[str, torch.Tensor] | None = None  # set by evaluate_run
         self.max_ticks = max_ticks  # an episode's tick limit (collection stops there, mid-block)
         self._tick = 0  # ticks played in the current episode
         self._row = 0  # first neuron row of the next stage's draw within the tick
@@ -155,16 +156,33 @@ class RunEngine(Engine):
         rows = [run * n + a + j for a, b in self.stages for run in runs for j in range(b - a)]
         return torch.tensor(rows, dtype=torch.long, device=self.device)
 
+    def run_parameters_views(self) -> list[dict[str, torch.Tensor]]:
+        """Each run's parameters, ``{name: [N, ...]}``, as views of the stacked ones made by one ``unbind`` per
+        parameter. A run re-evaluated on them reads its rows the way a lone run reads its own parameters (slices
+        of an ``[N, ...]`` tensor), and the backward pass writes each run's gradient once; gathering the run's rows
+        from the stack instead writes a gradient the size of the whole stack for every use (every stage and layer of
+        every run)."""
+        r = self.num_runs
+        views: list[dict[str, torch.Tensor]] = [{} for _ in range(r)]
+        for name, p in self.population.named_parameters():
+            for k, v in enumerate(p.view(r, p.shape[0] // r, *p.shape[1:]).unbind(0)):
+                views[k][name] = v
+        return views
+
     def evaluate_run(
-        self, run: int, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor
+        self, run: int, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor,
+        params: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`Engine.evaluate` of run ``run`` alone (its columns only: ``obs[T, B, S]``, ``valid[T, B]``):
         exactly the lone run's computation (same column count, so the same matrix kernels), with gradient to the
-        stacked parameters. Returns ``log_prob, entropy`` ``[T, B, N]``."""
+        stacked parameters (through ``params``, run ``run``'s entry of :meth:`run_parameters_views`, when given).
+        Returns ``log_prob, entropy`` ``[T, B, N]``."""
         self._set_slots([run])
+        self._run_params = params
         try:
             logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
         finally:
+            self._run_params = None
             self._set_slots()
         return logp, entropy
 
@@ -207,6 +225,8 @@ class RunEngine(Engine):
     def _policy(
         self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self._run_params is not None:  # one run's re-evaluation on its own parameter views (evaluate_run)
+            return torch.func.functional_call(self.lone_population, self._run_params, (x, c, start, end))
         x = self._to_runs(x)
         c = self._to_runs(c) if self._uses_context else x.new_zeros(x.shape[0], 0, x.shape[2])
         r = self._view
@@ -407,11 +427,12 @@ class RunReinforce(Reinforce):
             self.run_losses = per_column.view(engine.num_runs, b).sum(1) / b
             return -(logp * adv).sum() / b - coef * (entropy * mask).sum() / b
         total, losses = None, []
+        views = engine.run_parameters_views()
         for r, t in enumerate(engine.ticks):
             cols = self._columns(r)
             valid = rollout.valid[:t, cols]
             logp, entropy = engine.evaluate_run(
-                r, rollout.obs[:t, cols], rollout.actions[:t, cols], rollout.first[:t, cols], valid
+                r, rollout.obs[:t, cols], rollout.actions[:t, cols], rollout.first[:t, cols], valid, views[r]
             )
             mask = valid.float().unsqueeze(-1)
             loss = -(logp * adv[:t, cols]).sum() / b - coef * (entropy * mask).sum() / b
