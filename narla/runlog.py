@@ -40,7 +40,8 @@ class RunLog:
         self.trainer, self.cfg, self.out_dir, self.resumed = trainer, cfg, out_dir, resumed
         self.files: dict[str, tuple[Any, Any]] = {}  # name -> (open file, writer)
         self.bar = TrainingProgress(cfg.max_episodes, trainer.solve_threshold, trainer.solve_window, cfg.solve_after,
-                                    cfg.solve_strict, enabled=trainer.progress, initial=len(trainer.returns))
+                                    cfg.solve_strict, enabled=trainer.progress, initial=len(trainer.returns),
+                                    step_budget=cfg.max_env_steps, initial_steps=trainer.env_steps)
         board = "tensorboard" in cfg.log and out_dir is not None
         self.board = TensorBoardLog(out_dir / "tensorboard") if board else None
         self.tester = self.tracker = None
@@ -93,11 +94,11 @@ class RunLog:
 
                 self.tracker = EmergenceTracker(run)
             self._append("emergence.csv", [self.tracker(rollout, done)])
-        self.bar.update(done, mean, len(window))
+        self.bar.update(done, mean, len(window), self.trainer.env_steps)
 
     def close(self, status: str) -> None:
         """Close every file and probe; the progress line ends with ``status``."""
-        self.bar.close(len(self.trainer.returns), status)
+        self.bar.close(len(self.trainer.returns), status, self.trainer.env_steps)
         for f, _ in self.files.values():
             f.close()
         for probe in (self.tester, self.tracker):

@@ -34,3 +34,13 @@ def test_disabled_progress_writes_nothing():
     progress.update(10, 1.0, 10)
     progress.close(10, "solved")
     assert stream.getvalue() == ""
+
+
+def test_a_run_with_a_step_budget_counts_environment_steps_against_it():
+    stream = io.StringIO()
+    progress = TrainingProgress(100_000_000, None, 100, stream=stream, interval_s=0.0, step_budget=5_000_000)
+    progress.update(16, 700.0, 16, env_steps=15_360)
+    progress.close(16, "max_env_steps", env_steps=15_360)
+    first, last = stream.getvalue().splitlines()
+    assert first.startswith("env steps 15,360/5,000,000 (episode 16): ")
+    assert last.endswith("; max_env_steps")
