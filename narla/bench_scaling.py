@@ -81,9 +81,9 @@ def child_rows(spec: dict):
     build_s = time.perf_counter() - start
     if spec.get("build_only"):
         yield {"neurons": wiring.num_neurons, "policy": spec["policy"], "edges": int(wiring.ff_mask.sum()),
-                 "graph_s": round(built - start, 2), "compile_s": round(compiled - built, 2),
-                 "population_s": round(start + build_s - compiled, 2), "build_s": round(build_s, 2),
-                 "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)}
+               "graph_s": round(built - start, 2), "compile_s": round(compiled - built, 2),
+               "population_s": round(start + build_s - compiled, 2), "build_s": round(build_s, 2),
+               "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)}
         return
     for b in spec["batches"]:
         row = {"neurons": wiring.num_neurons, "policy": spec["policy"], "B": b, "build_s": round(build_s, 2)}

@@ -143,11 +143,10 @@ class RunEngine(Engine):
     def num_runs(self) -> int:
         return len(self.generators)
 
-    def _set_slots(self, runs: list[int] | None = None) -> None:
-        """Virtual neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)`` -> parameter row ``runs[k]·N + a + j``."""
-        runs = list(range(self.num_runs)) if runs is None else runs
-        self.population.slots = self._rows(runs)
-        self._view = len(runs)
+    def _set_slots(self) -> None:
+        """Lay every run out in virtual order (:meth:`_rows`) for a forward pass over all runs' columns."""
+        self.population.slots = self._rows(list(range(self.num_runs)))
+        self._view = self.num_runs
 
     def _rows(self, runs: list[int]) -> torch.Tensor:
         """Parameter rows in virtual order for ``runs``: virtual neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)``
@@ -170,20 +169,18 @@ class RunEngine(Engine):
         return views
 
     def evaluate_run(
-        self, run: int, obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor,
-        params: dict[str, torch.Tensor] | None = None,
+        self, params: dict[str, torch.Tensor], obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor,
+        valid: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`Engine.evaluate` of run ``run`` alone (its columns only: ``obs[T, B, S]``, ``valid[T, B]``):
-        exactly the lone run's computation (same column count, so the same matrix kernels), with gradient to the
-        stacked parameters (through ``params``, run ``run``'s entry of :meth:`run_parameters_views`, when given).
+        """:meth:`Engine.evaluate` of one run alone, on its entry ``params`` of :meth:`run_parameters_views` and its
+        columns only (``obs[T, B, S]``, ``valid[T, B]``): exactly the lone run's computation (same parameter layout
+        and column count, so the same matrix kernels), with gradient to the stacked parameters.
         Returns ``log_prob, entropy`` ``[T, B, N]``."""
-        self._set_slots([run])
         self._run_params = params
         try:
             logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
         finally:
             self._run_params = None
-            self._set_slots()
         return logp, entropy
 
     def start_episode(self) -> None:
@@ -432,7 +429,7 @@ class RunReinforce(Reinforce):
             cols = self._columns(r)
             valid = rollout.valid[:t, cols]
             logp, entropy = engine.evaluate_run(
-                r, rollout.obs[:t, cols], rollout.actions[:t, cols], rollout.first[:t, cols], valid, views[r]
+                views[r], rollout.obs[:t, cols], rollout.actions[:t, cols], rollout.first[:t, cols], valid
             )
             mask = valid.float().unsqueeze(-1)
             loss = -(logp * adv[:t, cols]).sum() / b - coef * (entropy * mask).sum() / b

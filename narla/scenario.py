@@ -167,7 +167,8 @@ class TrainingConfig:
     log: list[Literal["csv", "tensorboard"]] = field(default_factory=lambda: ["csv"])
 
 
-Device = Annotated[StrictStr, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?"
+Device = Annotated[StrictStr, Field(pattern=f"^({DEVICE_PATTERN})$")]
 ImportEntry = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(@.+)?$")]
 
 
@@ -352,8 +353,8 @@ DEVICE_ENV = "NARLA_DEVICE"  # the device of scenarios that do not name one (``p
 def default_device() -> str:
     """The device a scenario without ``device`` gets: ``$NARLA_DEVICE`` when set (checked), else ``cpu``."""
     value = os.environ.get(DEVICE_ENV) or "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
-        raise ScenarioError(f"{DEVICE_ENV}: must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    if not re.fullmatch(DEVICE_PATTERN, value):
+        raise ScenarioError(f"{DEVICE_ENV}: must be {_PATTERNS['device']}, got {value!r}")
     return value
 
 
