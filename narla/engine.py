@@ -28,6 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from narla.allocator import hold_freed_memory
 from narla.context import action_features
 from narla.neurons.population import Population
 from narla.readout import Readout
@@ -50,6 +51,7 @@ class Engine:
     ) -> None:
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation: unknown mode {propagation!r}; allowed: {', '.join(PROPAGATIONS)}")
+        hold_freed_memory()  # a tick's activations reuse heap memory instead of faulting in new pages
         self.wiring = wiring
         self.population = population
         self.readout = readout.bind(wiring)

@@ -137,7 +137,7 @@ class ReferenceNetwork(nn.Module):
             raise ValueError("the reference models independent neurons: tied slots and pooling maps are not supported")
         extra = population.position_dim + population.action_dim
         hidden = [w.shape[2] for w in population.policy.weights[:-1]]
-        activation = next(k for k, f in ACTIVATIONS.items() if f is population.policy.activation)
+        activation = population.policy.activation_name
         ff_mask = wiring.ff_mask.cpu() > 0
         ctx_mask = wiring.ctx_mask.cpu() > 0
         ff_idx, ctx_idx = wiring.ff_idx.cpu(), wiring.ctx_idx.cpu()

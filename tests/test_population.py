@@ -271,3 +271,31 @@ def test_evaluate_on_valid_ticks_only_matches_the_full_evaluation_there():
     for a, b in zip(full[:2], part[:2], strict=True):
         assert torch.allclose(a[valid], b[valid], atol=1e-6)
         assert torch.count_nonzero(b[~valid]) == 0
+
+
+OUT_OF_PLACE = {
+    "leaky_relu": torch.nn.functional.leaky_relu,
+    "leaky_relu_0.3": lambda h: torch.nn.functional.leaky_relu(h, 0.3),
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+}
+
+
+@pytest.mark.parametrize("activation", OUT_OF_PLACE)
+def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activation):
+    from narla.neurons.population import StackedMLP
+
+    torch.manual_seed(0)
+    mlp = StackedMLP(3, 4, (8, 8), 2, activation, torch.tensor([4, 2, 3]))
+    x = torch.randn(3, 4, 5)
+    out = mlp(x)
+    grads = torch.autograd.grad(out.square().sum(), list(mlp.parameters()))
+    h = x.transpose(1, 2)
+    for layer, (w, b) in enumerate(zip(mlp.weights, mlp.biases, strict=True)):
+        h = torch.baddbmm(b, h, w)
+        if layer < len(mlp.weights) - 1:
+            h = OUT_OF_PLACE[activation](h)
+    want = h.transpose(1, 2)
+    assert torch.equal(out, want)
+    for got, expected in zip(grads, torch.autograd.grad(want.square().sum(), list(mlp.parameters())), strict=True):
+        assert torch.equal(got, expected)
