@@ -45,6 +45,19 @@ def _member_correction(base: torch.Tensor, h: torch.Tensor, dw: torch.Tensor, db
     return torch.baddbmm(acc, h.reshape(nm, k, h.shape[2]), dw.reshape(nm, dw.shape[2], out)).view(n, cols, out)
 
 
+COLUMN_FORM_COLS = 16  # columns from which a narrow layer is computed as W^T @ x (see _column_form)
+COLUMN_FORM_OUT = 8  # the widest output computed that way
+
+
+def _column_form(cols: int, out: int) -> bool:
+    """Whether a layer of ``out`` units over ``cols`` columns runs faster as ``W^T[out, in] @ x[in, cols]`` than as
+    ``h[cols, in] @ W[in, out]``. A narrow output (a neuron's one or two logits) leaves the row form's matrix
+    product two units wide, which CPU kernels handle poorly: measured on this project's machine, the column form
+    of a 128 -> 2 layer is 3x faster at 64 and 256 columns and 1.8x at 1,280, and slower only at one column.
+    """
+    return cols >= COLUMN_FORM_COLS and out <= COLUMN_FORM_OUT
+
+
 class StackedMLP(nn.Module):
     """``N`` independent MLPs ``in_dim -> hidden... -> out_dim``, one per neuron."""
 
@@ -96,6 +109,8 @@ class StackedMLP(nn.Module):
                 w, b = w[rows], b[rows]
             if layer == 0 and h.shape[-1] < w.shape[1]:
                 w = w[:, : h.shape[-1]]  # inputs gathered without the padding (Engine.trim_padding)
+            if layer == last and deltas is None and _column_form(h.shape[1], w.shape[2]):
+                return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))  # [n, out, cols]
             h_in = h
             h = torch.baddbmm(b, h, w)  # [n, cols, out] = h @ W + b, per neuron
             if deltas is not None:
