@@ -40,6 +40,8 @@ import json
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -178,7 +180,8 @@ class RunEngine(Engine):
         Returns ``log_prob, entropy`` ``[T, B, N]``."""
         self._run_params = params
         try:
-            logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
+            with parameters_replaced(self.lone_population, params):
+                logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
         finally:
             self._run_params = None
         return logp, entropy
@@ -223,7 +226,7 @@ class RunEngine(Engine):
         self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
     ) -> torch.Tensor:
         if self._run_params is not None:  # one run's re-evaluation on its own parameter views (evaluate_run)
-            return torch.func.functional_call(self.lone_population, self._run_params, (x, c, start, end))
+            return self.lone_population(x, c, start, end)
         x = self._to_runs(x)
         c = self._to_runs(c) if self._uses_context else x.new_zeros(x.shape[0], 0, x.shape[2])
         r = self._view
@@ -315,6 +318,24 @@ class RunEngine(Engine):
         self.drawing = [self.drawing[r] for r in keep]
         self.ticks = [self.ticks[r] for r in keep]
         self._set_slots()
+
+
+@contextmanager
+def parameters_replaced(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Within the block, ``module``'s parameters named in ``tensors`` (``named_parameters`` names) are those tensors
+    (views with their own autograd history), as ``torch.func.functional_call`` would make them for one call, but
+    once for a whole re-evaluation: a run's update then pays one swap, not one per stage and layer."""
+    saved = []
+    try:
+        for name, tensor in tensors.items():
+            owner, _, leaf = name.rpartition(".")
+            holder = module.get_submodule(owner)
+            saved.append((holder, leaf, holder._parameters[leaf]))
+            holder._parameters[leaf] = tensor
+        yield
+    finally:
+        for holder, leaf, parameter in reversed(saved):
+            holder._parameters[leaf] = parameter
 
 
 def stack_populations(populations: list[Population]) -> Population:
