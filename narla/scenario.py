@@ -149,6 +149,9 @@ class TrainingConfig:
     effects of a sample of neurons) to ``emergence.csv`` (:mod:`narla.study.tracking`); null: never.
     ``log``: where the per-episode record goes: ``csv`` (``episodes.csv``, always) and optionally ``tensorboard``
     (scalars in ``RUN_DIR/tensorboard``, :mod:`narla.tblog`).
+    ``init_from``: a results directory of an earlier run of the same network (its ``model.pt``, else its
+    ``checkpoint.pt``); training starts from its parameters and observation statistics, with a fresh learner
+    (optimizer or evolution strategy, seeded by this scenario). Null: the network's own initialisation.
     """
 
     max_episodes: Count = 20000
@@ -165,6 +168,7 @@ class TrainingConfig:
     log_neurons: StrictBool = False
     analyze_every: Count | None = None
     log: list[Literal["csv", "tensorboard"]] = field(default_factory=lambda: ["csv"])
+    init_from: StrictStr | None = None
 
 
 DEVICE_PATTERN = r"cpu|cuda(:\d+)?"

@@ -126,11 +126,12 @@ class Run:
     generator: torch.Generator = field(repr=False, default=None)
 
 
-def build(scenario: Scenario, learner: bool = True) -> Run:
+def build(scenario: Scenario, learner: bool = True, init_from: bool = True) -> Run:
     """Construct task, graph, wiring, population, engine, reward scheme and learner; seeded.
 
     ``learner=False`` builds no learner (``run.learner`` is None): a replay acts with the population's own
-    parameters, never with an evolution strategy's perturbed members.
+    parameters, never with an evolution strategy's perturbed members. ``init_from=False`` ignores
+    ``training.init_from`` (a resumed run takes its parameters from its checkpoint instead).
     """
     import_all(scenario.imports)  # user modules first: their @register_reward decorators run now
     device = torch.device(scenario.device)
@@ -194,6 +195,8 @@ def build(scenario: Scenario, learner: bool = True) -> Run:
         engine = Engine(wiring, population, readout, scenario.propagation, generator)
     except ValueError as err:
         raise ScenarioError(str(err)) from None
+    if learner and init_from and scenario.training.init_from is not None:
+        start_from(population, task, scenario.training.init_from)
     if rule in ("es", "cma_es"):
         engine.explore = False  # rate neurons are deterministic under evolution strategies
         log_std = getattr(population, "log_std", None)
@@ -227,6 +230,29 @@ def build(scenario: Scenario, learner: bool = True) -> Run:
         )
     task.reset(seed=scenario.seed)
     return Run(scenario, task, graph, wiring, engine, scheme, learner, device, generator)
+
+
+def start_from(population: torch.nn.Module, task: Task, run_dir: str) -> None:
+    """``training.init_from``: load an earlier run's parameters into ``population`` and its observation statistics
+    into ``task`` (when both have them), before any learner reads the population."""
+    from narla.evaluate import load_model
+
+    field_name = "training.init_from"
+    try:
+        saved = load_model(run_dir)
+    except ScenarioError as err:
+        raise ScenarioError(f"{field_name}: {err}") from None
+    try:
+        population.load_state_dict(saved["population"])
+    except (KeyError, RuntimeError) as err:
+        detail = str(err).strip().splitlines()
+        raise ScenarioError(
+            f"{field_name}: the parameters in {run_dir!r} do not fit this network "
+            f"({detail[-1].strip() if detail else 'no population saved'}); it must be a run of the same network"
+        ) from None
+    normalizer = getattr(task, "normalizer", None)
+    if normalizer is not None and saved.get("normalizer") is not None:
+        normalizer.load_state_dict(saved["normalizer"])
 
 
 def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
@@ -267,7 +293,8 @@ class Trainer:
     """Runs a scenario until its solve criterion or ``training.max_episodes``."""
 
     def __init__(
-        self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False
+        self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False,
+        init_from: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if self.out_dir is not None and not overwrite and (self.out_dir / "episodes.csv").exists():
@@ -279,7 +306,7 @@ class Trainer:
             raise ScenarioError(
                 "training.log: 'tensorboard' needs the tensorboard package: pip install 'narla[tensorboard]'"
             )
-        self.run = build(scenario)
+        self.run = build(scenario, init_from=init_from)
         self.scenario = recorded(scenario)  # with the user modules it needs, so that it re-runs from anywhere
         self.progress = progress
         solve = self.run.task.solve
@@ -487,7 +514,8 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
             f"--resume {str(out_dir)!r}: no {checkpoint.CHECKPOINT} there; only runs with training.checkpoint_every "
             "set can be resumed"
         )
-    trainer = Trainer(scenarios.load(out_dir / "scenario.yaml", overrides), out_dir, progress=progress, overwrite=True)
+    trainer = Trainer(scenarios.load(out_dir / "scenario.yaml", overrides), out_dir, progress=progress, overwrite=True,
+                      init_from=False)
     state = checkpoint.load(path, trainer.run.device)
     trainer.load_state_dict(state)
     checkpoint.truncate_logs(out_dir, state["episodes"])

@@ -270,3 +270,45 @@ def test_a_run_with_chunked_updates_learns_what_an_unchunked_run_learns():
         runs.append(dict(trainer.run.engine.population.named_parameters()))
     for name, p in runs[0].items():
         assert torch.allclose(p, runs[1][name], rtol=1e-4, atol=1e-6), name
+
+
+def _trained_run(tmp_path: Path) -> Path:
+    """A short run of SMALL with its results (model.pt) in ``tmp_path / "source"``."""
+    out = tmp_path / "source"
+    Trainer(scenario(seed=5, training__max_episodes=8), out, progress=False).train()
+    return out
+
+
+def test_init_from_starts_from_the_earlier_runs_parameters(tmp_path):
+    source = _trained_run(tmp_path)
+    saved = torch.load(source / "model.pt", weights_only=True)["population"]
+    run = build(scenario(seed=9, training__init_from=str(source)))
+    fresh = build(scenario(seed=9))
+    for name, value in run.engine.population.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    assert not torch.equal(fresh.engine.population.policy.weights[0], saved["policy.weights.0"])
+
+
+def test_init_from_a_different_network_names_the_field(tmp_path):
+    source = _trained_run(tmp_path)
+    with pytest.raises(ScenarioError, match="training.init_from: the parameters in .* do not fit this network"):
+        build(scenario(training__init_from=str(source), neuron={"hidden": [16, 16]}))
+
+
+def test_init_from_a_directory_without_a_model_names_the_field(tmp_path):
+    with pytest.raises(ScenarioError, match="training.init_from: .* holds neither model.pt nor checkpoint.pt"):
+        build(scenario(training__init_from=str(tmp_path)))
+
+
+def test_a_resumed_run_no_longer_needs_its_init_from_source(tmp_path):
+    import shutil
+
+    from narla.training import resume
+
+    source = _trained_run(tmp_path)
+    warm = scenario(seed=9, training__init_from=str(source), training__max_episodes=8, training__checkpoint_every=4)
+    Trainer(warm, tmp_path / "warm", progress=False).train()
+    shutil.rmtree(source)
+    resumed = resume(tmp_path / "warm", ["training.max_episodes=12"], progress=False)
+    resumed.train()
+    assert len(resumed.returns) == 12
