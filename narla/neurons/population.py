@@ -102,7 +102,7 @@ class StackedMLP(nn.Module):
         """
         last = len(self.weights) - 1
         h = x.transpose(1, 2)  # [n, cols, in]
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        for layer, (w, b) in enumerate(self.layers()):
             if rows is None:
                 w, b = w[start:end], b[start:end]
             else:
@@ -119,6 +119,12 @@ class StackedMLP(nn.Module):
             if layer < last:
                 h = self.activation(h)
         return h.transpose(1, 2)
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(W[N, in, out], b[N, 1, out]), ...]``, read straight from the two lists' parameter tables: iterating
+        an ``nn.ParameterList`` goes through ``Module.__getattr__`` per item, a quarter of a small network's forward
+        pass. The tables are what ``named_parameters`` reports, so a functional swap of them is seen here too."""
+        return list(zip(self.weights._parameters.values(), self.biases._parameters.values(), strict=True))
 
     def neuron_linear(
         self, layer: int, row: int, grad: bool = False
