@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from narla.allocator import hold_freed_memory
 from narla.graph import GraphError
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        hold_freed_memory()  # every command: a bad NARLA_MALLOC is one message, before any work
+    except ValueError as err:
+        print(f"narla: error: {err}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (ScenarioError, GraphError, RewardError, ResultsExistError, TrainingError, TaskUnavailable) as err:

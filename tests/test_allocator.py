@@ -29,3 +29,12 @@ def test_thresholds_are_set_on_glibc_and_only_once(fresh_state, monkeypatch):
     assert allocator.hold_freed_memory() is True
     monkeypatch.setenv("NARLA_MALLOC", "jemalloc")  # not read again: the first answer stands for the process
     assert allocator.hold_freed_memory() is True
+
+
+def test_every_command_refuses_an_unknown_policy_with_one_message(fresh_state, monkeypatch, capsys):
+    from narla.cli import main
+
+    monkeypatch.setenv("NARLA_MALLOC", "bogus")
+    assert main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["narla: error: NARLA_MALLOC: unknown value 'bogus'; allowed: hold (the default), system"]
