@@ -91,8 +91,10 @@ def test_table1_renders_the_paper_cells_beside_the_papers_numbers(tmp_path):
     assert cells["task_L5"]["solved_at_mean"] == 20000  # unsolved counts as the cap
     path = table1.render(records, [], tmp_path / "docs", "python -m narla.analysis.table1")
     text = path.read_text()
-    assert "| All | 1 (16) | 1,480 | 1,500 ± 141 | 1,500 | 1,400 – 1,600 | 2/2 | — | 2/2 (median 500) |" in text
-    assert "| Task | 5 (76) | 20,000 | 20,000 ± 0 | 20,000 | 20,000 – 20,000 | 0/1 | — | 1/1 (median 500) |" in text
+    assert ("| All | 1 (16) | 1,480 | 1,500 ± 141 | matches (1,400 – 1,600) | 1,500 | 1,400 – 1,600 | 2/2 | — | "
+            "2/2 (median 500) |") in text
+    assert ("| Task | 5 (76) | 20,000 | 20,000 ± 0 | matches (20,000 – 20,000) | 20,000 | 20,000 – 20,000 | 0/1 | — | "
+            "1/1 (median 500) |") in text
     assert "1,275" in text and "7,691" in text and "Bio → All (switch at 500, the code)" in text
     assert (tmp_path / "docs" / "table1" / "paper_all_L1.png").stat().st_size > 1000
 
@@ -106,7 +108,7 @@ def test_table1_gives_lower_bounds_while_runs_of_a_cell_are_still_running(tmp_pa
     stats = table1.cell_stats(records)
     assert stats["open"] == 2 and stats["median"] == 901
     text = table1.render(records, [], tmp_path / "docs", "python -m narla.analysis.table1").read_text()
-    assert "| All | 2 (31) | 1,910 | ≥ 1,034 | ≥ 901 | ≥ 801 – ≥ 1,400 | 1/3 | 2 (episodes 800–900) |" in text
+    assert "| All | 2 (31) | 1,910 | ≥ 1,034 | — | ≥ 901 | ≥ 801 – ≥ 1,400 | 1/3 | 2 (episodes 800–900) |" in text
 
 
 def _alive(pid: int) -> bool:
@@ -197,3 +199,21 @@ def test_a_sweep_on_a_local_ray_instance_gives_the_same_sweep_csv_as_the_process
     stamp = summary.stat().st_mtime_ns
     assert cli_main(["sweep", *common, "--out", str(tmp_path / "ray"), "--backend", "ray"]) == 0  # all finished
     assert summary.stat().st_mtime_ns == stamp
+
+
+def test_the_bootstrap_interval_of_a_cell_holds_its_mean_and_is_the_same_on_every_render():
+    from narla.analysis.table1 import mean_interval
+
+    values = [1001.0, 1200.0, 1350.0, 2184.0, 1500.0, 1100.0, 1306.0, 1700.0, 1050.0, 2000.0]
+    low, high = mean_interval(values)
+    assert low < sum(values) / len(values) < high
+    assert (low, high) == mean_interval(values)
+    assert mean_interval([20000.0] * 10) == (20000.0, 20000.0)
+
+
+def test_a_cell_beats_matches_or_falls_short_of_the_papers_mean_by_its_interval():
+    from narla.analysis.table1 import against_paper
+
+    assert against_paper((1200.0, 1700.0), 1480) == "matches"
+    assert against_paper((3029.0, 4644.0), 4824) == "beats"  # fewer episodes to solve than the paper
+    assert against_paper((1500.0, 1900.0), 1275) == "short"

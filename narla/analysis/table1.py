@@ -116,8 +116,32 @@ def cell_stats(records: list[dict], cap: int = CAP) -> dict:
              "wall_s": max((r["wall_time_s"] or 0.0 for r in ok), default=0.0)}
     if values:
         stats.update(mean=statistics.fmean(values), median=statistics.median(values), min=min(values),
-                     max=max(values), sd=statistics.stdev(values) if len(values) > 1 else 0.0)
+                     max=max(values), sd=statistics.stdev(values) if len(values) > 1 else 0.0,
+                     interval=mean_interval(values))
     return stats
+
+
+def mean_interval(values: list[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+                  ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (episodes to solve of a cell's runs): ``resamples``
+    resamplings with replacement, from a fixed seed so that the page is the same on every render."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def against_paper(interval: tuple[float, float], paper: float) -> str:
+    """The paper's mean episodes-to-solve against our interval (fewer is better): ``beats`` when the whole interval
+    lies below it, ``short`` when above it, ``matches`` when it lies inside."""
+    low, high = interval
+    if high < paper:
+        return "beats"
+    if low > paper:
+        return "short"
+    return "matches"
 
 
 def plot_cell(path: Path, title: str, runs: list[tuple[int, list[float]]], paper: int | None,
@@ -160,8 +184,8 @@ def _cell_row(label: str, layers: int, paper: int | None, s: dict, finals: list[
     """One table row; ``finals``: each run's last-100-episode mean return. With open runs every statistic is
     a lower bound (``≥``)."""
     if not s.get("n"):
-        empty = " — |" * 3
-        return f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} |{empty} 0/{s.get('total', 0)} |{empty}"
+        return (f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} |{' — |' * 4} 0/{s.get('total', 0)} |"
+                f"{' — |' * 3}")
     ge = "≥ " if s["open"] else ""
     spread = f"{ge}{_n(s['mean'])}" if s["open"] else f"{_n(s['mean'])} ± {_n(s['sd'])}"
     running = "—"
@@ -170,16 +194,20 @@ def _cell_row(label: str, layers: int, paper: int | None, s: dict, finals: list[
         running = f"{s['open']} (episodes {eps[0]:,}–{eps[-1]:,})" if eps[0] != eps[-1] else f"{s['open']} ({eps[0]:,})"
     solved = f"{s['solved']}/{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
     above = f"{sum(f > 300 for f in finals)}/{len(finals)} (median {_n(statistics.median(finals))})" if finals else "—"
-    return (f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} | {spread} | {ge}{_n(s['median'])} | "
+    verdict = "—"
+    if not s["open"] and paper is not None:
+        low, high = s["interval"]
+        verdict = f"{against_paper(s['interval'], paper)} ({_n(low)} – {_n(high)})"
+    return (f"| {label} | {layers} ({neurons(layers)}) | {_n(paper)} | {spread} | {verdict} | {ge}{_n(s['median'])} | "
             f"{ge}{_n(s['min'])} – {ge}{_n(s['max'])} | {solved} | {running} | {above} | "
             f"{s['wall_s'] / 60:.1f} min |")
 
 
 HEADER = [
-    "| reward | hidden layers (neurons) | paper (mean) | ours: mean ± sd | median | min – max | solved | "
-    "still running (episode reached) | last-100 mean > 300 now (median of the runs' last-100 means) | "
-    "wall time (batched, all calls) |",
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "| reward | hidden layers (neurons) | paper (mean) | ours: mean ± sd | vs the paper (95 % interval of our mean) | "
+    "median | min – max | solved | still running (episode reached) | "
+    "last-100 mean > 300 now (median of the runs' last-100 means) | wall time (batched, all calls) |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
 ]
 
 
@@ -250,6 +278,9 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
         "it can reach. The calls from 2026-12-02 on compute discounted returns as tensor operations, equal to the",
         "former tick-by-tick loop up to float rounding: a run paused before that change and continued after it is a",
         "valid run of the protocol, but not bit for bit the run one older uninterrupted call would have produced.",
+        "\"vs the paper\" places the paper's mean against a 95 % percentile-bootstrap interval of our mean (10,000",
+        "resamplings of the cell's runs, fixed seed): **beats** when the whole interval lies below it (fewer episodes",
+        "to solve), **matches** when it contains it, **short** when the whole interval lies above it.",
         "",
         *paper_lines,
         "",
