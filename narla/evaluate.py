@@ -39,6 +39,15 @@ def load_model(run_dir: str | Path) -> dict:
     raise ScenarioError(f"{str(run_dir)!r} holds neither model.pt nor checkpoint.pt; is it a narla results directory?")
 
 
+def apply_model(saved: dict, population: torch.nn.Module, task: Task) -> None:
+    """Load a saved model (:func:`load_model`) into a built run: the population's parameters, and the task's
+    observation statistics when both the task and the model have them."""
+    population.load_state_dict(saved["population"])
+    normalizer = getattr(task, "normalizer", None)
+    if normalizer is not None and saved.get("normalizer") is not None:
+        normalizer.load_state_dict(saved["normalizer"])
+
+
 def in_process_options(task_id: str, options: dict) -> dict:
     """A task's options with its copies stepped in this process (no worker processes): replays and tests."""
     options = dict(options)
@@ -75,10 +84,7 @@ def load_policy(run_dir: str | Path, num_envs: int, seed: int | None = None, rew
     saved = load_model(run_dir)
     run = build(eval_scenario(saved["scenario"], num_envs, seed, rewards), learner=False)
     try:
-        run.engine.population.load_state_dict(saved["population"])
-        normalizer = getattr(run.task, "normalizer", None)
-        if normalizer is not None and saved.get("normalizer") is not None:
-            normalizer.load_state_dict(saved["normalizer"])
+        apply_model(saved, run.engine.population, run.task)
     except BaseException:
         run.task.close()
         raise

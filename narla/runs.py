@@ -112,7 +112,7 @@ class RunEngine(Engine):
         self._tick_runs: list[int] | None = None  # the runs whose copies the ticks compute (None: all)
         self._compacted_from: torch.Tensor | None = None  # the active columns _tick_runs was read from
         self._ticking = False
-        self._run_params: dict[str, torch.Tensor] | None = None  # set by evaluate_run
+        self._evaluating_run = False  # evaluate_run: the lone population holds one run's parameter views
         self.max_ticks = max_ticks  # an episode's tick limit (collection stops there, mid-block)
         self._tick = 0  # ticks played in the current episode
         self._row = 0  # first neuron row of the next stage's draw within the tick
@@ -178,12 +178,12 @@ class RunEngine(Engine):
         columns only (``obs[T, B, S]``, ``valid[T, B]``): exactly the lone run's computation (same parameter layout
         and column count, so the same matrix kernels), with gradient to the stacked parameters.
         Returns ``log_prob, entropy`` ``[T, B, N]``."""
-        self._run_params = params
+        self._evaluating_run = True
         try:
             with parameters_replaced(self.lone_population, params):
                 logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
         finally:
-            self._run_params = None
+            self._evaluating_run = False
         return logp, entropy
 
     def start_episode(self) -> None:
@@ -225,7 +225,7 @@ class RunEngine(Engine):
     def _policy(
         self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self._run_params is not None:  # one run's re-evaluation on its own parameter views (evaluate_run)
+        if self._evaluating_run:  # one run's re-evaluation on its own parameter views (evaluate_run)
             return self.lone_population(x, c, start, end)
         x = self._to_runs(x)
         c = self._to_runs(c) if self._uses_context else x.new_zeros(x.shape[0], 0, x.shape[2])

@@ -234,8 +234,8 @@ def build(scenario: Scenario, learner: bool = True, init_from: bool = True) -> R
 
 def start_from(population: torch.nn.Module, task: Task, run_dir: str) -> None:
     """``training.init_from``: load an earlier run's parameters into ``population`` and its observation statistics
-    into ``task`` (when both have them), before any learner reads the population."""
-    from narla.evaluate import load_model
+    into ``task`` (:func:`narla.evaluate.apply_model`), before any learner reads the population."""
+    from narla.evaluate import apply_model, load_model
 
     field_name = "training.init_from"
     try:
@@ -243,16 +243,13 @@ def start_from(population: torch.nn.Module, task: Task, run_dir: str) -> None:
     except ScenarioError as err:
         raise ScenarioError(f"{field_name}: {err}") from None
     try:
-        population.load_state_dict(saved["population"])
+        apply_model(saved, population, task)
     except (KeyError, RuntimeError) as err:
         detail = str(err).strip().splitlines()
         raise ScenarioError(
             f"{field_name}: the parameters in {run_dir!r} do not fit this network "
             f"({detail[-1].strip() if detail else 'no population saved'}); it must be a run of the same network"
         ) from None
-    normalizer = getattr(task, "normalizer", None)
-    if normalizer is not None and saved.get("normalizer") is not None:
-        normalizer.load_state_dict(saved["normalizer"])
 
 
 def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
