@@ -257,11 +257,37 @@ class Engine:
 
     def _tick_whole(self, obs: torch.Tensor, prev_action: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One tick of a whole-network population: ``act[S + N, B]`` and the neurons' values ``[N, B]`` (float)."""
-        sensed = self.sensors(obs)  # [S, B]
         if self.memory is None or self.memory.shape[1] != obs.shape[0]:
             self.reset_memory(obs.shape[0])
-        values, self.memory = self.population.act(sensed.T, self.memory, prev_action)
-        return torch.cat([sensed, values]), values
+        values, self.memory = self.act_whole(obs, self.memory, prev_action)
+        return torch.cat([self.sensors(obs), values]), values
+
+    def act_whole(
+        self, obs: torch.Tensor, memory: torch.Tensor, prev_action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole-network population's tick on explicit memory, with gradient: ``values[N, B]`` and the new memory.
+
+        ``obs[B, obs_dim]``, ``memory`` as :meth:`reset_memory` makes it; the task action is ``readout(values)``.
+        Acting (:meth:`tick`) runs it without gradient on :attr:`memory`; distillation
+        (:mod:`narla.learning.distill`) backpropagates through a sequence of them.
+        """
+        return self.population.act(self.sensors(obs).T, memory, prev_action)
+
+    def act_rates(
+        self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A deterministic tick of a network of rate neurons, with gradient: ``act[S + N, B]``, each neuron's value
+        ``tanh(z)`` (:meth:`tick` with :attr:`explore` False gives the same values without gradient).
+
+        ``prev[S + N, B]`` is the previous tick's ``act`` (zeros at an episode's start). Distillation
+        (:mod:`narla.learning.distill`) backpropagates through it; the task action is ``readout(act[S:])``.
+        """
+        act = self.begin_tick(obs)
+        for start, end in self.stages:
+            x, c = self.stage_inputs(act, prev, start, end)
+            value = torch.tanh(self._policy(x, c, start, end, prev_action)[:, 0])
+            act = torch.cat([act[: self.num_sensors + start], value, act[self.num_sensors + end :]])
+        return act
 
     def _intervene(self, chosen: torch.Tensor, clamp: torch.Tensor) -> torch.Tensor:
         """``chosen[n, B]`` with the interventions ``clamp[n, B]`` applied (binary choices only)."""

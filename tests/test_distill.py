@@ -1,0 +1,115 @@
+"""The PPO teacher and DAgger distillation into whole narla networks (Ant parts skipped without the `ant` extra)."""
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from narla.learning.distill import DistillConfig, Student, distill
+from narla.learning.ppo import PPOConfig, ReturnScaler, TeacherPolicy, load_teacher, train_teacher
+from narla.scenario import load
+from narla.training import build
+
+ANT = ["task.num_envs=2", "learning.population=2", "task.options={asynchronous: false, normalize_obs: true}",
+       "task.max_episode_steps=12"]
+needs_ant = pytest.mark.skipif(
+    importlib.util.find_spec("pybullet_envs_gymnasium") is None,
+    reason="the Ant task needs the 'ant' extra: pip install 'narla[ant]'",
+)
+
+
+def test_act_whole_gives_the_values_of_the_acting_tick_with_gradient():
+    run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=4", "learning.population=2"]),
+                learner=False)
+    obs = torch.randn(4, run.task.obs_dim)
+    run.engine.reset_memory(4)
+    memory = run.engine.memory.clone()
+    _, ticked = run.engine.tick(obs, torch.zeros(1))
+    values, new_memory = run.engine.act_whole(obs, memory)
+    assert torch.equal(values, ticked) and torch.equal(new_memory, run.engine.memory)
+    assert values.requires_grad
+
+
+@needs_ant
+def test_act_rates_gives_the_deterministic_tick_of_a_rate_network_with_gradient():
+    run = build(load("scenarios/ant_layered.yaml", ANT), learner=False)
+    run.engine.explore = False
+    obs = torch.randn(2, run.task.obs_dim)
+    prev = torch.zeros(run.wiring.num_sensors + run.wiring.num_neurons, 2)
+    act, _ = run.engine.tick(obs, prev)
+    differentiable = run.engine.act_rates(obs, prev)
+    run.task.close()
+    assert torch.allclose(differentiable, act, atol=1e-6) and differentiable.requires_grad
+
+
+def test_a_spiking_network_is_refused_as_a_student_with_the_allowed_kinds_named():
+    run = build(load("scenarios/cartpole_1layer.yaml", ["task.num_envs=2"]), learner=False)
+    with pytest.raises(ValueError, match="whole-network population .* or a network of rate neurons"):
+        Student(run.engine)
+
+
+def test_the_return_scaler_divides_by_the_running_std_of_each_copys_discounted_return():
+    scaler = ReturnScaler(num_envs=2, gamma=0.5)
+    scaler(torch.tensor([1.0, 3.0]), torch.tensor([False, False]))  # discounted returns 1, 3
+    out = scaler(torch.tensor([2.0, 2.0]), torch.tensor([False, False]))  # now 2.5, 3.5
+    seen = torch.tensor([1.0, 3.0, 2.5, 3.5], dtype=torch.float64)
+    assert math.isclose(float(out[0]), 2.0 / math.sqrt(float(seen.var(unbiased=False)) + 1e-8), rel_tol=1e-6)
+
+
+@needs_ant
+def test_the_teacher_trains_checkpoints_and_resumes_to_the_requested_steps(tmp_path):
+    from narla.tasks.ant import make_ant
+
+    config = PPOConfig(hidden=(8,), steps_per_update=8, epochs=1, minibatch=8)
+    task = make_ant(2, asynchronous=False, max_episode_steps=12)
+    try:
+        first = train_teacher(task, tmp_path, 32, config, checkpoint_every=1, progress=False)
+        again = train_teacher(task, tmp_path, 48, config, checkpoint_every=1, progress=False)
+    finally:
+        task.close()
+    assert first["env_steps"] == 32 and again["env_steps"] == 48 and len(again["history"]) == 3
+    policy, state = load_teacher(tmp_path)
+    assert state["normalizer"]["count"] > 0 and policy.mean(torch.zeros(1, 28)).shape == (1, 8)
+
+
+@needs_ant
+@pytest.mark.parametrize("model", ["attention", "layered"])
+def test_dagger_lowers_the_imitation_loss_and_writes_a_model_narla_replays(tmp_path, model):
+    from narla.evaluate import evaluate
+    from narla.tasks.normalize import RunningNormalizer
+
+    torch.manual_seed(0)
+    teacher = TeacherPolicy(28, 8, hidden=(16,))
+    torch.nn.init.normal_(teacher.actor[-1].weight, std=0.5)  # a teacher whose actions vary with the observation
+    normalizer = RunningNormalizer(28)
+    normalizer.update(torch.randn(64, 28) * 3)
+    run = build(load(f"scenarios/ant_{model}.yaml", ANT), learner=False)
+    config = DistillConfig(iterations=6, ticks=12, buffer=6, streams_per_batch=6, epochs=4, tbptt=6, lr=1e-2)
+    try:
+        state = distill(run, teacher, normalizer.state_dict(), tmp_path, config, progress=False)
+    finally:
+        run.task.close()
+    losses = [h["loss"] for h in state["history"]]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    stats = evaluate(tmp_path, episodes=2, num_envs=2)
+    assert all(math.isfinite(r) for r in stats["returns"])
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert torch.equal(saved["normalizer"]["mean"], normalizer.mean)  # the teacher's statistics, frozen
+
+
+@needs_ant
+def test_dagger_resumes_from_its_checkpoint(tmp_path):
+    from narla.tasks.normalize import RunningNormalizer
+
+    teacher = TeacherPolicy(28, 8, hidden=(8,))
+    config = DistillConfig(iterations=2, ticks=6, tbptt=3, epochs=1)
+    for iterations in (2, 3):
+        run = build(load("scenarios/ant_attention.yaml", ANT), learner=False)
+        try:
+            state = distill(run, teacher, RunningNormalizer(28).state_dict(), tmp_path,
+                            DistillConfig(**{**config.__dict__, "iterations": iterations}), progress=False)
+        finally:
+            run.task.close()
+    assert state["iteration"] == 3 and [h["iteration"] for h in state["history"]] == [1, 2, 3]
+    assert state["env_steps"] == 3 * 6 * 2
