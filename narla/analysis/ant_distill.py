@@ -162,7 +162,10 @@ def _score(test: dict, kind: str) -> str:
 
 def render(data: dict, args: argparse.Namespace) -> str:
     """The markdown page."""
+    from narla.learning.distill import DistillConfig
+
     teacher, rnd, students = data["teacher"], data["random"], data["students"]
+    cfg = DistillConfig()
     t_steps = teacher["env_steps"]
     lines = [
         "# PyBullet Ant by distillation: PPO teacher → DAgger into the Cooperator, AttentionNeuron, layered",
@@ -177,10 +180,13 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "(separate 256-256 critic) trained by PPO (`narla.learning.ppo`), 16 copies in 2 worker processes, "
         "running observation normalisation. **Students** (the networks of `scenarios/ant_{cooperator,attention,"
         "layered}.yaml`, unchanged): DAgger (`narla.learning.distill`) from that one teacher, each iteration "
-        "1,000 ticks of 16 copies from a reset with the teacher acting with probability 0.5^i, the student's "
-        "memory running all along; the student is trained by truncated backpropagation through time (50 ticks) "
-        "on the squared error to the teacher's clipped mean action over its last 12 streams, and reads the "
-        "teacher's frozen observation statistics. The students act deterministically, as in ant.md.",
+        f"{cfg.ticks:,} ticks of 16 copies from a reset with the teacher acting with probability "
+        f"{cfg.beta_decay}^i, the student's memory running all along; the student is trained by truncated "
+        f"backpropagation through time ({cfg.tbptt} ticks per Adam step, lr {cfg.lr} annealed to a tenth; "
+        f"{cfg.epochs} passes per iteration, each over {cfg.streams_per_batch} of its last {cfg.buffer} streams) "
+        "on the squared error to the "
+        "teacher's clipped mean action, and reads the teacher's frozen observation statistics. The students act "
+        "deterministically, as in ant.md.",
         "",
         "| policy | params | env steps (teacher + own) | train wall | test (plain) | test (shuffled) |",
         "|---|--:|--:|--:|--:|--:|",

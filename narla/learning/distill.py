@@ -40,14 +40,14 @@ CHECKPOINT = "distill.pt"
 class DistillConfig:
     """DAgger's settings; the defaults are the ones ``docs/results/ant_distill.md`` used on Ant."""
 
-    iterations: int = 30
+    iterations: int = 40
     ticks: int = 1000  # T ticks of every copy per iteration (one Ant episode)
     beta_decay: float = 0.5  # P(the teacher acts) in iteration i: beta_decay ** i
-    buffer: int = 12  # streams (iterations) kept
-    streams_per_batch: int = 6
-    epochs: int = 3  # training passes per iteration
-    tbptt: int = 50  # ticks per gradient step (truncated backpropagation through time)
-    lr: float = 3e-3
+    buffer: int = 16  # streams (iterations) kept
+    streams_per_batch: int = 2  # streams per training pass: B = 2 x 16 copies
+    epochs: int = 8  # training passes per iteration
+    tbptt: int = 16  # ticks per gradient step (truncated backpropagation through time)
+    lr: float = 3e-3  # Adam's, annealed linearly to a tenth of it over the iterations
     max_grad_norm: float = 1.0
 
 
@@ -128,6 +128,8 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
     try:
         while state["iteration"] < config.iterations:
             beta = config.beta_decay ** state["iteration"]
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * (1.0 - 0.9 * state["iteration"] / max(1, config.iterations - 1))
             obs = task.reset(seed=seed + 1000 * state["iteration"])
             memory = student.initial(b)
             prev = torch.zeros(b, action_features(torch.zeros(b, *space.shape), space).shape[1])
