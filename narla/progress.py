@@ -82,3 +82,13 @@ class TrainingProgress:
             self.bar.close()
         else:
             self._line(episodes, status, env_steps)
+
+
+def progress_bar(total: int, initial: int = 0, desc: str = "", unit: str = "it", stream: TextIO | None = None,
+                 interval_s: float = 30.0) -> tqdm:
+    """A tqdm bar for long work that is not a training run (a teacher's PPO, a distillation): live on a terminal,
+    refreshed only every ``interval_s`` seconds elsewhere, so logs of batch jobs stay small."""
+    stream = stream if stream is not None else sys.stderr
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=stream, dynamic_ncols=tty,
+                mininterval=0.1 if tty else interval_s, ascii=not tty)
