@@ -40,7 +40,7 @@ CHECKPOINT = "distill.pt"
 class DistillConfig:
     """DAgger's settings; the defaults are the ones ``docs/results/ant_distill.md`` used on Ant."""
 
-    iterations: int = 40
+    iterations: int = 30
     ticks: int = 1000  # T ticks of every copy per iteration (one Ant episode)
     beta_decay: float = 0.5  # P(the teacher acts) in iteration i: beta_decay ** i
     buffer: int = 16  # streams (iterations) kept
