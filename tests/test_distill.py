@@ -113,3 +113,27 @@ def test_dagger_resumes_from_its_checkpoint(tmp_path):
             run.task.close()
     assert state["iteration"] == 3 and [h["iteration"] for h in state["history"]] == [1, 2, 3]
     assert state["env_steps"] == 3 * 6 * 2
+
+
+def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scores():
+    import argparse
+    from pathlib import Path
+
+    from narla.analysis.ant_distill import render
+
+    def test(plain, shuffled):
+        return {"plain": {"mean": plain, "std": 1.0}, "shuffled": {"mean": shuffled, "std": 1.0}}
+
+    def student(plain, shuffled):
+        return {"iterations": 2, "params": 3419, "env_steps": 32000, "wall_s": 60.0, "test": test(plain, shuffled),
+                "history": [{"loss": 0.02}]}
+
+    data = {"random": {"mean": 371.5, "std": 176.2},
+            "teacher": {"params": 80000, "env_steps": 3000000, "wall_s": 1400.0, "test": test(2580.0, 360.0)},
+            "students": {"cooperator": student(1200.0, 1150.0), "attention": student(1300.0, 1290.0)}}
+    args = argparse.Namespace(runs=Path("runs/ant_distill"), out=Path("docs/results"), teacher_steps=3000000,
+                              iterations=2, test_episodes=50)
+    page = render(data, args)
+    assert "Cooperator test score ≥ 1,000: **met** (1,200.0" in page
+    assert "equal environment steps: **not met** (1,200.0 vs 1,300.0)" in page
+    assert "within 10 % of its plain score: **met** (1,150.0 vs 1,200.0)" in page

@@ -113,6 +113,15 @@ def random_policy(episodes: int, seed: int = 0) -> dict:
     return {"returns": returns, "mean": statistics.fmean(returns), "std": statistics.pstdev(returns), "steps": steps}
 
 
+def cached_random_policy(runs: Path, episodes: int, seed: int = 0) -> dict:
+    """:func:`random_policy`, kept in ``RUNS/random.json`` and measured again only for another number of episodes."""
+    rnd = _read(runs / "random.json")
+    if rnd is None or len(rnd["returns"]) != episodes:
+        rnd = random_policy(episodes, seed)
+        atomic_write(runs / "random.json", json.dumps(rnd, indent=2) + "\n")
+    return rnd
+
+
 def train(model: str, runs: Path, env_steps: int, max_minutes: float | None, seed: int) -> dict:
     """Train (or resume) ``RUNS/MODEL`` until its episodes have taken ``env_steps`` environment steps; returns its
     summary."""
@@ -328,10 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write(args.runs / "throughput.json", json.dumps(bench, indent=2) + "\n")
     print(f"throughput: bare {bench['bare']:,.0f}, narla in-process {bench['inprocess']:,.0f}, narla in "
           f"{bench['num_workers']} workers {bench['sharded']:,.0f} env steps/s", flush=True)
-    rnd = _read(args.runs / "random.json")
-    if rnd is None or len(rnd["returns"]) != args.test_episodes:
-        rnd = random_policy(args.test_episodes, args.seed)
-        atomic_write(args.runs / "random.json", json.dumps(rnd, indent=2) + "\n")
+    rnd = cached_random_policy(args.runs, args.test_episodes, args.seed)
     print(f"random policy: {rnd['mean']:.1f} ± {rnd['std']:.1f}", flush=True)
     from narla import scenario as scenarios
 

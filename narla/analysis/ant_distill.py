@@ -23,7 +23,7 @@ import json
 import statistics
 from pathlib import Path
 
-from narla.analysis.ant import GOAL, _params, _read, random_policy
+from narla.analysis.ant import GOAL, _params, _read, cached_random_policy
 from narla.results import atomic_write
 
 MODELS = ("cooperator", "attention", "layered")
@@ -188,21 +188,25 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "teacher's clipped mean action, and reads the teacher's frozen observation statistics. The students act "
         "deterministically, as in ant.md.",
         "",
-        "| policy | params | env steps (teacher + own) | train wall | test (plain) | test (shuffled) |",
-        "|---|--:|--:|--:|--:|--:|",
-        f"| random policy | 0 | — | — | {rnd['mean']:,.1f} ± {rnd['std']:,.1f} | — |",
-        f"| teacher (PPO, mean action) | {teacher['params']:,} | {t_steps:,} | {teacher['wall_s'] / 60:.1f} min | "
+        "| policy | params | env steps (teacher + own) | train wall | imitation loss (last iteration) | test (plain) "
+        "| test (shuffled) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+        f"| random policy | 0 | — | — | — | {rnd['mean']:,.1f} ± {rnd['std']:,.1f} | — |",
+        f"| teacher (PPO, mean action) | {teacher['params']:,} | {t_steps:,} | {teacher['wall_s'] / 60:.1f} min | — | "
         f"{_score(teacher['test'], 'plain')} | {_score(teacher['test'], 'shuffled')} |",
     ]
     for model, s in students.items():
         lines.append(
             f"| {model} (DAgger, {s['iterations']} iterations) | {s['params']:,} | {t_steps:,} + {s['env_steps']:,} "
-            f"| {s['wall_s'] / 60:.1f} min | {_score(s['test'], 'plain')} | {_score(s['test'], 'shuffled')} |"
+            f"| {s['wall_s'] / 60:.1f} min | {s['history'][-1]['loss']:.4f} | {_score(s['test'], 'plain')} | "
+            f"{_score(s['test'], 'shuffled')} |"
         )
     lines += [
         "",
         f"{args.test_episodes} test episodes each (the students' and the teacher's deterministic actions; *shuffled*: "
-        "a new feature order each episode). The teacher's steps are spent once and shared by every student.",
+        "a new feature order each episode). The teacher's steps are spent once and shared by every student. The "
+        "imitation loss is the mean squared action error (actions in [−1, 1]) of the last iteration's training "
+        "passes, on the states the DAgger mixture visited.",
         "",
         "![Ant distillation curves](ant_distill.png)",
         "",
@@ -248,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1")
     args.runs.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    rnd = _read(args.runs / "random.json")
-    if rnd is None or len(rnd["returns"]) != args.test_episodes:
-        rnd = random_policy(args.test_episodes, args.seed)
-        atomic_write(args.runs / "random.json", json.dumps(rnd, indent=2) + "\n")
+    rnd = cached_random_policy(args.runs, args.test_episodes, args.seed)
     print(f"random policy: {rnd['mean']:.1f} ± {rnd['std']:.1f}", flush=True)
     state = train_teacher(args.runs, args.teacher_steps, args.seed)
     teacher = {
