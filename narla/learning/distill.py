@@ -120,7 +120,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
     buffer: list[dict[str, torch.Tensor]] = []
     start = time.perf_counter() - state["wall_s"]
     bar = None
-    if progress:
+    if progress and state["iteration"] < config.iterations:
         from narla.progress import progress_bar
 
         bar = progress_bar(total=config.iterations, initial=state["iteration"], desc="DAgger", unit="iter")

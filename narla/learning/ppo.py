@@ -169,7 +169,7 @@ def train_teacher(
     episode_return = torch.zeros(b, dtype=torch.float64)
     obs = task.reset(seed=seed + 1000 * state["updates"])
     bar = None
-    if progress:
+    if progress and state["env_steps"] < env_steps:
         from narla.progress import progress_bar
 
         bar = progress_bar(total=env_steps, initial=state["env_steps"], desc="PPO teacher", unit="step")
