@@ -78,8 +78,13 @@ def test_teacher(runs: Path, episodes: int, seed: int) -> dict:
     return result
 
 
-def train_student(model: str, runs: Path, iterations: int, seed: int) -> dict:
-    """Distil the teacher into ``scenarios/ant_MODEL.yaml``'s network (resumes); the DAgger state."""
+def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: bool = False) -> dict:
+    """Distil the teacher into ``scenarios/ant_MODEL.yaml``'s network in ``RUNS/MODEL`` (resumes); the DAgger state.
+
+    ``cloning``: behaviour cloning instead, in ``RUNS/MODEL_bc``: the teacher acts at every tick (DAgger with
+    β = 1 throughout), so the student learns only on the teacher's own states; the control that separates how well
+    a network can fit the teacher from the states DAgger adds.
+    """
     import dataclasses
 
     import torch
@@ -89,7 +94,7 @@ def train_student(model: str, runs: Path, iterations: int, seed: int) -> dict:
     from narla.learning.ppo import load_teacher
     from narla.training import build
 
-    out = runs / model
+    out = runs / (f"{model}_bc" if cloning else model)
     if (out / CHECKPOINT).is_file():
         state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
         if state["iteration"] >= iterations:
@@ -101,8 +106,8 @@ def train_student(model: str, runs: Path, iterations: int, seed: int) -> dict:
                                                                       options=options))
     run = build(scenario, learner=False)
     try:
-        return distill(run, teacher, teacher_state["normalizer"], out, DistillConfig(iterations=iterations),
-                       seed=seed)
+        config = DistillConfig(iterations=iterations, beta_decay=1.0 if cloning else DistillConfig.beta_decay)
+        return distill(run, teacher, teacher_state["normalizer"], out, config, seed=seed)
     finally:
         run.task.close()
 
@@ -171,7 +176,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "# PyBullet Ant by distillation: PPO teacher → DAgger into the Cooperator, AttentionNeuron, layered",
         "",
         f"Regenerate: `python -m narla.analysis.ant_distill --runs {args.runs} --out {args.out} --teacher-steps "
-        f"{args.teacher_steps} --iterations {args.iterations} --test-episodes {args.test_episodes}` (resumes; "
+        f"{args.teacher_steps} --iterations {args.iterations} --bc-iterations {args.bc_iterations} --test-episodes "
+        f"{args.test_episodes}` (resumes; "
         "finished steps are skipped). Measured on this project's 2-core CPU machine; PyBullet runs on the CPU.",
         "",
         "Whole-network CMA-ES leaves these networks standing in place (docs/results/ant.md: the Cooperator at "
@@ -201,6 +207,24 @@ def render(data: dict, args: argparse.Namespace) -> str:
             f"| {s['wall_s'] / 60:.1f} min | {s['history'][-1]['loss']:.4f} | {_score(s['test'], 'plain')} | "
             f"{_score(s['test'], 'shuffled')} |"
         )
+    cloned = data.get("cloned") or {}
+    if cloned:
+        lines += [
+            "",
+            "**Control: behaviour cloning.** The same students, each in a fresh run, trained the same way but with the "
+            "teacher acting at every tick (β = 1 throughout): they learn only on the teacher's own states, so their "
+            "imitation loss measures how closely each network can fit the teacher at all.",
+            "",
+            "| policy | params | env steps (teacher + own) | train wall | imitation loss (last iteration, teacher's "
+            "states) | test (plain) | test (shuffled) |",
+            "|---|--:|--:|--:|--:|--:|--:|",
+        ]
+        for model, s in cloned.items():
+            lines.append(
+                f"| {model} (cloning, {s['iterations']} iterations) | {s['params']:,} | {t_steps:,} + "
+                f"{s['env_steps']:,} | {s['wall_s'] / 60:.1f} min | {s['history'][-1]['loss']:.4f} | "
+                f"{_score(s['test'], 'plain')} | {_score(s['test'], 'shuffled')} |"
+            )
     lines += [
         "",
         f"{args.test_episodes} test episodes each (the students' and the teacher's deterministic actions; *shuffled*: "
@@ -237,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where ant_distill.md goes")
     parser.add_argument("--teacher-steps", type=int, default=3_000_000, help="PPO environment steps (3,000,000)")
     parser.add_argument("--iterations", type=int, default=30, help="DAgger iterations per student (default 30)")
+    parser.add_argument("--bc-iterations", type=int, default=10,
+                        help="iterations of the behaviour-cloning control per student (teacher always acts; 0: none)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--test-episodes", type=int, default=50, help="test episodes per policy (default 50)")
     parser.add_argument("--seed", type=int, default=0)
@@ -248,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = [m for m in models if m not in MODELS]
     if bad:
         parser.error(f"--models: unknown {bad}; allowed: {', '.join(MODELS)}")
-    if min(args.teacher_steps, args.iterations, args.test_episodes) < 1:
-        parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1")
+    if min(args.teacher_steps, args.iterations, args.test_episodes) < 1 or args.bc_iterations < 0:
+        parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1, --bc-iterations >= 0")
     args.runs.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rnd = cached_random_policy(args.runs, args.test_episodes, args.seed)
@@ -271,7 +297,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{model}: test {students[model]['test']['plain']['mean']:.1f} (shuffled "
               f"{students[model]['test']['shuffled']['mean']:.1f})", flush=True)
-    data = {"random": rnd, "teacher": teacher, "students": students}
+    cloned = {}
+    for model in models if args.bc_iterations else []:
+        s = train_student(model, args.runs, args.bc_iterations, args.seed, cloning=True)
+        run_dir = args.runs / f"{model}_bc"
+        cloned[model] = {
+            "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"], "history": s["history"],
+            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, s["iteration"]),
+        }
+        print(f"{model} (behaviour cloning): test {cloned[model]['test']['plain']['mean']:.1f}", flush=True)
+    data = {"random": rnd, "teacher": teacher, "students": students, "cloned": cloned}
     plot(teacher, students, rnd["mean"], args.out / "ant_distill.png")
     atomic_write(args.out / "ant_distill.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_distill.md", render(data, args))
