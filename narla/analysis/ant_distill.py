@@ -153,7 +153,7 @@ def plot(teacher: dict, students: dict[str, dict], random_mean: float, path: Pat
     ax.legend(fontsize=8)
     bx.set_yscale("log")
     bx.set_xlabel("DAgger iteration")
-    bx.set_ylabel("imitation loss (mean squared action error)")
+    bx.set_ylabel("imitation loss (MSE)")
     bx.legend(fontsize=8)
     fig.suptitle("PyBullet AntBulletEnv-v0: PPO teacher, then DAgger into narla networks")
     fig.tight_layout()
@@ -170,6 +170,10 @@ def render(data: dict, args: argparse.Namespace) -> str:
     from narla.learning.distill import DistillConfig
 
     teacher, rnd, students = data["teacher"], data["random"], data["students"]
+    cma = (_read(args.out / "ant.json") or {}).get("models", {}).get("cooperator")
+    cmaes = "docs/results/ant.md" if cma is None else (
+        f"docs/results/ant.md: the Cooperator tests at {cma['test']['plain']['mean']:,.1f} after "
+        f"{cma['summary']['env_steps']:,} steps")
     cfg = DistillConfig()
     t_steps = teacher["env_steps"]
     lines = [
@@ -180,8 +184,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
         f"{args.test_episodes}` (resumes; "
         "finished steps are skipped). Measured on this project's 2-core CPU machine; PyBullet runs on the CPU.",
         "",
-        "Whole-network CMA-ES leaves these networks standing in place (docs/results/ant.md: the Cooperator at "
-        "812 after 5M steps). AttentionNeuron's authors report their Ant agent beside the fully connected "
+        f"Whole-network CMA-ES leaves these networks standing in place ({cmaes}). AttentionNeuron's authors "
+        "report their Ant agent beside the fully connected "
         "teacher it learned from; this page takes that route. **Teacher**: a 28-256-256-8 ReLU Gaussian policy "
         "(separate 256-256 critic) trained by PPO (`narla.learning.ppo`), 16 copies in 2 worker processes, "
         "running observation normalisation. **Students** (the networks of `scenarios/ant_{cooperator,attention,"
