@@ -36,7 +36,8 @@ FORMAT = 1
 
 
 def save(path: str | Path, state: dict) -> None:
-    """Write ``state`` (a :meth:`narla.training.Trainer.state_dict`) to ``path`` atomically."""
+    """Write ``state`` (a :meth:`narla.training.Trainer.state_dict`, or any training state of tensors and plain
+    data, e.g. the PPO teacher's and distillation's) to ``path`` atomically."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"format": FORMAT, **state}, tmp)

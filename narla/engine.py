@@ -259,8 +259,9 @@ class Engine:
         """One tick of a whole-network population: ``act[S + N, B]`` and the neurons' values ``[N, B]`` (float)."""
         if self.memory is None or self.memory.shape[1] != obs.shape[0]:
             self.reset_memory(obs.shape[0])
-        values, self.memory = self.act_whole(obs, self.memory, prev_action)
-        return torch.cat([self.sensors(obs), values]), values
+        sensed = self.sensors(obs)  # [S, B]
+        values, self.memory = self.population.act(sensed.T, self.memory, prev_action)  # act_whole on sensed
+        return torch.cat([sensed, values]), values
 
     def act_whole(
         self, obs: torch.Tensor, memory: torch.Tensor, prev_action: torch.Tensor | None = None

@@ -19,6 +19,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -37,6 +38,19 @@ def load_model(run_dir: str | Path) -> dict:
         if path.is_file():
             return torch.load(path, map_location="cpu", weights_only=True)
     raise ScenarioError(f"{str(run_dir)!r} holds neither model.pt nor checkpoint.pt; is it a narla results directory?")
+
+
+def save_model(path: str | Path, scenario: Scenario, population: torch.nn.Module, task: Task, **extra) -> None:
+    """Write what :func:`load_model` reads, atomically: the population's parameters, the scenario, the task's
+    observation statistics when it has them, and any ``extra`` entries (e.g. how the model was trained)."""
+    model = {"scenario": scenario.to_dict(), "population": population.state_dict(), **extra}
+    normalizer = getattr(task, "normalizer", None)
+    if normalizer is not None:
+        model["normalizer"] = normalizer.state_dict()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(model, tmp)
+    os.replace(tmp, path)
 
 
 def apply_model(saved: dict, population: torch.nn.Module, task: Task) -> None:
@@ -126,15 +140,12 @@ def evaluate(
         if noise_features:
             _widen(run, run.task.obs_dim + noise_features)
         try:
-            run.engine.population.load_state_dict(saved["population"])
+            apply_model(saved, run.engine.population, run.task)
         except RuntimeError as err:
             raise ScenarioError(
                 f"--noise-features: this network's parameters depend on its number of inputs ({err}); only "
                 "networks without per-input parameters (e.g. network.context_map: shared) take extra inputs"
             ) from None
-        normalizer = getattr(run.task, "normalizer", None)
-        if normalizer is not None and saved.get("normalizer") is not None:
-            normalizer.load_state_dict(saved["normalizer"])
         run.task.training = False
         task = run.task
         if shuffle or noise_features:
@@ -306,10 +317,7 @@ def record_video(run_dir: str | Path, out: str | Path, seed: int | None = None) 
     out = Path(out)
     tmp = out.with_name(out.stem + ".tmp" + out.suffix)
     try:
-        run.engine.population.load_state_dict(saved["population"])
-        normalizer = getattr(source, "normalizer", None)
-        if normalizer is not None and saved.get("normalizer") is not None:
-            normalizer.load_state_dict(saved["normalizer"])
+        apply_model(saved, run.engine.population, source)
         source.training = False
         recording = _Recording(source)
         _, lengths = _play(run, 1, recording)

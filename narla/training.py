@@ -17,7 +17,6 @@ import importlib.util
 import inspect
 import json
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -430,13 +429,9 @@ class Trainer:
 
     def save(self, path: Path) -> None:
         """Write the population's parameters, the scenario and the task's observation normalizer atomically."""
-        tmp = path.with_name(path.name + ".tmp")
-        model = {"scenario": self.scenario.to_dict(), "population": self.run.engine.population.state_dict()}
-        normalizer = getattr(self.run.task, "normalizer", None)
-        if normalizer is not None:
-            model["normalizer"] = normalizer.state_dict()
-        torch.save(model, tmp)
-        os.replace(tmp, path)
+        from narla.evaluate import save_model
+
+        save_model(path, self.scenario, self.run.engine.population, self.run.task)
 
     def state_dict(self, wall_time_s: float = 0.0) -> dict:
         """Everything the next batch depends on (see :mod:`narla.checkpoint`): parameters, the learner's state,

@@ -24,14 +24,15 @@ reset, so the memory the student trains on is the memory it acts with. Each iter
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from narla.checkpoint import save
 from narla.context import action_features
+from narla.evaluate import save_model
 
 CHECKPOINT = "distill.pt"
 
@@ -49,12 +50,6 @@ class DistillConfig:
     tbptt: int = 16  # ticks per gradient step (truncated backpropagation through time)
     lr: float = 3e-3  # Adam's, annealed linearly to a tenth of it over the iterations
     max_grad_norm: float = 1.0
-
-
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 class Student:
@@ -139,7 +134,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
             }
             first = torch.ones(b, dtype=torch.bool)
             episode_return = torch.zeros(b, dtype=torch.float64)
-            finished: list[float] = []
+            ended_sum = ended = torch.zeros((), dtype=torch.float64)  # returns of the episodes that end
             with torch.no_grad():
                 for t in range(t_len):
                     memory = student.clear(memory, first)
@@ -154,8 +149,9 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
                     first = terminated | truncated
                     prev = action_features(action, space)
                     episode_return += reward.double()
-                    finished += episode_return[first].tolist()
-                    episode_return[first] = 0.0
+                    ended_sum = ended_sum + (episode_return * first).sum()
+                    ended = ended + first.sum()
+                    episode_return *= ~first
             buffer = (buffer + [stream])[-config.buffer:]
             losses = []
             for _ in range(config.epochs):
@@ -166,15 +162,14 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
             state["env_steps"] += t_len * b
             state["history"].append({
                 "iteration": state["iteration"], "env_steps": state["env_steps"], "beta": beta,
-                "loss": sum(losses) / len(losses), "episodes": len(finished),
-                "mean_return": sum(finished) / len(finished) if finished else None,
+                "loss": sum(losses) / len(losses), "episodes": int(ended),
+                "mean_return": float(ended_sum) / int(ended) if int(ended) else None,
                 "wall_s": round(time.perf_counter() - start, 1),
             })
             state.update(population=population.state_dict(), optimizer=optimizer.state_dict(), config=asdict(config),
                          wall_s=time.perf_counter() - start)
-            _save(path, state)
-            _save(out / "model.pt", {"scenario": run.scenario.to_dict(), "population": population.state_dict(),
-                                     "normalizer": task.normalizer.state_dict(), "trained_by": "distill"})
+            save(path, state)
+            save_model(out / "model.pt", run.scenario, population, task, trained_by="distill")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", beta=f"{beta:.2f}")

@@ -20,7 +20,6 @@ reward scaler, random state, history), so :func:`train_teacher` resumes where a 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from narla.checkpoint import save
 from narla.learning.returns import gae
 from narla.tasks.gym_vector import GymVectorTask
 
@@ -123,12 +123,6 @@ def load_teacher(run_dir: str | Path) -> tuple[TeacherPolicy, dict]:
     return policy, state
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_teacher(
     task: GymVectorTask,
     out: str | Path,
@@ -167,6 +161,7 @@ def train_teacher(
     batch = config.steps_per_update * b
     total_updates = max(1, math.ceil(env_steps / batch))
     episode_return = torch.zeros(b, dtype=torch.float64)
+    zero = torch.zeros((), dtype=torch.float64)
     obs = task.reset(seed=seed + 1000 * state["updates"])
     bar = None
     if progress and state["env_steps"] < env_steps:
@@ -181,7 +176,7 @@ def train_teacher(
             scaler=scaler.state_dict(), rng=torch.get_rng_state(), config=asdict(config), obs_dim=task.obs_dim,
             act_dim=act_dim, wall_s=time.perf_counter() - start,
         )
-        _save(path, state)
+        save(path, state)
 
     try:
         while state["env_steps"] < env_steps:
@@ -192,7 +187,7 @@ def train_teacher(
             act_buf = torch.zeros(t_len, b, act_dim)
             logp_buf, rew_buf, val_buf = torch.zeros(t_len, b), torch.zeros(t_len, b), torch.zeros(t_len, b)
             done_buf = torch.zeros(t_len, b, dtype=torch.bool)
-            finished: list[float] = []
+            ended_sum, ended = zero.clone(), zero.clone()  # returns of the episodes that end in this window
             for t in range(t_len):
                 with torch.no_grad():
                     dist = policy.distribution(obs)
@@ -202,8 +197,9 @@ def train_teacher(
                 obs, reward, terminated, truncated = task.step(torch.maximum(torch.minimum(action, high), low))
                 done = terminated | truncated
                 episode_return += reward.double()
-                finished += episode_return[done].tolist()
-                episode_return[done] = 0.0
+                ended_sum += (episode_return * done).sum()
+                ended += done.sum()
+                episode_return *= ~done
                 rew_buf[t], done_buf[t] = scaler(reward, done).float(), done
             with torch.no_grad():  # bootstrap the window's cut: add γ V(o_T) to its last reward where it runs on
                 rew_buf[-1] += config.gamma * policy.value(obs) * (~done_buf[-1]).float()
@@ -233,16 +229,17 @@ def train_teacher(
                     break
             state["updates"] += 1
             state["env_steps"] += batch
+            episodes = int(ended)
             state["history"].append({
                 "env_steps": state["env_steps"],
-                "episodes": len(finished),
-                "mean_return": sum(finished) / len(finished) if finished else None,
+                "episodes": episodes,
+                "mean_return": float(ended_sum) / episodes if episodes else None,
                 "wall_s": round(time.perf_counter() - start, 1),
             })
             if bar is not None:
                 bar.update(batch)
-                if finished:
-                    bar.set_postfix(ret=f"{sum(finished) / len(finished):.0f}")
+                if episodes:
+                    bar.set_postfix(ret=f"{float(ended_sum) / episodes:.0f}")
             if state["updates"] % checkpoint_every == 0 or state["env_steps"] >= env_steps:
                 checkpoint()
     finally:
