@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import shutil
 
 import pytest
 import torch
@@ -47,6 +48,18 @@ def test_a_spiking_network_is_refused_as_a_student_with_the_allowed_kinds_named(
     run = build(load("scenarios/cartpole_1layer.yaml", ["task.num_envs=2"]), learner=False)
     with pytest.raises(ValueError, match="whole-network population .* or a network of rate neurons"):
         Student(run.engine)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_a_compiled_student_ticks_exactly_as_the_eager_one():
+    run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=4", "learning.population=2"]),
+                learner=False)
+    eager, compiled = Student(run.engine), Student(run.engine, compile=True)
+    obs, prev = torch.randn(4, run.task.obs_dim), torch.zeros(4, 1)
+    memory = eager.initial(4)
+    (a0, m0), (a1, m1) = eager(obs, memory, prev), compiled(obs, memory, prev)
+    assert torch.allclose(a0, a1, atol=1e-6) and torch.allclose(m0, m1, atol=1e-6) and m1.requires_grad
 
 
 def test_the_return_scaler_divides_by_the_running_std_of_each_copys_discounted_return():
@@ -113,6 +126,20 @@ def test_dagger_resumes_from_its_checkpoint(tmp_path):
             run.task.close()
     assert state["iteration"] == 3 and [h["iteration"] for h in state["history"]] == [1, 2, 3]
     assert state["env_steps"] == 3 * 6 * 2
+
+
+@needs_ant
+def test_warmup_iterations_let_the_teacher_act_before_beta_starts_to_decay(tmp_path):
+    from narla.tasks.normalize import RunningNormalizer
+
+    run = build(load("scenarios/ant_attention.yaml", ANT), learner=False)
+    config = DistillConfig(iterations=4, ticks=4, tbptt=2, epochs=1, warmup=2, beta_decay=0.5)
+    try:
+        state = distill(run, TeacherPolicy(28, 8, hidden=(8,)), RunningNormalizer(28).state_dict(), tmp_path, config,
+                        progress=False)
+    finally:
+        run.task.close()
+    assert [h["beta"] for h in state["history"]] == [1.0, 1.0, 1.0, 0.5]
 
 
 def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scores():

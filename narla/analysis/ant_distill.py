@@ -30,6 +30,14 @@ MODELS = ("cooperator", "attention", "layered")
 NUM_ENVS, NUM_WORKERS = 16, 2
 
 
+def tuned_config():
+    """narla's own distillation settings (not AttentionNeuron's route, a labelled row of its own): 20 iterations of
+    behaviour cloning before DAgger's β decays, twice the training passes per iteration, the compiled tick."""
+    from narla.learning.distill import DistillConfig
+
+    return DistillConfig(iterations=60, warmup=20, epochs=16, compile=True)
+
+
 def train_teacher(runs: Path, env_steps: int, seed: int) -> dict:
     """Train (or resume) the PPO teacher in ``RUNS/teacher`` up to ``env_steps``; its saved state."""
     from narla.learning.ppo import train_teacher as ppo
@@ -78,12 +86,14 @@ def test_teacher(runs: Path, episodes: int, seed: int) -> dict:
     return result
 
 
-def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: bool = False) -> dict:
+def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: bool = False,
+                  tuned: bool = False) -> dict:
     """Distil the teacher into ``scenarios/ant_MODEL.yaml``'s network in ``RUNS/MODEL`` (resumes); the DAgger state.
 
     ``cloning``: behaviour cloning instead, in ``RUNS/MODEL_bc``: the teacher acts at every tick (DAgger with
     β = 1 throughout), so the student learns only on the teacher's own states; the control that separates how well
-    a network can fit the teacher from the states DAgger adds.
+    a network can fit the teacher from the states DAgger adds. ``tuned``: :func:`tuned_config` in
+    ``RUNS/MODEL_tuned`` (``iterations`` is then the config's).
     """
     import dataclasses
 
@@ -94,7 +104,11 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
     from narla.learning.ppo import load_teacher
     from narla.training import build
 
-    out = runs / (f"{model}_bc" if cloning else model)
+    out = runs / (f"{model}_bc" if cloning else f"{model}_tuned" if tuned else model)
+    config = DistillConfig(iterations=iterations, beta_decay=1.0 if cloning else DistillConfig.beta_decay)
+    if tuned:
+        config = tuned_config()
+        iterations = config.iterations
     if (out / CHECKPOINT).is_file():
         state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
         if state["iteration"] >= iterations:
@@ -106,7 +120,6 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
                                                                       options=options))
     run = build(scenario, learner=False)
     try:
-        config = DistillConfig(iterations=iterations, beta_decay=1.0 if cloning else DistillConfig.beta_decay)
         return distill(run, teacher, teacher_state["normalizer"], out, config, seed=seed)
     finally:
         run.task.close()
@@ -268,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bc-iterations", type=int, default=10,
                         help="iterations of the behaviour-cloning control per student (teacher always acts; 0: none)")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--tuned-models", default="cooperator,attention",
+                        help="students also distilled with narla's tuned settings, in RUNS/MODEL_tuned "
+                             "(comma-separated; empty: none)")
     parser.add_argument("--test-episodes", type=int, default=50, help="test episodes per policy (default 50)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -275,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     models = [m for m in args.models.split(",") if m]
-    bad = [m for m in models if m not in MODELS]
-    if bad:
-        parser.error(f"--models: unknown {bad}; allowed: {', '.join(MODELS)}")
+    tuned_models = [m for m in args.tuned_models.split(",") if m]
+    for flag, chosen in (("--models", models), ("--tuned-models", tuned_models)):
+        bad = [m for m in chosen if m not in MODELS]
+        if bad:
+            parser.error(f"{flag}: unknown {bad}; allowed: {', '.join(MODELS)}")
     if min(args.teacher_steps, args.iterations, args.test_episodes) < 1 or args.bc_iterations < 0:
         parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1, --bc-iterations >= 0")
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -310,7 +328,17 @@ def main(argv: list[str] | None = None) -> int:
             "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, s["iteration"]),
         }
         print(f"{model} (behaviour cloning): test {cloned[model]['test']['plain']['mean']:.1f}", flush=True)
-    data = {"random": rnd, "teacher": teacher, "students": students, "cloned": cloned}
+    tuned = {}
+    for model in tuned_models:
+        s = train_student(model, args.runs, 0, args.seed, tuned=True)
+        run_dir = args.runs / f"{model}_tuned"
+        tuned[model] = {
+            "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"], "history": s["history"],
+            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, s["iteration"]),
+        }
+        print(f"{model} (tuned): test {tuned[model]['test']['plain']['mean']:.1f} (shuffled "
+              f"{tuned[model]['test']['shuffled']['mean']:.1f})", flush=True)
+    data = {"random": rnd, "teacher": teacher, "students": students, "cloned": cloned, "tuned": tuned}
     plot(teacher, students, rnd["mean"], args.out / "ant_distill.png")
     atomic_write(args.out / "ant_distill.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_distill.md", render(data, args))

@@ -7,7 +7,8 @@ that the student also learns what the teacher does in the states the *student* r
 
     for iteration i = 0, 1, ...:
         play T ticks of B copies from a reset; at each tick each copy takes the teacher's action with
-            probability β_i = beta_decay^i, else the student's (the student's memory runs all along)
+            probability β_i = beta_decay^max(0, i − warmup), else the student's (the student's memory runs
+            all along)
         record o_t (normalised by the teacher's frozen statistics), the previous executed action, episode
             starts, and the teacher's label  ā_t = clip(μ_teacher(o_t), low, high)
         keep the last ``buffer`` such streams
@@ -43,13 +44,15 @@ class DistillConfig:
 
     iterations: int = 30
     ticks: int = 1000  # T ticks of every copy per iteration (one Ant episode)
-    beta_decay: float = 0.5  # P(the teacher acts) in iteration i: beta_decay ** i
+    beta_decay: float = 0.5  # P(the teacher acts) in iteration i >= warmup: beta_decay ** (i - warmup)
+    warmup: int = 0  # first iterations in which the teacher always acts (behaviour cloning before DAgger)
     buffer: int = 16  # streams (iterations) kept
     streams_per_batch: int = 2  # streams per training pass: B = 2 x 16 copies
     epochs: int = 8  # training passes per iteration
     tbptt: int = 16  # ticks per gradient step (truncated backpropagation through time)
     lr: float = 3e-3  # Adam's, annealed linearly to a tenth of it over the iterations
     max_grad_norm: float = 1.0
+    compile: bool = False  # torch.compile the student's tick (fuses its elementwise work; needs a C++ compiler)
 
 
 class Student:
@@ -57,11 +60,12 @@ class Student:
     prev_action)``. A whole-network population's memory is its sensory neurons' state (:meth:`Engine.act_whole`);
     a network of rate neurons (:meth:`Engine.act_rates`) carries its previous tick's activity ``[S + N, B]``."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, compile: bool = False) -> None:
         if not engine.whole_network and (engine.rate is None or not bool(engine.rate.all())):
             raise ValueError("distill: the student must be a whole-network population (attention_neuron, cooperator) "
                              "or a network of rate neurons only (neuron.output: rate)")
         self.engine = engine
+        self._tick = torch.compile(self._eager_tick, dynamic=False) if compile else self._eager_tick
 
     def initial(self, batch: int) -> torch.Tensor:
         """Zero memory for ``batch`` copies."""
@@ -76,6 +80,9 @@ class Student:
         return memory * (keep.view(1, -1, 1, 1) if self.engine.whole_network else keep.view(1, -1))
 
     def __call__(self, obs: torch.Tensor, memory: torch.Tensor, prev_action: torch.Tensor):
+        return self._tick(obs, memory, prev_action)
+
+    def _eager_tick(self, obs: torch.Tensor, memory: torch.Tensor, prev_action: torch.Tensor):
         engine = self.engine
         if engine.whole_network:
             values, memory = engine.act_whole(obs, memory, prev_action)
@@ -93,7 +100,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
     Resumes from ``OUT/distill.pt`` when it exists; stops after ``config.iterations`` iterations in all.
     """
     engine, task = run.engine, run.task
-    student = Student(engine)
+    student = Student(engine, config.compile)
     if getattr(task, "normalizer", None) is None:
         raise ValueError("distill: the student's task must normalise observations (normalize_obs: true)")
     out = Path(out)
@@ -122,7 +129,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
 
     try:
         while state["iteration"] < config.iterations:
-            beta = config.beta_decay ** state["iteration"]
+            beta = config.beta_decay ** max(0, state["iteration"] - config.warmup)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * (1.0 - 0.9 * state["iteration"] / max(1, config.iterations - 1))
             obs = task.reset(seed=seed + 1000 * state["iteration"])
