@@ -157,13 +157,23 @@ def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scor
 
     data = {"random": {"mean": 371.5, "std": 176.2},
             "teacher": {"params": 80000, "env_steps": 3000000, "wall_s": 1400.0, "test": test(2580.0, 360.0)},
-            "students": {"cooperator": student(1200.0, 1150.0), "attention": student(1300.0, 1290.0)}}
+            "students": {"cooperator": student(1200.0, 1150.0), "attention": student(1300.0, 1290.0)},
+            "tuned": {"cooperator": student(900.0, 700.0), "attention": student(800.0, 790.0)},
+            "finetuned": {"cooperator": {"params": 3419, "env_steps": 2000000, "wall_s": 1500.0, "status": "time_cap",
+                                         "test": test(1100.0, 1090.0)}}}
     args = argparse.Namespace(runs=Path("runs/ant_distill"), out=Path("docs/results"), teacher_steps=3000000,
-                              iterations=2, bc_iterations=0, test_episodes=50)
+                              iterations=2, bc_iterations=0, test_episodes=50,
+                              tuned_models="cooperator,attention")
     page = render(data, args)
     assert "Cooperator test score ≥ 1,000: **met** (1,200.0" in page
     assert "equal environment steps: **not met** (1,200.0 vs 1,300.0)" in page
     assert "within 10 % of its plain score: **met** (1,150.0 vs 1,200.0)" in page
     assert "Control: behaviour cloning" not in page
+    assert "tuned distillation: Cooperator test score ≥ 1,000: **not met** (900.0" in page
+    assert "tuned distillation: Cooperator ≥ AttentionNeuron at equal parameters (3,419 vs 3,419) and equal " \
+           "environment steps: **met** (900.0 vs 800.0)" in page
+    assert "tuned distillation: Cooperator's shuffled score within 10 % of its plain score: **not met**" in page
+    assert "then CMA-ES: Cooperator test score ≥ 1,000: **met** (1,100.0" in page
+    assert "| 3,000,000 + 32,000 + 2,000,000 |" in page
     data["cloned"] = {"layered": student(2500.0, 300.0)}
     assert "| layered (cloning, 2 iterations) | 3,419 | 3,000,000 + 32,000 |" in render(data, args)
