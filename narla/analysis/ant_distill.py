@@ -146,9 +146,10 @@ def test_student(run_dir: Path, episodes: int, iteration: int) -> dict:
     return result
 
 
-def plot(teacher: dict, students: dict[str, dict], random_mean: float, path: Path) -> None:
+def plot(teacher: dict, students: dict[str, dict], random_mean: float, path: Path,
+         tuned: dict[str, dict] | None = None) -> None:
     """The teacher's PPO curve and each student's DAgger curve against environment steps (students after the
-    teacher's steps), and the students' imitation loss against iterations."""
+    teacher's steps), and the students' imitation loss against iterations; ``tuned`` students dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,12 +160,15 @@ def plot(teacher: dict, students: dict[str, dict], random_mean: float, path: Pat
     ax.plot([h["env_steps"] for h in hist], [h["mean_return"] for h in hist], color="black", linewidth=0.8,
             label="teacher (PPO, sampled actions)")
     base = teacher["env_steps"]
-    for model, s in students.items():
-        pts = [h for h in s["history"] if h["mean_return"] is not None]
-        (line,) = ax.plot([base + h["env_steps"] for h in pts], [h["mean_return"] for h in pts], marker=".",
-                          label=f"{model} (DAgger)")
-        bx.plot([h["iteration"] for h in s["history"]], [h["loss"] for h in s["history"]], color=line.get_color(),
-                label=model)
+    colors = {}
+    for kind, group, style in (("DAgger", students, "-"), ("tuned", tuned or {}, "--")):
+        for model, s in group.items():
+            pts = [h for h in s["history"] if h["mean_return"] is not None]
+            (line,) = ax.plot([base + h["env_steps"] for h in pts], [h["mean_return"] for h in pts], marker=".",
+                              linestyle=style, color=colors.get(model), label=f"{model} ({kind})")
+            colors.setdefault(model, line.get_color())
+            bx.plot([h["iteration"] for h in s["history"]], [h["loss"] for h in s["history"]], linestyle=style,
+                    color=colors[model], label=f"{model} ({kind})")
     ax.axhline(random_mean, color="grey", linestyle=":", linewidth=1, label="random policy")
     ax.axhline(GOAL, color="black", linestyle="--", linewidth=0.8, label=f"goal {GOAL:.0f}")
     ax.set_xlabel("environment steps")
@@ -174,7 +178,7 @@ def plot(teacher: dict, students: dict[str, dict], random_mean: float, path: Pat
     bx.set_xlabel("DAgger iteration")
     bx.set_ylabel("imitation loss (MSE)")
     bx.legend(fontsize=8)
-    fig.suptitle("PyBullet AntBulletEnv-v0: PPO teacher, then DAgger into narla networks")
+    fig.suptitle("PyBullet AntBulletEnv-v0: PPO teacher, then DAgger into narla networks (dashed: tuned)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -399,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model} (tuned + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
     data = {"random": rnd, "teacher": teacher, "students": students, "cloned": cloned, "tuned": tuned,
             "finetuned": finetuned}
-    plot(teacher, students, rnd["mean"], args.out / "ant_distill.png")
+    plot(teacher, students, rnd["mean"], args.out / "ant_distill.png", tuned)
     atomic_write(args.out / "ant_distill.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_distill.md", render(data, args))
     print(f"wrote {args.out / 'ant_distill.md'}")
