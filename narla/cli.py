@@ -40,14 +40,27 @@ def _run(args: argparse.Namespace) -> int:
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{scenario.name}-s{scenario.seed}-{stamp}"
-    summary = _train(Trainer(scenario, out, progress=not args.quiet))
+    summary = _train(Trainer(scenario, out, progress=not args.quiet), args.threads)
     print(json.dumps(summary, indent=2))
     print(f"results: {out}", file=sys.stderr)
     return 0
 
 
-def _train(trainer) -> dict:
-    """Train, then release the task's worker processes and simulators, whatever happened."""
+def _train(trainer, threads: int | None = None) -> dict:
+    """Train, then release the task's worker processes and simulators, whatever happened.
+
+    ``threads``: torch's intra-op threads in this process; None: 1 when the task steps its copies in worker
+    processes (their simulators need the cores, and idle torch threads spinning beside them slowed two
+    concurrent Ant runs here about tenfold), else torch's default.
+    """
+    import torch
+
+    from narla.tasks.sharded import ShardedVectorEnv
+
+    if threads is None and isinstance(getattr(trainer.run.task, "env", None), ShardedVectorEnv):
+        threads = 1
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         return trainer.train()
     finally:
@@ -61,10 +74,17 @@ def _resume(args: argparse.Namespace, overrides: list[str]) -> int:
         raise ScenarioError("narla run --resume DIR: the scenario and results directory are DIR's; drop SCENARIO/--out")
     if args.imports:
         raise ScenarioError("narla run --resume DIR: DIR's scenario.yaml records the modules it imports; drop --import")
-    summary = _train(resume(args.resume, overrides, progress=not args.quiet))
+    summary = _train(resume(args.resume, overrides, progress=not args.quiet), args.threads)
     print(json.dumps(summary, indent=2))
     print(f"results: {args.resume}", file=sys.stderr)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -103,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu (default), cuda or cuda:N")
     run.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="torch threads (default: 1 when the task steps its copies in worker processes, as Ant does; "
+                          "else torch's default)")
     run.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                      help="import a module first (e.g. one that registers rewards); recorded in the run's scenario")
     run.set_defaults(func=_run)
