@@ -282,7 +282,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
                 "The fine-tuned rows continue from the tuned students' parameters (and the teacher's observation "
                 "statistics) by whole-network CMA-ES on the task reward (σ 0.02, 16 members, one episode each; "
                 "`narla run scenarios/ant_MODEL_tuned_finetune.yaml --out RUNS/MODEL_tuned_finetune`); their env "
-                "steps add the teacher's, the distillation's and their own, and their wall time is their own.",
+                "steps add the teacher's, the distillation's and their own, and their wall time is their own, over all "
+                "calls of `narla run` (`--resume`).",
             ]
     lines += [
         "",
@@ -302,6 +303,17 @@ def render(data: dict, args: argparse.Namespace) -> str:
         lines += _goals(label, group, rnd)
     lines.append("")
     return "\n".join(lines)
+
+
+def _total_wall(run_dir: Path) -> float:
+    """A ``narla run``'s wall time over all its calls (``summary.json`` holds the last call's): the last episode's
+    ``wall_clock`` in ``episodes.csv``."""
+    import csv
+    from collections import deque
+
+    with open(run_dir / "episodes.csv", newline="") as f:
+        last = deque(csv.DictReader(f), maxlen=1)
+    return float(last[0]["wall_clock"]) if last else 0.0
 
 
 def _goals(label: str, students: dict, rnd: dict) -> list[str]:
@@ -397,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         if summary is None or not (run_dir / "model.pt").is_file():
             continue  # not run: narla run scenarios/ant_MODEL_tuned_finetune.yaml --out RUNS/MODEL_tuned_finetune
         finetuned[model] = {
-            "env_steps": summary["env_steps"], "wall_s": summary["wall_time_s"], "status": summary["status"],
+            "env_steps": summary["env_steps"], "wall_s": _total_wall(run_dir), "status": summary["status"],
             "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, summary["env_steps"]),
         }
         print(f"{model} (tuned + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
