@@ -52,6 +52,7 @@ def test_a_spiking_network_is_refused_as_a_student_with_the_allowed_kinds_named(
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch.compile's own modules
 def test_a_compiled_student_ticks_exactly_as_the_eager_one():
     run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=4", "learning.population=2"]),
                 learner=False)

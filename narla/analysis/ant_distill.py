@@ -36,7 +36,7 @@ TABLE_HEAD = ("| policy | params | env steps (teacher + own) | train wall | imit
 
 
 def tuned_config():
-    """narla's own distillation settings (not AttentionNeuron's route, a labelled row of its own): 20 iterations of
+    """narla's own distillation settings (not AttentionNeuron's route, a labelled row of its own): 21 iterations of
     behaviour cloning before DAgger's β decays, twice the training passes per iteration, the compiled tick."""
     from narla.learning.distill import DistillConfig
 
@@ -256,8 +256,9 @@ def render(data: dict, args: argparse.Namespace) -> str:
         lines += [
             "",
             f"**narla's tuned distillation (differs from the route above).** The same networks, each in a fresh run, "
-            f"distilled with our own settings: {t_cfg.warmup} iterations of behaviour cloning (the teacher acts at "
-            f"every tick) before DAgger's β = {t_cfg.beta_decay}^(i − {t_cfg.warmup}) decays, {t_cfg.iterations} "
+            f"distilled with our own settings: {t_cfg.warmup + 1} iterations of behaviour cloning (the teacher acts at "
+            f"every tick; β = 1 for i ≤ {t_cfg.warmup}) before DAgger's β = {t_cfg.beta_decay}^(i − {t_cfg.warmup}) "
+            f"decays, {t_cfg.iterations} "
             f"iterations in all, {t_cfg.epochs} training passes per iteration instead of {cfg.epochs}, the student's "
             "tick compiled by `torch.compile` (the same arithmetic, fused: about 1.5× faster passes on the "
             "Cooperator here).",

@@ -48,7 +48,7 @@ class DistillConfig:
     iterations: int = 30
     ticks: int = 1000  # T ticks of every copy per iteration (one Ant episode)
     beta_decay: float = 0.5  # P(the teacher acts) in iteration i >= warmup: beta_decay ** (i - warmup)
-    warmup: int = 0  # first iterations in which the teacher always acts (behaviour cloning before DAgger)
+    warmup: int = 0  # extra iterations of pure behaviour cloning: β = 1 in iterations 0 … warmup
     buffer: int = 16  # streams (iterations) kept
     streams_per_batch: int = 2  # streams per training pass: B = 2 x 16 copies
     epochs: int = 8  # training passes per iteration
