@@ -282,7 +282,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
                 "",
                 "The fine-tuned rows continue from the tuned students' parameters (and the teacher's observation "
                 "statistics) by whole-network CMA-ES on the task reward (σ 0.02, 16 members, one episode each; "
-                "`narla run scenarios/ant_MODEL_tuned_finetune.yaml --out RUNS/MODEL_tuned_finetune`); their env "
+                "`narla run scenarios/ant_MODEL_tuned_finetune.yaml --out RUNS/MODEL_tuned_finetune`, extended by "
+                "`narla run --resume RUNS/MODEL_tuned_finetune --set training.max_env_steps=N`); their env "
                 "steps add the teacher's, the distillation's and their own, and their wall time is their own, over all "
                 "calls of `narla run` (`--resume`).",
             ]
