@@ -91,6 +91,11 @@ def test_teacher(runs: Path, episodes: int, seed: int) -> dict:
     return result
 
 
+def student_dir(runs: Path, model: str, cloning: bool = False, tuned: bool = False) -> Path:
+    """Where :func:`train_student` keeps a student: ``RUNS/MODEL``, ``RUNS/MODEL_bc`` or ``RUNS/MODEL_tuned``."""
+    return runs / (f"{model}_bc" if cloning else f"{model}_tuned" if tuned else model)
+
+
 def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: bool = False,
                   tuned: bool = False) -> dict:
     """Distil the teacher into ``scenarios/ant_MODEL.yaml``'s network in ``RUNS/MODEL`` (resumes); the DAgger state.
@@ -109,7 +114,7 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
     from narla.learning.ppo import load_teacher
     from narla.training import build
 
-    out = runs / (f"{model}_bc" if cloning else f"{model}_tuned" if tuned else model)
+    out = student_dir(runs, model, cloning, tuned)
     config = DistillConfig(iterations=iterations, beta_decay=1.0 if cloning else DistillConfig.beta_decay)
     if tuned:
         config = tuned_config()
@@ -227,11 +232,7 @@ def render(data: dict, args: argparse.Namespace) -> str:
         f"{_score(teacher['test'], 'plain')} | {_score(teacher['test'], 'shuffled')} |",
     ]
     for model, s in students.items():
-        lines.append(
-            f"| {model} (DAgger, {s['iterations']} iterations) | {s['params']:,} | {t_steps:,} + {s['env_steps']:,} "
-            f"| {s['wall_s'] / 60:.1f} min | {s['history'][-1]['loss']:.4f} | {_score(s['test'], 'plain')} | "
-            f"{_score(s['test'], 'shuffled')} |"
-        )
+        lines.append(_student_row(f"{model} (DAgger, {s['iterations']} iterations)", s, t_steps))
     cloned = data.get("cloned") or {}
     if cloned:
         lines += [
@@ -245,11 +246,7 @@ def render(data: dict, args: argparse.Namespace) -> str:
             "|---|--:|--:|--:|--:|--:|--:|",
         ]
         for model, s in cloned.items():
-            lines.append(
-                f"| {model} (cloning, {s['iterations']} iterations) | {s['params']:,} | {t_steps:,} + "
-                f"{s['env_steps']:,} | {s['wall_s'] / 60:.1f} min | {s['history'][-1]['loss']:.4f} | "
-                f"{_score(s['test'], 'plain')} | {_score(s['test'], 'shuffled')} |"
-            )
+            lines.append(_student_row(f"{model} (cloning, {s['iterations']} iterations)", s, t_steps))
     tuned = data.get("tuned") or {}
     if tuned:
         t_cfg = tuned_config()
@@ -266,11 +263,7 @@ def render(data: dict, args: argparse.Namespace) -> str:
             *TABLE_HEAD,
         ]
         for model, s in tuned.items():
-            lines.append(
-                f"| {model} (tuned, {s['iterations']} iterations) | {s['params']:,} | {t_steps:,} + "
-                f"{s['env_steps']:,} | {s['wall_s'] / 60:.1f} min | {s['history'][-1]['loss']:.4f} | "
-                f"{_score(s['test'], 'plain')} | {_score(s['test'], 'shuffled')} |"
-            )
+            lines.append(_student_row(f"{model} (tuned, {s['iterations']} iterations)", s, t_steps))
         for model, f in (data.get("finetuned") or {}).items():
             lines.append(
                 f"| {model} (tuned, then CMA-ES: `scenarios/ant_{model}_tuned_finetune.yaml`) | {f['params']:,} | "
@@ -316,6 +309,27 @@ def _total_wall(run_dir: Path) -> float:
     with open(run_dir / "episodes.csv", newline="") as f:
         last = deque(csv.DictReader(f), maxlen=1)
     return float(last[0]["wall_clock"]) if last else 0.0
+
+
+def _distilled(model: str, args: argparse.Namespace, iterations: int, cloning: bool = False,
+               tuned: bool = False) -> dict:
+    """Train (or resume) one student by :func:`train_student`, test it, and print its score: the page's entry."""
+    s = train_student(model, args.runs, iterations, args.seed, cloning=cloning, tuned=tuned)
+    run_dir = student_dir(args.runs, model, cloning, tuned)
+    entry = {
+        "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"], "history": s["history"],
+        "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, s["iteration"]),
+    }
+    kind = "behaviour cloning" if cloning else "tuned" if tuned else "DAgger"
+    print(f"{model} ({kind}): test {entry['test']['plain']['mean']:.1f} (shuffled "
+          f"{entry['test']['shuffled']['mean']:.1f})", flush=True)
+    return entry
+
+
+def _student_row(label: str, s: dict, t_steps: int) -> str:
+    """One distilled student's table row (``label``: the policy column)."""
+    return (f"| {label} | {s['params']:,} | {t_steps:,} + {s['env_steps']:,} | {s['wall_s'] / 60:.1f} min | "
+            f"{s['history'][-1]['loss']:.4f} | {_score(s['test'], 'plain')} | {_score(s['test'], 'shuffled')} |")
 
 
 def _goals(label: str, students: dict, rnd: dict) -> list[str]:
@@ -375,35 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         "test": test_teacher(args.runs, args.test_episodes, args.seed),
     }
     print(f"teacher: {teacher['env_steps']:,} steps, test {teacher['test']['plain']['mean']:.1f}", flush=True)
-    students = {}
-    for model in models:
-        s = train_student(model, args.runs, args.iterations, args.seed)
-        students[model] = {
-            "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"], "history": s["history"],
-            "params": _params(args.runs / model),
-            "test": test_student(args.runs / model, args.test_episodes, s["iteration"]),
-        }
-        print(f"{model}: test {students[model]['test']['plain']['mean']:.1f} (shuffled "
-              f"{students[model]['test']['shuffled']['mean']:.1f})", flush=True)
-    cloned = {}
-    for model in models if args.bc_iterations else []:
-        s = train_student(model, args.runs, args.bc_iterations, args.seed, cloning=True)
-        run_dir = args.runs / f"{model}_bc"
-        cloned[model] = {
-            "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"], "history": s["history"],
-            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, s["iteration"]),
-        }
-        print(f"{model} (behaviour cloning): test {cloned[model]['test']['plain']['mean']:.1f}", flush=True)
-    tuned = {}
-    for model in tuned_models:
-        s = train_student(model, args.runs, 0, args.seed, tuned=True)
-        run_dir = args.runs / f"{model}_tuned"
-        tuned[model] = {
-            "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"], "history": s["history"],
-            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, s["iteration"]),
-        }
-        print(f"{model} (tuned): test {tuned[model]['test']['plain']['mean']:.1f} (shuffled "
-              f"{tuned[model]['test']['shuffled']['mean']:.1f})", flush=True)
+    students = {m: _distilled(m, args, args.iterations) for m in models}
+    cloned = {m: _distilled(m, args, args.bc_iterations, cloning=True) for m in models if args.bc_iterations}
+    tuned = {m: _distilled(m, args, 0, tuned=True) for m in tuned_models}
     finetuned = {}
     for model in tuned_models:
         run_dir = args.runs / f"{model}_tuned_finetune"
