@@ -14,6 +14,9 @@ Steps, in order, each resumed or skipped when its result is already there:
    same 16 copies (``RUNS/MODEL``); every student gets the same teacher and the same environment steps.
 4. **Controls and tuned students**: behaviour cloning (``--bc-iterations``, ``RUNS/MODEL_bc``) and narla's own
    distillation settings (:func:`tuned_config`, ``--tuned-models``, ``RUNS/MODEL_tuned``), each a labelled table.
+   Their CMA-ES fine-tunes (``narla run scenarios/ant_MODEL_tuned_finetune.yaml``) are listed when they exist, and
+   each is fine-tuned further by PPO (:mod:`narla.learning.student_ppo`, ``--ppo-models``, ``--ppo-steps``,
+   ``RUNS/MODEL_tuned_finetune_ppo``).
 5. **Test**: the teacher's mean action and each student play ``--test-episodes`` episodes, plainly and with a
    new feature order each episode (``narla eval --shuffle``; the teacher reads its inputs by position).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import statistics
 from pathlib import Path
@@ -30,6 +34,7 @@ from narla.analysis.ant import GOAL, _params, _read, cached_random_policy
 from narla.results import atomic_write
 
 MODELS = ("cooperator", "attention", "layered")
+PPO_STEPS = 1_000_000  # each PPO fine-tune's own environment steps
 NUM_ENVS, NUM_WORKERS = 16, 2
 TABLE_HEAD = ("| policy | params | env steps (teacher + own) | train wall | imitation loss (last iteration) "
               "| test (plain) | test (shuffled) |", "|---|--:|--:|--:|--:|--:|--:|")
@@ -41,6 +46,13 @@ def tuned_config():
     from narla.learning.distill import DistillConfig
 
     return DistillConfig(iterations=60, warmup=20, epochs=16, compile=True)
+
+
+def ppo_config():
+    """The PPO fine-tune's settings (narla's own, a labelled row): the student's tick compiled."""
+    from narla.learning.student_ppo import StudentPPOConfig
+
+    return StudentPPOConfig(compile=True)
 
 
 def train_teacher(runs: Path, env_steps: int, seed: int) -> dict:
@@ -135,6 +147,37 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
         run.task.close()
 
 
+def ppo_student(model: str, runs: Path, env_steps: int, seed: int) -> dict:
+    """Fine-tune ``RUNS/MODEL_tuned_finetune``'s student by PPO in ``RUNS/MODEL_tuned_finetune_ppo`` (resumes) up to
+    ``env_steps`` of its own, with the teacher's critic and return scaler to start from; the fine-tune's state."""
+    import dataclasses
+
+    import torch
+
+    from narla import scenario as scenarios
+    from narla.evaluate import load_model
+    from narla.learning.ppo import load_teacher
+    from narla.learning.student_ppo import CHECKPOINT, finetune
+    from narla.training import build
+
+    out = runs / f"{model}_tuned_finetune_ppo"
+    if (out / CHECKPOINT).is_file():
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+        if state["env_steps"] >= env_steps:
+            return state
+    init = load_model(runs / f"{model}_tuned_finetune")
+    teacher, teacher_state = load_teacher(runs / "teacher")
+    scenario = scenarios.load(f"scenarios/ant_{model}.yaml", [f"seed={seed}"])
+    options = {**scenario.task.options, "num_workers": NUM_WORKERS}
+    scenario = dataclasses.replace(scenario, task=dataclasses.replace(scenario.task, num_envs=NUM_ENVS,
+                                                                      options=options))
+    run = build(scenario, learner=False)
+    try:
+        return finetune(run, init, teacher, teacher_state, out, env_steps, ppo_config(), seed=seed)
+    finally:
+        run.task.close()
+
+
 def test_student(run_dir: Path, episodes: int, iteration: int) -> dict:
     """Plain and shuffled test scores of a distilled (or fine-tuned) student, cached per training progress
     (``iteration``: DAgger's iterations, or a fine-tune's environment steps) and number of episodes."""
@@ -209,7 +252,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "",
         f"Regenerate: `python -m narla.analysis.ant_distill --runs {args.runs} --out {args.out} --teacher-steps "
         f"{args.teacher_steps} --iterations {args.iterations} --bc-iterations {args.bc_iterations} --tuned-models "
-        f"{shlex.quote(args.tuned_models)} --test-episodes {args.test_episodes}` (resumes; "
+        f"{shlex.quote(args.tuned_models)} --ppo-models {shlex.quote(args.ppo_models)} --ppo-steps {args.ppo_steps} "
+        f"--test-episodes {args.test_episodes}` (resumes; "
         "finished steps are skipped). Measured on this project's 2-core CPU machine; PyBullet runs on the CPU.",
         "",
         f"Whole-network CMA-ES leaves these networks standing in place ({cmaes}). AttentionNeuron's authors "
@@ -280,6 +324,30 @@ def render(data: dict, args: argparse.Namespace) -> str:
                 "steps add the teacher's, the distillation's and their own, and their wall time is their own, over all "
                 "calls of `narla run` (`--resume`).",
             ]
+        ppo = data.get("ppo") or {}
+        if ppo:
+            p_cfg = ppo_config()
+            lines += [
+                "",
+                "**Then PPO (narla's own, differs from the paper's route).** Each CMA-ES fine-tune above, trained "
+                "further by gradient: the student's deterministic action is the mean of a Gaussian policy (σ learned, "
+                f"from {math.exp(p_cfg.init_log_std):.2f}), and PPO (`narla.learning.student_ppo`) trains it on the "
+                f"task reward, {p_cfg.steps_per_update} ticks of 16 copies per update, {p_cfg.epochs} epochs that "
+                "replay the window from the student's stored memory by truncated backpropagation through time "
+                f"({p_cfg.tbptt} ticks per Adam step, lr {p_cfg.lr:g} annealed to 0), GAE(γ {p_cfg.gamma}, λ "
+                f"{p_cfg.lam}), clip {p_cfg.clip}; the critic starts as the teacher's (it reads observations by "
+                "position, a training aid only: the tested policy is the student alone, deterministic). Env steps add "
+                "the teacher's, the distillation's, the CMA-ES fine-tune's and the PPO fine-tune's own.",
+                "",
+                *TABLE_HEAD,
+            ]
+            for model, f in ppo.items():
+                before = data["finetuned"][model]
+                lines.append(
+                    f"| {model} (tuned, CMA-ES, then PPO) | {f['params']:,} | {t_steps:,} + "
+                    f"{tuned[model]['env_steps']:,} + {before['env_steps']:,} + {f['env_steps']:,} | "
+                    f"{f['wall_s'] / 60:.1f} min | — | {_score(f['test'], 'plain')} | {_score(f['test'], 'shuffled')} |"
+                )
     lines += [
         "",
         f"{args.test_episodes} test episodes each (the students' and the teacher's deterministic actions; *shuffled*: "
@@ -293,7 +361,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "",
     ]
     groups = (("DAgger as above", students), ("narla's tuned distillation", tuned),
-              ("narla's tuned distillation, then CMA-ES", data.get("finetuned") or {}))
+              ("narla's tuned distillation, then CMA-ES", data.get("finetuned") or {}),
+              ("narla's tuned distillation, CMA-ES, then PPO", data.get("ppo") or {}))
     for label, group in groups:
         lines += _goals(label, group, rnd)
     lines.append("")
@@ -366,18 +435,29 @@ def main(argv: list[str] | None = None) -> int:
                              "(comma-separated; empty: none)")
     parser.add_argument("--test-episodes", type=int, default=50, help="test episodes per policy (default 50)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ppo-models", default="cooperator,attention",
+                        help="CMA-ES fine-tunes (RUNS/MODEL_tuned_finetune) fine-tuned further by PPO, in "
+                             "RUNS/MODEL_tuned_finetune_ppo (comma-separated; empty: none)")
+    parser.add_argument("--ppo-steps", type=int, default=PPO_STEPS,
+                        help=f"environment steps of each PPO fine-tune (default {PPO_STEPS:,})")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     models = [m for m in args.models.split(",") if m]
     tuned_models = [m for m in args.tuned_models.split(",") if m]
+    ppo_models = [m for m in args.ppo_models.split(",") if m]
+    bad = [m for m in ppo_models if m not in tuned_models]
+    if bad:
+        parser.error(f"--ppo-models: {bad} are not in --tuned-models ({args.tuned_models!r}); a PPO fine-tune starts "
+                     "from a tuned student's CMA-ES fine-tune")
     for flag, chosen in (("--models", models), ("--tuned-models", tuned_models)):
         bad = [m for m in chosen if m not in MODELS]
         if bad:
             parser.error(f"{flag}: unknown {bad}; allowed: {', '.join(MODELS)}")
-    if min(args.teacher_steps, args.iterations, args.test_episodes) < 1 or args.bc_iterations < 0:
-        parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1, --bc-iterations >= 0")
+    if min(args.teacher_steps, args.iterations, args.test_episodes, args.ppo_steps) < 1 or args.bc_iterations < 0:
+        parser.error("--teacher-steps, --iterations, --test-episodes and --ppo-steps must be >= 1, "
+                     "--bc-iterations >= 0")
     args.runs.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rnd = cached_random_policy(args.runs, args.test_episodes, args.seed)
@@ -403,8 +483,21 @@ def main(argv: list[str] | None = None) -> int:
             "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, summary["env_steps"]),
         }
         print(f"{model} (tuned + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
+    ppo = {}
+    for model in ppo_models:
+        if model not in finetuned:
+            print(f"{model}: no CMA-ES fine-tune in {args.runs / (model + '_tuned_finetune')}; its PPO fine-tune is "
+                  "skipped", flush=True)
+            continue
+        p = ppo_student(model, args.runs, args.ppo_steps, args.seed)
+        run_dir = args.runs / f"{model}_tuned_finetune_ppo"
+        ppo[model] = {
+            "env_steps": p["env_steps"], "wall_s": p["wall_s"], "history": p["history"], "params": _params(run_dir),
+            "test": test_student(run_dir, args.test_episodes, p["env_steps"]),
+        }
+        print(f"{model} (tuned + CMA-ES + PPO): test {ppo[model]['test']['plain']['mean']:.1f}", flush=True)
     data = {"random": rnd, "teacher": teacher, "students": students, "cloned": cloned, "tuned": tuned,
-            "finetuned": finetuned}
+            "finetuned": finetuned, "ppo": ppo}
     plot(teacher, students, rnd["mean"], args.out / "ant_distill.png", tuned)
     atomic_write(args.out / "ant_distill.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_distill.md", render(data, args))
