@@ -325,6 +325,12 @@ class Engine:
         out[1:] = feats[:-1]
         return out * (~first).float().unsqueeze(-1)
 
+    def evaluation_stages(self) -> list[tuple[int, int]]:
+        """The neuron slices :meth:`evaluate` computes one after another: all neurons at once. A re-evaluation reads
+        recorded activity, so no stage waits for another's spikes; one batched product per layer over all ``N``
+        neurons replaces one per stage (each neuron's product has the same shape either way)."""
+        return [(0, self.num_neurons)]
+
     def evaluate(
         self,
         obs: torch.Tensor,
@@ -375,7 +381,7 @@ class Engine:
             if flat_prev_action is not None:
                 flat_prev_action = flat_prev_action[keep]
         logps, ents, vals = [], [], []
-        for start, end in self.stages:
+        for start, end in self.evaluation_stages():
             x, c = self.stage_inputs(act, prev, start, end)
             logits = self._policy(x, c, start, end, flat_prev_action)
             lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])

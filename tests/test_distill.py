@@ -164,7 +164,7 @@ def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scor
                                          "test": test(1100.0, 1090.0)}}}
     args = argparse.Namespace(runs=Path("runs/ant_distill"), out=Path("docs/results"), teacher_steps=3000000,
                               iterations=2, bc_iterations=0, test_episodes=50,
-                              tuned_models="cooperator,attention")
+                              tuned_models="cooperator,attention", ppo_models="cooperator", ppo_steps=1000000)
     page = render(data, args)
     assert "Cooperator test score ≥ 1,000: **met** (1,200.0" in page
     assert "equal environment steps: **not met** (1,200.0 vs 1,300.0)" in page
@@ -176,5 +176,11 @@ def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scor
     assert "tuned distillation: Cooperator's shuffled score within 10 % of its plain score: **not met**" in page
     assert "then CMA-ES: Cooperator test score ≥ 1,000: **met** (1,100.0" in page
     assert "| 3,000,000 + 32,000 + 2,000,000 |" in page
+    assert "then PPO" not in page
+    data["ppo"] = {"cooperator": {"params": 3419, "env_steps": 1000000, "wall_s": 900.0, "test": test(950.0, 940.0)}}
+    page = render(data, args)
+    assert "| cooperator (tuned, CMA-ES, then PPO) | 3,419 | 3,000,000 + 32,000 + 2,000,000 + 1,000,000 |" in page
+    assert "CMA-ES, then PPO: Cooperator test score ≥ 1,000: **not met** (950.0" in page
+    assert "--ppo-models cooperator --ppo-steps 1000000" in page
     data["cloned"] = {"layered": student(2500.0, 300.0)}
     assert "| layered (cloning, 2 iterations) | 3,419 | 3,000,000 + 32,000 |" in render(data, args)

@@ -273,6 +273,27 @@ def test_evaluate_on_valid_ticks_only_matches_the_full_evaluation_there():
         assert torch.count_nonzero(b[~valid]) == 0
 
 
+def test_evaluating_all_neurons_at_once_gives_the_stage_by_stage_log_probs_and_gradients(monkeypatch):
+    engine, _ = NETWORKS["context-cooperation"]()
+    assert len(engine.stages) > 1
+    obs, actions, first = random_rollout(engine)
+    params = list(engine.population.parameters())
+
+    def evaluated():
+        logp, entropy, _ = engine.evaluate(obs, actions, first)
+        return logp, entropy, torch.autograd.grad((logp + entropy).sum(), params, allow_unused=True)
+
+    at_once = evaluated()
+    monkeypatch.setattr(Engine, "evaluation_stages", lambda self: self.stages)
+    by_stage = evaluated()
+    for a, b in zip(at_once[:2], by_stage[:2], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    for a, b in zip(at_once[2], by_stage[2], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
 OUT_OF_PLACE = {
     "leaky_relu": torch.nn.functional.leaky_relu,
     "leaky_relu_0.3": lambda h: torch.nn.functional.leaky_relu(h, 0.3),
