@@ -715,7 +715,8 @@ class RunsTrainer:
             "solve_threshold": self.solve_threshold,
             "final_mean_return": sum(last) / len(last) if last else None,
             "best_mean_return": _best_window_mean(returns, self.solve_window),
-            "wall_time_s": round(wall, 3),
+            "wall_time_s": round(wall, 3),  # the batch's, over all calls (a paused batch resumes its clock)
+            "total_wall_time_s": round(wall, 3),
             "neuron_steps_per_s": round(neuron_steps / wall, 1) if wall > 0 else None,
             "num_neurons": self.engine.num_neurons,
             "num_envs": scenario.task.num_envs,

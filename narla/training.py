@@ -6,7 +6,8 @@ Results directory (written as the run goes; files are replaced atomically, never
   rate per layer, and each reward component's mean per layer);
 - ``tests.csv`` (with ``training.test_every``): the test score of the current policy every that many updates
   (update, episodes, test_mean, test_std, wall clock; :class:`narla.evaluate.PolicyTest`);
-- ``summary.json``: solved-at episode, wall time, neuron-steps/s, status;
+- ``summary.json``: solved-at episode, wall time (this call's and the total over resumed calls), neuron-steps/s,
+  status;
 - ``model.pt``: the final per-neuron parameters and the scenario.
 """
 
@@ -420,7 +421,8 @@ class Trainer:
             "solve_threshold": self.solve_threshold,
             "final_mean_return": sum(last) / len(last) if last else None,
             "best_mean_return": _best_window_mean(self.returns, self.solve_window),
-            "wall_time_s": round(wall, 3),
+            "wall_time_s": round(wall, 3),  # this call's (the rate below is this call's too)
+            "total_wall_time_s": round(self.wall_offset + wall, 3),  # over every call of a resumed run
             "neuron_steps_per_s": round(neuron_steps / wall, 1) if wall > 0 else None,
             "num_neurons": self.run.wiring.num_neurons,
             "num_envs": self.run.task.num_envs,

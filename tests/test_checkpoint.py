@@ -53,6 +53,15 @@ def test_checkpoint_then_resume_matches_a_straight_run(tmp_path):
     assert [e for e, _ in rows] == list(range(1, 25))
 
 
+def test_a_resumed_runs_summary_gives_the_wall_time_of_this_call_and_of_all_calls(tmp_path):
+    Trainer(scenario(max_episodes=12), tmp_path, progress=False).train()
+    before = json.loads((tmp_path / "summary.json").read_text())
+    resume(tmp_path, ["training.max_episodes=24"], progress=False).train()
+    after = json.loads((tmp_path / "summary.json").read_text())
+    assert before["total_wall_time_s"] == before["wall_time_s"]
+    assert after["total_wall_time_s"] == pytest.approx(before["total_wall_time_s"] + after["wall_time_s"], abs=0.01)
+
+
 def test_resume_cuts_rows_written_after_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     Trainer(scenario(max_episodes=12), out, progress=False).train()
