@@ -336,8 +336,9 @@ def render(data: dict, args: argparse.Namespace) -> str:
                 "replay the window from the student's stored memory by truncated backpropagation through time "
                 f"({p_cfg.tbptt} ticks per Adam step, lr {p_cfg.lr:g} annealed to 0), GAE(γ {p_cfg.gamma}, λ "
                 f"{p_cfg.lam}), clip {p_cfg.clip}; the critic starts as the teacher's (it reads observations by "
-                "position, a training aid only: the tested policy is the student alone, deterministic). Env steps add "
-                "the teacher's, the distillation's, the CMA-ES fine-tune's and the PPO fine-tune's own.",
+                "position, a training aid only: the tested policy is the student alone, deterministic) and learns "
+                f"alone for the first {p_cfg.critic_warmup} updates. Env steps add the teacher's, the distillation's, "
+                "the CMA-ES fine-tune's and the PPO fine-tune's own; each row starts from the CMA-ES row above it.",
                 "",
                 *TABLE_HEAD,
             ]
