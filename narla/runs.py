@@ -186,10 +186,10 @@ class RunEngine(Engine):
             self._evaluating_run = False
         return logp, entropy
 
-    def evaluation_stages(self) -> list[tuple[int, int]]:
-        """All neurons at once for one run's re-evaluation (:meth:`evaluate_run`, the lone run's computation); the
+    def evaluation_stages(self, cols: int) -> list[tuple[int, int]]:
+        """The lone run's groups for one run's re-evaluation (:meth:`evaluate_run`, the lone run's computation); the
         stages over all runs' columns, whose stacked parameters are laid out stage by stage (:meth:`_rows`)."""
-        return super().evaluation_stages() if self._evaluating_run else self.stages
+        return super().evaluation_stages(cols) if self._evaluating_run else self.stages
 
     def start_episode(self) -> None:
         """Every run draws random numbers again (called before each :func:`narla.rollout.collect`).

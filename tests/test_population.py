@@ -273,6 +273,17 @@ def test_evaluate_on_valid_ticks_only_matches_the_full_evaluation_there():
         assert torch.count_nonzero(b[~valid]) == 0
 
 
+def test_re_evaluation_merges_stages_while_their_activations_fit_the_group_budget(monkeypatch):
+    engine, _ = NETWORKS["context-cooperation"]()
+    widths = sum(w.shape[-1] for w in engine.population.policy.weights[:-1])
+    sizes = [b - a for a, b in engine.stages]
+    monkeypatch.setattr("narla.engine.EVALUATION_GROUP_ELEMENTS", (sizes[0] + sizes[1]) * 10 * widths)
+    groups = engine.evaluation_stages(10)
+    assert groups[0] == (0, engine.stages[1][1]) and groups[-1][1] == engine.num_neurons
+    monkeypatch.setattr("narla.engine.EVALUATION_GROUP_ELEMENTS", 1)
+    assert engine.evaluation_stages(10) == engine.stages
+
+
 def test_evaluating_all_neurons_at_once_gives_the_stage_by_stage_log_probs_and_gradients(monkeypatch):
     engine, _ = NETWORKS["context-cooperation"]()
     assert len(engine.stages) > 1
@@ -284,7 +295,8 @@ def test_evaluating_all_neurons_at_once_gives_the_stage_by_stage_log_probs_and_g
         return logp, entropy, torch.autograd.grad((logp + entropy).sum(), params, allow_unused=True)
 
     at_once = evaluated()
-    monkeypatch.setattr(Engine, "evaluation_stages", lambda self: self.stages)
+    assert engine.evaluation_stages(obs.shape[0] * obs.shape[1]) == [(0, engine.num_neurons)]
+    monkeypatch.setattr(Engine, "evaluation_stages", lambda self, cols: self.stages)
     by_stage = evaluated()
     for a, b in zip(at_once[:2], by_stage[:2], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
