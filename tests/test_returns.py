@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from narla.learning.returns import discounted_returns, gae, reverse_discounted_sum
+from narla.learning.returns import EpisodeTally, discounted_returns, gae, reverse_discounted_sum
 
 
 def recurrence(x, done, factor):
@@ -67,3 +67,13 @@ def test_a_wide_population_is_scanned_a_slice_of_neurons_at_a_time_with_the_same
     whole = reverse_discounted_sum(x, done, 0.97)
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 120 * 6 * 2)  # two neurons per slice
     assert torch.equal(reverse_discounted_sum(x, done, 0.97), whole)
+
+
+def test_the_episode_tally_averages_the_returns_of_the_episodes_that_ended_since_the_last_take():
+    tally = EpisodeTally(2)
+    tally.add(torch.tensor([1.0, 2.0]), torch.tensor([False, False]))
+    tally.add(torch.tensor([1.0, 2.0]), torch.tensor([True, False]))  # copy 0 ends with 2
+    assert tally.take() == (1, 2.0)
+    assert tally.take() == (0, None)
+    tally.add(torch.tensor([5.0, 2.0]), torch.tensor([True, True]))  # copy 0 restarted: 5; copy 1 ends with 6
+    assert tally.take() == (2, 5.5)

@@ -108,6 +108,21 @@ def student_dir(runs: Path, model: str, cloning: bool = False, tuned: bool = Fal
     return runs / (f"{model}_bc" if cloning else f"{model}_tuned" if tuned else model)
 
 
+def student_run(model: str, seed: int):
+    """``scenarios/ant_MODEL.yaml``'s network built without a learner on ``NUM_ENVS`` Ant copies in ``NUM_WORKERS``
+    worker processes: the run every student of this page trains in (close its task when done)."""
+    import dataclasses
+
+    from narla import scenario as scenarios
+    from narla.training import build
+
+    scenario = scenarios.load(f"scenarios/ant_{model}.yaml", [f"seed={seed}"])
+    options = {**scenario.task.options, "num_workers": NUM_WORKERS}
+    scenario = dataclasses.replace(scenario, task=dataclasses.replace(scenario.task, num_envs=NUM_ENVS,
+                                                                      options=options))
+    return build(scenario, learner=False)
+
+
 def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: bool = False,
                   tuned: bool = False) -> dict:
     """Distil the teacher into ``scenarios/ant_MODEL.yaml``'s network in ``RUNS/MODEL`` (resumes); the DAgger state.
@@ -117,14 +132,10 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
     a network can fit the teacher from the states DAgger adds. ``tuned``: :func:`tuned_config` in
     ``RUNS/MODEL_tuned`` (``iterations`` is then the config's).
     """
-    import dataclasses
-
     import torch
 
-    from narla import scenario as scenarios
     from narla.learning.distill import CHECKPOINT, DistillConfig, distill
     from narla.learning.ppo import load_teacher
-    from narla.training import build
 
     out = student_dir(runs, model, cloning, tuned)
     config = DistillConfig(iterations=iterations, beta_decay=1.0 if cloning else DistillConfig.beta_decay)
@@ -136,11 +147,7 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
         if state["iteration"] >= iterations:
             return state
     teacher, teacher_state = load_teacher(runs / "teacher")
-    scenario = scenarios.load(f"scenarios/ant_{model}.yaml", [f"seed={seed}"])
-    options = {**scenario.task.options, "num_workers": NUM_WORKERS}
-    scenario = dataclasses.replace(scenario, task=dataclasses.replace(scenario.task, num_envs=NUM_ENVS,
-                                                                      options=options))
-    run = build(scenario, learner=False)
+    run = student_run(model, seed)
     try:
         return distill(run, teacher, teacher_state["normalizer"], out, config, seed=seed)
     finally:
@@ -150,15 +157,11 @@ def train_student(model: str, runs: Path, iterations: int, seed: int, cloning: b
 def ppo_student(model: str, runs: Path, env_steps: int, seed: int) -> dict:
     """Fine-tune ``RUNS/MODEL_tuned_finetune``'s student by PPO in ``RUNS/MODEL_tuned_finetune_ppo`` (resumes) up to
     ``env_steps`` of its own, with the teacher's critic and return scaler to start from; the fine-tune's state."""
-    import dataclasses
-
     import torch
 
-    from narla import scenario as scenarios
     from narla.evaluate import load_model
     from narla.learning.ppo import load_teacher
     from narla.learning.student_ppo import CHECKPOINT, finetune
-    from narla.training import build
 
     out = runs / f"{model}_tuned_finetune_ppo"
     if (out / CHECKPOINT).is_file():
@@ -167,11 +170,7 @@ def ppo_student(model: str, runs: Path, env_steps: int, seed: int) -> dict:
             return state
     init = load_model(runs / f"{model}_tuned_finetune")
     teacher, teacher_state = load_teacher(runs / "teacher")
-    scenario = scenarios.load(f"scenarios/ant_{model}.yaml", [f"seed={seed}"])
-    options = {**scenario.task.options, "num_workers": NUM_WORKERS}
-    scenario = dataclasses.replace(scenario, task=dataclasses.replace(scenario.task, num_envs=NUM_ENVS,
-                                                                      options=options))
-    run = build(scenario, learner=False)
+    run = student_run(model, seed)
     try:
         return finetune(run, init, teacher, teacher_state, out, env_steps, ppo_config(), seed=seed)
     finally:

@@ -37,6 +37,7 @@ import torch
 from narla.checkpoint import save
 from narla.context import action_features
 from narla.evaluate import save_model
+from narla.learning.returns import EpisodeTally
 
 CHECKPOINT = "distill.pt"
 
@@ -143,8 +144,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
                 "first": torch.zeros(t_len, b, dtype=torch.bool), "label": torch.zeros(t_len, b, *space.shape),
             }
             first = torch.ones(b, dtype=torch.bool)
-            episode_return = torch.zeros(b, dtype=torch.float64)
-            ended_sum = ended = torch.zeros((), dtype=torch.float64)  # returns of the episodes that end
+            tally = EpisodeTally(b)  # returns of the episodes that end in this iteration
             with torch.no_grad():
                 for t in range(t_len):
                     memory = student.clear(memory, first)
@@ -158,10 +158,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
                     obs, reward, terminated, truncated = task.step(action)
                     first = terminated | truncated
                     prev = action_features(action, space)
-                    episode_return += reward.double()
-                    ended_sum = ended_sum + (episode_return * first).sum()
-                    ended = ended + first.sum()
-                    episode_return *= ~first
+                    tally.add(reward, first)
             buffer = (buffer + [stream])[-config.buffer:]
             losses = []
             for _ in range(config.epochs):
@@ -170,10 +167,10 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
                 losses.append(_train_pass(student, batch, optimizer, config))
             state["iteration"] += 1
             state["env_steps"] += t_len * b
+            episodes, mean_return = tally.take()
             state["history"].append({
                 "iteration": state["iteration"], "env_steps": state["env_steps"], "beta": beta,
-                "loss": sum(losses) / len(losses), "episodes": int(ended),
-                "mean_return": float(ended_sum) / int(ended) if int(ended) else None,
+                "loss": sum(losses) / len(losses), "episodes": episodes, "mean_return": mean_return,
                 "wall_s": round(time.perf_counter() - start, 1),
             })
             state.update(population=population.state_dict(), optimizer=optimizer.state_dict(), config=asdict(config),

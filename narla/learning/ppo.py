@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from narla.checkpoint import save
-from narla.learning.returns import gae
+from narla.learning.returns import EpisodeTally, gae
 from narla.tasks.gym_vector import GymVectorTask
 
 TEACHER = "teacher.pt"
@@ -160,8 +160,7 @@ def train_teacher(
         torch.set_rng_state(state["rng"])
     batch = config.steps_per_update * b
     total_updates = max(1, math.ceil(env_steps / batch))
-    episode_return = torch.zeros(b, dtype=torch.float64)
-    zero = torch.zeros((), dtype=torch.float64)
+    tally = EpisodeTally(b)
     obs = task.reset(seed=seed + 1000 * state["updates"])
     bar = None
     if progress and state["env_steps"] < env_steps:
@@ -187,7 +186,6 @@ def train_teacher(
             act_buf = torch.zeros(t_len, b, act_dim)
             logp_buf, rew_buf, val_buf = torch.zeros(t_len, b), torch.zeros(t_len, b), torch.zeros(t_len, b)
             done_buf = torch.zeros(t_len, b, dtype=torch.bool)
-            ended_sum, ended = zero.clone(), zero.clone()  # returns of the episodes that end in this window
             for t in range(t_len):
                 with torch.no_grad():
                     dist = policy.distribution(obs)
@@ -196,10 +194,7 @@ def train_teacher(
                     logp_buf[t], val_buf[t] = dist.log_prob(action).sum(-1), policy.value(obs)
                 obs, reward, terminated, truncated = task.step(torch.maximum(torch.minimum(action, high), low))
                 done = terminated | truncated
-                episode_return += reward.double()
-                ended_sum += (episode_return * done).sum()
-                ended += done.sum()
-                episode_return *= ~done
+                tally.add(reward, done)
                 rew_buf[t], done_buf[t] = scaler(reward, done).float(), done
             with torch.no_grad():  # bootstrap the window's cut: add γ V(o_T) to its last reward where it runs on
                 rew_buf[-1] += config.gamma * policy.value(obs) * (~done_buf[-1]).float()
@@ -229,17 +224,17 @@ def train_teacher(
                     break
             state["updates"] += 1
             state["env_steps"] += batch
-            episodes = int(ended)
+            episodes, mean_return = tally.take()  # the episodes that ended in this window
             state["history"].append({
                 "env_steps": state["env_steps"],
                 "episodes": episodes,
-                "mean_return": float(ended_sum) / episodes if episodes else None,
+                "mean_return": mean_return,
                 "wall_s": round(time.perf_counter() - start, 1),
             })
             if bar is not None:
                 bar.update(batch)
                 if episodes:
-                    bar.set_postfix(ret=f"{float(ended_sum) / episodes:.0f}")
+                    bar.set_postfix(ret=f"{mean_return:.0f}")
             if state["updates"] % checkpoint_every == 0 or state["env_steps"] >= env_steps:
                 checkpoint()
     finally:

@@ -78,3 +78,29 @@ def normalize_per_neuron(x: torch.Tensor, valid: torch.Tensor, eps: float = 1e-8
     mean = (x * m).sum((0, 1)) / count
     var = (((x - mean) * m) ** 2).sum((0, 1)) / count
     return (x - mean) / (var.sqrt() + eps) * m
+
+
+class EpisodeTally:
+    """Undiscounted returns of ``B`` running copies, and the sum and count of those whose episode ended since the
+    last :meth:`take`; tensors throughout, so adding a tick costs no host sync."""
+
+    def __init__(self, copies: int) -> None:
+        self.running = torch.zeros(copies, dtype=torch.float64)
+        self.ended_sum = torch.zeros((), dtype=torch.float64)
+        self.ended = torch.zeros((), dtype=torch.float64)
+
+    def add(self, reward: torch.Tensor, done: torch.Tensor) -> None:
+        """One tick: ``reward[B]``, ``done[B]`` (the copies whose episode ended with it; they restart at 0)."""
+        self.running += reward.double()
+        self.ended_sum += (self.running * done).sum()
+        self.ended += done.sum()
+        self.running *= ~done
+
+    def take(self) -> tuple[int, float | None]:
+        """``(episodes, mean return)`` of the episodes ended since the last call (None without any); starts anew."""
+        episodes = int(self.ended)
+        mean = float(self.ended_sum) / episodes if episodes else None
+        self.ended_sum.zero_()
+        self.ended.zero_()
+        return episodes, mean
+

@@ -38,7 +38,7 @@ from narla.context import action_features
 from narla.evaluate import save_model
 from narla.learning.distill import Student
 from narla.learning.ppo import ReturnScaler, TeacherPolicy
-from narla.learning.returns import gae
+from narla.learning.returns import EpisodeTally, gae
 
 CHECKPOINT = "ppo.pt"
 
@@ -114,7 +114,7 @@ def finetune(run, init: dict, teacher: TeacherPolicy, teacher_state: dict, out: 
     memory = student.initial(b)
     prev = torch.zeros(b, feature_dim)
     first = torch.ones(b, dtype=torch.bool)
-    episode_return = torch.zeros(b, dtype=torch.float64)
+    tally = EpisodeTally(b)
     bar = None
     if progress and state["env_steps"] < env_steps:
         from narla.progress import progress_bar
@@ -144,7 +144,6 @@ def finetune(run, init: dict, teacher: TeacherPolicy, teacher_state: dict, out: 
                 "done": torch.zeros(t_len, b, dtype=torch.bool),
             }
             memory0 = memory.detach().clone()
-            ended_sum = ended = torch.zeros((), dtype=torch.float64)
             with torch.no_grad():
                 sigma = log_std.exp()
                 for t in range(t_len):
@@ -159,10 +158,7 @@ def finetune(run, init: dict, teacher: TeacherPolicy, teacher_state: dict, out: 
                     obs, reward, terminated, truncated = task.step(executed)
                     first = terminated | truncated
                     prev = action_features(executed, space)
-                    episode_return += reward.double()
-                    ended_sum = ended_sum + (episode_return * first).sum()
-                    ended = ended + first.sum()
-                    episode_return *= ~first
+                    tally.add(reward, first)
                     window["reward"][t], window["done"][t] = scaler(reward, first).float(), first
                 window["reward"][-1] += config.gamma * critic(obs).squeeze(-1) * (~first).float()
             adv, ret = gae(window["reward"].unsqueeze(-1), window["value"].unsqueeze(-1), window["done"],
@@ -178,17 +174,16 @@ def finetune(run, init: dict, teacher: TeacherPolicy, teacher_state: dict, out: 
                     break
             state["updates"] += 1
             state["env_steps"] += t_len * b
-            episodes = int(ended)
+            episodes, mean_return = tally.take()  # the episodes that ended in this window
             state["history"].append({
-                "env_steps": state["env_steps"], "episodes": episodes,
-                "mean_return": float(ended_sum) / episodes if episodes else None, "kl": round(kl, 5),
+                "env_steps": state["env_steps"], "episodes": episodes, "mean_return": mean_return, "kl": round(kl, 5),
                 "sigma": round(float(log_std.detach().exp().mean()), 4),
                 "wall_s": round(time.perf_counter() - start, 1),
             })
             if bar is not None:
                 bar.update(t_len * b)
                 if episodes:
-                    bar.set_postfix(ret=f"{float(ended_sum) / episodes:.0f}", kl=f"{kl:.3f}")
+                    bar.set_postfix(ret=f"{mean_return:.0f}", kl=f"{kl:.3f}")
             if state["updates"] % checkpoint_every == 0 or state["env_steps"] >= env_steps:
                 checkpoint()
     finally:
