@@ -332,7 +332,7 @@ class Engine:
         A re-evaluation reads recorded activity, so no stage waits for another's spikes: consecutive stages are
         merged while a group's hidden activations (neurons x ``cols`` x the policy's hidden widths) stay within
         :data:`EVALUATION_GROUP_ELEMENTS`. Small networks then take one batched product per layer instead of one per
-        stage (about 1.7x faster updates of Table 1's 5-layer cells here); large ones keep per-stage products, whose
+        stage (about 1.6x faster updates of Table 1's 5-layer cells here); large ones keep per-stage products, whose
         activations stay in cache. Each neuron's product has the same shape either way.
         """
         policy = getattr(self.population, "policy", None)
