@@ -217,3 +217,13 @@ def test_a_cell_beats_matches_or_falls_short_of_the_papers_mean_by_its_interval(
     assert against_paper((1200.0, 1700.0), 1480) == "matches"
     assert against_paper((3029.0, 4644.0), 4824) == "beats"  # fewer episodes to solve than the paper
     assert against_paper((1500.0, 1900.0), 1275) == "short"
+
+
+def test_table1_starts_the_cells_with_the_most_hidden_layers_first():
+    from narla.sweep import Trial
+
+    trials = [Trial(f"scenarios/table1/paper/{name}.yaml", (), 0, "out")
+              for name in ("all_L1", "all_L2", "all_L5", "task_L1", "task_L5", "all_relay_L2")]
+    order = [Path(t.scenario).stem for t in table1.largest_first(trials)]
+    assert order == ["all_L5", "task_L5", "all_L2", "all_relay_L2", "all_L1", "task_L1"]
+
