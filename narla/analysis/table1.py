@@ -14,10 +14,10 @@ learning-curve PNG per cell::
   protocol.
 
 Unsolved runs count as 20,000 in the means, as in the paper. The scenarios carry no time limit: the full protocol
-needs hours of this 2-core machine. ``--cell-minutes M`` gives each unfinished cell at most ``M`` minutes in this
-call; a cell still going then pauses (its batch checkpoint, ``batch_checkpoint.pt``, stays in the cell's directory)
-and the next call continues it exactly where it was. Paused runs are shown as running, with the episode they
-reached, and are left out of the means until they finish.
+takes about an hour or more of this 2-core machine (the page states how long it took). ``--cell-minutes M`` gives
+each unfinished cell at most ``M`` minutes in this call; a cell still going then pauses (its batch checkpoint,
+``batch_checkpoint.pt``, stays in the cell's directory) and the next call continues it exactly where it was. Paused
+runs are shown as running, with the episode they reached, and are left out of the means until they finish.
 """
 
 from __future__ import annotations
@@ -273,12 +273,11 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
         "`paper_prediction`, `paper_trace`), stop when the 100-episode mean exceeds 300 checked only after episode",
         "1,000 (so no cell can report fewer than 1,001), at most 20,000 episodes. Bio → All switches after 1,000",
         "episodes as the paper's text says; the row \"switch at 500\" follows the paper's code.",
-        "The full protocol needs hours of this machine, so the command runs in calls (`--cell-minutes`); a cell",
-        "still running between calls is paused and continues exactly where it was. While a cell has runs still",
-        "going, its statistics are **lower bounds** (marked ≥): a running run enters them with the next episode",
-        "it can reach. The calls from 2026-12-02 on compute discounted returns as tensor operations, equal to the",
-        "former tick-by-tick loop up to float rounding: a run paused before that change and continued after it is a",
-        "valid run of the protocol, but not bit for bit the run one older uninterrupted call would have produced.",
+        "A call can be limited (`--cell-minutes`): a cell still running between calls is paused and continues",
+        "exactly where it was. While a cell has runs still going, its statistics are **lower bounds** (marked ≥): a",
+        "running run enters them with the next episode it can reach. Versions of narla whose updates differ only in",
+        "float rounding (how returns or re-evaluations are computed) train different episodes from the same seed, as",
+        "training amplifies any rounding: each regeneration is a valid sample of the protocol, not the same runs.",
         "\"vs the paper\" places the paper's mean against a 95 % percentile-bootstrap interval of our mean (10,000",
         "resamplings of the cell's runs, fixed seed): **beats** when the whole interval lies below it (fewer episodes",
         "to solve), **matches** when it contains it, **short** when the whole interval lies above it.",
