@@ -7,7 +7,6 @@ a batch holds exactly ``B`` complete episodes. With ``B = 1`` this is NaRLA's on
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -97,11 +96,12 @@ def start_carry(engine: Engine, batch: int) -> Carry:
 
 def finish_tick(
     engine: Engine, task: Task, scheme, carry: Carry, act: torch.Tensor, actions: torch.Tensor, episode: int,
-    obs: torch.Tensor | None = None,
+    obs: torch.Tensor | None = None, terms_mask: torch.Tensor | None = None,
 ) -> tuple[TickOutcome, Carry]:
     """Every neuron has acted (``act[S + N, B]``, ``actions[N, B]``, on observations ``obs[B, obs_dim]``): read the
     task action out of the motor neurons, step the task, pay every neuron from ``scheme`` and hand the next tick its
-    carry.
+    carry. ``terms_mask`` ``[K, B]`` (optional) says which reward terms apply in which copy, for copies at
+    different episodes of a phased scheme (:mod:`narla.runs`); without it ``episode`` decides.
 
     This is the one place a tick ends, for :func:`collect` and for the PettingZoo views alike. The memory of the
     copies whose episode ended is cleared, and so is their previous task action.
@@ -113,7 +113,7 @@ def finish_tick(
     trace = scheme.update_trace(carry.trace, spikes, carry.first)
     state = NetworkState(spikes, carry.prev_spikes, trace, reward, done, carry.first, engine.wiring, episode,
                          engine.memory, obs=obs, task_action=task_action, next_obs=next_obs, terminated=terminated,
-                         truncated=truncated, activity=act)
+                         truncated=truncated, activity=act, terms_mask=terms_mask)
     total, parts = scheme(state)
     engine.keep_memory(~done)
     prev_action = None
@@ -147,15 +147,14 @@ def collect(
     scheme,
     episode: int = 0,
     sync_every: int = 16,
-    on_sync: Callable[[torch.Tensor], None] | None = None,
     per_tick_components: bool = False,
 ) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
     ``scheme`` is a :class:`narla.rewards.RewardScheme` (``scheme(state) -> (total, components)``).
     The loop checks whether any copy is still running only every ``sync_every`` ticks, so there is no
-    host sync inside a tick. ``on_sync(alive[B])`` (optional) is called at each of those checks, before it
-    (:mod:`narla.runs` uses it to stop drawing random numbers for runs whose episodes have all ended).
+    host sync inside a tick (:mod:`narla.runs` keeps each batched run on this clock, so its runs draw the random
+    numbers a lone run draws, padding ticks included).
 
     At a check where at most half of the copies the engine computes are still running, the engine drops the
     finished ones (when it is :attr:`~narla.engine.Engine.compactable`; :meth:`~narla.engine.Engine.live_columns`
@@ -201,8 +200,6 @@ def collect(
         alive = alive & ~out.done
         obs = out.next_obs
         if (t + 1) % sync_every == 0:
-            if on_sync is not None:
-                on_sync(alive)
             if engine.compactable:
                 live = engine.live_columns(alive)  # the one host sync of the check
                 if live.numel() == 0:

@@ -1,30 +1,37 @@
-"""Seeds as a batch dimension: ``R`` independent runs of one scenario trained in lockstep as one computation.
+"""Seeds as a batch dimension: ``R`` independent runs of one scenario, each on its own episode clock, acting as one
+computation.
 
-Each run is built exactly as a lone run (:func:`narla.training.build` with its seed: same initial parameters, same
-environment and spike generators). The runs' parameters are then stacked with a leading run axis (row ``r·N + i``
-of every stacked parameter is neuron ``i`` of run ``r``), and one :class:`RunEngine` ticks all of them: the
-columns of a tick are ``[R, B]`` (run-major: each run's ``B`` environment copies), and every stage's forward pass
-is one batched matrix product over ``R·n`` (run, neuron) slices. Nothing is shared between runs:
+Each run is built exactly as a lone run (:func:`narla.training.build` with its seed: same initial parameters,
+environment and spike generators, its own :class:`~narla.learning.Reinforce` and Adam). What the runs share is the
+acting: one :class:`RunEngine` ticks every run's environment copies at once (columns ``[R, B]``, run-major), every
+stage's forward pass one batched matrix product over the ``R·n`` (run, neuron) slices of a stacked copy of the runs'
+parameters.
 
-- parameters: disjoint rows, and Adam is elementwise, so each run's update is its own;
-- randomness: run ``r``'s spikes come from its own generator and its environment copies reset from their own
-  generator, in the order a lone run draws them (also on the padding ticks a lone run plays before it notices its
-  episode ended: collection checks every 16 ticks, :func:`narla.rollout.collect`);
-- returns are normalized per run and neuron; the loss of run ``r`` is divided by its own ``B``;
+The runs are **asynchronous**: a run whose episode ends learns from it at once (its own learner, on its own
+parameters: the lone run's update, computation for computation) and starts its next episode on the next tick,
+while the others play on. A batch therefore costs about the ticks of its longest run, not the sum over episodes of
+the slowest run's episode. Nothing is shared between runs:
+
+- parameters: each run keeps its own (the lone population); the stacked copy the ticks read is refreshed from a
+  run's rows after each of its updates;
+- randomness: run ``r``'s spikes come from its own generator and its environment copies start from their own
+  generator, drawn on its own tick clock (a block of up to 16 ticks at a time, as a lone run's collection checks
+  every 16 ticks, :func:`narla.rollout.collect`, padding ticks included);
+- rewards: a phased scheme applies to each run the phase of its own episode count (``NetworkState.terms_mask``);
 - each run has its own episode counter, stop rule and results directory (same files as ``narla run``).
 
-A run that stops (solved, out of episodes, or a non-finite loss) is dropped from the batch: its parameter rows, its
-optimizer state, its environment copies and its generators are sliced away, so it costs nothing afterwards.
-On CPU a run trained this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``). Random
-numbers are drawn a block of ticks at a time, one call per run (CPU ``torch.rand`` is one contiguous stream, so the
-block holds the numbers the lone run draws tick by tick); on CUDA, whose generator is not one stream, a run in a batch
-draws different (equally random) numbers than alone.
+A run that stops (solved, out of episodes, or a non-finite loss) leaves the batch at once: its columns, its rows
+of the stacked parameters and its generators are dropped, so it costs nothing afterwards. On CPU a run trained
+this way equals the same seed trained alone, bit for bit (``tests/test_runs.py``): CPU ``torch.rand`` is one
+contiguous stream, so a block drawn at once holds the numbers the lone run draws tick by tick. On CUDA, whose
+generator is not one stream, a run in a batch draws different (equally random) numbers than alone.
 
 A batch can be paused and resumed (``checkpoint=PATH``): every ``checkpoint_every_s`` seconds, and when the time cap
-``max_wall_s`` is reached, the batch's state (stacked parameters, Adam state, every run's generators, the history)
-is written to ``PATH`` between episodes. A time cap then pauses the runs still going (``summary.json`` status
-``paused``) instead of ending them, and the next trainer given the same seeds and ``PATH`` continues them exactly
-where they were: a paused and resumed batch equals the uninterrupted one, bit for bit on CPU.
+``max_wall_s`` is reached, the runs drain (a run whose episode ends waits instead of starting the next) and, once
+every run is between episodes, the batch's state (each run's parameters, Adam state, generators and history) is
+written to ``PATH``. A time cap then pauses the runs still going (``summary.json`` status ``paused``) instead of
+ending them, and the next trainer given the same seeds and ``PATH`` continues them exactly where they were: a paused
+and resumed batch equals the uninterrupted one, bit for bit on CPU.
 
 Supported: ``learning.rule: reinforce``, spiking neurons of the stage-wise population without universal context,
 torch-native tasks (``cartpole``, ``swingup``). :func:`batchable` says why a scenario is not; ``narla sweep`` then
@@ -40,8 +47,6 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,16 +55,15 @@ import torch
 from narla.checkpoint import truncate_csv
 from narla.engine import Engine
 from narla.imports import recorded
-from narla.learning import Reinforce
-from narla.learning.returns import discounted_returns, normalize_per_neuron
 from narla.neurons import Population
 from narla.results import atomic_write, write_index
-from narla.rollout import Rollout, collect
+from narla.rollout import Carry, Rollout, finish_tick, start_carry
 from narla.scenario import Scenario, ScenarioError, dump, from_dict
 from narla.tasks.physics import PhysicsTask
 from narla.training import Run, _best_window_mean, build, episode_rows, host_rows, solve_check
 
-SYNC_EVERY = 16  # ticks between collection's checks (narla.rollout.collect's default), the draws' block size
+SYNC_EVERY = 16  # ticks between a lone collection's checks (narla.rollout.collect's default), the draws' block size
+CHECKPOINT_FORMAT = 2  # 2: one entry per run, written between episodes (1: the lockstep batch of narla < 0.9)
 
 
 def batchable(scenario: Scenario) -> str | None:
@@ -92,255 +96,119 @@ def batchable(scenario: Scenario) -> str | None:
 
 
 class RunEngine(Engine):
-    """The engine over ``R`` stacked runs: columns ``[outer, R, B]`` (a tick: ``outer = 1``; a rollout: ``T``).
+    """The acting engine over ``R`` runs: columns ``[R, B]`` (run-major), each run on its own tick clock.
 
-    ``population`` is a stacked :class:`Population` whose ``slots`` map the *virtual* neuron order (stage by
-    stage, run by run) to the rows ``r·N + i``; ``generators[r]`` draws run ``r``'s spikes.
+    ``population`` holds the runs' parameters stacked in *virtual order*, stage by stage and run by run (virtual
+    neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)`` is neuron ``a + j`` of run ``k``), so a stage's rows over all
+    runs are one slice. ``lone[k]`` is run ``k``'s own population (what it learns on, :meth:`refresh` copies it in);
+    ``ticks[k]`` counts the ticks of its current episode, on which clock its spikes are drawn from ``generators[k]``.
     """
 
     def __init__(self, runs: list[Run], envs_per_run: int, max_ticks: int) -> None:
         first = runs[0]
-        self.lone_population = first.engine.population
-        population = stack_populations([r.engine.population for r in runs])
-        super().__init__(first.wiring, population, first.engine.readout, first.engine.propagation, None)
+        self.lone: list[Population] = [r.engine.population for r in runs]
+        super().__init__(first.wiring, stack_populations(self.lone), first.engine.readout, first.engine.propagation,
+                         None)
         self.envs_per_run = envs_per_run
+        self.max_ticks = max_ticks  # an episode's tick limit (a lone collection stops there, mid-block)
         self.generators = [r.generator for r in runs]
-        self.drawing = [True] * len(runs)
-        self.ticks = [0] * len(runs)  # ticks drawn by each run in the current episode (a lone run's T)
-        self._view = len(runs)  # how many runs the columns of the next forward pass hold
-        self._tick_population = copy.deepcopy(population)  # parameters laid out in virtual order, for ticks
-        self._tick_runs: list[int] | None = None  # the runs whose copies the ticks compute (None: all)
-        self._compacted_from: torch.Tensor | None = None  # the active columns _tick_runs was read from
-        self._ticking = False
-        self._evaluating_run = False  # evaluate_run: the lone population holds one run's parameter views
-        self.max_ticks = max_ticks  # an episode's tick limit (collection stops there, mid-block)
-        self._tick = 0  # ticks played in the current episode
+        self.ticks = [0] * len(runs)
+        self.drawing = [True] * len(runs)  # False: the run waits between episodes (it draws nothing, its clock stops)
+        self._block = torch.zeros(len(runs), SYNC_EVERY, self.num_neurons, envs_per_run, device=self.device)
+        self._u: torch.Tensor | None = None  # [R, N, B] this tick's uniforms
         self._row = 0  # first neuron row of the next stage's draw within the tick
-        self._block: torch.Tensor | None = None  # [k, R, N, B] this block's uniforms (see _draw_block)
-        self._set_slots()
-
-    @property
-    def compactable(self) -> bool:
-        """Yes, by whole runs (:meth:`live_columns`): a run whose copies have all ended leaves the ticks."""
-        return self.clamp is None and not self.common_noise
-
-    def live_columns(self, alive: torch.Tensor) -> torch.Tensor:
-        """Every column of each run that still has a running copy (a tick computes whole runs)."""
-        b = self.envs_per_run
-        return alive.view(-1, b).any(1).repeat_interleave(b).nonzero().squeeze(1)
-
-    def _tick_view(self, runs: list[int] | None) -> None:
-        """Lay the tick parameters out for ``runs`` only (all runs when None): the columns of the next ticks hold
-        just their copies. The layout is kept until the runs change (:meth:`start_episode` restores all)."""
-        if runs == self._tick_runs:
-            return
-        rows = self._rows(list(range(self.num_runs)) if runs is None else runs)
-        with torch.no_grad():
-            live = dict(self.population.named_parameters())
-            for name, p in self._tick_population.named_parameters():
-                p.data = live[name].detach().index_select(0, rows)
-        self._tick_runs = runs
+        self._lay_out()
 
     @property
     def num_runs(self) -> int:
-        return len(self.generators)
+        return len(self.lone)
 
-    def _set_slots(self) -> None:
-        """Lay every run out in virtual order (:meth:`_rows`) for a forward pass over all runs' columns."""
-        self.population.slots = self._rows(list(range(self.num_runs)))
-        self._view = self.num_runs
+    def _lay_out(self) -> None:
+        """Stack every run's parameters in virtual order (after the batch's runs changed)."""
+        r, n = self.num_runs, self.num_neurons
+        order = [run * n + a + j for a, b in self.stages for run in range(r) for j in range(b - a)]
+        index = torch.tensor(order, dtype=torch.long, device=self.device)
+        lone = [dict(p.named_parameters()) for p in self.lone]
+        with torch.no_grad():
+            for name, p in self.population.named_parameters():
+                p.data = torch.cat([ps[name].detach() for ps in lone]).index_select(0, index)
+        # run k's rows in ascending virtual order hold its neurons 0 … N − 1 in order
+        self._positions = [(index.div(n, rounding_mode="floor") == k).nonzero().squeeze(1) for k in range(r)]
+        self._runs = torch.arange(r, device=self.device)
 
-    def _rows(self, runs: list[int]) -> torch.Tensor:
-        """Parameter rows in virtual order for ``runs``: virtual neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)``
-        is row ``runs[k]·N + a + j``."""
-        n = self.num_neurons
-        rows = [run * n + a + j for a, b in self.stages for run in runs for j in range(b - a)]
-        return torch.tensor(rows, dtype=torch.long, device=self.device)
+    def refresh(self, run: int) -> None:
+        """Copy run ``run``'s own parameters (after its update) into the stacked ones the ticks read."""
+        lone = dict(self.lone[run].named_parameters())
+        with torch.no_grad():
+            for name, p in self.population.named_parameters():
+                p.index_copy_(0, self._positions[run], lone[name].detach())
 
-    def run_parameters_views(self) -> list[dict[str, torch.Tensor]]:
-        """Each run's parameters, ``{name: [N, ...]}``, as views of the stacked ones made by one ``unbind`` per
-        parameter. A run re-evaluated on them reads its rows the way a lone run reads its own parameters (slices
-        of an ``[N, ...]`` tensor), and the backward pass writes each run's gradient once; gathering the run's rows
-        from the stack instead writes a gradient the size of the whole stack for every use (every stage and layer of
-        every run)."""
-        r = self.num_runs
-        views: list[dict[str, torch.Tensor]] = [{} for _ in range(r)]
-        for name, p in self.population.named_parameters():
-            for k, v in enumerate(p.view(r, p.shape[0] // r, *p.shape[1:]).unbind(0)):
-                views[k][name] = v
-        return views
-
-    def evaluate_run(
-        self, params: dict[str, torch.Tensor], obs: torch.Tensor, actions: torch.Tensor, first: torch.Tensor,
-        valid: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`Engine.evaluate` of one run alone, on its entry ``params`` of :meth:`run_parameters_views` and its
-        columns only (``obs[T, B, S]``, ``valid[T, B]``): exactly the lone run's computation (same parameter layout
-        and column count, so the same matrix kernels), with gradient to the stacked parameters.
-        Returns ``log_prob, entropy`` ``[T, B, N]``."""
-        self._evaluating_run = True
-        try:
-            with parameters_replaced(self.lone_population, params):
-                logp, entropy, _ = self.evaluate(obs, actions, first, valid=valid)
-        finally:
-            self._evaluating_run = False
-        return logp, entropy
-
-    def evaluation_stages(self, cols: int) -> list[tuple[int, int]]:
-        """The lone run's groups for one run's re-evaluation (:meth:`evaluate_run`, the lone run's computation); the
-        stages over all runs' columns, whose stacked parameters are laid out stage by stage (:meth:`_rows`)."""
-        return super().evaluation_stages(cols) if self._evaluating_run else self.stages
-
-    def start_episode(self) -> None:
-        """Every run draws random numbers again (called before each :func:`narla.rollout.collect`).
-
-        Also lays the parameters out in virtual order once for the episode's ticks (they do not change during
-        an episode): a stage's rows are then a slice, not a gather on every tick. Same values, same results.
-        """
-        self.drawing = [True] * self.num_runs
-        self.ticks = [0] * self.num_runs
-        self._tick = 0
-        self._tick_population.slots = None
-        self._tick_runs = []  # no layout yet: the next line lays out every run
-        self._compacted_from = None
-        self._tick_view(None)
-
-    def sync(self, alive: torch.Tensor) -> None:
-        """``alive[R·B]`` at a collection check: a run whose copies have all ended stops drawing (a lone run stops)."""
-        still = alive.view(self.num_runs, self.envs_per_run).any(1).tolist()
-        self.drawing = [d and s for d, s in zip(self.drawing, still, strict=True)]
+    def start_episode(self, run: int) -> None:
+        """Run ``run`` starts an episode: its clock restarts and it draws again."""
+        self.ticks[run] = 0
+        self.drawing[run] = True
 
     def _to_runs(self, x: torch.Tensor) -> torch.Tensor:
-        """``[n, F, outer·R·B]`` -> ``[R·n, F, outer·B]`` (run-major rows, each run's columns in lone order)."""
-        n, f, cols = x.shape
-        r, b = self._view, self.envs_per_run
-        if r == 1:  # one run: its columns as they are (also the valid-filtered columns of evaluate_run)
+        """``[n, F, R·B]`` -> ``[R·n, F, B]`` (run-major rows, each run's columns in lone order)."""
+        n, f, _ = x.shape
+        r, b = self.num_runs, self.envs_per_run
+        if r == 1:
             return x
-        outer = cols // (r * b)
-        return x.view(n, f, outer, r, b).permute(3, 0, 1, 2, 4).reshape(r * n, f, outer * b)
+        return x.view(n, f, r, b).permute(2, 0, 1, 3).reshape(r * n, f, b)
 
     def _from_runs(self, y: torch.Tensor) -> torch.Tensor:
-        rn, d, cols = y.shape
-        r, b = self._view, self.envs_per_run
+        rn, d, _ = y.shape
+        r, b = self.num_runs, self.envs_per_run
         if r == 1:
             return y
-        n, outer = rn // r, cols // b
-        return y.view(r, n, d, outer, b).permute(1, 2, 3, 0, 4).reshape(n, d, outer * r * b)
+        return y.view(r, rn // r, d, b).permute(1, 2, 0, 3).reshape(rn // r, d, r * b)
 
     def _policy(
         self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self._evaluating_run:  # one run's re-evaluation on its own parameter views (evaluate_run)
-            return self.lone_population(x, c, start, end)
         x = self._to_runs(x)
         c = self._to_runs(c) if self._uses_context else x.new_zeros(x.shape[0], 0, x.shape[2])
-        r = self._view
-        population = self._tick_population if self._ticking else self.population
-        return self._from_runs(population(x, c, r * start, r * end))
+        r = self.num_runs
+        return self._from_runs(self.population(x, c, r * start, r * end))
 
-    def _draw_block(self) -> None:
-        """The uniforms of the next ``k`` ticks (up to the next collection check, at most 16), one call per run.
+    def _draw(self) -> None:
+        """This tick's uniforms ``[R, N, B]``, each run's from the block it drew at the start of its current 16 ticks.
 
-        A lone run draws ``rand(n, B)`` per stage per tick from its generator, and CPU ``torch.rand`` is one
-        contiguous stream (``rand(a)`` then ``rand(b)`` equals ``rand(a + b)`` split), so run ``r``'s block
-        ``rand(k·N·B)`` holds exactly the numbers it would draw over those ticks, stage by stage. Runs that stopped
-        drawing get zeros, as lone runs that stopped would draw nothing.
-        """
-        k = min(SYNC_EVERY - self._tick % SYNC_EVERY, self.max_ticks - self._tick)
+        A lone run draws ``rand(n, B)`` per stage per tick, and CPU ``torch.rand`` is one contiguous stream
+        (``rand(a)`` then ``rand(b)`` equals ``rand(a + b)`` split), so a block ``rand(k·N·B)`` holds exactly the
+        numbers the lone run draws over those ``k`` ticks, stage by stage."""
         n, b = self.num_neurons, self.envs_per_run
-        size = k * n * b
-        parts = [
-            torch.rand(size, generator=g, device=self.device) if draw else torch.zeros(size, device=self.device)
-            for g, draw in zip(self.generators, self.drawing, strict=True)
-        ]
-        self._block = torch.stack(parts).view(len(parts), k, n, b).transpose(0, 1)  # [k, R, N, B]
+        for k, (t, g) in enumerate(zip(self.ticks, self.generators, strict=True)):
+            if self.drawing[k] and t % SYNC_EVERY == 0:
+                size = min(SYNC_EVERY, self.max_ticks - t)
+                self._block[k, :size] = torch.rand(size * n * b, generator=g, device=self.device).view(size, n, b)
+        phase = torch.tensor([t % SYNC_EVERY for t in self.ticks], device=self.device)
+        self._u = self._block[self._runs, phase]
 
     def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
-        """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator (zeros once it stops drawing)."""
+        """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator."""
         n, d, _ = logits.shape
         if d != 1:
             raise ValueError("batched runs support binary neurons only (a 'choice' readout of a 2-action task)")
-        u = self._block[self._tick % SYNC_EVERY, :, self._row : self._row + n]  # [R, n, B]
-        if self._tick_runs is not None:
-            u = u[self._tick_runs]  # the runs this tick computes
+        u = self._u[:, self._row : self._row + n]  # [R, n, B]
         self._row += n
         return (u.permute(1, 0, 2).reshape(n, -1) < torch.sigmoid(logits[:, 0])).long()
 
     def tick(self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None):
-        self.ticks = [t + d for t, d in zip(self.ticks, self.drawing, strict=True)]
-        if self._tick % SYNC_EVERY == 0:
-            self._draw_block()
+        self._draw()
         self._row = 0
-        self._ticking = True
-        if self.columns is not None:  # a compacted tick: whole runs (live_columns)
-            active = self.columns[1]
-            if active is not self._compacted_from:  # a new compaction: one host read, then none per tick
-                self._compacted_from = active
-                self._tick_view(active[:: self.envs_per_run].div(self.envs_per_run).tolist())
-            self._view = len(self._tick_runs)
-        try:
-            return super().tick(obs, prev, prev_action)
-        finally:
-            self._ticking = False
-            self._tick += 1
-            self._view = self.num_runs
+        act, actions = super().tick(obs, prev, prev_action)
+        self.ticks = [t + d for t, d in zip(self.ticks, self.drawing, strict=True)]
+        return act, actions
 
-    def run_parameters(self, run: int) -> dict[str, torch.Tensor]:
-        """Run ``run``'s (active index) parameters in a lone population's shapes."""
-        n = self.num_neurons
-        return {name: p.detach()[run * n : (run + 1) * n].clone() for name, p in self.population.named_parameters()}
-
-    def state(self) -> dict:
-        """The stacked parameters and every run's sampling generator (for a batch checkpoint)."""
-        return {"population": {k: v.detach().clone() for k, v in self.population.state_dict().items()},
-                "generators": [g.get_state() for g in self.generators]}
-
-    def load_state(self, state: dict) -> None:
-        """Inverse of :meth:`state` (the batch must already hold the same runs)."""
-        with torch.no_grad():
-            for name, p in self.population.named_parameters():
-                saved = state["population"][name]
-                if saved.shape != p.shape:
-                    raise ValueError(f"checkpoint parameter {name!r} has shape {list(saved.shape)}, "
-                                     f"the batch {list(p.shape)}")
-                p.copy_(saved)
-        for g, s in zip(self.generators, state["generators"], strict=True):
-            g.set_state(s)
-
-    def keep_runs(self, keep: list[int], optimizer: torch.optim.Optimizer) -> None:
-        """Drop every run not in ``keep`` (active indices): parameter rows, optimizer state and generators."""
-        n = self.num_neurons
-        index = torch.tensor([r * n + i for r in keep for i in range(n)], dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            for p in self.population.parameters():
-                state = optimizer.state.get(p)
-                p.data = p.data.index_select(0, index)
-                if state:
-                    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-                        if key in state:
-                            state[key] = state[key].index_select(0, index)
-        self.generators = [self.generators[r] for r in keep]
-        self.drawing = [self.drawing[r] for r in keep]
-        self.ticks = [self.ticks[r] for r in keep]
-        self._set_slots()
-
-
-@contextmanager
-def parameters_replaced(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Within the block, ``module``'s parameters named in ``tensors`` (``named_parameters`` names) are those tensors
-    (views with their own autograd history), as ``torch.func.functional_call`` would make them for one call, but
-    once for a whole re-evaluation: a run's update then pays one swap, not one per stage and layer."""
-    saved = []
-    try:
-        for name, tensor in tensors.items():
-            owner, _, leaf = name.rpartition(".")
-            holder = module.get_submodule(owner)
-            saved.append((holder, leaf, holder._parameters[leaf]))
-            holder._parameters[leaf] = tensor
-        yield
-    finally:
-        for holder, leaf, parameter in reversed(saved):
-            holder._parameters[leaf] = parameter
+    def keep_runs(self, keep: list[int]) -> None:
+        """Drop every run not in ``keep`` (batch positions): its generators and its rows of the stacked parameters."""
+        self.lone = [self.lone[k] for k in keep]
+        self.generators = [self.generators[k] for k in keep]
+        self.ticks = [self.ticks[k] for k in keep]
+        self.drawing = [self.drawing[k] for k in keep]
+        self._block = self._block[torch.tensor(keep, dtype=torch.long, device=self.device)]
+        self._lay_out()
 
 
 def stack_populations(populations: list[Population]) -> Population:
@@ -357,121 +225,72 @@ def stack_populations(populations: list[Population]) -> Population:
 
 
 class RunTask:
-    """The runs' environment copies as one task of ``R·B`` copies; run ``r``'s resets draw from its own generator."""
+    """The runs' environment copies as one task of ``R·B`` copies, each run on its own step clock.
+
+    Run ``r``'s copies start from its own generator's draws (its reset's, then one per step for the same-step
+    auto-reset), drawn a block of up to 16 steps at a time (:meth:`PhysicsTask.sample_starts`: the numbers the lone
+    run draws step by step). The physics is the task's own, stepping all copies at once.
+    """
 
     def __init__(self, tasks: list[PhysicsTask]) -> None:
         for t in tasks:
             if not isinstance(t, PhysicsTask):
                 raise ValueError(f"batched runs need torch-native tasks, got {type(t).__name__}")
         self.tasks = tasks
+        self.steps = [0] * len(tasks)
         self.drawing = [True] * len(tasks)
-        self._draws = 0  # start-state draws in this episode: the reset's, then one per step
-        self._block: torch.Tensor | None = None
-        self.inner = copy.copy(tasks[0])
+        first = tasks[0]
+        self.envs_per_run = first.num_envs
+        self.inner = copy.copy(first)
         self.inner._sample_start = self._sample_start  # the physics stays the task's own; only the draws change
-        self._resize()
+        self.inner.num_envs = first.num_envs * len(tasks)
+        self.inner.state = torch.zeros(self.inner.num_envs, first.state_dim, dtype=torch.float64, device=first.device)
+        self.inner.elapsed = torch.zeros(self.inner.num_envs, dtype=torch.int64, device=first.device)
+        self._block = torch.zeros(len(tasks), SYNC_EVERY, first.num_envs, first.state_dim, dtype=torch.float64,
+                                  device=first.device)
+        self._runs = torch.arange(len(tasks), device=first.device)
 
-    def _resize(self) -> None:
-        inner, b = self.inner, self.tasks[0].num_envs
-        inner.num_envs = b * len(self.tasks)
-        inner.state = torch.zeros(inner.num_envs, inner.state_dim, dtype=torch.float64, device=inner.device)
-        inner.elapsed = torch.zeros(inner.num_envs, dtype=torch.int64, device=inner.device)
-
-    def start_episode(self) -> None:
-        """A new episode: its reset draws next (called before each :func:`narla.rollout.collect`)."""
-        self.drawing = [True] * len(self.tasks)
-        self._draws = 0
+    def start_episode(self, run: int) -> None:
+        """Run ``run``'s copies start an episode from its reset's draw (the rest play on)."""
+        b = self.envs_per_run
+        self.inner.state[run * b : (run + 1) * b] = self.tasks[run].sample_starts(1)[0]
+        self.inner.elapsed[run * b : (run + 1) * b] = 0
+        self.steps[run] = 0
+        self.drawing[run] = True
 
     def _sample_start(self) -> torch.Tensor:
-        """``[R·B, state_dim]``: the reset's draw, then the per-step draws of the auto-reset, drawn a block of up to
-        ``SYNC_EVERY`` steps at a time (:meth:`PhysicsTask.sample_starts`: the same numbers as step by step)."""
-        first = self.tasks[0]
-        step = self._draws - 1  # -1: the reset
-        self._draws += 1
-        if step < 0 or step % SYNC_EVERY == 0:
-            k = 1 if step < 0 else min(SYNC_EVERY, first.max_episode_steps - step)
-            parts = [t.sample_starts(k) if draw else
-                     torch.zeros(k, t.num_envs, t.state_dim, dtype=torch.float64, device=t.device)
-                     for t, draw in zip(self.tasks, self.drawing, strict=True)]
-            self._block = torch.cat(parts, 1)  # [k, R·B, state_dim]
-        return self._block[0 if step < 0 else step % SYNC_EVERY]
+        """``[R·B, state_dim]``: each run's draw for this step of its episode (the task calls it once per step)."""
+        limit = self.tasks[0].max_episode_steps
+        for k, (t, task) in enumerate(zip(self.steps, self.tasks, strict=True)):
+            if self.drawing[k] and t % SYNC_EVERY == 0:
+                size = min(SYNC_EVERY, limit - t)
+                self._block[k, :size] = task.sample_starts(size)
+        phase = torch.tensor([t % SYNC_EVERY for t in self.steps], device=self._block.device)
+        self.steps = [t + d for t, d in zip(self.steps, self.drawing, strict=True)]
+        return self._block[self._runs, phase].reshape(self.inner.num_envs, -1)
 
-    def generator_states(self) -> list[torch.Tensor]:
-        return [t.generator.get_state() for t in self.tasks]
-
-    def load_generator_states(self, states: list[torch.Tensor]) -> None:
-        for t, s in zip(self.tasks, states, strict=True):
-            t.generator.set_state(s)
-
-    def keep_runs(self, keep: list[int]) -> None:
-        self.tasks = [self.tasks[r] for r in keep]
-        self.drawing = [self.drawing[r] for r in keep]
-        self._resize()
-
-
-class RunReinforce(Reinforce):
-    """:class:`Reinforce` over stacked runs: returns normalized per run and neuron, each run's loss divided by its B.
-
-    ``exact`` (default): each run's rollout is re-evaluated on its own ticks only, as a lone run does (the matrix
-    kernels then see the same shapes, so the update is bit for bit the lone run's); otherwise all runs are
-    re-evaluated in one pass over the padded ticks (faster updates, equal up to float rounding).
-    """
-
-    def __init__(self, engine: RunEngine, cfg, exact: bool = True) -> None:
-        super().__init__(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm)
-        self.exact = exact
-        self.run_losses = torch.zeros(0)
-
-    def _columns(self, run: int) -> slice:
-        b = self.engine.envs_per_run
-        return slice(run * b, (run + 1) * b)
-
-    def advantages(self, rollout: Rollout) -> torch.Tensor:
-        """``[T, R·B, N]``; run ``r`` normalized over its own ticks (the ``T_r`` ticks a lone run would have played)."""
-        engine: RunEngine = self.engine
-        returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)
-        if not self.normalize_returns:
-            return returns * rollout.valid.float().unsqueeze(-1)
-        adv = torch.zeros_like(returns)
-        for r, t in enumerate(engine.ticks):
-            cols = self._columns(r)
-            adv[:t, cols] = normalize_per_neuron(returns[:t, cols].contiguous(), rollout.valid[:t, cols].contiguous())
-        return adv
-
-    def loss(self, rollout: Rollout) -> torch.Tensor:
-        engine: RunEngine = self.engine
-        adv = self.advantages(rollout)
-        b = engine.envs_per_run
-        coef = self.entropy_coef
-        if not self.exact:
-            logp, entropy, _ = engine.evaluate(rollout.obs, rollout.actions, rollout.first)
-            mask = rollout.valid.float().unsqueeze(-1)
-            per_column = -(logp * adv).detach().sum((0, 2)) - coef * (entropy * mask).detach().sum((0, 2))
-            self.run_losses = per_column.view(engine.num_runs, b).sum(1) / b
-            return -(logp * adv).sum() / b - coef * (entropy * mask).sum() / b
-        total, losses = None, []
-        views = engine.run_parameters_views()
-        for r, t in enumerate(engine.ticks):
-            cols = self._columns(r)
-            valid = rollout.valid[:t, cols]
-            logp, entropy = engine.evaluate_run(
-                views[r], rollout.obs[:t, cols], rollout.actions[:t, cols], rollout.first[:t, cols], valid
-            )
-            mask = valid.float().unsqueeze(-1)
-            loss = -(logp * adv[:t, cols]).sum() / b - coef * (entropy * mask).sum() / b
-            losses.append(loss.detach())
-            total = loss if total is None else total + loss
-        self.run_losses = torch.stack(losses)
-        return total
+    def keep_runs(self, keep: list[int], columns: torch.Tensor) -> None:
+        """Keep the runs ``keep`` (batch positions), whose copies are ``columns``."""
+        self.tasks = [self.tasks[k] for k in keep]
+        self.steps = [self.steps[k] for k in keep]
+        self.drawing = [self.drawing[k] for k in keep]
+        index = torch.tensor(keep, dtype=torch.long, device=self._block.device)
+        self._block = self._block[index]
+        self._runs = torch.arange(len(keep), device=self._block.device)
+        inner = self.inner
+        inner.num_envs = self.envs_per_run * len(keep)
+        inner.state = inner.state.index_select(0, columns)
+        inner.elapsed = inner.elapsed.index_select(0, columns)
+        inner._reached = None
 
 
 class RunsTrainer:
     """Trains the scenarios ``scenarios[r]`` (equal but for ``seed``) as one batch; one results directory each.
 
-    ``max_wall_s``: stop every run still going after this many seconds of this call (status ``time_cap``), or,
-    with a ``checkpoint`` path, pause them there (status ``paused``) so that a later trainer resumes them.
-    ``checkpoint``: the batch's checkpoint file, written every ``checkpoint_every_s`` seconds and at the cap; if it
-    exists and holds these seeds, :meth:`train` continues from it.
+    ``max_wall_s``: stop every run still going after this many seconds of this call (status ``time_cap``, each at
+    the end of its current episode), or, with a ``checkpoint`` path, pause them there (status ``paused``) so that a
+    later trainer resumes them. ``checkpoint``: the batch's checkpoint file, written every ``checkpoint_every_s``
+    seconds and at the cap; if it exists and holds these seeds, :meth:`train` continues from it.
     """
 
     def __init__(
@@ -496,7 +315,6 @@ class RunsTrainer:
         self.engine = RunEngine(self.lone, base.task.num_envs, self.lone[0].task.max_episode_steps)
         self.task = RunTask([r.task for r in self.lone])
         self.scheme = self.lone[0].scheme
-        self.learner = RunReinforce(self.engine, base.learning)
         solve = self.task.inner.solve
         cfg = base.training
         self.solve_window = cfg.solve_window or (solve.window if solve else 100)
@@ -506,20 +324,128 @@ class RunsTrainer:
         self.solved_at: list[int | None] = [None] * len(scenarios)
         self.summaries: list[dict | None] = [None] * len(scenarios)
         self.final_parameters: list[dict[str, torch.Tensor] | None] = [None] * len(scenarios)
+        self.phases: list[list[str] | None] = [None] * len(scenarios)  # each run's reward terms (a switch resets Adam)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every_s = checkpoint_every_s
         self.active = list(range(len(scenarios)))  # original run indices, in batch order
         self.neuron_steps = [0] * len(scenarios)
-        self.episode = 0  # batches played so far, times B (the reward schedule's episode counter)
-        self.phase: tuple | None = None
         self.wall_offset = 0.0  # wall time of earlier calls (a resumed batch)
         self.resumed_from: list[int] | None = None
+        self.ticks_played = 0  # ticks of the batch in this call (each computes every run still in it)
 
+    # -- the batch's columns: run-major [R·B], each run's B copies together ------------------------------------
+    def _start_columns(self) -> None:
+        """Every run's copies ready for its first episode of this call; the per-tick records allocated."""
+        engine, r, b = self.engine, len(self.active), self.engine.envs_per_run
+        n, dev = engine.num_neurons, engine.device
+        self.carry: Carry = start_carry(engine, r * b)
+        self.alive = torch.ones(r * b, dtype=torch.bool, device=dev)
+        self.fresh: torch.Tensor | None = None  # [R·B] bool: the copy's episode starts this tick (None: none does)
+        self.sums = {name: torch.zeros(r * b, n, device=dev) for name in self.scheme.names}
+        self.terms_mask = (torch.ones(len(self.scheme.terms), r * b, dtype=torch.bool, device=dev)
+                           if self.scheme.phases else None)
+        t = engine.max_ticks + 1  # a waiting run writes one row past its episode
+        self.record = {
+            "obs": torch.zeros(r, t, b, self.task.inner.obs_dim, device=dev),
+            "actions": torch.zeros(r, t, b, n, dtype=engine.record_dtype or torch.long, device=dev),
+            "first": torch.zeros(r, t, b, dtype=torch.bool, device=dev),
+            "valid": torch.zeros(r, t, b, dtype=torch.bool, device=dev),
+            "done": torch.zeros(r, t, b, dtype=torch.bool, device=dev),
+            "task_reward": torch.zeros(r, t, b, device=dev),
+            "rewards": torch.zeros(r, t, b, n, device=dev),
+        }
+        self._record_rows = torch.arange(r, device=dev) * t  # run k's tick i is row k·t + i of a record's [R·t, …]
+        for pos in range(r):
+            self._start_episode(pos)
+
+    def _start_episode(self, pos: int) -> None:
+        """The run at batch position ``pos`` starts its next episode: a fresh carry, its reset's draw, its phase."""
+        r = self.active[pos]
+        b = self.engine.envs_per_run
+        cols = slice(pos * b, (pos + 1) * b)
+        terms = self.scheme.active_terms(len(self.returns[r]))
+        if self.phases[r] is not None and terms != self.phases[r]:
+            self.lone[r].learner.optimizer.state.clear()  # as narla.training.Trainer: a new phase, a fresh Adam
+        self.phases[r] = terms
+        if self.terms_mask is not None:
+            self.terms_mask[:, cols] = torch.tensor([t.label in terms for t in self.scheme.terms],
+                                                    device=self.engine.device).unsqueeze(1)
+        carry = self.carry
+        carry.prev[:, cols] = 0.0
+        carry.prev_spikes[cols] = 0.0
+        carry.trace[cols] = 0.0
+        carry.first[cols] = True
+        self.alive[cols] = True
+        if self.fresh is None:
+            self.fresh = torch.zeros_like(self.alive)
+        self.fresh[cols] = True
+        self.engine.start_episode(pos)
+        self.task.start_episode(pos)
+        self.obs = self.task.inner.observe()  # the other copies' observations are those of their current state
+
+    def _tick(self) -> None:
+        """One tick of every run's copies; what each run's episode needs is written at its own tick index."""
+        engine = self.engine
+        r = engine.num_runs
+        self.ticks_played += 1
+        rows = self._record_rows + torch.tensor(engine.ticks, device=engine.device)  # [R] rows of the records
+        obs, carry, alive = self.obs, self.carry, self.alive
+        act, actions = engine.tick(obs, carry.prev)
+        first = carry.first
+        out, self.carry = finish_tick(engine, self.task.inner, self.scheme, carry, act, actions, 0, obs,
+                                      terms_mask=self.terms_mask)
+        mask = alive.unsqueeze(1).float()
+        dtype = engine.record_dtype
+        ticks = {
+            "obs": obs, "actions": actions.T if dtype is None else actions.T.to(dtype), "first": first,
+            "valid": alive, "done": out.done & alive, "task_reward": out.reward * alive, "rewards": out.total * mask,
+        }
+        for key, value in ticks.items():
+            record = self.record[key]
+            record.view(-1, *record.shape[2:]).index_copy_(0, rows, value.view(r, *record.shape[2:]))
+        fresh = self.fresh.unsqueeze(1) if self.fresh is not None else None
+        for name in self.scheme.names:
+            part = out.parts[name] * mask
+            summed = self.sums[name] + part
+            self.sums[name] = summed if fresh is None else torch.where(fresh, part, summed)
+        self.fresh = None
+        self.alive = alive & ~out.done
+        self.obs = out.next_obs
+
+    def _rollout(self, pos: int) -> Rollout:
+        """The episode the run at ``pos`` just ended, as the lone run's :func:`narla.rollout.collect` returns it."""
+        t, b = self.engine.ticks[pos], self.engine.envs_per_run
+        rec = {k: v[pos, :t] for k, v in self.record.items()}
+        sums = {name: v[pos * b : (pos + 1) * b] for name, v in self.sums.items()}
+        return Rollout(component_sums=sums, **rec)
+
+    def _keep(self, keep: list[int]) -> None:
+        """Only the runs at batch positions ``keep`` play on: every per-run and per-column state is cut to them."""
+        if not keep:
+            self.active = []
+            return
+        b = self.engine.envs_per_run
+        cols = torch.tensor([k * b + j for k in keep for j in range(b)], dtype=torch.long, device=self.engine.device)
+        runs = torch.tensor(keep, dtype=torch.long, device=self.engine.device)
+        self.active = [self.active[k] for k in keep]
+        self.engine.keep_runs(keep)
+        self.task.keep_runs(keep, cols)
+        self.scheme.select_columns(cols)
+        carry = self.carry
+        self.carry = Carry(carry.prev.index_select(1, cols), carry.prev_spikes.index_select(0, cols),
+                           carry.trace.index_select(0, cols), carry.first.index_select(0, cols), None)
+        self.obs, self.alive = self.obs.index_select(0, cols), self.alive.index_select(0, cols)
+        if self.fresh is not None:
+            self.fresh = self.fresh.index_select(0, cols)
+        self.sums = {name: v.index_select(0, cols) for name, v in self.sums.items()}
+        if self.terms_mask is not None:
+            self.terms_mask = self.terms_mask.index_select(1, cols)
+        self.record = {k: v.index_select(0, runs) for k, v in self.record.items()}
+        self._record_rows = self._record_rows[: len(keep)]
+
+    # -- training -----------------------------------------------------------------------------------------------
     def train(self) -> list[dict]:
         """Train until every run has stopped or paused; returns each run's summary (also in its ``summary.json``)."""
-        base = self.scenarios[0]
-        cfg = base.training
-        b = base.task.num_envs
         writers: dict[int, tuple] = {}
         if self.checkpoint is not None and self.checkpoint.is_file():
             self._load_checkpoint()
@@ -532,64 +458,10 @@ class RunsTrainer:
                     truncate_csv(d / "episodes.csv", len(self.returns[r]))
         windows = [deque(ret[-self.solve_window :], maxlen=self.solve_window) for ret in self.returns]
         start = time.perf_counter()
-        saved = start
         try:
-            while self.active:
-                active = self.active
-                terms = self.scheme.active_terms(self.episode)
-                if self.phase is not None and terms != self.phase:
-                    self.learner.optimizer.state.clear()  # as narla.training.Trainer: a new phase, a fresh Adam
-                self.phase = terms
-                self.engine.start_episode()
-                self.task.start_episode()
-                rollout = collect(self.engine, self.task.inner, self.scheme, self.episode, sync_every=SYNC_EVERY,
-                                  on_sync=self._sync)
-                self.learner.update(rollout)
-                stats = episode_rows(rollout, self.engine.wiring)
-                stats["run_loss"] = self.learner.run_losses.repeat_interleave(b)  # one host transfer for both
-                rows, _ = host_rows(stats, [])
-                losses = rows.pop("run_loss")[::b]
-                now = time.perf_counter()
-                elapsed = self.wall_offset + now - start
-                capped = self.max_wall_s is not None and now - start >= self.max_wall_s
-                stopped: dict[int, str] = {}
-                for pos, r in enumerate(active):
-                    loss = losses[pos]
-                    if not math.isfinite(loss):
-                        stopped[pos] = f"failed: TrainingError: the loss became {loss} at episode {self.episode}"
-                        continue
-                    self._record(r, pos, b, rows, loss, elapsed, windows[r], writers)
-                    if self.solved_at[r] is not None and cfg.stop_when_solved:
-                        stopped[pos] = "solved"
-                    elif len(self.returns[r]) >= cfg.max_episodes:
-                        stopped[pos] = "max_episodes"
-                    elif capped and self.checkpoint is None:
-                        stopped[pos] = "time_cap"
-                self.episode += b
-                if self.progress and self.episode % 100 < b:
-                    means = [sum(windows[r]) / max(len(windows[r]), 1) for r in active]
-                    print(f"episode {self.episode}: {len(active)} runs, window means "
-                          + " ".join(f"{m:.0f}" for m in means), flush=True)
-                if stopped:
-                    for pos, status in stopped.items():
-                        self._finish(active[pos], pos, status, elapsed, writers)
-                    keep = [pos for pos in range(len(active)) if pos not in stopped]
-                    self.active = [active[pos] for pos in keep]
-                    if self.active:
-                        self.engine.keep_runs(keep, self.learner.optimizer)
-                        self.task.keep_runs(keep)
-                if self.checkpoint is not None and self.active and (capped or now - saved >= self.checkpoint_every_s):
-                    for f, _ in writers.values():
-                        f.flush()
-                    self._save_checkpoint(elapsed)
-                    saved = now
-                    if capped:
-                        for pos, r in enumerate(self.active):
-                            self._finish(r, pos, "paused", elapsed, writers)
-                        break
-            else:
-                if self.checkpoint is not None:
-                    self.checkpoint.unlink(missing_ok=True)
+            self._play(start, windows, writers)
+            if self.checkpoint is not None and not self.active:
+                self.checkpoint.unlink(missing_ok=True)
         except BaseException as err:
             for pos, r in enumerate(self.active):
                 self._finish(r, pos, f"failed: {type(err).__name__}: {err}",
@@ -600,19 +472,94 @@ class RunsTrainer:
                 f.close()
         return list(self.summaries)
 
-    def _record(self, r: int, pos: int, b: int, rows: dict, loss: float, elapsed: float, window: deque,
-                writers: dict) -> None:
-        """Append run ``r``'s episodes of this batch (columns ``pos·B …``) to its history, CSV and stop rule."""
+    def _play(self, start: float, windows: list[deque], writers: dict) -> None:
+        """The loop: tick every run; a run whose episode ended learns from it and starts the next, waits (a
+        checkpoint is due), or stops."""
+        engine = self.engine
+        limit, saved, draining = engine.max_ticks, start, False
+        self._start_columns()
+        while self.active:
+            self._tick()
+            due = [pos for pos, (t, d) in enumerate(zip(engine.ticks, engine.drawing, strict=True))
+                   if d and (t % SYNC_EVERY == 0 or t == limit)]
+            if not due:
+                continue
+            running = self.alive.view(engine.num_runs, -1).any(1).tolist()  # the one host read of a check
+            ended = [pos for pos in due if not running[pos] or engine.ticks[pos] == limit]
+            if not ended:
+                continue
+            now = time.perf_counter()
+            elapsed = self.wall_offset + now - start
+            capped = self.max_wall_s is not None and now - start >= self.max_wall_s
+            draining = draining or (self.checkpoint is not None and (capped or now - saved >= self.checkpoint_every_s))
+            stopped = []
+            for pos in ended:
+                status = self._learn(pos, elapsed, windows, writers)
+                if status is None and capped and self.checkpoint is None:
+                    status = "time_cap"
+                if status is not None:
+                    self._finish(self.active[pos], pos, status, elapsed, writers)
+                    stopped.append(pos)
+                elif draining:
+                    engine.drawing[pos] = self.task.drawing[pos] = False  # waits between episodes
+                else:
+                    self._start_episode(pos)
+            if stopped:
+                self._keep([pos for pos in range(len(self.active)) if pos not in stopped])
+            if self.progress:
+                self._report()
+            if draining and self.active and not any(engine.drawing):  # every run is between episodes
+                for f, _ in writers.values():
+                    f.flush()
+                self._save_checkpoint(elapsed)
+                if capped:
+                    for pos, r in enumerate(self.active):
+                        self._finish(r, pos, "paused", elapsed, writers)
+                    return
+                saved, draining = time.perf_counter(), False
+                for pos in range(len(self.active)):
+                    self._start_episode(pos)
+
+    def _learn(self, pos: int, elapsed: float, windows: list[deque], writers: dict) -> str | None:
+        """The run at ``pos`` learns from the episode it ended (its own learner: the lone run's update) and records
+        it; returns why it stops, or None."""
+        r = self.active[pos]
+        run, cfg = self.lone[r], self.scenarios[r].training
+        rollout = self._rollout(pos)
+        stats = run.learner.update(rollout)
+        host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
+        self.engine.refresh(pos)
+        if not math.isfinite(loss):
+            return f"failed: TrainingError: the loss became {loss} at episode {len(self.returns[r])}"
+        self._record(r, host, loss, elapsed, windows[r], writers)
+        if self.solved_at[r] is not None and cfg.stop_when_solved:
+            return "solved"
+        if len(self.returns[r]) >= cfg.max_episodes:
+            return "max_episodes"
+        return None
+
+    def _report(self) -> None:
+        """A progress line each time the slowest run passes another hundred episodes."""
+        least = min(len(self.returns[r]) for r in self.active)
+        if least // 100 > getattr(self, "_reported", -1):
+            self._reported = least // 100
+            means = [sum(self.returns[r][-self.solve_window :]) / max(len(self.returns[r][-self.solve_window :]), 1)
+                     for r in self.active]
+            print(f"episode {least}+: {len(self.active)} runs, window means " + " ".join(f"{m:.0f}" for m in means),
+                  flush=True)
+
+    def _record(self, r: int, host: dict, loss: float, elapsed: float, window: deque, writers: dict) -> None:
+        """Append run ``r``'s episodes (``host``: its ``B`` copies' rows) to its history, CSV and stop rule."""
         cfg = self.scenarios[r].training
-        for k in range(pos * b, (pos + 1) * b):
+        for k in range(len(host["return"])):
             if len(self.returns[r]) >= cfg.max_episodes:
                 break
-            ret = rows["return"][k]
+            ret = host["return"][k]
             self.returns[r].append(ret)
             window.append(ret)
-            self.neuron_steps[r] += int(rows["length"][k]) * self.engine.num_neurons
+            self.neuron_steps[r] += int(host["length"][k]) * self.engine.num_neurons
             row = {"episode": len(self.returns[r]), "wall_clock": round(elapsed, 3), "loss": loss}
-            row.update({key: rows[key][k] for key in rows})
+            row.update({key: host[key][k] for key in host})
             self._write_row(r, row, writers)
             if self.solved_at[r] is None and solve_check(
                 cfg, self.solve_threshold, window, self.solve_window, len(self.returns[r])
@@ -631,21 +578,27 @@ class RunsTrainer:
         return list(torch.load(self.checkpoint, map_location="cpu", weights_only=False)["seeds"])
 
     def _save_checkpoint(self, elapsed: float) -> None:
-        """Write the batch's state to ``self.checkpoint`` (write-then-rename: never half-written)."""
-        active = self.active
+        """Write the batch's state to ``self.checkpoint`` with every run between episodes (write-then-rename:
+        never half-written)."""
+        runs = []
+        for r in self.active:
+            lone = self.lone[r]
+            runs.append({
+                "returns": self.returns[r],
+                "solved_at": self.solved_at[r],
+                "neuron_steps": self.neuron_steps[r],
+                "phase": self.phases[r],
+                "population": lone.engine.population.state_dict(),
+                "optimizer": lone.learner.optimizer.state_dict(),
+                "generator": lone.generator.get_state(),
+                "task_generator": lone.task.generator.get_state(),
+            })
         state = {
-            "format": 1,
-            "seeds": [self.scenarios[r].seed for r in active],
+            "format": CHECKPOINT_FORMAT,
+            "seeds": [self.scenarios[r].seed for r in self.active],
             "scenario": self._key(),
-            "episode": self.episode,
-            "phase": self.phase,
             "wall_time_s": elapsed,
-            "returns": [self.returns[r] for r in active],
-            "solved_at": [self.solved_at[r] for r in active],
-            "neuron_steps": [self.neuron_steps[r] for r in active],
-            "engine": self.engine.state(),
-            "task_generators": self.task.generator_states(),
-            "optimizer": self.learner.optimizer.state_dict(),
+            "runs": runs,
             "torch_rng": torch.get_rng_state(),
         }
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -657,6 +610,11 @@ class RunsTrainer:
         """Continue from ``self.checkpoint``, which must hold exactly this trainer's seeds (the runs it paused)."""
         state = torch.load(self.checkpoint, map_location=self.engine.device, weights_only=False)
         seeds = [s.seed for s in self.scenarios]
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ScenarioError(
+                f"batch checkpoint {str(self.checkpoint)!r} was written by an older narla (format "
+                f"{state.get('format')}, this one reads {CHECKPOINT_FORMAT}); delete it to start these runs over"
+            )
         try:  # the saved scenario as this version reads it: fields added since then take their defaults
             saved = from_dict(state.get("scenario")).to_dict()
         except ScenarioError:
@@ -667,21 +625,19 @@ class RunsTrainer:
                 f"{'this' if saved == self._key() else 'another'} scenario, not seeds {seeds} of "
                 "this one; delete it to start these runs over"
             )
-        self.engine.load_state(state["engine"])
-        self.task.load_generator_states(state["task_generators"])
-        self.learner.optimizer.load_state_dict(state["optimizer"])
+        for r, (lone, saved_run) in enumerate(zip(self.lone, state["runs"], strict=True)):
+            lone.engine.population.load_state_dict(saved_run["population"])
+            lone.learner.optimizer.load_state_dict(saved_run["optimizer"])
+            lone.generator.set_state(saved_run["generator"])
+            lone.task.generator.set_state(saved_run["task_generator"])
+            self.returns[r] = list(saved_run["returns"])
+            self.solved_at[r] = saved_run["solved_at"]
+            self.neuron_steps[r] = saved_run["neuron_steps"]
+            self.phases[r] = saved_run["phase"]
+        self.engine._lay_out()
         torch.set_rng_state(state["torch_rng"].cpu())
-        self.episode = state["episode"]
-        self.phase = state["phase"]
         self.wall_offset = float(state["wall_time_s"])
-        self.returns = [list(r) for r in state["returns"]]
-        self.solved_at = list(state["solved_at"])
-        self.neuron_steps = list(state["neuron_steps"])
         self.resumed_from = [len(r) for r in self.returns]
-
-    def _sync(self, alive: torch.Tensor) -> None:
-        self.engine.sync(alive)
-        self.task.drawing = list(self.engine.drawing)
 
     def _write_row(self, r: int, row: dict, writers: dict) -> None:
         d = self.out_dirs[r]
@@ -701,7 +657,8 @@ class RunsTrainer:
         """Write run ``r``'s summary and parameters (``pos``: its index in the current batch); ``wall``: the
         batch's wall time so far, over all calls."""
         neuron_steps = self.neuron_steps[r]
-        self.final_parameters[r] = self.engine.run_parameters(pos)
+        lone = self.lone[r].engine.population
+        self.final_parameters[r] = {name: p.detach().clone() for name, p in lone.named_parameters()}
         returns = self.returns[r]
         last = returns[-self.solve_window :]
         scenario = self.scenarios[r]
@@ -730,10 +687,6 @@ class RunsTrainer:
         if r in writers:
             writers[r][0].flush()
         atomic_write(d / "summary.json", json.dumps(summary, indent=2) + "\n")
-        lone = self.lone[r].engine.population
-        with torch.no_grad():
-            for name, p in lone.named_parameters():
-                p.copy_(self.final_parameters[r][name])
         model = {"scenario": scenario.to_dict(), "population": lone.state_dict()}
         tmp = d / "model.pt.tmp"
         torch.save(model, tmp)

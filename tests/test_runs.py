@@ -1,5 +1,6 @@
 """Seeds as a batch dimension (narla.runs): each run in a batch is the same seed trained alone, bit for bit."""
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -42,19 +43,40 @@ def test_a_run_in_a_batch_equals_the_same_seed_trained_alone_bit_for_bit(num_env
             assert torch.equal(batch.final_parameters[r][name], p.detach()), name
 
 
-def test_a_stopped_run_leaves_the_batch_with_its_parameters_and_optimizer_state():
+def test_a_runs_update_reaches_the_parameters_the_ticks_read():
     base = scenarios.from_dict(SMALL)
     batch = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
-    engine, opt = batch.engine, batch.learner.optimizer
-    n = engine.num_neurons
-    loss = sum(p.sum() for p in engine.population.parameters())
-    loss.backward()
-    opt.step()
-    w = engine.population.policy.weights[0]
-    expect = w.detach()[2 * n : 3 * n].clone()
-    engine.keep_runs([2], opt)
-    assert engine.num_runs == 1 and w.shape[0] == n and torch.equal(w.detach(), expect)
-    assert opt.state[w]["exp_avg"].shape == w.shape
+    engine = batch.engine
+    lone = batch.lone[1].engine.population
+    with torch.no_grad():
+        for p in lone.parameters():
+            p.add_(1.0)
+    engine.refresh(1)
+    for name, p in engine.population.named_parameters():
+        assert torch.equal(p.detach()[engine._positions[1]], dict(lone.named_parameters())[name].detach()), name
+
+
+def test_a_stopped_run_leaves_the_batch_and_its_rows_with_it():
+    base = scenarios.from_dict(SMALL)
+    batch = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
+    engine = batch.engine
+    engine.keep_runs([2])
+    assert engine.num_runs == 1
+    for name, p in engine.population.named_parameters():
+        assert torch.equal(p.detach(), dict(batch.lone[2].engine.population.named_parameters())[name].detach())
+
+
+def test_runs_play_on_their_own_episode_clocks_so_a_batch_costs_its_longest_run():
+    base = scenarios.from_dict(SMALL)
+    batch = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
+    batch.train()
+    limit = base.task.max_episode_steps
+
+    def ticks(returns):  # a lone run's ticks: its episodes, each up to the collection check after it ended
+        return sum(min(limit, math.ceil(x / 16) * 16) for x in returns)
+
+    per_run = [ticks(r) for r in batch.returns]
+    assert batch.ticks_played == max(per_run) < sum(per_run)
 
 
 def test_batchable_says_why_a_scenario_cannot_batch():

@@ -92,3 +92,9 @@ class PaperTrace:
         self._ticks = torch.where(first, 0.0, self._ticks) + 1.0
         m = self._fired / self._ticks
         return trace_curve((m - 0.5).abs()).to(spikes.dtype)
+
+    def select_columns(self, columns: torch.Tensor) -> None:
+        """Keep the running counts of the copies ``columns`` only (:meth:`RewardScheme.select_columns`)."""
+        if self._fired is not None:
+            self._fired = self._fired.index_select(0, columns)
+            self._ticks = self._ticks.index_select(0, columns)

@@ -270,12 +270,18 @@ class RewardScheme:
         return self.names
 
     def __call__(self, state: NetworkState) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total reward [B, N] and each term's weighted, masked contribution [B, N] (zeros when inactive)."""
+        """Total reward [B, N] and each term's weighted, masked contribution [B, N] (zeros when inactive).
+
+        The active terms are those of ``state.episode``; with ``state.terms_mask`` ``[K, B]`` (copies at different
+        episodes, :mod:`narla.runs`) every term is computed and applies only in the copies its row marks, with
+        exactly the values a scheme called on those copies alone gives them.
+        """
         spikes = state.spikes
-        active = set(self.active_terms(state.episode))
+        per_copy = state.terms_mask
+        active = set(self.names if per_copy is not None else self.active_terms(state.episode))
         total = torch.zeros_like(spikes)
         components: dict[str, torch.Tensor] = {}
-        for term in self.terms:
+        for k, term in enumerate(self.terms):
             if term.label not in active:
                 components[term.label] = torch.zeros_like(spikes)
                 continue
@@ -291,9 +297,19 @@ class RewardScheme:
             value = term.weight * value
             if term.mask is not None:
                 value = value * term.mask.to(spikes.device)
+            if per_copy is not None:
+                value = torch.where(per_copy[k].unsqueeze(1), value, 0.0)
             components[term.label] = value
             total = total + value
         return total, components
+
+    def select_columns(self, columns: torch.Tensor) -> None:
+        """Keep only the copies ``columns`` in the state of stateful rewards (those defining ``select_columns``), as
+        when batched runs drop a finished run's copies while the others are mid-episode."""
+        for term in self.terms:
+            select = getattr(term.fn, "select_columns", None)
+            if select is not None:
+                select(columns)
 
     @staticmethod
     def _check(term: Term, value: Any, spikes: torch.Tensor) -> None:

@@ -38,6 +38,7 @@ class NetworkState:
     terminated: torch.Tensor | None = None  # [B] bool, the task ended the episode (e.g. the pole fell)
     truncated: torch.Tensor | None = None  # [B] bool, the episode hit its step limit
     activity: torch.Tensor | None = None  # [S + N, B] this tick's sensor values, then every neuron's activity
+    terms_mask: torch.Tensor | None = None  # [K, B] bool: term k applies in copy b (runs at different episodes)
 
     @property
     def inputs(self) -> torch.Tensor:
