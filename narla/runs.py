@@ -63,7 +63,7 @@ from narla.tasks.physics import PhysicsTask
 from narla.training import Run, _best_window_mean, build, episode_rows, host_rows, solve_check
 
 SYNC_EVERY = 16  # ticks between a lone collection's checks (narla.rollout.collect's default), the draws' block size
-CHECKPOINT_FORMAT = 2  # 2: one entry per run, written between episodes (1: the lockstep batch of narla < 0.9)
+CHECKPOINT_FORMAT = 2  # 2: one entry per run, written between episodes (1: the lockstep batches of earlier versions)
 
 
 def batchable(scenario: Scenario) -> str | None:

@@ -325,6 +325,38 @@ def test_scheme_phases_switch_at_the_episode_boundary():
     assert scheme.active_terms(1000) == ["task", "activity"] and torch.equal(total, torch.full((1, 6), 6.0))
 
 
+def test_scheme_terms_mask_gives_each_copy_its_own_phase_exactly():
+    config = {
+        "terms": ["task", "activity"],
+        "phases": [{"until_episode": 1000, "terms": ["activity"]}, {"terms": "all"}],
+    }
+    scheme = RewardScheme.from_config(config, WIRING)
+    spikes, rewards = [ACTIVE, SILENT], [5.0, -3.0]
+    before = scheme(make_state(spikes, task_reward=rewards, episode=999))
+    after = scheme(make_state(spikes, task_reward=rewards, episode=1000))
+    state = make_state(spikes, task_reward=rewards)
+    state.terms_mask = torch.tensor([[False, True], [True, True]])  # copy 0 before the switch, copy 1 after it
+    total, parts = scheme(state)
+    assert torch.equal(total[0], before[0][0]) and torch.equal(total[1], after[0][1])
+    for name in ("task", "activity"):
+        assert torch.equal(parts[name][0], before[1][name][0]) and torch.equal(parts[name][1], after[1][name][1])
+
+
+def test_paper_trace_keeps_the_counts_of_the_selected_copies():
+    scheme = RewardScheme.from_config({"terms": ["paper_trace"]}, WIRING)
+    first = make_state([ACTIVE, SILENT, ACTIVE])
+    first.first = torch.ones(3, dtype=torch.bool)
+    scheme(first)
+    scheme.select_columns(torch.tensor([1, 2]))
+    _, parts = scheme(make_state([ACTIVE, SILENT]))
+    lone = RewardScheme.from_config({"terms": ["paper_trace"]}, WIRING)
+    start = make_state([SILENT, ACTIVE])
+    start.first = torch.ones(2, dtype=torch.bool)
+    lone(start)
+    _, expect = lone(make_state([ACTIVE, SILENT]))
+    assert torch.equal(parts["paper_trace"], expect["paper_trace"])
+
+
 def test_scheme_after_the_last_bounded_phase_all_terms_are_active():
     config = {"terms": ["task", "activity"], "phases": [{"until_episode": 10, "terms": ["task"]}]}
     scheme = RewardScheme.from_config(config, WIRING)
