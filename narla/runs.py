@@ -332,6 +332,7 @@ class RunsTrainer:
         self.wall_offset = 0.0  # wall time of earlier calls (a resumed batch)
         self.resumed_from: list[int] | None = None
         self.ticks_played = 0  # ticks of the batch in this call (each computes every run still in it)
+        self._reported = -1  # hundreds of episodes the slowest run had passed at the last progress line
 
     # -- the batch's columns: run-major [R·B], each run's B copies together ------------------------------------
     def _start_columns(self) -> None:
@@ -541,7 +542,7 @@ class RunsTrainer:
     def _report(self) -> None:
         """A progress line each time the slowest run passes another hundred episodes."""
         least = min(len(self.returns[r]) for r in self.active)
-        if least // 100 > getattr(self, "_reported", -1):
+        if least // 100 > self._reported:
             self._reported = least // 100
             means = [sum(self.returns[r][-self.solve_window :]) / max(len(self.returns[r][-self.solve_window :]), 1)
                      for r in self.active]

@@ -129,6 +129,19 @@ def test_a_paused_and_resumed_batch_equals_the_uninterrupted_batch_bit_for_bit(t
         assert len(rows(dirs[s])) == len(whole.returns[r])
 
 
+def test_a_batch_checkpointing_between_every_episode_trains_as_the_uninterrupted_one(tmp_path):
+    base = scenarios.from_dict(SMALL)
+    seeds = [0, 1, 2]
+    whole = RunsTrainer([replace(base, seed=s) for s in seeds])
+    whole.train()
+    drained = RunsTrainer([replace(base, seed=s) for s in seeds], checkpoint=tmp_path / "batch.pt",
+                          checkpoint_every_s=0.0)  # every run waits for the others at every episode's end
+    drained.train()
+    assert drained.returns == whole.returns
+    assert drained.ticks_played > whole.ticks_played  # the waits cost ticks, not results
+    assert not (tmp_path / "batch.pt").exists()  # all runs ended: nothing left to resume
+
+
 def test_a_checkpoint_of_other_seeds_is_refused_with_the_seeds_it_holds(tmp_path):
     base = scenarios.from_dict(SMALL)
     checkpoint = tmp_path / "batch.pt"
