@@ -115,7 +115,7 @@ class RunEngine(Engine):
         self.ticks = [0] * len(runs)
         self.drawing = [True] * len(runs)  # False: the run waits between episodes (it draws nothing, its clock stops)
         self._block = torch.zeros(len(runs), SYNC_EVERY, self.num_neurons, envs_per_run, device=self.device)
-        self._u: torch.Tensor | None = None  # [R, N, B] this tick's uniforms
+        self._u: torch.Tensor | None = None  # [N, R·B] this tick's uniforms
         self._row = 0  # first neuron row of the next stage's draw within the tick
         self._lay_out()
 
@@ -134,7 +134,6 @@ class RunEngine(Engine):
                 p.data = torch.cat([ps[name].detach() for ps in lone]).index_select(0, index)
         # run k's rows in ascending virtual order hold its neurons 0 … N − 1 in order
         self._positions = [(index.div(n, rounding_mode="floor") == k).nonzero().squeeze(1) for k in range(r)]
-        self._runs = torch.arange(r, device=self.device)
 
     def refresh(self, run: int) -> None:
         """Copy run ``run``'s own parameters (after its update) into the stacked ones the ticks read."""
@@ -172,7 +171,7 @@ class RunEngine(Engine):
         return self._from_runs(self.population(x, c, r * start, r * end))
 
     def _draw(self) -> None:
-        """This tick's uniforms ``[R, N, B]``, each run's from the block it drew at the start of its current 16 ticks.
+        """This tick's uniforms ``[N, R·B]``, each run's from the block it drew at the start of its current 16 ticks.
 
         A lone run draws ``rand(n, B)`` per stage per tick, and CPU ``torch.rand`` is one contiguous stream
         (``rand(a)`` then ``rand(b)`` equals ``rand(a + b)`` split), so a block ``rand(k·N·B)`` holds exactly the
@@ -182,17 +181,18 @@ class RunEngine(Engine):
             if self.drawing[k] and t % SYNC_EVERY == 0:
                 size = min(SYNC_EVERY, self.max_ticks - t)
                 self._block[k, :size] = torch.rand(size * n * b, generator=g, device=self.device).view(size, n, b)
-        phase = torch.tensor([t % SYNC_EVERY for t in self.ticks], device=self.device)
-        self._u = self._block[self._runs, phase]
+        rows = torch.tensor([k * SYNC_EVERY + t % SYNC_EVERY for k, t in enumerate(self.ticks)], device=self.device)
+        u = self._block.view(-1, n, b).index_select(0, rows)  # [R, N, B]
+        self._u = u.transpose(0, 1).reshape(n, -1)  # [N, R·B]: a stage's rows are a slice
 
     def _sample(self, logits: torch.Tensor, motor: torch.Tensor) -> torch.Tensor:
         """Bernoulli spikes ``[n, R·B]``; run ``r``'s uniforms from its own generator."""
         n, d, _ = logits.shape
         if d != 1:
             raise ValueError("batched runs support binary neurons only (a 'choice' readout of a 2-action task)")
-        u = self._u[:, self._row : self._row + n]  # [R, n, B]
+        u = self._u[self._row : self._row + n]  # [n, R·B]
         self._row += n
-        return (u.permute(1, 0, 2).reshape(n, -1) < torch.sigmoid(logits[:, 0])).long()
+        return (u < torch.sigmoid(logits[:, 0])).long()
 
     def tick(self, obs: torch.Tensor, prev: torch.Tensor, prev_action: torch.Tensor | None = None):
         self._draw()
@@ -248,7 +248,6 @@ class RunTask:
         self.inner.elapsed = torch.zeros(self.inner.num_envs, dtype=torch.int64, device=first.device)
         self._block = torch.zeros(len(tasks), SYNC_EVERY, first.num_envs, first.state_dim, dtype=torch.float64,
                                   device=first.device)
-        self._runs = torch.arange(len(tasks), device=first.device)
 
     def start_episode(self, run: int) -> None:
         """Run ``run``'s copies start an episode from its reset's draw (the rest play on)."""
@@ -265,9 +264,10 @@ class RunTask:
             if self.drawing[k] and t % SYNC_EVERY == 0:
                 size = min(SYNC_EVERY, limit - t)
                 self._block[k, :size] = task.sample_starts(size)
-        phase = torch.tensor([t % SYNC_EVERY for t in self.steps], device=self._block.device)
+        rows = torch.tensor([k * SYNC_EVERY + t % SYNC_EVERY for k, t in enumerate(self.steps)],
+                            device=self._block.device)
         self.steps = [t + d for t, d in zip(self.steps, self.drawing, strict=True)]
-        return self._block[self._runs, phase].reshape(self.inner.num_envs, -1)
+        return self._block.view(-1, *self._block.shape[2:]).index_select(0, rows).view(self.inner.num_envs, -1)
 
     def keep_runs(self, keep: list[int], columns: torch.Tensor) -> None:
         """Keep the runs ``keep`` (batch positions), whose copies are ``columns``."""
@@ -276,7 +276,6 @@ class RunTask:
         self.drawing = [self.drawing[k] for k in keep]
         index = torch.tensor(keep, dtype=torch.long, device=self._block.device)
         self._block = self._block[index]
-        self._runs = torch.arange(len(keep), device=self._block.device)
         inner = self.inner
         inner.num_envs = self.envs_per_run * len(keep)
         inner.state = inner.state.index_select(0, columns)
