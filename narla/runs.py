@@ -44,7 +44,6 @@ import argparse
 import copy
 import csv
 import json
-import math
 import time
 from collections import deque
 from dataclasses import replace
@@ -57,10 +56,20 @@ from narla.engine import Engine
 from narla.imports import recorded
 from narla.neurons import Population
 from narla.results import atomic_write, write_index
+from narla.rewards.registry import RewardError, is_builtin_reward
 from narla.rollout import Carry, Rollout, finish_tick, start_carry
 from narla.scenario import Scenario, ScenarioError, dump, from_dict
 from narla.tasks.physics import PhysicsTask
-from narla.training import Run, _best_window_mean, build, episode_rows, host_rows, solve_check
+from narla.training import (
+    Run,
+    TrainingError,
+    _best_window_mean,
+    build,
+    check_loss,
+    episode_rows,
+    host_rows,
+    solve_check,
+)
 
 SYNC_EVERY = 16  # ticks between a lone collection's checks (narla.rollout.collect's default), the draws' block size
 CHECKPOINT_FORMAT = 2  # 2: one entry per run, written between episodes (1: the lockstep batches of earlier versions)
@@ -79,6 +88,14 @@ def batchable(scenario: Scenario) -> str | None:
         return "network.builder is a whole-network population (batched runs support stage-wise populations)"
     if scenario.task.id not in ("cartpole", "swingup"):
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
+    if scenario.task.options.get("normalize_obs"):
+        return "task.options.normalize_obs is set (batched runs step the physics of each run's copies directly)"
+    for i, name in enumerate(_reward_names(scenario.rewards)):
+        if not is_builtin_reward(name):
+            return (f"rewards.terms[{i}] {name!r} is not one of narla's own rewards (a batch plays its runs at "
+                    "different episodes and cannot give a custom reward the lone run's state.episode)")
+    if scenario.training.test_every is not None:
+        return "training.test_every is set (batched runs write no test episodes)"
     if "tensorboard" in scenario.training.log:
         return "training.log includes tensorboard (batched runs write CSV only)"
     if scenario.learning.chunk_ticks is not None:
@@ -93,6 +110,15 @@ def batchable(scenario: Scenario) -> str | None:
         return ("training.checkpoint_every is set (batched runs checkpoint the whole batch by wall time instead, "
                 "narla.runs.RunsTrainer(checkpoint=...))")
     return None
+
+
+def _reward_names(rewards) -> list[str]:
+    """The reward names of a scenario's ``rewards`` section (short list or long mapping form; None: task)."""
+    terms = rewards.get("terms", []) if isinstance(rewards, dict) else (["task"] if rewards is None else rewards)
+    if not isinstance(terms, list):
+        return []  # malformed: building the run reports it
+    return [spec if isinstance(spec, str) else str(spec.get("name", "")) if isinstance(spec, dict) else ""
+            for spec in terms]
 
 
 class RunEngine(Engine):
@@ -289,7 +315,8 @@ class RunsTrainer:
     ``max_wall_s``: stop every run still going after this many seconds of this call (status ``time_cap``, each at
     the end of its current episode), or, with a ``checkpoint`` path, pause them there (status ``paused``) so that a
     later trainer resumes them. ``checkpoint``: the batch's checkpoint file, written every ``checkpoint_every_s``
-    seconds and at the cap; if it exists and holds these seeds, :meth:`train` continues from it.
+    seconds and at the cap; if it exists and holds some of these seeds, :meth:`train` continues those runs from it
+    (the others start from their first episode).
     """
 
     def __init__(
@@ -464,8 +491,9 @@ class RunsTrainer:
                 self.checkpoint.unlink(missing_ok=True)
         except BaseException as err:
             for pos, r in enumerate(self.active):
-                self._finish(r, pos, f"failed: {type(err).__name__}: {err}",
-                             self.wall_offset + time.perf_counter() - start, writers)
+                if self.summaries[r] is None:  # a run that finished on this tick keeps its own status
+                    self._finish(r, pos, f"failed: {type(err).__name__}: {err}",
+                                 self.wall_offset + time.perf_counter() - start, writers)
             raise
         finally:
             for f, _ in writers.values():
@@ -529,8 +557,10 @@ class RunsTrainer:
         stats = run.learner.update(rollout)
         host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
         self.engine.refresh(pos)
-        if not math.isfinite(loss):
-            return f"failed: TrainingError: the loss became {loss} at episode {len(self.returns[r])}"
+        try:
+            check_loss(loss, self.scheme, rollout.component_sums, len(self.returns[r]))
+        except (RewardError, TrainingError) as err:  # this run stops with the lone run's status; the others go on
+            return f"failed: {type(err).__name__}: {err}"
         self._record(r, host, loss, elapsed, windows[r], writers)
         if self.solved_at[r] is not None and cfg.stop_when_solved:
             return "solved"
@@ -606,8 +636,9 @@ class RunsTrainer:
         torch.save(state, tmp)
         tmp.replace(self.checkpoint)
 
-    def _load_checkpoint(self) -> None:
-        """Continue from ``self.checkpoint``, which must hold exactly this trainer's seeds (the runs it paused)."""
+    def _read_checkpoint(self) -> dict:
+        """``self.checkpoint``'s state, if this trainer can continue from it: this format, this scenario, and seeds
+        among this trainer's (the runs it paused; the trainer's other seeds start afresh). Else ScenarioError."""
         state = torch.load(self.checkpoint, map_location=self.engine.device, weights_only=False)
         seeds = [s.seed for s in self.scenarios]
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -619,13 +650,33 @@ class RunsTrainer:
             saved = from_dict(state.get("scenario")).to_dict()
         except ScenarioError:
             saved = None
-        if state.get("seeds") != seeds or saved != self._key():
+        held = list(state.get("seeds") or [])
+        if not set(held) <= set(seeds) or saved != self._key():
             raise ScenarioError(
-                f"batch checkpoint {str(self.checkpoint)!r} pauses seeds {state.get('seeds')} of "
-                f"{'this' if saved == self._key() else 'another'} scenario, not seeds {seeds} of "
+                f"batch checkpoint {str(self.checkpoint)!r} pauses seeds {held} of "
+                f"{'this' if saved == self._key() else 'another'} scenario, not among seeds {seeds} of "
                 "this one; delete it to start these runs over"
             )
-        for r, (lone, saved_run) in enumerate(zip(self.lone, state["runs"], strict=True)):
+        return state
+
+    def can_resume(self) -> bool:
+        """Whether :meth:`train` will continue from ``self.checkpoint`` (it exists and :meth:`_read_checkpoint`
+        accepts it)."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return False
+        try:
+            self._read_checkpoint()
+        except ScenarioError:
+            return False
+        return True
+
+    def _load_checkpoint(self) -> None:
+        """Continue the runs ``self.checkpoint`` paused; seeds it does not hold start from their first episode."""
+        state = self._read_checkpoint()
+        seeds = [s.seed for s in self.scenarios]
+        for seed, saved_run in zip(state["seeds"], state["runs"], strict=True):
+            r = seeds.index(seed)
+            lone = self.lone[r]
             lone.engine.population.load_state_dict(saved_run["population"])
             lone.learner.optimizer.load_state_dict(saved_run["optimizer"])
             lone.generator.set_state(saved_run["generator"])

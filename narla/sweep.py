@@ -177,7 +177,9 @@ def run_cell(trials: Sequence[Trial]) -> list[dict]:
     """Train the seeds of one grid cell as one batch (:class:`narla.runs.RunsTrainer`), in a worker process.
 
     The batch checkpoints itself (``BATCH_CHECKPOINT`` in the cell's directory), so a batch paused by its time cap
-    or killed continues on the next sweep; a checkpoint of another set of seeds is dropped (those start over).
+    or killed continues on the next sweep, its seeds where they were and any other unfinished seed (one that failed,
+    say) from the start; a checkpoint this batch cannot continue (seeds outside the cell's unfinished ones, another
+    scenario or checkpoint format) is dropped, and those runs start over.
     """
     from narla import scenario as scenarios
     from narla.runs import RunsTrainer
@@ -190,7 +192,7 @@ def run_cell(trials: Sequence[Trial]) -> list[dict]:
             loaded.append(scenarios.load(trial.scenario, overrides))
         checkpoint = trials[0].dir.parent / BATCH_CHECKPOINT
         trainer = RunsTrainer(loaded, [t.dir for t in trials], checkpoint=checkpoint)
-        if trainer.checkpoint_seeds() not in (None, [t.seed for t in trials]):
+        if checkpoint.is_file() and not trainer.can_resume():
             checkpoint.unlink()
         trainer.train()
     except Exception as err:  # a failing cell must not stop the sweep

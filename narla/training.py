@@ -383,13 +383,7 @@ class Trainer:
         return terms
 
     def _check_loss(self, loss: float, rollout: Rollout, episode: int) -> None:
-        """Stop with one message on a non-finite loss, naming the reward that produced it if one did."""
-        if not math.isfinite(loss):
-            self.run.scheme.check_finite(rollout.component_sums)
-            raise TrainingError(
-                f"the loss became {loss} at episode {episode}; try a smaller learning.lr or "
-                "learning.max_grad_norm (results so far are kept)"
-            )
+        check_loss(loss, self.run.scheme, rollout.component_sums, episode)
 
     def _add_episodes(self, host: dict[str, list], loss: float, elapsed: float, window: deque) -> list[dict]:
         """Add the batch's episodes (up to ``max_episodes``) to the history and the solve rule; their CSV rows."""
@@ -516,6 +510,18 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
     if "env_steps" not in state:  # a checkpoint from before env_steps was kept: sum the episodes' lengths
         trainer.env_steps = checkpoint.logged_env_steps(out_dir)
     return trainer
+
+
+def check_loss(loss: float, scheme, components: dict[str, torch.Tensor], episode: int) -> None:
+    """Stop with one message on a non-finite ``loss`` of the update after ``episode`` episodes: a
+    :class:`~narla.rewards.RewardError` naming the reward whose ``components`` (label -> tensor) went non-finite, if
+    one did, else a :class:`TrainingError`."""
+    if not math.isfinite(loss):
+        scheme.check_finite(components)
+        raise TrainingError(
+            f"the loss became {loss} at episode {episode}; try a smaller learning.lr or "
+            "learning.max_grad_norm (results so far are kept)"
+        )
 
 
 def solve_check(cfg, threshold: float | None, window: deque, size: int, episodes: int) -> bool:

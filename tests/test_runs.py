@@ -83,6 +83,10 @@ def test_batchable_says_why_a_scenario_cannot_batch():
     es = scenarios.from_dict({**SMALL, "learning": {"rule": "es", "population": 1}, "task": {"num_envs": 2}})
     assert "reinforce" in batchable(es)
     assert batchable(scenarios.from_dict(SMALL)) is None
+    normalized = scenarios.from_dict({**SMALL, "task": {**SMALL["task"], "options": {"normalize_obs": True}}})
+    assert "task.options.normalize_obs" in batchable(normalized)
+    tested = scenarios.from_dict({**SMALL, "training": {**SMALL["training"], "test_every": 2}})
+    assert "training.test_every" in batchable(tested)
     with pytest.raises(scenarios.ScenarioError, match="equal except for their seed"):
         RunsTrainer([scenarios.from_dict(SMALL), replace(scenarios.from_dict(SMALL), name="other")])
 
@@ -192,3 +196,47 @@ def test_a_lone_seed_under_a_time_cap_is_paused_and_resumed_not_cut_off(tmp_path
         if record["status"] != "paused":
             break
     assert record["episodes"] == len(alone.returns)
+
+
+def test_a_custom_reward_keeps_its_seeds_out_of_a_batch():
+    from narla.rewards import register_reward
+
+    @register_reward("test_runs_annealed")
+    def annealed(state):  # reads state.episode, which a batch of runs at different episodes cannot give
+        return torch.full_like(state.spikes, 1.0 / (1 + state.episode))
+
+    custom = scenarios.from_dict({**SMALL, "rewards": ["task", "test_runs_annealed"]})
+    assert "rewards.terms[1] 'test_runs_annealed'" in batchable(custom)
+    dotted = scenarios.from_dict({**SMALL, "rewards": ["task", {"name": "math:floor"}]})
+    assert "rewards.terms[1] 'math:floor'" in batchable(dotted)
+
+
+def test_a_checkpoint_continues_the_seeds_it_holds_and_starts_the_others_afresh(tmp_path):
+    base = scenarios.from_dict(SMALL)
+    whole = RunsTrainer([replace(base, seed=s) for s in (0, 1)])
+    whole.train()
+    checkpoint = tmp_path / "batch.pt"
+    RunsTrainer([replace(base, seed=0)], max_wall_s=1e-9, checkpoint=checkpoint).train()  # seed 0 paused
+    assert RunsTrainer([replace(base, seed=0)], checkpoint=checkpoint).checkpoint_seeds() == [0]
+    both = RunsTrainer([replace(base, seed=s) for s in (0, 1)], checkpoint=checkpoint)
+    assert both.can_resume()
+    both.train()
+    assert both.returns == whole.returns
+
+
+def test_a_run_that_finished_keeps_its_status_when_another_run_fails_on_the_same_tick(monkeypatch):
+    learn = RunsTrainer._learn
+
+    def failing(self, pos, *args):
+        if self.scenarios[self.active[pos]].seed == 1:
+            raise RuntimeError("run 1's update failed")
+        return learn(self, pos, *args)
+
+    monkeypatch.setattr(RunsTrainer, "_learn", failing)
+    base = scenarios.from_dict({**SMALL, "task": {**SMALL["task"], "max_episode_steps": 16},
+                                "training": {"max_episodes": 1}})
+    trainer = RunsTrainer([replace(base, seed=s) for s in (0, 1)])
+    with pytest.raises(RuntimeError, match="run 1's update failed"):
+        trainer.train()
+    assert trainer.summaries[0]["status"] == "max_episodes"
+    assert trainer.summaries[1]["status"].startswith("failed: RuntimeError")

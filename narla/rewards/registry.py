@@ -56,6 +56,16 @@ def registered_rewards() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_builtin_reward(name: str) -> bool:
+    """Whether ``name`` resolves to one of narla's own rewards (defined in ``narla.rewards``), whose reads of the
+    :class:`~narla.rewards.state.NetworkState` are known; False for a user's reward or a name that does not resolve."""
+    try:
+        obj = _lookup(name)
+    except RewardError:
+        return False
+    return getattr(obj, "__module__", "").startswith("narla.rewards.")
+
+
 def _lookup(name: str) -> Callable[..., Any]:
     """The registered object, or the object a dotted path ``"package.module:attr"`` points to."""
     if name in _REGISTRY:

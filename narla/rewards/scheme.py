@@ -21,7 +21,9 @@ The reward of neuron i is ``r_i = sum_k active_k(episode) * w_k * m_k[i] * rewar
 ``layers`` (1-based; negative counts from the last), ``groups`` (``wiring.group_names``) and ``neurons`` (names);
 keys combine with AND, the values of one key with OR. A term's ``label`` (default: the reward name, or the
 ``attr`` of a dotted path) names its component and is what ``phases`` refer to. ``episode`` is
-``state.episode`` (episodes finished before the batch started), so phases switch between batches. At a switch
+``state.episode`` (episodes finished before the batch started), so phases switch between batches; in a batch of
+seeds (:mod:`narla.runs`), whose runs are at different episodes, ``state.terms_mask`` gives each copy its phase
+instead (``state.episode`` is 0 there, which is why such batches take narla's own rewards only). At a switch
 the trainer resets the learner's optimizer state (``narla.training.Trainer``): a neuron that got no reward in
 one phase would otherwise carry Adam moments with a stale bias correction and take oversized first steps.
 """

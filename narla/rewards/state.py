@@ -30,7 +30,7 @@ class NetworkState:
     done: torch.Tensor  # [B] bool, the episode ended with this tick
     first: torch.Tensor  # [B] bool, this tick is the first of its episode
     wiring: Wiring
-    episode: int  # episodes finished before this batch started (for phased schemes)
+    episode: int  # episodes finished before this batch started (phases); 0 in narla.runs, which uses terms_mask
     memory: torch.Tensor | None = None  # [2, B, S, H] sensory neurons' (h, c) after this tick, or None
     obs: torch.Tensor | None = None  # [B, obs_dim] float, the task observation this tick acted on
     task_action: torch.Tensor | None = None  # [B] long (discrete) or [B, A] float: what the motor neurons sent
