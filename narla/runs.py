@@ -58,7 +58,7 @@ from narla.neurons import Population
 from narla.results import atomic_write, write_index
 from narla.rewards.registry import RewardError, is_builtin_reward
 from narla.rollout import Carry, Rollout, finish_tick, start_carry
-from narla.scenario import Scenario, ScenarioError, dump, from_dict
+from narla.scenario import Scenario, ScenarioError, dump, from_dict, reward_terms
 from narla.tasks.physics import PhysicsTask
 from narla.training import (
     Run,
@@ -90,8 +90,9 @@ def batchable(scenario: Scenario) -> str | None:
         return f"task.id {scenario.task.id!r} is not a torch-native task (cartpole, swingup)"
     if scenario.task.options.get("normalize_obs"):
         return "task.options.normalize_obs is set (batched runs step the physics of each run's copies directly)"
-    for i, name in enumerate(_reward_names(scenario.rewards)):
-        if not is_builtin_reward(name):
+    for i, spec in enumerate(reward_terms(scenario.rewards)):
+        name = spec.get("name") if isinstance(spec, dict) else spec
+        if not isinstance(name, str) or not is_builtin_reward(name):
             return (f"rewards.terms[{i}] {name!r} is not one of narla's own rewards (a batch plays its runs at "
                     "different episodes and cannot give a custom reward the lone run's state.episode)")
     if scenario.training.test_every is not None:
@@ -110,15 +111,6 @@ def batchable(scenario: Scenario) -> str | None:
         return ("training.checkpoint_every is set (batched runs checkpoint the whole batch by wall time instead, "
                 "narla.runs.RunsTrainer(checkpoint=...))")
     return None
-
-
-def _reward_names(rewards) -> list[str]:
-    """The reward names of a scenario's ``rewards`` section (short list or long mapping form; None: task)."""
-    terms = rewards.get("terms", []) if isinstance(rewards, dict) else (["task"] if rewards is None else rewards)
-    if not isinstance(terms, list):
-        return []  # malformed: building the run reports it
-    return [spec if isinstance(spec, str) else str(spec.get("name", "")) if isinstance(spec, dict) else ""
-            for spec in terms]
 
 
 class RunEngine(Engine):

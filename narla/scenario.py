@@ -292,11 +292,19 @@ def _layer_count(network: dict) -> int | None:
     return layers if isinstance(layers, int) else None
 
 
+def reward_terms(rewards: Any) -> list:
+    """The term specs of a ``rewards`` section (long mapping form or short list; None: ``[task]``), as written:
+    names or mappings; ``[]`` when the section is malformed (building its scheme says how)."""
+    if rewards is None:
+        return ["task"]
+    terms = rewards.get("terms", []) if isinstance(rewards, dict) else rewards
+    return terms if isinstance(terms, list) else []
+
+
 def _where_layers(rewards: Any) -> list[tuple[str, Any]]:
     """``(field path, layer)`` of every ``where.layers`` entry of the reward terms."""
-    terms = rewards.get("terms", []) if isinstance(rewards, dict) else rewards
     found = []
-    for i, term in enumerate(terms if isinstance(terms, list) else []):
+    for i, term in enumerate(reward_terms(rewards)):
         where = term.get("where") if isinstance(term, dict) else None
         layers = where.get("layers") if isinstance(where, dict) else None
         for j, layer in enumerate(layers if isinstance(layers, list) else [layers] if layers is not None else []):

@@ -342,7 +342,7 @@ class Trainer:
                 rollout = collect(run.engine, run.task, run.scheme, first)
                 stats = run.learner.update(rollout)
                 host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
-                self._check_loss(loss, rollout, first)
+                check_loss(loss, run.scheme, rollout.component_sums, first)
                 neuron_steps += int(sum(host["length"])) * run.wiring.num_neurons
                 elapsed = self.wall_offset + time.perf_counter() - start
                 rows = self._add_episodes(host, loss, elapsed, window)
@@ -381,9 +381,6 @@ class Trainer:
         if phase is not None and terms != phase and optimizer is not None:
             optimizer.state.clear()
         return terms
-
-    def _check_loss(self, loss: float, rollout: Rollout, episode: int) -> None:
-        check_loss(loss, self.run.scheme, rollout.component_sums, episode)
 
     def _add_episodes(self, host: dict[str, list], loss: float, elapsed: float, window: deque) -> list[dict]:
         """Add the batch's episodes (up to ``max_episodes``) to the history and the solve rule; their CSV rows."""
