@@ -332,3 +332,26 @@ def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activa
     assert torch.equal(out, want)
     for got, expected in zip(grads, torch.autograd.grad(want.square().sum(), list(mlp.parameters())), strict=True):
         assert torch.equal(got, expected)
+
+
+def test_column_form_output_layer_gives_the_row_forms_outputs_and_gradients():
+    from narla.neurons.population import COLUMN_FORM_COLS, StackedMLP
+
+    torch.manual_seed(0)
+    mlp = StackedMLP(3, 4, (8, 8), 2, "leaky_relu", torch.tensor([4, 2, 3]))
+    x = torch.randn(3, 4, 2 * COLUMN_FORM_COLS, requires_grad=True)  # enough columns for the column form
+    weight = torch.randn(3, 2, 2 * COLUMN_FORM_COLS)
+    out = mlp(x)
+    h = x.transpose(1, 2)
+    for layer, (w, b) in enumerate(zip(mlp.weights, mlp.biases, strict=True)):
+        h = torch.baddbmm(b, h, w)
+        if layer < len(mlp.weights) - 1:
+            h = torch.nn.functional.leaky_relu(h)
+    want = h.transpose(1, 2)
+    assert torch.allclose(out, want, atol=1e-6)
+    inputs = [x, *mlp.parameters()]
+    got = torch.autograd.grad((out * weight).sum(), inputs)
+    expected = torch.autograd.grad((want * weight).sum(), inputs)
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape
+        assert torch.allclose(g, e, atol=1e-5)

@@ -58,6 +58,46 @@ def _column_form(cols: int, out: int) -> bool:
     return cols >= COLUMN_FORM_COLS and out <= COLUMN_FORM_OUT
 
 
+class _ColumnLinear(torch.autograd.Function):
+    """The column form ``W^T @ h^T + b`` -> ``[n, out, cols]`` of ``h[n, cols, in]``, ``W[n, in, out]``,
+    ``b[n, 1, out]``, with a backward that hands ``h`` its gradient in ``h``'s own row layout ``[n, cols, in]``.
+
+    Autograd's backward of the plain product would give ``h`` a transposed (column-major) gradient, and the hidden
+    activation's backward that reads it next runs about 10x slower on strided memory than on contiguous memory
+    (measured on this project's machine: 9.2 ms against 0.93 ms for 12 neurons x 1,406 columns x 128 units), the
+    largest part of a training update. Same sums as autograd's: the gradients equal up to float rounding.
+    """
+
+    generate_vmap_rule = True  # ES's fallback evaluates members under torch.func.vmap
+
+    @staticmethod
+    def forward(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        h, w, _ = inputs
+        ctx.save_for_backward(h, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        h, w = ctx.saved_tensors
+        rows = grad.transpose(1, 2)  # [n, cols, out]
+        grad_h = torch.bmm(rows, w.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_w = torch.bmm(h.transpose(1, 2), rows) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(2).unsqueeze(1) if ctx.needs_input_grad[2] else None
+        return grad_h, grad_w, grad_b
+
+
+def _column_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[n, out, cols]`` = ``W^T @ h^T + b`` (see :class:`_ColumnLinear`; the plain product when no gradient is
+    being recorded, which skips the Function's overhead on the acting path)."""
+    if torch.is_grad_enabled() and (h.requires_grad or w.requires_grad or b.requires_grad):
+        return _ColumnLinear.apply(h, w, b)
+    return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))
+
+
 class StackedMLP(nn.Module):
     """``N`` independent MLPs ``in_dim -> hidden... -> out_dim``, one per neuron."""
 
@@ -110,7 +150,7 @@ class StackedMLP(nn.Module):
             if layer == 0 and h.shape[-1] < w.shape[1]:
                 w = w[:, : h.shape[-1]]  # inputs gathered without the padding (Engine.trim_padding)
             if layer == last and deltas is None and _column_form(h.shape[1], w.shape[2]):
-                return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))  # [n, out, cols]
+                return _column_linear(h, w, b)  # [n, out, cols]
             h_in = h
             h = torch.baddbmm(b, h, w)  # [n, cols, out] = h @ W + b, per neuron
             if deltas is not None:
