@@ -143,6 +143,39 @@ def test_warmup_iterations_let_the_teacher_act_before_beta_starts_to_decay(tmp_p
     assert [h["beta"] for h in state["history"]] == [1.0, 1.0, 1.0, 0.5]
 
 
+@needs_ant
+@pytest.mark.parametrize("action_noise", [0.0, 0.5])
+def test_dart_noise_moves_the_teachers_executed_action_within_bounds_and_never_its_label(tmp_path, action_noise,
+                                                                                         monkeypatch):
+    import narla.learning.distill as module
+    from narla.tasks.normalize import RunningNormalizer
+
+    trained_on = []
+    train_pass = module._train_pass
+    monkeypatch.setattr(module, "_train_pass", lambda student, batch, *rest: trained_on.append(batch["label"])
+                        or train_pass(student, batch, *rest))
+    teacher = TeacherPolicy(28, 8, hidden=(8,))
+    labels, executed = [], []
+    clean = teacher.mean
+    teacher.mean = lambda obs: labels.append(clean(obs).clamp(-1.0, 1.0)) or clean(obs)
+    run = build(load("scenarios/ant_attention.yaml", ANT), learner=False)
+    step = run.task.step
+    run.task.step = lambda action: executed.append(action.clone()) or step(action)
+    try:
+        distill(run, teacher, RunningNormalizer(28).state_dict(), tmp_path,
+                DistillConfig(iterations=1, ticks=8, tbptt=4, epochs=1, beta_decay=1.0, action_noise=action_noise),
+                progress=False)
+    finally:
+        run.task.close()
+    gap = torch.stack(executed) - torch.stack(labels)
+    assert torch.equal(trained_on[0], torch.stack(labels))
+    assert torch.stack(executed).abs().max() <= 1.0
+    if action_noise == 0:
+        assert torch.equal(gap, torch.zeros_like(gap))
+    else:
+        assert 0.2 < gap.std() < 0.6
+
+
 def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scores():
     import argparse
     from pathlib import Path
@@ -184,3 +217,31 @@ def test_the_distillation_page_states_each_goal_as_met_or_not_from_the_test_scor
     assert "--ppo-models cooperator --ppo-steps 1000000" in page
     data["cloned"] = {"layered": student(2500.0, 300.0)}
     assert "| layered (cloning, 2 iterations) | 3,419 | 3,000,000 + 32,000 |" in render(data, args)
+
+
+def test_the_dart_page_lists_the_control_and_states_each_goal_from_the_noisy_students_scores():
+    import argparse
+    from pathlib import Path
+
+    from narla.analysis.ant_dart import render
+
+    def student(noise, plain, shuffled):
+        return {"noise": noise, "iterations": 30, "params": 3419, "env_steps": 480000, "wall_s": 600.0,
+                "history": [{"loss": 0.05}],
+                "test": {"plain": {"mean": plain, "std": 1.0}, "shuffled": {"mean": shuffled, "std": 1.0}}}
+
+    data = {"random": {"mean": 371.5, "std": 176.2},
+            "teacher": {"params": 80000, "env_steps": 3000000, "wall_s": 1400.0,
+                        "test": {"plain": {"mean": 2580.0, "std": 1.0}, "shuffled": {"mean": 360.0, "std": 1.0}}},
+            "students": {"cooperator": student(0.5, 1100.0, 1050.0), "attention": student(0.5, 900.0, 905.0)},
+            "controls": {"cooperator": student(0.0, 480.0, 470.0)}}
+    args = argparse.Namespace(runs=Path("runs/ant_dart"), teacher_runs=Path("runs/ant_distill"),
+                              out=Path("docs/results"), models="cooperator,attention", control_models="cooperator",
+                              noise=0.5, iterations=30, test_episodes=50)
+    page = render(data, args)
+    assert "| cooperator (DART σ 0.5), 30 iterations | 3,419 | 3,000,000 + 480,000 |" in page
+    assert "| cooperator (control: cloning, σ 0), 30 iterations |" in page
+    assert "DART σ 0.5: Cooperator test score ≥ 1,000: **met** (1,100.0" in page
+    assert "equal environment steps: **met** (1,100.0 vs 900.0)" in page
+    assert "within 10 % of its plain score: **met** (1,050.0 vs 1,100.0)" in page
+    assert "--noise 0.5 --iterations 30 --test-episodes 50" in page

@@ -1,0 +1,193 @@
+"""PyBullet Ant by cloning with a noisy teacher (DART): the Cooperator and AttentionNeuron learn to recover.
+
+Regenerate ``docs/results/ant_dart.md`` (and ``ant_dart.json``) with::
+
+    python -m narla.analysis.ant_dart --runs runs/ant_dart --teacher-runs runs/ant_distill --out docs/results
+
+Why: a student cloned on the teacher's clean states fits them closely (``docs/results/ant_distill.md``) yet stands
+in place in closed loop. Handed control in the middle of the teacher's gait, its action error doubles about every
+three ticks: it learned to predict the teacher's next action from its memory of the gait, not how the teacher
+reacts when the state drifts. DART (Laskey et al., 2017) lets the teacher drive with Gaussian noise on its executed
+actions while the labels stay its clean actions, so the student sees drifted states with the teacher's corrections.
+
+Steps, each resumed or skipped when its result is already there:
+
+1. **Random policy** and **teacher**: as in :mod:`narla.analysis.ant_distill` (the teacher is that page's, in
+   ``TEACHER_RUNS/teacher``; it is trained there if missing).
+2. **Students**: each of ``--models`` is cloned from the teacher (the teacher acts at every tick, β = 1) for
+   ``--iterations`` iterations of 1,000 ticks of 16 copies, with ``DistillConfig.action_noise`` σ from
+   ``--noise`` (``RUNS/MODEL_dartσ``); ``--control-models`` are also cloned with σ = 0, the same settings
+   otherwise (``RUNS/MODEL_dart0``).
+3. **Test**: ``--test-episodes`` episodes of each student's deterministic action, plainly and with a new feature
+   order each episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from narla.analysis.ant import _params, cached_random_policy
+from narla.analysis.ant_distill import (
+    MODELS,
+    TABLE_HEAD,
+    _goals,
+    _score,
+    _student_row,
+    student_run,
+    test_student,
+    test_teacher,
+    train_teacher,
+)
+from narla.results import atomic_write
+
+EPOCHS = 32  # training passes per iteration: cloning only ever sees the teacher's states, so it can fit them longer
+
+
+def dart_config(iterations: int, noise: float):
+    """The students' settings: behaviour cloning (β = 1) with noise ``noise`` on the teacher's executed action."""
+    from narla.learning.distill import DistillConfig
+
+    return DistillConfig(iterations=iterations, beta_decay=1.0, epochs=EPOCHS, compile=True, action_noise=noise)
+
+
+def dart_dir(runs: Path, model: str, noise: float) -> Path:
+    """``RUNS/MODEL_dartσ``: where one student lives."""
+    return runs / f"{model}_dart{noise:g}"
+
+
+def train_dart_student(model: str, runs: Path, teacher_runs: Path, iterations: int, noise: float, seed: int) -> dict:
+    """Clone the teacher into ``scenarios/ant_MODEL.yaml``'s network with DART noise ``noise`` (resumes)."""
+    import torch
+
+    from narla.learning.distill import CHECKPOINT, distill
+    from narla.learning.ppo import load_teacher
+
+    out = dart_dir(runs, model, noise)
+    if (out / CHECKPOINT).is_file():
+        state = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
+        if state["iteration"] >= iterations:
+            return state
+    teacher, teacher_state = load_teacher(teacher_runs / "teacher")
+    run = student_run(model, seed)
+    try:
+        return distill(run, teacher, teacher_state["normalizer"], out, dart_config(iterations, noise), seed=seed)
+    finally:
+        run.task.close()
+
+
+def _student(model: str, noise: float, args: argparse.Namespace) -> dict:
+    s = train_dart_student(model, args.runs, args.teacher_runs, args.iterations, noise, args.seed)
+    run_dir = dart_dir(args.runs, model, noise)
+    entry = {
+        "noise": noise, "iterations": s["iteration"], "env_steps": s["env_steps"], "wall_s": s["wall_s"],
+        "history": s["history"], "params": _params(run_dir),
+        "test": test_student(run_dir, args.test_episodes, s["iteration"]),
+    }
+    print(f"{model} (DART σ {noise:g}): test {entry['test']['plain']['mean']:.1f} (shuffled "
+          f"{entry['test']['shuffled']['mean']:.1f})", flush=True)
+    return entry
+
+
+def render(data: dict, args: argparse.Namespace) -> str:
+    """The markdown page."""
+    teacher, rnd = data["teacher"], data["random"]
+    cfg = dart_config(args.iterations, args.noise)
+    t_steps = teacher["env_steps"]
+    lines = [
+        "# PyBullet Ant by cloning a noisy teacher (DART): the Cooperator and AttentionNeuron",
+        "",
+        f"Regenerate: `python -m narla.analysis.ant_dart --runs {args.runs} --teacher-runs {args.teacher_runs} "
+        f"--out {args.out} --models {shlex.quote(args.models)} --control-models {shlex.quote(args.control_models)} "
+        f"--noise {args.noise:g} --iterations {args.iterations} --test-episodes {args.test_episodes}` (resumes; "
+        "finished steps are skipped). Measured on this project's 2-core CPU machine; PyBullet runs on the CPU.",
+        "",
+        "The teacher is `docs/results/ant_distill.md`'s PPO policy (28-256-256-8, trained once and shared). Cloned on "
+        "the teacher's clean states, the Cooperator fits them closely yet stands in place in closed loop: handed "
+        "control in the middle of the teacher's gait, its action error doubles about every three ticks. Here the "
+        f"teacher drives every tick with Gaussian noise (σ {args.noise:g}, actions in [−1, 1], clipped) on the action "
+        "it executes, while the label stays its clean mean action (DART; `DistillConfig.action_noise`, "
+        "`narla.learning.distill`), so the student also sees drifted states, labelled with the teacher's "
+        f"corrections. Otherwise as ant_distill.md's cloning control: {cfg.iterations} iterations of {cfg.ticks:,} "
+        f"ticks of 16 copies, truncated backpropagation through time ({cfg.tbptt} ticks per Adam step, lr {cfg.lr} "
+        f"annealed to a tenth), {cfg.epochs} passes per iteration over {cfg.streams_per_batch} of the last "
+        f"{cfg.buffer} streams, the student's tick compiled. The networks are `scenarios/ant_{{cooperator,"
+        "attention,layered}.yaml`, unchanged; the students act deterministically. This is narla's own route: "
+        "AttentionNeuron's authors cloned their Ant agent from clean teacher episodes (with noise on the previous "
+        "action it reads).",
+        "",
+        *TABLE_HEAD,
+        f"| random policy | 0 | — | — | — | {rnd['mean']:,.1f} ± {rnd['std']:,.1f} | — |",
+        f"| teacher (PPO, mean action) | {teacher['params']:,} | {t_steps:,} | {teacher['wall_s'] / 60:.1f} min | — | "
+        f"{_score(teacher['test'], 'plain')} | {_score(teacher['test'], 'shuffled')} |",
+    ]
+    for key in ("students", "controls"):
+        for model, s in data[key].items():
+            label = f"{model} (DART σ {s['noise']:g})" if s["noise"] else f"{model} (control: cloning, σ 0)"
+            lines.append(_student_row(f"{label}, {s['iterations']} iterations", s, t_steps))
+    lines += [
+        "",
+        f"{args.test_episodes} test episodes each (deterministic actions; *shuffled*: a new feature order each "
+        "episode; the teacher reads its inputs by position). The imitation loss is the mean squared error to the "
+        "teacher's clean action over the last iteration's training passes, on the noisy teacher's states. The "
+        "teacher's environment steps are spent once, for every student here and on ant_distill.md.",
+        "",
+        "## Goals (issue 11)",
+        "",
+        *_goals(f"DART σ {args.noise:g}", data["students"], rnd),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/ant_dart"), help="where the students live")
+    parser.add_argument("--teacher-runs", type=Path, default=Path("runs/ant_distill"),
+                        help="where the PPO teacher lives (RUNS/teacher; trained there when missing)")
+    parser.add_argument("--out", type=Path, default=Path("docs/results"), help="where ant_dart.md goes")
+    parser.add_argument("--teacher-steps", type=int, default=3_000_000,
+                        help="PPO environment steps when the teacher must be trained (3,000,000)")
+    parser.add_argument("--models", default="cooperator,attention", help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--control-models", default="cooperator",
+                        help="students also cloned without noise (σ 0), the control (comma-separated; empty: none)")
+    parser.add_argument("--noise", type=float, default=0.5, help="DART: sd of the executed action's noise (0.5)")
+    parser.add_argument("--iterations", type=int, default=30, help="iterations per student (default 30)")
+    parser.add_argument("--test-episodes", type=int, default=50, help="test episodes per policy (default 50)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    models = [m for m in args.models.split(",") if m]
+    controls = [m for m in args.control_models.split(",") if m]
+    for flag, chosen in (("--models", models), ("--control-models", controls)):
+        bad = [m for m in chosen if m not in MODELS]
+        if bad:
+            parser.error(f"{flag}: unknown {bad}; allowed: {', '.join(MODELS)}")
+    if min(args.teacher_steps, args.iterations, args.test_episodes) < 1 or args.noise <= 0:
+        parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1, --noise > 0")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rnd = cached_random_policy(args.runs, args.test_episodes, args.seed)
+    print(f"random policy: {rnd['mean']:.1f} ± {rnd['std']:.1f}", flush=True)
+    state = train_teacher(args.teacher_runs, args.teacher_steps, args.seed)
+    teacher = {
+        "env_steps": state["env_steps"], "wall_s": state["wall_s"],
+        "params": sum(v.numel() for k, v in state["policy"].items() if k.startswith("actor") or k == "log_std"),
+        "test": test_teacher(args.teacher_runs, args.test_episodes, args.seed),
+    }
+    print(f"teacher: {teacher['env_steps']:,} steps, test {teacher['test']['plain']['mean']:.1f}", flush=True)
+    students = {m: _student(m, args.noise, args) for m in models}
+    control = {m: _student(m, 0.0, args) for m in controls}
+    data = {"random": rnd, "teacher": teacher, "students": students, "controls": control}
+    atomic_write(args.out / "ant_dart.json", json.dumps(data, indent=2) + "\n")
+    atomic_write(args.out / "ant_dart.md", render(data, args))
+    print(f"wrote {args.out / 'ant_dart.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
