@@ -245,3 +245,10 @@ def test_the_dart_page_lists_the_control_and_states_each_goal_from_the_noisy_stu
     assert "equal environment steps: **met** (1,100.0 vs 900.0)" in page
     assert "within 10 % of its plain score: **met** (1,050.0 vs 1,100.0)" in page
     assert "--noise 0.5 --iterations 30 --test-episodes 50" in page
+    assert "then CMA-ES" not in page
+    data["finetuned"] = {"cooperator": {"params": 3419, "env_steps": 2000000, "wall_s": 1500.0, "status": "done",
+                                        "test": {"plain": {"mean": 950.0, "std": 1.0},
+                                                 "shuffled": {"mean": 940.0, "std": 1.0}}}}
+    page = render(data, args)
+    assert "| 3,000,000 + 480,000 + 2,000,000 |" in page
+    assert "DART σ 0.5, then CMA-ES: Cooperator test score ≥ 1,000: **not met** (950.0" in page

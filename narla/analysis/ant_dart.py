@@ -18,7 +18,9 @@ Steps, each resumed or skipped when its result is already there:
    ``--iterations`` iterations of 1,000 ticks of 16 copies, with ``DistillConfig.action_noise`` σ from
    ``--noise`` (``RUNS/MODEL_dartσ``); ``--control-models`` are also cloned with σ = 0, the same settings
    otherwise (``RUNS/MODEL_dart0``).
-3. **Test**: ``--test-episodes`` episodes of each student's deterministic action, plainly and with a new feature
+3. **Fine-tunes**, listed when they exist: ``narla run scenarios/ant_MODEL_dart_finetune.yaml --out
+   RUNS/MODEL_dartσ_finetune`` continues a student by whole-network CMA-ES on the task reward.
+4. **Test**: ``--test-episodes`` episodes of each student's deterministic action, plainly and with a new feature
    order each episode.
 """
 
@@ -29,13 +31,14 @@ import json
 import shlex
 from pathlib import Path
 
-from narla.analysis.ant import _params, cached_random_policy
+from narla.analysis.ant import _params, _read, cached_random_policy
 from narla.analysis.ant_distill import (
     MODELS,
     TABLE_HEAD,
     _goals,
     _score,
     _student_row,
+    _total_wall,
     student_run,
     test_student,
     test_teacher,
@@ -127,16 +130,29 @@ def render(data: dict, args: argparse.Namespace) -> str:
         for model, s in data[key].items():
             label = f"{model} (DART σ {s['noise']:g})" if s["noise"] else f"{model} (control: cloning, σ 0)"
             lines.append(_student_row(f"{label}, {s['iterations']} iterations", s, t_steps))
+    finetuned = data.get("finetuned") or {}
+    for model, f in finetuned.items():
+        lines.append(
+            f"| {model} (DART, then CMA-ES: `scenarios/ant_{model}_dart_finetune.yaml`) | {f['params']:,} | "
+            f"{t_steps:,} + {data['students'][model]['env_steps']:,} + {f['env_steps']:,} | {f['wall_s'] / 60:.1f} "
+            f"min | — | {_score(f['test'], 'plain')} | {_score(f['test'], 'shuffled')} |")
     lines += [
         "",
         f"{args.test_episodes} test episodes each (deterministic actions; *shuffled*: a new feature order each "
         "episode; the teacher reads its inputs by position). The imitation loss is the mean squared error to the "
         "teacher's clean action over the last iteration's training passes, on the noisy teacher's states. The "
         "teacher's environment steps are spent once, for every student here and on ant_distill.md.",
+        *([
+            "",
+            "The fine-tune continues from the DART student's parameters (and the teacher's observation statistics) "
+            "by whole-network CMA-ES on the task reward (σ 0.02, 16 members, one episode each), as ant_distill.md's "
+            "fine-tunes do; its env steps add the teacher's, the cloning's and its own, its wall time is its own.",
+        ] if finetuned else []),
         "",
         "## Goals (issue 11)",
         "",
         *_goals(f"DART σ {args.noise:g}", data["students"], rnd),
+        *_goals(f"DART σ {args.noise:g}, then CMA-ES", finetuned, rnd),
         "",
     ]
     return "\n".join(lines)
@@ -182,7 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"teacher: {teacher['env_steps']:,} steps, test {teacher['test']['plain']['mean']:.1f}", flush=True)
     students = {m: _student(m, args.noise, args) for m in models}
     control = {m: _student(m, 0.0, args) for m in controls}
-    data = {"random": rnd, "teacher": teacher, "students": students, "controls": control}
+    finetuned = {}
+    for model in models:
+        run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_finetune")
+        summary = _read(run_dir / "summary.json")
+        if summary is None or not (run_dir / "model.pt").is_file():
+            continue  # not run: narla run scenarios/ant_MODEL_dart_finetune.yaml --out RUNS/MODEL_dartσ_finetune
+        finetuned[model] = {
+            "env_steps": summary["env_steps"], "wall_s": _total_wall(run_dir), "status": summary["status"],
+            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, summary["env_steps"]),
+        }
+        print(f"{model} (DART + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
+    data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned}
     atomic_write(args.out / "ant_dart.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_dart.md", render(data, args))
     print(f"wrote {args.out / 'ant_dart.md'}")
