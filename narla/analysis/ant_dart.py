@@ -108,8 +108,9 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "finished steps are skipped). Measured on this project's 2-core CPU machine; PyBullet runs on the CPU.",
         "",
         "The teacher is `docs/results/ant_distill.md`'s PPO policy (28-256-256-8, trained once and shared). Cloned on "
-        "the teacher's clean states, the Cooperator fits them closely yet stands in place in closed loop: handed "
-        "control in the middle of the teacher's gait, its action error doubles about every three ticks. Here the "
+        "the teacher's clean states, the Cooperator fits them closely yet stands in place in closed loop (the control "
+        "row). In a diagnostic outside this page, handed control after 300 ticks of the teacher's gait, a cloned "
+        "Cooperator's action error doubled about every three ticks. Here the "
         f"teacher drives every tick with Gaussian noise (σ {args.noise:g}, actions in [−1, 1], clipped) on the action "
         "it executes, while the label stays its clean mean action (DART; `DistillConfig.action_noise`, "
         "`narla.learning.distill`), so the student also sees drifted states, labelled with the teacher's "
@@ -141,7 +142,9 @@ def render(data: dict, args: argparse.Namespace) -> str:
         f"{args.test_episodes} test episodes each (deterministic actions; *shuffled*: a new feature order each "
         "episode; the teacher reads its inputs by position). The imitation loss is the mean squared error to the "
         "teacher's clean action over the last iteration's training passes, on the noisy teacher's states. The "
-        "teacher's environment steps are spent once, for every student here and on ant_distill.md.",
+        "teacher's environment steps are spent once, for every student here and on ant_distill.md. Wall times are "
+        "of a shared machine: the fine-tune ran beside the later students, and a process's second and later "
+        "students tick eager once `torch.compile` reaches its recompile limit, so walls are not comparable.",
         *([
             "",
             "The fine-tune continues from the DART student's parameters (and the teacher's observation statistics) "
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-models", default="cooperator",
                         help="students also cloned without noise (σ 0), the control (comma-separated; empty: none)")
     parser.add_argument("--noise", type=float, default=0.5, help="DART: sd of the executed action's noise (0.5)")
-    parser.add_argument("--iterations", type=int, default=30, help="iterations per student (default 30)")
+    parser.add_argument("--iterations", type=int, default=10, help="iterations per student (default 10)")
     parser.add_argument("--test-episodes", type=int, default=50, help="test episodes per policy (default 50)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
