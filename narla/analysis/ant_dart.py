@@ -31,14 +31,14 @@ import json
 import shlex
 from pathlib import Path
 
-from narla.analysis.ant import _params, _read, cached_random_policy
+from narla.analysis.ant import _params, cached_random_policy
 from narla.analysis.ant_distill import (
     MODELS,
     TABLE_HEAD,
     _goals,
     _score,
     _student_row,
-    _total_wall,
+    finetune_entry,
     student_run,
     test_student,
     test_teacher,
@@ -203,14 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     control = {m: _student(m, 0.0, args) for m in controls}
     finetuned = {}
     for model in models:
-        run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_finetune")
-        summary = _read(run_dir / "summary.json")
-        if summary is None or not (run_dir / "model.pt").is_file():
+        entry = finetune_entry(Path(f"{dart_dir(args.runs, model, args.noise)}_finetune"), args.test_episodes)
+        if entry is None:
             continue  # not run: narla run scenarios/ant_MODEL_dart_finetune.yaml --out RUNS/MODEL_dartσ_finetune
-        finetuned[model] = {
-            "env_steps": summary["env_steps"], "wall_s": _total_wall(run_dir), "status": summary["status"],
-            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, summary["env_steps"]),
-        }
+        finetuned[model] = entry
         print(f"{model} (DART + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
     data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned}
     atomic_write(args.out / "ant_dart.json", json.dumps(data, indent=2) + "\n")

@@ -380,6 +380,18 @@ def _total_wall(run_dir: Path) -> float:
     return float(last[0]["wall_clock"]) if last else 0.0
 
 
+def finetune_entry(run_dir: Path, test_episodes: int) -> dict | None:
+    """A ``narla run`` fine-tune's page entry (steps, wall over all calls, status, parameters, test scores), or None
+    when it has not run."""
+    summary = _read(run_dir / "summary.json")
+    if summary is None or not (run_dir / "model.pt").is_file():
+        return None
+    return {
+        "env_steps": summary["env_steps"], "wall_s": _total_wall(run_dir), "status": summary["status"],
+        "params": _params(run_dir), "test": test_student(run_dir, test_episodes, summary["env_steps"]),
+    }
+
+
 def _distilled(model: str, args: argparse.Namespace, iterations: int, cloning: bool = False,
                tuned: bool = False) -> dict:
     """Train (or resume) one student by :func:`train_student`, test it, and print its score: the page's entry."""
@@ -474,14 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     tuned = {m: _distilled(m, args, 0, tuned=True) for m in tuned_models}
     finetuned = {}
     for model in tuned_models:
-        run_dir = args.runs / f"{model}_tuned_finetune"
-        summary = _read(run_dir / "summary.json")
-        if summary is None or not (run_dir / "model.pt").is_file():
+        entry = finetune_entry(args.runs / f"{model}_tuned_finetune", args.test_episodes)
+        if entry is None:
             continue  # not run: narla run scenarios/ant_MODEL_tuned_finetune.yaml --out RUNS/MODEL_tuned_finetune
-        finetuned[model] = {
-            "env_steps": summary["env_steps"], "wall_s": _total_wall(run_dir), "status": summary["status"],
-            "params": _params(run_dir), "test": test_student(run_dir, args.test_episodes, summary["env_steps"]),
-        }
+        finetuned[model] = entry
         print(f"{model} (tuned + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
     ppo = {}
     for model in ppo_models:
