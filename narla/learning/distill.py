@@ -76,6 +76,10 @@ class Student:
             raise ValueError("distill: the student must be a whole-network population (attention_neuron, cooperator) "
                              "or a network of rate neurons only (neuron.output: rate)")
         self.engine = engine
+        if compile:
+            # Compiled code is cached per function and guarded on the engine it closes over, so without a reset the
+            # third or so student in one process exhausts dynamo's recompile limit and silently ticks eager.
+            torch.compiler.reset()
         self._tick = torch.compile(self._eager_tick, dynamic=False) if compile else self._eager_tick
 
     def initial(self, batch: int) -> torch.Tensor:
