@@ -19,7 +19,9 @@ Steps, each resumed or skipped when its result is already there:
    ``--noise`` (``RUNS/MODEL_dartσ``); ``--control-models`` are also cloned with σ = 0, the same settings
    otherwise (``RUNS/MODEL_dart0``).
 3. **Fine-tunes**, listed when they exist: ``narla run scenarios/ant_MODEL_dart_finetune.yaml --out
-   RUNS/MODEL_dartσ_finetune`` continues a student by whole-network CMA-ES on the task reward.
+   RUNS/MODEL_dartσ_finetune`` continues a student by whole-network CMA-ES on the task reward; the stages after
+   it in :data:`FINETUNES` (``..._restart``: a fresh CMA-ES from the fine-tune's parameters; ``..._averaged``:
+   then each member scored on 4 episodes) each start from the stage before.
 4. **Test**: ``--test-episodes`` episodes of each student's deterministic action, plainly and with a new feature
    order each episode.
 """
@@ -46,6 +48,11 @@ from narla.analysis.ant_distill import (
 )
 from narla.results import atomic_write
 
+FINETUNES = {  # CMA-ES stages after cloning, in order; each starts from the previous stage's parameters
+    "finetune": "then CMA-ES",
+    "restart": "CMA-ES, then a CMA-ES restart",
+    "averaged": "CMA-ES, a restart, then CMA-ES on 4-episode means",
+}
 EPOCHS = 32  # training passes per iteration: cloning only ever sees the teacher's states, so it can fit them longer
 
 
@@ -132,30 +139,41 @@ def render(data: dict, args: argparse.Namespace) -> str:
             label = f"{model} (DART σ {s['noise']:g})" if s["noise"] else f"{model} (control: cloning, σ 0)"
             lines.append(_student_row(f"{label}, {s['iterations']} iterations", s, t_steps))
     finetuned = data.get("finetuned") or {}
-    for model, f in finetuned.items():
-        lines.append(
-            f"| {model} (DART, then CMA-ES: `scenarios/ant_{model}_dart_finetune.yaml`) | {f['params']:,} | "
-            f"{t_steps:,} + {data['students'][model]['env_steps']:,} + {f['env_steps']:,} | {f['wall_s'] / 60:.1f} "
-            f"min | — | {_score(f['test'], 'plain')} | {_score(f['test'], 'shuffled')} |")
+    for model, stages in finetuned.items():
+        steps = f"{t_steps:,} + {data['students'][model]['env_steps']:,}"
+        for stage, f in stages.items():
+            steps += f" + {f['env_steps']:,}"
+            lines.append(
+                f"| {model} (DART, {FINETUNES[stage]}: `scenarios/ant_{model}_dart_{stage}.yaml`) | {f['params']:,} | "
+                f"{steps} | {f['wall_s'] / 60:.1f} min | — | {_score(f['test'], 'plain')} | "
+                f"{_score(f['test'], 'shuffled')} |")
     lines += [
         "",
         f"{args.test_episodes} test episodes each (deterministic actions; *shuffled*: a new feature order each "
         "episode; the teacher reads its inputs by position). The imitation loss is the mean squared error to the "
         "teacher's clean action over the last iteration's training passes, on the noisy teacher's states. The "
         "teacher's environment steps are spent once, for every student here and on ant_distill.md. Wall times are "
-        "of a shared machine: the fine-tune ran beside the later students, and a process's second and later "
-        "students tick eager once `torch.compile` reaches its recompile limit, so walls are not comparable.",
+        "of a shared machine: the fine-tune ran beside the later students, and the process that trained them ran its "
+        "second and later students eager once `torch.compile` reached its recompile limit (since fixed: a compiled "
+        "`Student` resets the compiler), so walls are not comparable.",
         *([
             "",
             "The fine-tune continues from the DART student's parameters (and the teacher's observation statistics) "
             "by whole-network CMA-ES on the task reward (σ 0.02, 16 members, one episode each), as ant_distill.md's "
-            "fine-tunes do; its env steps add the teacher's, the cloning's and its own, its wall time is its own.",
+            "fine-tunes do. The restart starts a new CMA-ES from the fine-tune's mean parameters, with σ back at "
+            "0.02 (the fine-tune's had shrunk to 0.013 under noisy one-episode fitness) and 32 members, as an IPOP "
+            "restart doubles its population. The averaged stage starts again from the restart's mean (σ 0.02, 16 "
+            "members) and scores each member on the mean of 4 episodes, as the restarted gait walks most episodes "
+            "but not all. Env steps add the teacher's, the cloning's and each stage's in turn; a wall time is the "
+            "stage's own.",
         ] if finetuned else []),
         "",
         "## Goals (issue 11)",
         "",
         *_goals(f"DART σ {args.noise:g}", data["students"], rnd),
-        *_goals(f"DART σ {args.noise:g}, then CMA-ES", finetuned, rnd),
+        *[goal for stage, label in FINETUNES.items()
+          for goal in _goals(f"DART σ {args.noise:g}, {label}",
+                             {m: st[stage] for m, st in finetuned.items() if stage in st}, rnd)],
         "",
     ]
     return "\n".join(lines)
@@ -201,13 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"teacher: {teacher['env_steps']:,} steps, test {teacher['test']['plain']['mean']:.1f}", flush=True)
     students = {m: _student(m, args.noise, args) for m in models}
     control = {m: _student(m, 0.0, args) for m in controls}
-    finetuned = {}
+    finetuned: dict[str, dict] = {}
     for model in models:
-        entry = finetune_entry(Path(f"{dart_dir(args.runs, model, args.noise)}_finetune"), args.test_episodes)
-        if entry is None:
-            continue  # not run: narla run scenarios/ant_MODEL_dart_finetune.yaml --out RUNS/MODEL_dartσ_finetune
-        finetuned[model] = entry
-        print(f"{model} (DART + CMA-ES): test {finetuned[model]['test']['plain']['mean']:.1f}", flush=True)
+        for stage in FINETUNES:
+            entry = finetune_entry(Path(f"{dart_dir(args.runs, model, args.noise)}_{stage}"), args.test_episodes)
+            if entry is None:
+                break  # not run: narla run scenarios/ant_MODEL_dart_STAGE.yaml --out RUNS/MODEL_dartσ_STAGE
+            finetuned.setdefault(model, {})[stage] = entry
+            print(f"{model} (DART, {FINETUNES[stage]}): test {entry['test']['plain']['mean']:.1f}", flush=True)
     data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned}
     atomic_write(args.out / "ant_dart.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_dart.md", render(data, args))
