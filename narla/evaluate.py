@@ -115,6 +115,7 @@ def evaluate(
     noise_features: int = 0,
     overrides: list[str] | None = None,
     rewards: bool = False,
+    distance: bool = False,
 ) -> dict:
     """Play ``episodes`` episodes with the learned policy of ``run_dir``; returns the statistics.
 
@@ -122,12 +123,15 @@ def evaluate(
     noise (:class:`narla.tasks.robustness.ShuffledTask`); with extra inputs the network is rebuilt with one more
     sensory neuron per input, which only a network whose parameters do not depend on the number of inputs allows.
     ``overrides`` (``KEY=VALUE``) change the replayed scenario, e.g. ``task.options.start=harder``. ``rewards``
-    recomputes the neurons' rewards with the run's own scheme (its reward code must be importable).
+    recomputes the neurons' rewards with the run's own scheme (its reward code must be importable). ``distance``
+    (PyBullet walkers such as Ant) also follows the torso: how far it travels along x in each episode
+    (:class:`narla.tasks.travel.TravelTask`), since a walker can score well by standing still.
 
     Returns:
         ``{"episodes", "mean_return", "std_return", "returns", "lengths", "seed", "shuffle", "noise_features"}``
         (population standard deviation), and with ``rewards`` ``"reward_components"``: each term's return per
-        episode, averaged over the neurons (the last phase's terms).
+        episode, averaged over the neurons (the last phase's terms), and with ``distance`` ``"distances"`` (m per
+        episode) and ``"mean_distance"``.
     """
     from narla.scenario import apply_overrides
     from narla.training import build
@@ -147,11 +151,18 @@ def evaluate(
                 "networks without per-input parameters (e.g. network.context_map: shared) take extra inputs"
             ) from None
         run.task.training = False
-        task = run.task
+        task = travel = None
+        if distance:
+            from narla.tasks.travel import TravelTask
+
+            try:
+                task = travel = TravelTask(run.task)
+            except ValueError as err:
+                raise ScenarioError(f"--{err}") from None
         if shuffle or noise_features:
             from narla.tasks.robustness import ShuffledTask
 
-            task = ShuffledTask(run.task, shuffle, noise_features, seed=scenario.seed + 7)
+            task = ShuffledTask(task or run.task, shuffle, noise_features, seed=scenario.seed + 7)
         components: dict[str, list[float]] | None = {} if rewards else None
         returns, lengths = _play(run, episodes, task, components)
     finally:
@@ -161,6 +172,9 @@ def evaluate(
     extra = {}
     if components:
         extra["reward_components"] = {k: sum(v[:episodes]) / episodes for k, v in components.items()}
+    if travel is not None:
+        extra["distances"] = distances = travel.distances()[:episodes]
+        extra["mean_distance"] = sum(distances) / len(distances)
     return {
         "episodes": episodes,
         "mean_return": mean,
@@ -344,7 +358,7 @@ def main(args: argparse.Namespace) -> int:
         check_video(eval_scenario(load_model(args.run_dir)["scenario"], 1), args.video)
     stats = evaluate(
         args.run_dir, args.episodes, seed=args.seed, shuffle=args.shuffle, noise_features=args.noise_features,
-        overrides=args.set, rewards=args.rewards,
+        overrides=args.set, rewards=args.rewards, distance=args.distance,
     )
     out = Path(args.json) if args.json else Path(args.run_dir) / "eval.json"
     atomic_write(out, json.dumps(stats, indent=2) + "\n")
@@ -352,7 +366,8 @@ def main(args: argparse.Namespace) -> int:
     kind += f" (+{args.noise_features} noise inputs)" if args.noise_features else ""
     print(
         f"{args.episodes} episodes{kind}: mean return {stats['mean_return']:.2f} ± {stats['std_return']:.2f} (sd); "
-        f"written to {out}"
+        + (f"mean torso travel along x {stats['mean_distance']:.2f} m; " if args.distance else "")
+        + f"written to {out}"
     )
     if args.video:
         frames = record_video(args.run_dir, args.video, seed=args.seed)
@@ -378,5 +393,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="change the replayed scenario, e.g. --set task.options.start=harder",
     )
     parser.add_argument("--video", help="also render one episode to this .mp4 (needs the extra narla[video])")
+    parser.add_argument("--distance", action="store_true",
+                        help="also report how far the torso travels along x per episode (PyBullet walkers: ant)")
     parser.add_argument("--rewards", action="store_true",
                         help="also recompute the neurons' rewards (needs the run's reward code; default: task only)")

@@ -117,6 +117,14 @@ def test_eval_replays_the_learned_policy(tmp_path, capsys):
     assert "mean return" in capsys.readouterr().out
 
 
+def test_eval_distance_on_a_task_without_a_walker_is_a_clear_error_that_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    Trainer(scenario(max_episodes=4), out, progress=False).train()
+    assert main(["eval", str(out), "--episodes", "2", "--distance"]) == 2
+    assert "--distance: needs a PyBullet walker" in capsys.readouterr().err
+    assert not (out / "eval.json").exists()
+
+
 def _tests_csv(path):
     with open(path, newline="") as f:
         return [(int(r["update"]), int(r["episodes"]), float(r["test_mean"])) for r in csv.DictReader(f)]

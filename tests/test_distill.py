@@ -255,7 +255,7 @@ def test_the_dart_page_lists_the_control_and_states_each_goal_from_the_noisy_stu
             "controls": {"cooperator": student(0.0, 480.0, 470.0)}}
     args = argparse.Namespace(runs=Path("runs/ant_dart"), teacher_runs=Path("runs/ant_distill"),
                               out=Path("docs/results"), models="cooperator,attention", control_models="cooperator",
-                              noise=0.5, iterations=30, test_episodes=50)
+                              noise=0.5, iterations=30, test_episodes=50, travel_episodes=10)
     page = render(data, args)
     assert "| cooperator (DART σ 0.5), 30 iterations | 3,419 | 3,000,000 + 480,000 |" in page
     assert "| cooperator (control: cloning, σ 0), 30 iterations |" in page
@@ -278,3 +278,10 @@ def test_the_dart_page_lists_the_control_and_states_each_goal_from_the_noisy_stu
     assert "| cooperator (DART, CMA-ES, then a CMA-ES restart: `scenarios/ant_cooperator_dart_restart.yaml`) | " \
            "3,419 | 3,000,000 + 480,000 + 2,000,000 + 6,000,000 |" in page
     assert "DART σ 0.5, CMA-ES, then a CMA-ES restart: Cooperator test score ≥ 1,000: **met** (1,010.0" in page
+    assert "Does it walk?" not in page
+    data["finetuned"]["cooperator"]["restart"]["travel"] = {"distances": [0.1, -0.1], "mean": 0.0, "std": 0.1}
+    data["students"]["cooperator"]["travel"] = {"distances": [1.0, 2.0], "mean": 1.5, "std": 0.5}
+    page = render(data, args)
+    assert "| cooperator (DART σ 0.5) | 1.50 ± 0.50 | 1.00 – 2.00 |" in page
+    assert "| cooperator (DART, CMA-ES, then a CMA-ES restart) | 0.00 ± 0.10 | -0.10 – 0.10 |" in page
+    assert "| random policy |" not in page.split("Does it walk?")[1]

@@ -24,6 +24,9 @@ Steps, each resumed or skipped when its result is already there:
    then each member scored on 4 episodes) each start from the stage before.
 4. **Test**: ``--test-episodes`` episodes of each student's deterministic action, plainly and with a new feature
    order each episode.
+5. **Travel**: ``--travel-episodes`` more episodes of every policy (random, teacher, students, fine-tunes), in one
+   process, following the torso (:class:`narla.tasks.travel.TravelTask`): a return near 1,000 is what an ant
+   that stands still scores, so the page says how far each policy actually walks.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 from pathlib import Path
 
-from narla.analysis.ant import _params, cached_random_policy
+from narla.analysis.ant import _params, _read, cached_random_policy
 from narla.analysis.ant_distill import (
     MODELS,
     TABLE_HEAD,
@@ -88,6 +92,61 @@ def train_dart_student(model: str, runs: Path, teacher_runs: Path, iterations: i
         run.task.close()
 
 
+def travel(runs: Path, key: str, progress: int, episodes: int, play) -> dict:
+    """``play(episodes)``'s torso travel along x (m per episode), kept in ``RUNS/travel.json`` under ``key`` and
+    measured again only when the policy's training ``progress`` or ``episodes`` changed."""
+    cache = _read(runs / "travel.json") or {}
+    entry = cache.get(key)
+    if entry is None or entry["progress"] != progress or len(entry["distances"]) != episodes:
+        distances = play(episodes)
+        entry = {"progress": progress, "distances": distances, "mean": statistics.fmean(distances),
+                 "std": statistics.pstdev(distances)}
+        cache[key] = entry
+        atomic_write(runs / "travel.json", json.dumps(cache, indent=2) + "\n")
+    print(f"travel of {key}: {entry['mean']:.2f} m", flush=True)
+    return entry
+
+
+def run_travel(run_dir: Path):
+    """A narla run's policy, replayed by :func:`narla.evaluate.evaluate` with its torso followed."""
+    from narla.evaluate import evaluate
+
+    return lambda episodes: evaluate(run_dir, episodes, num_envs=episodes, distance=True)["distances"]
+
+
+def baseline_travel(teacher_runs: Path | None, seed: int):
+    """The teacher's mean action (``teacher_runs``), or uniformly random actions (None), on Ant copies in this
+    process with the torso followed."""
+    import torch
+
+    from narla.learning.ppo import load_teacher
+    from narla.tasks.ant import make_ant
+    from narla.tasks.travel import TravelTask
+
+    def play(episodes: int) -> list[float]:
+        teacher = None
+        task = TravelTask(make_ant(episodes, asynchronous=False))
+        if teacher_runs is not None:
+            teacher, state = load_teacher(teacher_runs / "teacher")
+            task.inner.normalizer.load_state_dict(state["normalizer"])
+        task.inner.training = False
+        generator = torch.Generator().manual_seed(seed)
+        try:
+            obs = task.reset(seed=seed + 200)
+            running = torch.ones(episodes, dtype=torch.bool)
+            while running.any():
+                with torch.no_grad():
+                    action = (teacher.mean(obs) if teacher is not None
+                              else torch.rand(episodes, 8, generator=generator) * 2 - 1).clamp(-1.0, 1.0)
+                obs, _, terminated, truncated = task.step(action)
+                running &= ~(terminated | truncated)
+            return task.distances()
+        finally:
+            task.close()
+
+    return play
+
+
 def _student(model: str, noise: float, args: argparse.Namespace) -> dict:
     s = train_dart_student(model, args.runs, args.teacher_runs, args.iterations, noise, args.seed)
     run_dir = dart_dir(args.runs, model, noise)
@@ -111,7 +170,8 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "",
         f"Regenerate: `python -m narla.analysis.ant_dart --runs {args.runs} --teacher-runs {args.teacher_runs} "
         f"--out {args.out} --models {shlex.quote(args.models)} --control-models {shlex.quote(args.control_models)} "
-        f"--noise {args.noise:g} --iterations {args.iterations} --test-episodes {args.test_episodes}` (resumes; "
+        f"--noise {args.noise:g} --iterations {args.iterations} --test-episodes {args.test_episodes} "
+        f"--travel-episodes {args.travel_episodes}` (resumes; "
         "finished steps are skipped). Measured on this project's 2-core CPU machine; PyBullet runs on the CPU.",
         "",
         "The teacher is `docs/results/ant_distill.md`'s PPO policy (28-256-256-8, trained once and shared). Cloned on "
@@ -167,6 +227,7 @@ def render(data: dict, args: argparse.Namespace) -> str:
             "but not all. Env steps add the teacher's, the cloning's and each stage's in turn; a wall time is the "
             "stage's own.",
         ] if finetuned else []),
+        *_walk_table(data, args),
         "",
         "## Goals (issue 11)",
         "",
@@ -177,6 +238,36 @@ def render(data: dict, args: argparse.Namespace) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _walk_table(data: dict, args: argparse.Namespace) -> list[str]:
+    """The torso's travel along x per policy (when measured): whether a score comes from walking."""
+    rows = [("random policy", data["random"]), ("teacher (PPO, mean action)", data["teacher"])]
+    for key in ("students", "controls"):
+        for model, s in data[key].items():
+            rows.append((f"{model} (DART σ {s['noise']:g})" if s["noise"] else f"{model} (control: cloning, σ 0)", s))
+    for model, stages in (data.get("finetuned") or {}).items():
+        rows += [(f"{model} (DART, {FINETUNES[stage]})", f) for stage, f in stages.items()]
+    rows = [(label, e) for label, e in rows if "travel" in e]
+    if not rows:
+        return []
+    n = len(rows[0][1]["travel"]["distances"])
+    return [
+        "",
+        "## Does it walk?",
+        "",
+        "On this environment a return near 1,000 is what an ant scores by standing still for the 1,000 ticks: the "
+        "reward is an alive bonus of 1 per tick plus progress towards a target 1 km ahead along x (about 60 per "
+        "metre), less energy and joint-limit costs. So each policy also played "
+        f"{n} episodes more (`--travel-episodes`, in one process, deterministic actions, seeds other than the "
+        "test's) with its torso followed (`narla eval --distance`, `narla.tasks.travel`): how far it moved along "
+        "x by the end of the episode.",
+        "",
+        "| policy | torso travel along x (m) | min – max (m) |",
+        "|---|--:|--:|",
+        *[f"| {label} | {e['travel']['mean']:.2f} ± {e['travel']['std']:.2f} | {min(e['travel']['distances']):.2f} "
+          f"– {max(e['travel']['distances']):.2f} |" for label, e in rows],
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.5, help="DART: sd of the executed action's noise (0.5)")
     parser.add_argument("--iterations", type=int, default=10, help="iterations per student (default 10)")
     parser.add_argument("--test-episodes", type=int, default=50, help="test episodes per policy (default 50)")
+    parser.add_argument("--travel-episodes", type=int, default=10,
+                        help="episodes per policy that follow the torso, to say how far it walks (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     import torch
@@ -204,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         bad = [m for m in chosen if m not in MODELS]
         if bad:
             parser.error(f"{flag}: unknown {bad}; allowed: {', '.join(MODELS)}")
-    if min(args.teacher_steps, args.iterations, args.test_episodes) < 1 or args.noise <= 0:
-        parser.error("--teacher-steps, --iterations and --test-episodes must be >= 1, --noise > 0")
+    if min(args.teacher_steps, args.iterations, args.test_episodes, args.travel_episodes) < 1 or args.noise <= 0:
+        parser.error("--teacher-steps, --iterations, --test-episodes and --travel-episodes must be >= 1, --noise > 0")
     args.runs.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rnd = cached_random_policy(args.runs, args.test_episodes, args.seed)
@@ -227,6 +320,18 @@ def main(argv: list[str] | None = None) -> int:
                 break  # not run: narla run scenarios/ant_MODEL_dart_STAGE.yaml --out RUNS/MODEL_dartσ_STAGE
             finetuned.setdefault(model, {})[stage] = entry
             print(f"{model} (DART, {FINETUNES[stage]}): test {entry['test']['plain']['mean']:.1f}", flush=True)
+    n = args.travel_episodes
+    rnd = {**rnd, "travel": travel(args.runs, "random", 0, n, baseline_travel(None, args.seed))}
+    teacher["travel"] = travel(args.runs, "teacher", teacher["env_steps"], n,
+                               baseline_travel(args.teacher_runs, args.seed))
+    for group in (students, control):
+        for model, s in group.items():
+            run_dir = dart_dir(args.runs, model, s["noise"])
+            s["travel"] = travel(args.runs, run_dir.name, s["iterations"], n, run_travel(run_dir))
+    for model, stages in finetuned.items():
+        for stage, f in stages.items():
+            run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_{stage}")
+            f["travel"] = travel(args.runs, run_dir.name, f["env_steps"], n, run_travel(run_dir))
     data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned}
     atomic_write(args.out / "ant_dart.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_dart.md", render(data, args))
