@@ -63,11 +63,13 @@ def apply_model(saved: dict, population: torch.nn.Module, task: Task) -> None:
 
 
 def in_process_options(task_id: str, options: dict) -> dict:
-    """A task's options with its copies stepped in this process (no worker processes): replays and tests."""
+    """A task's options with its copies stepped in this process (no worker processes): replays and tests. They
+    score the environment's own reward, so a shaped training reward (Ant's ``progress_bonus``) is dropped."""
     options = dict(options)
     if "asynchronous" in options or task_id == "ant":
         options["asynchronous"] = False
         options.pop("num_workers", None)
+    options.pop("progress_bonus", None)
     return options
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -18,12 +19,15 @@ from narla.tasks.sharded import ShardedVectorEnv
 class _MakeEnv:
     """Picklable environment factory, so worker processes can build copies under any start method."""
 
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], wrapper: Callable[[gym.Env], gym.Env] | None = None,
+                 ) -> None:
         self.env_id = env_id
         self.env_kwargs = env_kwargs
+        self.wrapper = wrapper
 
     def __call__(self) -> gym.Env:
-        return gym.make(self.env_id, **self.env_kwargs)
+        env = gym.make(self.env_id, **self.env_kwargs)
+        return env if self.wrapper is None else self.wrapper(env)
 
 
 def resolve_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -57,7 +61,8 @@ class GymVectorTask(Task):
     shape: ``[B]`` for Discrete, ``[B, *shape]`` for Box. With ``normalize_obs`` every observation passes
     through a :class:`RunningNormalizer` (``self.normalizer``) whose statistics are updated only while
     ``self.training`` is True; set it to False for evaluation. ``env_kwargs`` go to ``gym.make`` (e.g.
-    ``{"max_episode_steps": 200}``). An id ``"module:Name-v0"`` imports ``module`` in every process first.
+    ``{"max_episode_steps": 200}``); ``wrapper`` (picklable) wraps each copy after ``gym.make``.
+    An id ``"module:Name-v0"`` imports ``module`` in every process first.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class GymVectorTask(Task):
         num_workers: int | None = None,
         normalize_obs: bool = False,
         env_kwargs: dict | None = None,
+        wrapper: Callable[[gym.Env], gym.Env] | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -85,7 +91,7 @@ class GymVectorTask(Task):
                 f"gymnasium environment {env_id!r} has no time limit; pass env_kwargs={{'max_episode_steps': N}}"
             )
 
-        env_fns = [_MakeEnv(env_id, env_kwargs) for _ in range(num_envs)]
+        env_fns = [_MakeEnv(env_id, env_kwargs, wrapper) for _ in range(num_envs)]
         if asynchronous:
             workers = num_workers if num_workers is not None else max(1, min(num_envs, os.cpu_count() or 1))
             self.env = ShardedVectorEnv(env_fns, workers)

@@ -19,7 +19,7 @@ GYM_PREFIX = "gym:"
 _TASKS: dict[str, tuple[Callable[..., Task], tuple[str, ...]]] = {
     "cartpole": (CartPole, ("max_episode_steps", "normalize_obs")),
     "swingup": (CartPoleSwingUp, ("start", "max_episode_steps", "normalize_obs")),
-    "ant": (make_ant, ("asynchronous", "normalize_obs", "num_workers", "max_episode_steps")),
+    "ant": (make_ant, ("asynchronous", "normalize_obs", "num_workers", "max_episode_steps", "progress_bonus")),
 }
 _GYM_OPTIONS = ("asynchronous", "num_workers", "normalize_obs", "env_kwargs")
 
