@@ -285,3 +285,10 @@ def test_the_dart_page_lists_the_control_and_states_each_goal_from_the_noisy_stu
     assert "| cooperator (DART σ 0.5) | 1.50 ± 0.50 | 1.00 – 2.00 |" in page
     assert "| cooperator (DART, CMA-ES, then a CMA-ES restart) | 0.00 ± 0.10 | -0.10 – 0.10 |" in page
     assert "| random policy |" not in page.split("Does it walk?")[1]
+    data["shaped"] = {"cooperator": {**finetune(3000000, 1020.0), "travel": {"distances": [4.0], "mean": 4.0,
+                                                                            "std": 0.0}}}
+    page = render(data, args)
+    assert "| cooperator (DART, then CMA-ES on a progress-weighted reward (ours): " \
+           "`scenarios/ant_cooperator_dart_progress.yaml`) | 3,419 | 3,000,000 + 480,000 + 3,000,000 |" in page
+    assert "progress-weighted reward (ours): Cooperator test score ≥ 1,000: **met** (1,020.0" in page
+    assert "| cooperator (DART, then CMA-ES on a progress-weighted reward (ours)) | 4.00 ± 0.00 |" in page

@@ -21,7 +21,9 @@ Steps, each resumed or skipped when its result is already there:
 3. **Fine-tunes**, listed when they exist: ``narla run scenarios/ant_MODEL_dart_finetune.yaml --out
    RUNS/MODEL_dartσ_finetune`` continues a student by whole-network CMA-ES on the task reward; the stages after
    it in :data:`FINETUNES` (``..._restart``: a fresh CMA-ES from the fine-tune's parameters; ``..._averaged``:
-   then each member scored on 4 episodes) each start from the stage before.
+   then each member scored on 4 episodes) each start from the stage before. ``..._progress``
+   (``scenarios/ant_MODEL_dart_progress.yaml``) runs CMA-ES from the DART student on a progress-weighted training
+   reward, our own setting.
 4. **Test**: ``--test-episodes`` episodes of each student's deterministic action, plainly and with a new feature
    order each episode.
 5. **Travel**: ``--travel-episodes`` more episodes of every policy (random, teacher, students, fine-tunes), in one
@@ -57,6 +59,7 @@ FINETUNES = {  # CMA-ES stages after cloning, in order; each starts from the pre
     "restart": "CMA-ES, then a CMA-ES restart",
     "averaged": "CMA-ES, a restart, then CMA-ES on 4-episode means",
 }
+SHAPED = "then CMA-ES on a progress-weighted reward (ours)"  # RUNS/MODEL_dartσ_progress, from the DART student
 EPOCHS = 32  # training passes per iteration: cloning only ever sees the teacher's states, so it can fit them longer
 
 
@@ -207,6 +210,11 @@ def render(data: dict, args: argparse.Namespace) -> str:
                 f"| {model} (DART, {FINETUNES[stage]}: `scenarios/ant_{model}_dart_{stage}.yaml`) | {f['params']:,} | "
                 f"{steps} | {f['wall_s'] / 60:.1f} min | — | {_score(f['test'], 'plain')} | "
                 f"{_score(f['test'], 'shuffled')} |")
+    for model, f in (data.get("shaped") or {}).items():
+        lines.append(
+            f"| {model} (DART, {SHAPED}: `scenarios/ant_{model}_dart_progress.yaml`) | {f['params']:,} | "
+            f"{t_steps:,} + {data['students'][model]['env_steps']:,} + {f['env_steps']:,} | "
+            f"{f['wall_s'] / 60:.1f} min | — | {_score(f['test'], 'plain')} | {_score(f['test'], 'shuffled')} |")
     lines += [
         "",
         f"{args.test_episodes} test episodes each (deterministic actions; *shuffled*: a new feature order each "
@@ -227,6 +235,13 @@ def render(data: dict, args: argparse.Namespace) -> str:
             "most episodes and far less on some. Env steps add the teacher's, the cloning's and each stage's in "
             "turn; a wall time is the stage's own (over all of its calls).",
         ] if finetuned else []),
+        *([
+            "",
+            "The progress-weighted row is our own setting, not the paper's protocol: CMA-ES from the DART student "
+            "(σ 0.02, 16 members, two episodes each) on a shaped training reward, the task's plus 5 times its "
+            "progress term (`task.options.progress_bonus: 5`), so that walking pays more than standing; its test "
+            "scores are of the task's own reward.",
+        ] if data.get("shaped") else []),
         *_walk_table(data, args),
         "",
         "## Goals (issue 11)",
@@ -235,6 +250,7 @@ def render(data: dict, args: argparse.Namespace) -> str:
         *[goal for stage, label in FINETUNES.items()
           for goal in _goals(f"DART σ {args.noise:g}, {label}",
                              {m: st[stage] for m, st in finetuned.items() if stage in st}, rnd)],
+        *_goals(f"DART σ {args.noise:g}, {SHAPED}", data.get("shaped") or {}, rnd),
         "",
     ]
     return "\n".join(lines)
@@ -248,6 +264,7 @@ def _walk_table(data: dict, args: argparse.Namespace) -> list[str]:
             rows.append((f"{model} (DART σ {s['noise']:g})" if s["noise"] else f"{model} (control: cloning, σ 0)", s))
     for model, stages in (data.get("finetuned") or {}).items():
         rows += [(f"{model} (DART, {FINETUNES[stage]})", f) for stage, f in stages.items()]
+    rows += [(f"{model} (DART, {SHAPED})", f) for model, f in (data.get("shaped") or {}).items()]
     rows = [(label, e) for label, e in rows if "travel" in e]
     if not rows:
         return []
@@ -321,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
                 break  # not run: narla run scenarios/ant_MODEL_dart_STAGE.yaml --out RUNS/MODEL_dartσ_STAGE
             finetuned.setdefault(model, {})[stage] = entry
             print(f"{model} (DART, {FINETUNES[stage]}): test {entry['test']['plain']['mean']:.1f}", flush=True)
+    shaped = {}
+    for model in models:
+        entry = finetune_entry(Path(f"{dart_dir(args.runs, model, args.noise)}_progress"), args.test_episodes)
+        if entry is not None:  # else not run: narla run scenarios/ant_MODEL_dart_progress.yaml --out ...
+            shaped[model] = entry
+            print(f"{model} (DART, {SHAPED}): test {entry['test']['plain']['mean']:.1f}", flush=True)
     n = args.travel_episodes
     rnd = {**rnd, "travel": travel(args.runs, "random", 0, n, baseline_travel(None, args.seed))}
     teacher["travel"] = travel(args.runs, "teacher", teacher["env_steps"], n,
@@ -333,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         for stage, f in stages.items():
             run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_{stage}")
             f["travel"] = travel(args.runs, run_dir.name, f["env_steps"], n, run_travel(run_dir))
-    data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned}
+    for model, f in shaped.items():
+        run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_progress")
+        f["travel"] = travel(args.runs, run_dir.name, f["env_steps"], n, run_travel(run_dir))
+    data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned,
+            "shaped": shaped}
     atomic_write(args.out / "ant_dart.json", json.dumps(data, indent=2) + "\n")
     atomic_write(args.out / "ant_dart.md", render(data, args))
     print(f"wrote {args.out / 'ant_dart.md'}")
