@@ -75,6 +75,11 @@ def dart_dir(runs: Path, model: str, noise: float) -> Path:
     return runs / f"{model}_dart{noise:g}"
 
 
+def stage_dir(runs: Path, model: str, noise: float, stage: str) -> Path:
+    """``RUNS/MODEL_dartσ_STAGE``: where a CMA-ES stage after the DART student lives (``progress``: the shaped one)."""
+    return runs / f"{dart_dir(runs, model, noise).name}_{stage}"
+
+
 def train_dart_student(model: str, runs: Path, teacher_runs: Path, iterations: int, noise: float, seed: int) -> dict:
     """Clone the teacher into ``scenarios/ant_MODEL.yaml``'s network with DART noise ``noise`` (resumes)."""
     import torch
@@ -333,14 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     finetuned: dict[str, dict] = {}
     for model in models:
         for stage in FINETUNES:
-            entry = finetune_entry(Path(f"{dart_dir(args.runs, model, args.noise)}_{stage}"), args.test_episodes)
+            entry = finetune_entry(stage_dir(args.runs, model, args.noise, stage), args.test_episodes)
             if entry is None:
                 break  # not run: narla run scenarios/ant_MODEL_dart_STAGE.yaml --out RUNS/MODEL_dartσ_STAGE
             finetuned.setdefault(model, {})[stage] = entry
             print(f"{model} (DART, {FINETUNES[stage]}): test {entry['test']['plain']['mean']:.1f}", flush=True)
     shaped = {}
     for model in models:
-        entry = finetune_entry(Path(f"{dart_dir(args.runs, model, args.noise)}_progress"), args.test_episodes)
+        entry = finetune_entry(stage_dir(args.runs, model, args.noise, "progress"), args.test_episodes)
         if entry is not None:  # else not run: narla run scenarios/ant_MODEL_dart_progress.yaml --out ...
             shaped[model] = entry
             print(f"{model} (DART, {SHAPED}): test {entry['test']['plain']['mean']:.1f}", flush=True)
@@ -354,10 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             s["travel"] = travel(args.runs, run_dir.name, s["iterations"], n, run_travel(run_dir))
     for model, stages in finetuned.items():
         for stage, f in stages.items():
-            run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_{stage}")
+            run_dir = stage_dir(args.runs, model, args.noise, stage)
             f["travel"] = travel(args.runs, run_dir.name, f["env_steps"], n, run_travel(run_dir))
     for model, f in shaped.items():
-        run_dir = Path(f"{dart_dir(args.runs, model, args.noise)}_progress")
+        run_dir = stage_dir(args.runs, model, args.noise, "progress")
         f["travel"] = travel(args.runs, run_dir.name, f["env_steps"], n, run_travel(run_dir))
     data = {"random": rnd, "teacher": teacher, "students": students, "controls": control, "finetuned": finetuned,
             "shaped": shaped}
