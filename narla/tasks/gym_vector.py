@@ -19,8 +19,9 @@ from narla.tasks.sharded import ShardedVectorEnv
 class _MakeEnv:
     """Picklable environment factory, so worker processes can build copies under any start method."""
 
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any], wrapper: Callable[[gym.Env], gym.Env] | None = None,
-                 ) -> None:
+    def __init__(
+        self, env_id: str, env_kwargs: dict[str, Any], wrapper: Callable[[gym.Env], gym.Env] | None = None
+    ) -> None:
         self.env_id = env_id
         self.env_kwargs = env_kwargs
         self.wrapper = wrapper
