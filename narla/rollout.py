@@ -156,7 +156,8 @@ def collect(
     host sync inside a tick (:mod:`narla.runs` keeps each batched run on this clock, so its runs draw the random
     numbers a lone run draws, padding ticks included).
 
-    At a check where at most half of the copies the engine computes are still running, the engine drops the
+    Every :data:`COMPACT_EVERY_CPU` ticks on the CPU (every ``sync_every`` on a GPU, where a check syncs), once at
+    most :data:`COMPACT_FRACTION` of the copies the engine computes are still running, the engine drops the
     finished ones (when it is :attr:`~narla.engine.Engine.compactable`; :meth:`~narla.engine.Engine.live_columns`
     says which columns stay): its ticks then compute only those, with the random numbers they would have drawn
     anyway, and the dropped copies' columns hold zeros.
@@ -172,6 +173,9 @@ def collect(
     carry = start_carry(engine, b)
     alive = torch.ones(b, dtype=torch.bool, device=engine.device)
     use_action = carry.prev_action is not None
+    # On the CPU a check costs no device sync, so finished copies are dropped every few ticks; a batch still only
+    # stops on the sync_every clock, which keeps the random stream of padding ticks what it always was.
+    compact_every = COMPACT_EVERY_CPU if engine.device.type == "cpu" and engine.compactable else 0
     dtype = engine.record_dtype
     prev_actions: list[torch.Tensor] = []
     rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
@@ -199,14 +203,14 @@ def collect(
                 comps[name].append(part)
         alive = alive & ~out.done
         obs = out.next_obs
-        if (t + 1) % sync_every == 0:
+        if (t + 1) % sync_every == 0 or (compact_every and (t + 1) % compact_every == 0):
             if engine.compactable:
                 live = engine.live_columns(alive)  # the one host sync of the check
-                if live.numel() == 0:
+                if live.numel() == 0 and (t + 1) % sync_every == 0:
                     break
-                if live.numel() <= (b if active is None else active.numel()) // 2:
+                if 0 < live.numel() <= (b if active is None else active.numel()) * COMPACT_FRACTION:
                     active = live
-            elif not bool(alive.any()):
+            elif (t + 1) % sync_every == 0 and not bool(alive.any()):
                 break
     stacked = {k: stack_freeing(v) for k, v in rec.items()}
     return Rollout(
@@ -217,6 +221,8 @@ def collect(
     )
 
 
+COMPACT_EVERY_CPU = 4  # ticks between checks for finished copies on the CPU (on a GPU: every sync_every ticks)
+COMPACT_FRACTION = 0.75  # a check drops the finished copies once at most this fraction of the computed ones run
 STACK_AT_ONCE_BYTES = 1 << 26  # records below this size are stacked in one call (faster; their copy is small)
 
 

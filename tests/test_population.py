@@ -334,13 +334,14 @@ def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activa
         assert torch.equal(got, expected)
 
 
-def test_column_form_output_layer_gives_the_row_forms_outputs_and_gradients():
+@pytest.mark.parametrize("out_dim", [1, 2])
+def test_column_form_output_layer_gives_the_row_forms_outputs_and_gradients(out_dim):
     from narla.neurons.population import COLUMN_FORM_COLS, StackedMLP
 
     torch.manual_seed(0)
-    mlp = StackedMLP(3, 4, (8, 8), 2, "leaky_relu", torch.tensor([4, 2, 3]))
+    mlp = StackedMLP(3, 4, (8, 8), out_dim, "leaky_relu", torch.tensor([4, 2, 3]))
     x = torch.randn(3, 4, 2 * COLUMN_FORM_COLS, requires_grad=True)  # enough columns for the column form
-    weight = torch.randn(3, 2, 2 * COLUMN_FORM_COLS)
+    weight = torch.randn(3, out_dim, 2 * COLUMN_FORM_COLS)
     out = mlp(x)
     h = x.transpose(1, 2)
     for layer, (w, b) in enumerate(zip(mlp.weights, mlp.biases, strict=True)):
