@@ -72,7 +72,7 @@ class TickOutcome:
     reward: torch.Tensor  # [B] task reward
     terminated: torch.Tensor  # [B] bool
     truncated: torch.Tensor  # [B] bool
-    total: torch.Tensor  # [B, N] each neuron's total reward
+    total: torch.Tensor | None  # [B, N] each neuron's total reward (None: the tick was not scored)
     parts: dict[str, torch.Tensor]  # reward component -> [B, N]
 
     @property
@@ -104,17 +104,21 @@ def finish_tick(
     different episodes of a phased scheme (:mod:`narla.runs`); without it ``episode`` decides.
 
     This is the one place a tick ends, for :func:`collect` and for the PettingZoo views alike. The memory of the
-    copies whose episode ended is cleared, and so is their previous task action.
+    copies whose episode ended is cleared, and so is their previous task action. With ``scheme`` None the tick is
+    not scored (``total`` None, no ``parts``, the trace carried unchanged): :func:`collect` then scores the whole
+    rollout at once (:func:`score_ticks`).
     """
     task_action = engine.readout(actions)
     next_obs, reward, terminated, truncated = task.step(task_action)
     done = terminated | truncated
     spikes = act[engine.num_sensors :].T
-    trace = scheme.update_trace(carry.trace, spikes, carry.first)
-    state = NetworkState(spikes, carry.prev_spikes, trace, reward, done, carry.first, engine.wiring, episode,
-                         engine.memory, obs=obs, task_action=task_action, next_obs=next_obs, terminated=terminated,
-                         truncated=truncated, activity=act, terms_mask=terms_mask)
-    total, parts = scheme(state)
+    total, parts, trace = None, {}, carry.trace
+    if scheme is not None:
+        trace = scheme.update_trace(carry.trace, spikes, carry.first)
+        state = NetworkState(spikes, carry.prev_spikes, trace, reward, done, carry.first, engine.wiring, episode,
+                             engine.memory, obs=obs, task_action=task_action, next_obs=next_obs,
+                             terminated=terminated, truncated=truncated, activity=act, terms_mask=terms_mask)
+        total, parts = scheme(state)
     engine.keep_memory(~done)
     prev_action = None
     if carry.prev_action is not None:
@@ -169,6 +173,8 @@ def collect(
     so the peak is the record plus one tick. ``per_tick_components`` also keeps every component per tick.
     """
     b = task.num_envs
+    # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
+    bulk = scheme.tick_local and not engine.whole_network and engine.rate is None
     obs = task.reset()
     carry = start_carry(engine, b)
     alive = torch.ones(b, dtype=torch.bool, device=engine.device)
@@ -179,7 +185,7 @@ def collect(
     dtype = engine.record_dtype
     prev_actions: list[torch.Tensor] = []
     rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
-    comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components else {}
+    comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components and not bulk else {}
     sums: dict[str, torch.Tensor] = {}
     active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
     for t in range(task.max_episode_steps):
@@ -187,20 +193,21 @@ def collect(
             prev_actions.append(carry.prev_action)
         act, actions = _tick(engine, obs, carry, active, use_action)
         first = carry.first
-        out, carry = finish_tick(engine, task, scheme, carry, act, actions, episode, obs)
-        mask = alive.unsqueeze(1).float()
+        out, carry = finish_tick(engine, task, None if bulk else scheme, carry, act, actions, episode, obs)
         rec["obs"].append(obs)
         rec["actions"].append(actions.T if dtype is None else actions.T.to(dtype))
         rec["first"].append(first)
         rec["valid"].append(alive)
         rec["done"].append(out.done & alive)
         rec["task_reward"].append(out.reward * alive)
-        rec["rewards"].append(out.total * mask)
-        for name in scheme.names:
-            part = out.parts[name] * mask
-            sums[name] = sums[name] + part if name in sums else part
-            if per_tick_components:
-                comps[name].append(part)
+        if not bulk:
+            mask = alive.unsqueeze(1).float()
+            rec["rewards"].append(out.total * mask)
+            for name in scheme.names:
+                part = out.parts[name] * mask
+                sums[name] = sums[name] + part if name in sums else part
+                if per_tick_components:
+                    comps[name].append(part)
         alive = alive & ~out.done
         obs = out.next_obs
         if (t + 1) % sync_every == 0 or (compact_every and (t + 1) % compact_every == 0):
@@ -212,13 +219,68 @@ def collect(
                     active = live
             elif (t + 1) % sync_every == 0 and not bool(alive.any()):
                 break
-    stacked = {k: stack_freeing(v) for k, v in rec.items()}
+    stacked = {k: stack_freeing(v) for k, v in rec.items() if v}
+    components = {k: stack_freeing(v) for k, v in comps.items()}
+    if bulk:
+        stacked["rewards"], sums, components = score_ticks(
+            scheme, engine.wiring, stacked["actions"], stacked["first"], stacked["valid"], stacked["done"],
+            stacked["task_reward"], episode, per_tick_components,
+        )
     return Rollout(
         component_sums=sums,
-        components={k: stack_freeing(v) for k, v in comps.items()},
+        components=components,
         prev_action=stack_freeing(prev_actions) if use_action else None,
         **stacked,
     )
+
+
+SCORE_AT_ONCE_ELEMENTS = 1 << 22  # [ticks x B x N] elements :func:`score_ticks` scores in one call (16 MiB a tensor)
+
+
+def score_ticks(
+    scheme, wiring, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor, done: torch.Tensor,
+    task_reward: torch.Tensor, episode: int, per_tick_components: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Score a collected rollout of spiking neurons with a :attr:`~narla.rewards.RewardScheme.tick_local` scheme:
+    the values :func:`finish_tick` gives tick by tick, bit for bit, computed for many ticks at once.
+
+    ``actions[T, B, N]`` (spikes are the choices > 0), ``first``, ``valid``, ``done`` and ``task_reward`` ``[T, B]``
+    as :class:`Rollout` records them (``done`` and ``task_reward`` zero on invalid ticks, which are never scored). The
+    ticks go to the scheme as the rows of one :class:`NetworkState`, windows of at most
+    :data:`SCORE_AT_ONCE_ELEMENTS` elements; the activity trace is run tick by tick first (a recurrence).
+    Returns each neuron's total reward ``[T, B, N]`` and each component's sum over the valid ticks ``[B, N]``
+    (and per tick ``[T, B, N]`` with ``per_tick_components``), zero on invalid ticks, as :func:`collect` records.
+    """
+    t, b, n = actions.shape
+    window = max(1, SCORE_AT_ONCE_ELEMENTS // max(1, b * n))
+    rewards = torch.empty(t, b, n, device=actions.device)
+    sums: dict[str, torch.Tensor] = {}
+    comps: dict[str, list[torch.Tensor]] = {name: [] for name in scheme.names} if per_tick_components else {}
+    trace = torch.zeros(b, n, device=actions.device)
+    prev = torch.zeros(b, n, device=actions.device)
+    for lo in range(0, t, window):
+        hi = min(lo + window, t)
+        spikes = (actions[lo:hi] > 0).float()  # [K, B, N]
+        traces = []
+        for k in range(hi - lo):
+            trace = scheme.update_trace(trace, spikes[k], first[lo + k])
+            traces.append(trace)
+        before = torch.cat([prev.unsqueeze(0), spikes[:-1]])
+        prev = spikes[-1]
+        rows = (hi - lo) * b
+        state = NetworkState(spikes.view(rows, n), before.view(rows, n), torch.stack(traces).view(rows, n),
+                             task_reward[lo:hi].reshape(rows), done[lo:hi].reshape(rows), first[lo:hi].reshape(rows),
+                             wiring, episode)
+        total, parts = scheme(state)
+        mask = valid[lo:hi].unsqueeze(-1).float()
+        rewards[lo:hi] = total.view(hi - lo, b, n) * mask
+        for name in scheme.names:
+            part = parts[name].view(hi - lo, b, n) * mask
+            for k in range(hi - lo):  # tick by tick, as collect sums them: the same float rounding
+                sums[name] = sums[name] + part[k] if name in sums else part[k]
+            if per_tick_components:
+                comps[name].append(part)
+    return rewards, sums, {name: torch.cat(parts) for name, parts in comps.items()}
 
 
 COMPACT_EVERY_CPU = 4  # ticks between checks for finished copies on the CPU (on a GPU: every sync_every ticks)

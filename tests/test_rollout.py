@@ -76,3 +76,40 @@ def test_a_spiking_rollout_records_actions_in_one_byte_and_components_as_episode
     assert set(kept.components) == set(rollout.component_sums) == set(run.scheme.names)
     for name, per_tick in kept.components.items():
         torch.testing.assert_close(rollout.component_sums[name], per_tick.sum(0), rtol=1e-6, atol=1e-5)
+
+
+BULK_REWARDS = {"terms": ["task", "activity", {"name": "sparsity", "params": {"scope": "neighbourhood"}},
+                          "prediction", "trace", "relay", "paper_firing", "paper_sparsity", "paper_prediction"],
+                "phases": [{"until_episode": 32, "terms": ["activity", "trace", "relay"]}, {"terms": "all"}]}
+
+
+@pytest.mark.parametrize("window", [1 << 22, 100])
+def test_scoring_a_rollout_at_once_gives_the_tick_by_tick_rewards_bit_for_bit(window, monkeypatch):
+    import narla.rollout
+    from narla.rewards import RewardScheme
+
+    monkeypatch.setattr(narla.rollout, "SCORE_AT_ONCE_ELEMENTS", window)  # 100: a window of one tick
+    scenario = {**SCENARIO, "rewards": BULK_REWARDS}
+    runs = [build(from_dict(scenario)) for _ in range(2)]
+    assert runs[0].scheme.tick_local
+    got = [collect(runs[0].engine, runs[0].task, runs[0].scheme, episode, per_tick_components=True)
+           for episode in (0, 32)]
+    monkeypatch.setattr(RewardScheme, "tick_local", property(lambda self: False))
+    want = [collect(runs[1].engine, runs[1].task, runs[1].scheme, episode, per_tick_components=True)
+            for episode in (0, 32)]
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a.actions, b.actions) and torch.equal(a.valid, b.valid)
+        assert torch.equal(a.rewards, b.rewards)
+        assert a.component_sums.keys() == b.component_sums.keys() == a.components.keys()
+        for name in a.component_sums:
+            assert torch.equal(a.component_sums[name], b.component_sums[name]), name
+            assert torch.equal(a.components[name], b.components[name]), name
+
+
+def test_a_scheme_with_a_stateful_or_users_reward_is_scored_tick_by_tick():
+    from narla.rewards import RewardScheme
+
+    wiring = build(from_dict(SCENARIO)).wiring
+    assert RewardScheme.from_config(["task", "trace"], wiring).tick_local
+    assert not RewardScheme.from_config(["task", "paper_trace"], wiring).tick_local
+    assert not RewardScheme.from_config(["task", "narla.rewards.examples:curiosity"], wiring).tick_local

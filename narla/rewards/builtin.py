@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from narla.rewards.registry import register_reward
+from narla.rewards.registry import register_reward, tick_local
 from narla.rewards.state import NetworkState
 from narla.wiring import Wiring
 
@@ -22,6 +22,7 @@ _EPS = 1e-6  # slack on comparisons, so that e.g. 3 of 15 active counts as exact
 
 
 @register_reward("task")
+@tick_local
 def task(state: NetworkState) -> torch.Tensor:
     """The task reward, given to every neuron: ``r_i = r_task``; [B] -> [B, N]."""
     spikes = state.spikes
@@ -29,6 +30,7 @@ def task(state: NetworkState) -> torch.Tensor:
 
 
 @register_reward("activity")
+@tick_local
 def activity(state: NetworkState, fire: float = 1.0, silent: float = -1.0) -> torch.Tensor:
     """Reward firing, punish silence: ``r_i = fire * s_i + silent * (1 - s_i)``; [B, N]."""
     spikes = state.spikes
@@ -52,6 +54,7 @@ class LayerIndex:
 
 
 @register_reward("sparsity")
+@tick_local
 class Sparsity:
     """Reward a neuron when the fraction of active neurons around it is on target.
 
@@ -124,6 +127,7 @@ class Sparsity:
 
 
 @register_reward("prediction")
+@tick_local
 def prediction(state: NetworkState, hit: float = 1.0, miss: float = -1.0, mean: bool = True) -> torch.Tensor:
     """Reward a firing neuron for each postsynaptic neuron that fires with it.
 
@@ -145,6 +149,7 @@ def prediction(state: NetworkState, hit: float = 1.0, miss: float = -1.0, mean: 
 
 
 @register_reward("trace")
+@tick_local
 class Trace:
     """Punish neurons pinned always-off or always-on, judged by their activity trace.
 
@@ -172,6 +177,7 @@ class Trace:
 
 
 @register_reward("relay")
+@tick_local
 class Relay:
     """Reward a neuron for agreeing with its relay source, so that activity is carried from layer to layer.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from narla.rewards.builtin import LayerIndex, activity, prediction
-from narla.rewards.registry import register_reward
+from narla.rewards.registry import register_reward, tick_local
 from narla.rewards.state import NetworkState
 
 TRACE_A = -1746463.0
@@ -31,18 +31,21 @@ _EXACT = 1e-6  # |e| below this counts as on target: 3 of 15 firing is exactly 2
 
 
 @register_reward("paper_firing")
+@tick_local
 def paper_firing(state: NetworkState) -> torch.Tensor:
     """``r_i = 1`` if neuron i fired, else 0; [B, N]."""
     return activity(state, fire=1.0, silent=0.0)
 
 
 @register_reward("paper_prediction")
+@tick_local
 def paper_prediction(state: NetworkState) -> torch.Tensor:
     """``r_i = s_i · Σ_{j ∈ post(i)} (+1 if j fired else −1)`` (a sum, not a mean); [B, N]."""
     return prediction(state, hit=1.0, miss=-1.0, mean=False)
 
 
 @register_reward("paper_sparsity")
+@tick_local
 class PaperSparsity:
     """The paper's layer sparsity reward (formula in the module docstring); spikes [B, N] -> reward [B, N]."""
 

@@ -51,6 +51,21 @@ def register_reward(name: str) -> Callable[[T], T]:
     return decorate
 
 
+def tick_local(obj: T) -> T:
+    """Decorator: the reward reads only what one tick gives it (``spikes``, ``trace``, ``task_reward``, ``wiring``),
+    keeps no state between calls and treats every row of the batch alike, so a rollout may score all its ticks
+    at once as rows of one state (:func:`narla.rollout.collect`); ``prev_spikes`` is given too, the other task
+    fields are not."""
+    obj.tick_local = True
+    return obj
+
+
+def is_tick_local(fn: Callable[..., Any]) -> bool:
+    """Whether a resolved reward (a function, a ``functools.partial`` of one, or a class instance) is
+    :func:`tick_local`."""
+    return bool(getattr(fn.func if isinstance(fn, functools.partial) else fn, "tick_local", False))
+
+
 def registered_rewards() -> list[str]:
     """The registered reward names, sorted."""
     return sorted(_REGISTRY)

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from narla.graph import ROLES
-from narla.rewards.registry import RewardError, RewardFn, resolve_reward
+from narla.rewards.registry import RewardError, RewardFn, is_tick_local, resolve_reward
 from narla.rewards.state import NetworkState
 from narla.wiring import Wiring
 
@@ -263,6 +263,12 @@ class RewardScheme:
     def names(self) -> list[str]:
         """Component names (term labels), in order."""
         return [t.label for t in self.terms]
+
+    @property
+    def tick_local(self) -> bool:
+        """Whether every term is :func:`~narla.rewards.registry.tick_local`: then the trace is the only state, and a
+        rollout's ticks may be scored together after it is collected."""
+        return all(is_tick_local(term.fn) for term in self.terms)
 
     def active_terms(self, episode: int) -> list[str]:
         """Labels of the terms active in ``episode`` (all terms without phases or after the last phase)."""
