@@ -13,8 +13,10 @@ import torch
 
 from narla.context import action_features
 from narla.engine import Engine
+from narla.rewards.scheme import RewardScheme
 from narla.rewards.state import NetworkState
 from narla.tasks.base import Task
+from narla.wiring import Wiring
 
 
 @dataclass
@@ -238,8 +240,8 @@ SCORE_AT_ONCE_ELEMENTS = 1 << 22  # [ticks x B x N] elements :func:`score_ticks`
 
 
 def score_ticks(
-    scheme, wiring, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor, done: torch.Tensor,
-    task_reward: torch.Tensor, episode: int, per_tick_components: bool = False,
+    scheme: RewardScheme, wiring: Wiring, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor,
+    done: torch.Tensor, task_reward: torch.Tensor, episode: int, per_tick_components: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Score a collected rollout of spiking neurons with a :attr:`~narla.rewards.RewardScheme.tick_local` scheme:
     the values :func:`finish_tick` gives tick by tick, bit for bit, computed for many ticks at once.
@@ -280,7 +282,7 @@ def score_ticks(
                 sums[name] = sums[name] + part[k] if name in sums else part[k]
             if per_tick_components:
                 comps[name].append(part)
-    return rewards, sums, {name: torch.cat(parts) for name, parts in comps.items()}
+    return rewards, sums, {name: torch.cat(windows) for name, windows in comps.items()}
 
 
 COMPACT_EVERY_CPU = 4  # ticks between checks for finished copies on the CPU (on a GPU: every sync_every ticks)
