@@ -111,7 +111,8 @@ def finish_tick(
     rollout at once (:func:`score_ticks`).
     """
     task_action = engine.readout(actions)
-    next_obs, reward, terminated, truncated = task.step(task_action)
+    with torch.inference_mode(False):  # a task's own state stays ordinary tensors, even while collect ticks
+        next_obs, reward, terminated, truncated = task.step(task_action)
     done = terminated | truncated
     spikes = act[engine.num_sensors :].T
     total, parts, trace = None, {}, carry.trace
@@ -178,51 +179,55 @@ def collect(
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.tick_local and not engine.whole_network and engine.rate is None
     obs = task.reset()
-    carry = start_carry(engine, b)
-    alive = torch.ones(b, dtype=torch.bool, device=engine.device)
-    use_action = carry.prev_action is not None
-    # On the CPU a check costs no device sync, so finished copies are dropped every few ticks; a batch still only
-    # stops on the sync_every clock, which keeps the random stream of padding ticks what it always was.
-    compact_every = COMPACT_EVERY_CPU if engine.device.type == "cpu" and engine.compactable else 0
-    dtype = engine.record_dtype
-    prev_actions: list[torch.Tensor] = []
-    rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
-    comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components and not bulk else {}
-    sums: dict[str, torch.Tensor] = {}
-    active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
-    for t in range(task.max_episode_steps):
-        if use_action:
-            prev_actions.append(carry.prev_action)
-        act, actions = _tick(engine, obs, carry, active, use_action)
-        first = carry.first
-        out, carry = finish_tick(engine, task, None if bulk else scheme, carry, act, actions, episode, obs)
-        rec["obs"].append(obs)
-        rec["actions"].append(actions.T if dtype is None else actions.T.to(dtype))
-        rec["first"].append(first)
-        rec["valid"].append(alive)
-        rec["done"].append(out.done & alive)
-        rec["task_reward"].append(out.reward * alive)
-        if not bulk:
-            mask = alive.unsqueeze(1).float()
-            rec["rewards"].append(out.total * mask)
-            for name in scheme.names:
-                part = out.parts[name] * mask
-                sums[name] = sums[name] + part if name in sums else part
-                if per_tick_components:
-                    comps[name].append(part)
-        alive = alive & ~out.done
-        obs = out.next_obs
-        if (t + 1) % sync_every == 0 or (compact_every and (t + 1) % compact_every == 0):
-            if engine.compactable:
-                live = engine.live_columns(alive)  # the one host sync of the check
-                if live.numel() == 0 and (t + 1) % sync_every == 0:
+    # The ticks run under inference mode, which skips autograd's bookkeeping on each of their small ops (the task
+    # steps outside it, in finish_tick); the record is stacked after it, as ordinary tensors a learning update uses.
+    with torch.inference_mode():
+        carry = start_carry(engine, b)
+        alive = torch.ones(b, dtype=torch.bool, device=engine.device)
+        use_action = carry.prev_action is not None
+        # On the CPU a check costs no device sync, so finished copies are dropped every few ticks; a batch still only
+        # stops on the sync_every clock, which keeps the random stream of padding ticks what it always was.
+        compact_every = COMPACT_EVERY_CPU if engine.device.type == "cpu" and engine.compactable else 0
+        dtype = engine.record_dtype
+        prev_actions: list[torch.Tensor] = []
+        rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
+        comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components and not bulk else {}
+        sums: dict[str, torch.Tensor] = {}
+        active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
+        for t in range(task.max_episode_steps):
+            if use_action:
+                prev_actions.append(carry.prev_action)
+            act, actions = _tick(engine, obs, carry, active, use_action)
+            first = carry.first
+            out, carry = finish_tick(engine, task, None if bulk else scheme, carry, act, actions, episode, obs)
+            rec["obs"].append(obs)
+            rec["actions"].append(actions.T if dtype is None else actions.T.to(dtype))
+            rec["first"].append(first)
+            rec["valid"].append(alive)
+            rec["done"].append(out.done & alive)
+            rec["task_reward"].append(out.reward * alive)
+            if not bulk:
+                mask = alive.unsqueeze(1).float()
+                rec["rewards"].append(out.total * mask)
+                for name in scheme.names:
+                    part = out.parts[name] * mask
+                    sums[name] = sums[name] + part if name in sums else part
+                    if per_tick_components:
+                        comps[name].append(part)
+            alive = alive & ~out.done
+            obs = out.next_obs
+            if (t + 1) % sync_every == 0 or (compact_every and (t + 1) % compact_every == 0):
+                if engine.compactable:
+                    live = engine.live_columns(alive)  # the one host sync of the check
+                    if live.numel() == 0 and (t + 1) % sync_every == 0:
+                        break
+                    if 0 < live.numel() <= (b if active is None else active.numel()) * COMPACT_FRACTION:
+                        active = live
+                elif (t + 1) % sync_every == 0 and not bool(alive.any()):
                     break
-                if 0 < live.numel() <= (b if active is None else active.numel()) * COMPACT_FRACTION:
-                    active = live
-            elif (t + 1) % sync_every == 0 and not bool(alive.any()):
-                break
     stacked = {k: stack_freeing(v) for k, v in rec.items() if v}
     components = {k: stack_freeing(v) for k, v in comps.items()}
+    sums = {k: v.clone() for k, v in sums.items()}
     if bulk:
         stacked["rewards"], sums, components = score_ticks(
             scheme, engine.wiring, stacked["actions"], stacked["first"], stacked["valid"], stacked["done"],

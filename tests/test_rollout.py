@@ -113,3 +113,14 @@ def test_a_scheme_with_a_stateful_or_users_reward_is_scored_tick_by_tick():
     assert RewardScheme.from_config(["task", "trace"], wiring).tick_local
     assert not RewardScheme.from_config(["task", "paper_trace"], wiring).tick_local
     assert not RewardScheme.from_config(["task", "narla.rewards.examples:curiosity"], wiring).tick_local
+
+
+@pytest.mark.parametrize("rewards", [SCENARIO["rewards"], ["task", "paper_trace"]])
+def test_a_rollout_is_ordinary_tensors_and_leaves_the_task_usable_outside_inference_mode(rewards):
+    run = build(from_dict({**SCENARIO, "rewards": rewards}))
+    rollout = collect(run.engine, run.task, run.scheme, per_tick_components=True)
+    tensors = [rollout.obs, rollout.actions, rollout.first, rollout.valid, rollout.done, rollout.task_reward,
+               rollout.rewards, *rollout.component_sums.values(), *rollout.components.values()]
+    assert not any(t.is_inference() for t in tensors)
+    run.task.reset(seed=0)  # the task's state is updated in place, outside inference mode
+    run.learner.update(rollout)  # autograd may save what the rollout holds
