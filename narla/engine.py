@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from narla.allocator import hold_freed_memory
 from narla.context import action_features
+from narla.cooperation import soft_bound
 from narla.neurons.population import Population
 from narla.readout import Readout
 from narla.wiring import Wiring
@@ -70,6 +71,7 @@ class Engine:
         }
         self.whole_network = bool(getattr(population, "whole_network", False))
         self._uses_context = self.whole_network or population.amtf_name != "feedforward"
+
         self.memory: torch.Tensor | None = None
         rate = getattr(population, "rate", None)
         self.rate = rate if rate is not None and bool(rate.any()) else None  # [N] bool, or None: spiking only
@@ -88,6 +90,14 @@ class Engine:
         the columns must be independent copies of one stage-wise population, which excludes evolution strategies'
         members (columns grouped by member), whole-network populations (memory per copy) and interventions."""
         return type(self.population) is Population and self.clamp is None and not self.common_noise
+
+    @property
+    def bernoulli_feedforward(self) -> bool:
+        """Whether a tick may take :meth:`_bernoulli_stage`: a plain :class:`Population` (not an evolution strategy's
+        view of its members) of one-logit spiking neurons whose output ignores context, without interventions."""
+        population = self.population
+        return (type(population) is Population and population.amtf_name == "feedforward" and population.out_dim == 1
+                and self.rate is None and self.clamp is None and not self.common_noise)
 
     def live_columns(self, alive: torch.Tensor) -> torch.Tensor:
         """The columns a compacted tick computes when ``alive[B]`` copies are still running: those copies."""
@@ -243,10 +253,30 @@ class Engine:
             return self._tick_whole(obs, prev_action)
         act = self.begin_tick(obs)
         actions = self.new_actions(obs.shape[0])
+        if self.bernoulli_feedforward:
+            for start, end in self.stages:
+                self._bernoulli_stage(act, prev, actions, start, end)
+            return act, actions
         for start, end in self.stages:
             chosen = self.choose(self.stage_logits(act, prev, start, end, prev_action), start, end)
             self.commit(act, actions, chosen, start, end)
         return act, actions
+
+    def _bernoulli_stage(
+        self, act: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor, start: int, end: int
+    ) -> None:
+        """:meth:`stage_logits`, :meth:`choose` and :meth:`commit` of neurons ``start:end`` for a feedforward
+        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the
+        same products, the same random numbers and the same spikes, bit for bit (tested). At a tick of a few copies
+        the general path's calls cost about a third of the tick."""
+        ff_idx, ff_mask = self._slices[(start, end)][:2]
+        x = self._feedforward_source(act, prev)[ff_idx] * ff_mask
+        population = self.population
+        r = population.policy.forward(x, start, end, population._rows(start, end))
+        z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit
+        fire = (self._random("uniform", end - start, act.shape[1]) < torch.sigmoid(z)).long()
+        actions[start:end] = fire
+        act[self.num_sensors + start : self.num_sensors + end] = fire  # a spike is its 0/1 choice
 
     def _rate_value(self, logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Rate neurons' values ``[n, cols]``: ``tanh(z)``, plus ``N(0, σ_i²)`` noise when exploring."""

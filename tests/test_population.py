@@ -226,15 +226,17 @@ def test_delay_mode_reads_last_ticks_spikes_and_sweep_mode_this_ticks():
             assert not torch.allclose(lp["before"], lp["base"])
 
 
-def test_tick_runs_one_population_call_per_stage_whatever_the_width(monkeypatch):
+def test_tick_runs_one_policy_call_per_stage_whatever_the_width(monkeypatch):
+    from narla.neurons.population import StackedMLP
+
     calls = []
-    original = Population.forward
+    original = StackedMLP.forward
 
     def counting(self, *args, **kwargs):
         calls.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Population, "forward", counting)
+    monkeypatch.setattr(StackedMLP, "forward", counting)
     for width in (15, 150):
         engine, _ = build(layered(4, layers=5, width=width))
         calls.clear()
@@ -356,3 +358,27 @@ def test_column_form_output_layer_gives_the_row_forms_outputs_and_gradients(out_
     for g, e in zip(got, expected, strict=True):
         assert g.shape == e.shape
         assert torch.allclose(g, e, atol=1e-5)
+
+
+@pytest.mark.parametrize("propagation", ["sweep", "delay"])
+@pytest.mark.parametrize("columns", [None, [0, 3, 4]])
+def test_a_feedforward_bernoulli_tick_takes_the_short_path_to_the_general_paths_spikes(propagation, columns,
+                                                                                       monkeypatch):
+    readout = Readout("vote", gym.spaces.Discrete(2))
+    wiring = compile_graph(random_sparse(4, 24, 5, n_motor=2, motor_groups=readout.motor_groups(), layers=3, seed=1))
+    population = Population(wiring, out_dim=readout.out_dim, hidden=(16, 16))
+    engine = Engine(wiring, population, readout, propagation, torch.Generator().manual_seed(0))
+    assert engine.bernoulli_feedforward
+    obs = torch.randn(6, 4)
+    prev = (torch.rand(engine.num_sensors + engine.num_neurons, 6) < 0.5).float()
+    if columns is not None:  # a compacted tick: three of six copies, random numbers drawn for all six
+        engine.columns = (6, torch.tensor(columns))
+        obs, prev = obs[columns], prev[:, columns]
+    state = engine.generator.get_state()
+    with torch.inference_mode():
+        short = engine.tick(obs, prev)
+        engine.generator.set_state(state)
+        monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
+        general = engine.tick(obs, prev)
+    assert torch.equal(short[0], general[0]) and torch.equal(short[1], general[1])
+    assert short[1].dtype == general[1].dtype
