@@ -71,7 +71,6 @@ class Engine:
         }
         self.whole_network = bool(getattr(population, "whole_network", False))
         self._uses_context = self.whole_network or population.amtf_name != "feedforward"
-
         self.memory: torch.Tensor | None = None
         rate = getattr(population, "rate", None)
         self.rate = rate if rate is not None and bool(rate.any()) else None  # [N] bool, or None: spiking only
@@ -171,8 +170,9 @@ class Engine:
 
     # -- acting --------------------------------------------------------------------------------
     # A tick is ``begin_tick``, then for each stage ``stage_logits`` -> ``choose`` -> ``commit``. ``tick`` runs
-    # them for every stage at once; the PettingZoo views (:mod:`narla.envs.core`) run the same pieces one agent
-    # or one stage at a time, with actions that may come from outside.
+    # them for every stage at once (through ``_bernoulli_stage``, the same numbers in fewer calls, when it may); the
+    # PettingZoo views (:mod:`narla.envs.core`) run the same pieces one agent or one stage at a time, with actions
+    # that may come from outside.
     def begin_tick(self, obs: torch.Tensor) -> torch.Tensor:
         """The activity vector ``act[S + N, B]`` of a tick about to be played: sensors set, neurons silent."""
         act = torch.zeros(self.num_sensors + self.num_neurons, obs.shape[0], device=self.device)
@@ -266,9 +266,9 @@ class Engine:
         self, act: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor, start: int, end: int
     ) -> None:
         """:meth:`stage_logits`, :meth:`choose` and :meth:`commit` of neurons ``start:end`` for a feedforward
-        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the
-        same products, the same random numbers and the same spikes, bit for bit (tested). At a tick of a few copies
-        the general path's calls cost about a third of the tick."""
+        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products, the same
+        random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general path's calls
+        cost about a third of the tick."""
         ff_idx, ff_mask = self._slices[(start, end)][:2]
         x = self._feedforward_source(act, prev)[ff_idx] * ff_mask
         population = self.population
