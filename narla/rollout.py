@@ -190,7 +190,8 @@ def collect(
         compact_every = COMPACT_EVERY_CPU if engine.device.type == "cpu" and engine.compactable else 0
         dtype = engine.record_dtype
         prev_actions: list[torch.Tensor] = []
-        rec: dict[str, list] = {k: [] for k in ("obs", "actions", "first", "valid", "done", "task_reward", "rewards")}
+        kept = ("obs", "actions", "first", "valid", "done", "task_reward") + (() if bulk else ("rewards",))
+        rec: dict[str, list] = {k: [] for k in kept}
         comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components and not bulk else {}
         sums: dict[str, torch.Tensor] = {}
         active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
@@ -225,7 +226,7 @@ def collect(
                         active = live
                 elif (t + 1) % sync_every == 0 and not bool(alive.any()):
                     break
-    stacked = {k: stack_freeing(v) for k, v in rec.items() if v}
+    stacked = {k: stack_freeing(v) for k, v in rec.items()}
     components = {k: stack_freeing(v) for k, v in comps.items()}
     sums = {k: v.clone() for k, v in sums.items()}
     if bulk:
