@@ -141,6 +141,12 @@ class RunEngine(Engine):
     def num_runs(self) -> int:
         return len(self.lone)
 
+    @property
+    def bernoulli_feedforward(self) -> bool:
+        """Never: the short stage path would read the stacked rows as one run's and draw from no run's generator;
+        a batch's stages go through :meth:`_policy` and :meth:`_sample` below."""
+        return False
+
     def _lay_out(self) -> None:
         """Stack every run's parameters in virtual order (after the batch's runs changed)."""
         r, n = self.num_runs, self.num_neurons
