@@ -121,7 +121,7 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
         run.learner.chunk_ticks = chunk
 
     def one_batch() -> torch.Tensor:
-        rollout = collect(run.engine, run.task, run.scheme)
+        rollout = collect(run.engine, run.task, run.scheme, keep_hidden=run.learner.keeps_hidden)
         run.learner.update(rollout)
         return rollout.valid.sum()
 

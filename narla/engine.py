@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from narla.allocator import hold_freed_memory
 from narla.context import action_features
 from narla.cooperation import soft_bound
+from narla.hidden import HiddenRecord
 from narla.neurons.population import Population
 from narla.readout import Readout
 from narla.wiring import Wiring
@@ -82,6 +83,8 @@ class Engine:
         # While collection runs a tick on a subset of the copies (:attr:`compactable`): (B, active[A]) the whole
         # batch's width and the indices of the copies being computed; random numbers are drawn for all B.
         self.columns: tuple[int, torch.Tensor] | None = None
+        # While collection keeps the last hidden output for the update (narla.hidden): where the stages put it.
+        self.hidden_record = None
 
     @property
     def compactable(self) -> bool:
@@ -129,9 +132,13 @@ class Engine:
         return obs[:, self.wiring.sensor_index].T
 
     def _policy(
-        self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None
+        self, x: torch.Tensor, c: torch.Tensor, start: int, end: int, prev_action: torch.Tensor | None = None,
+        replay: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The population's pre-activations ``[n, D, cols]`` for inputs ``x`` and context ``c``."""
+        """The population's pre-activations ``[n, D, cols]`` for inputs ``x`` and context ``c`` (``replay``: the
+        policy's last hidden output, already computed, see :meth:`evaluate`)."""
+        if replay is not None:
+            return self.population(x, c, start, end, prev_action=prev_action, replay=replay)
         if self.population.action_dim:
             return self.population(x, c, start, end, prev_action=prev_action)
         return self.population(x, c, start, end)
@@ -271,8 +278,14 @@ class Engine:
         cost about a third of the tick."""
         ff_idx, ff_mask = self._slices[(start, end)][:2]
         x = gather(self._feedforward_source(act, prev), ff_idx, ff_mask)
-        population = self.population
-        r = population.policy.forward(x, start, end, population._rows(start, end))
+        population, record = self.population, self.hidden_record
+        if record is None:
+            r = population.policy.forward(x, start, end, population._rows(start, end))
+        else:  # keep the last hidden output, computed on at least the stage's column floor (see narla.hidden)
+            cols, kept = x.shape[2], []
+            r = population.policy.forward(record.pad(start, x), start, end, population._rows(start, end), keep=kept)
+            record.add(start, kept[0] if r.shape[2] == cols else kept[0][:, :cols])
+            r = r[:, :, :cols]
         z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit
         fire = self._random("uniform", end - start, act.shape[1]) < torch.sigmoid(z)  # bool, stored as 0/1 twice
         actions[start:end] = fire
@@ -384,6 +397,7 @@ class Engine:
         values: bool = False,
         prev_action: torch.Tensor | None = None,
         valid: torch.Tensor | None = None,
+        hidden: HiddenRecord | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Re-evaluate recorded ticks with gradient.
 
@@ -394,6 +408,9 @@ class Engine:
                 when the population needs them and they are not given.
             valid: optional ``[T, B]`` bool; only these ticks are computed (the padding of a batch of
                 episodes of different lengths is skipped) and the others come back as 0.
+            hidden: optional, the policy's last hidden output kept while these ticks were collected
+                (:mod:`narla.hidden`, with ``valid``): where the record can give a group's, that layer is not
+                computed again, and the gradients are the same bit for bit.
 
         Returns:
             ``log_prob[T, B, N]`` of the recorded actions, ``entropy[T, B, N]``, ``value[T, B, N]`` or None.
@@ -428,7 +445,8 @@ class Engine:
         logps, ents, vals = [], [], []
         for start, end in self.evaluation_stages(act.shape[1]):
             x, c = self.stage_inputs(act, prev, start, end)
-            logits = self._policy(x, c, start, end, flat_prev_action)
+            replay = hidden.take(start, end, act.shape[1]) if hidden is not None and keep is not None else None
+            logits = self._policy(x, c, start, end, flat_prev_action, replay)
             lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
             if self.rate is not None:
                 rate = self.rate[start:end].unsqueeze(1)

@@ -13,6 +13,7 @@ import torch
 
 from narla.context import action_features
 from narla.engine import Engine
+from narla.hidden import HiddenRecord
 from narla.rewards.scheme import RewardScheme
 from narla.rewards.state import NetworkState
 from narla.tasks.base import Task
@@ -39,6 +40,7 @@ class Rollout:
     component_sums: dict[str, torch.Tensor]  # name -> [B, N], each component summed over the copy's episode
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [T, B, N] when asked for
     prev_action: torch.Tensor | None = None  # [T, B, A] previous task action features (universal context)
+    hidden: HiddenRecord | None = None  # the policies' last hidden output, when collect kept it (keep_hidden)
 
     @property
     def spikes(self) -> torch.Tensor:
@@ -155,6 +157,7 @@ def collect(
     episode: int = 0,
     sync_every: int = 16,
     per_tick_components: bool = False,
+    keep_hidden: bool = False,
 ) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
@@ -174,11 +177,45 @@ def collect(
     Memory: the record holds ``obs``, the actions (in :attr:`~narla.engine.Engine.record_dtype`) and the total
     reward of every tick, and each component's running sum; a large record is stacked tick by tick as each is freed,
     so the peak is the record plus one tick. ``per_tick_components`` also keeps every component per tick.
+    ``keep_hidden`` also keeps the policies' last hidden output for the update that follows (``Rollout.hidden``,
+    :mod:`narla.hidden`, where it pays and the engine can): ``H · 4`` bytes per neuron and computed column.
     """
-    b = task.num_envs
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.tick_local and not engine.whole_network and engine.rate is None
     obs = task.reset()
+    record = HiddenRecord.start(engine, task.num_envs) if keep_hidden else None
+    engine.hidden_record = record
+    try:
+        rec, sums, comps, prev_actions, use_action = _play(engine, task, scheme, obs, episode, sync_every, bulk,
+                                                            per_tick_components, record)
+    finally:
+        engine.hidden_record = None
+    stacked = {k: stack_freeing(v) for k, v in rec.items()}
+    components = {k: stack_freeing(v) for k, v in comps.items()}
+    sums = {k: v.clone() for k, v in sums.items()}
+    if bulk:
+        stacked["rewards"], sums, components = score_ticks(
+            scheme, engine.wiring, stacked["actions"], stacked["first"], stacked["valid"], stacked["done"],
+            stacked["task_reward"], episode, per_tick_components,
+        )
+    if record is not None:
+        record.finish(stacked["valid"])
+    return Rollout(
+        component_sums=sums,
+        components=components,
+        prev_action=stack_freeing(prev_actions) if use_action else None,
+        hidden=None if record is None or record.dropped else record,
+        **stacked,
+    )
+
+
+def _play(
+    engine: Engine, task: Task, scheme, obs: torch.Tensor, episode: int, sync_every: int, bulk: bool,
+    per_tick_components: bool, record: HiddenRecord | None,
+) -> tuple[dict[str, list], dict[str, torch.Tensor], dict[str, list], list[torch.Tensor], bool]:
+    """:func:`collect`'s tick loop: the per-tick record, the component sums (tick-by-tick scoring), the per-tick
+    components, the previous task actions and whether the population reads them."""
+    b = task.num_envs
     # The ticks run under inference mode, which skips autograd's bookkeeping on each of their small ops (the task
     # steps outside it, in finish_tick); the record is stacked after it, as ordinary tensors a learning update uses.
     with torch.inference_mode():
@@ -199,6 +236,8 @@ def collect(
             if use_action:
                 prev_actions.append(carry.prev_action)
             act, actions = _tick(engine, obs, carry, active, use_action)
+            if record is not None:
+                record.end_tick(active)
             first = carry.first
             out, carry = finish_tick(engine, task, None if bulk else scheme, carry, act, actions, episode, obs)
             rec["obs"].append(obs)
@@ -226,20 +265,7 @@ def collect(
                         active = live
                 elif (t + 1) % sync_every == 0 and not bool(alive.any()):
                     break
-    stacked = {k: stack_freeing(v) for k, v in rec.items()}
-    components = {k: stack_freeing(v) for k, v in comps.items()}
-    sums = {k: v.clone() for k, v in sums.items()}
-    if bulk:
-        stacked["rewards"], sums, components = score_ticks(
-            scheme, engine.wiring, stacked["actions"], stacked["first"], stacked["valid"], stacked["done"],
-            stacked["task_reward"], episode, per_tick_components,
-        )
-    return Rollout(
-        component_sums=sums,
-        components=components,
-        prev_action=stack_freeing(prev_actions) if use_action else None,
-        **stacked,
-    )
+    return rec, sums, comps, prev_actions, use_action
 
 
 SCORE_AT_ONCE_ELEMENTS = 1 << 22  # [ticks x B x N] elements :func:`score_ticks` scores in one call (16 MiB a tensor)

@@ -339,7 +339,8 @@ class Trainer:
             while len(self.returns) < cfg.max_episodes:
                 first = len(self.returns)
                 phase = self._enter_phase(first, phase)
-                rollout = collect(run.engine, run.task, run.scheme, first)
+                keep = getattr(run.learner, "keeps_hidden", False)  # the update then skips its widest product
+                rollout = collect(run.engine, run.task, run.scheme, first, keep_hidden=keep)
                 stats = run.learner.update(rollout)
                 host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
                 check_loss(loss, run.scheme, rollout.component_sums, first)

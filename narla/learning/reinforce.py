@@ -8,6 +8,9 @@ For neuron i with log-probabilities ``log π_i(a_t | o_t)`` and its own rewards 
 
 The sum over neurons couples nothing: neuron i's parameters only appear in its own term.
 
+When collection kept the policies' last hidden output (:attr:`Reinforce.keeps_hidden`, :mod:`narla.hidden`), the
+update does not compute that layer again: the same gradients, bit for bit, in about a fifth less time at B = 256.
+
 Memory: re-evaluating a batch keeps every layer's activations of all ``T·B`` ticks for the backward pass, about
 ``T·B·(H_1 + H_2 + ...)·4`` bytes per neuron times two or three (the policy's hidden widths ``H``), plus its gathered
 inputs ``T·B·F·4`` bytes (``F`` the fan-in). With ``chunk_ticks = K`` (``learning.chunk_ticks``) the ticks are
@@ -48,6 +51,12 @@ class Reinforce:
         self.params = [p for p in engine.population.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
 
+    @property
+    def keeps_hidden(self) -> bool:
+        """Whether collection should keep the policies' last hidden output for :meth:`update` (:mod:`narla.hidden`):
+        when the update re-evaluates the whole batch at once, not in chunks of ticks."""
+        return self.chunk_ticks is None
+
     def advantages(self, rollout: Rollout) -> torch.Tensor:
         """Each neuron's (normalized) discounted return ``[T, B, N]``; zero on invalid ticks."""
         returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)
@@ -57,7 +66,8 @@ class Reinforce:
 
     def loss(self, rollout: Rollout) -> torch.Tensor:
         adv = self.advantages(rollout)
-        logp, entropy, _ = self.engine.evaluate(rollout.obs, rollout.actions, rollout.first, valid=rollout.valid)
+        logp, entropy, _ = self.engine.evaluate(rollout.obs, rollout.actions, rollout.first, valid=rollout.valid,
+                                                hidden=rollout.hidden)
         mask = rollout.valid.float().unsqueeze(-1)
         b = rollout.num_episodes
         return -(logp * adv).sum() / b - self.entropy_coef * (entropy * mask).sum() / b

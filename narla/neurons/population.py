@@ -33,6 +33,15 @@ ACTIVATIONS = {
     "tanh": torch.tanh_,
 }
 
+# Each activation's backward as autograd computes it for the in-place form above, from the gradient and the result:
+# :class:`_ReplayedLayer` runs these to give the same gradients, bit for bit, without the layer's forward pass.
+ACTIVATION_GRADS = {
+    "leaky_relu": lambda grad, out: torch.ops.aten.leaky_relu_backward(grad, out, 0.01, True),
+    "leaky_relu_0.3": lambda grad, out: torch.ops.aten.leaky_relu_backward(grad, out, 0.3, True),
+    "relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0),
+    "tanh": lambda grad, out: torch.ops.aten.tanh_backward(grad, out),
+}
+
 
 def _member_correction(base: torch.Tensor, h: torch.Tensor, dw: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
     """``base[n, cols, out] + h_p @ dW[:, p] + db[:, p]`` per column group ``p``: ``h[n, cols, in]``,
@@ -109,6 +118,32 @@ def _column_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.T
     return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))
 
 
+class _ReplayedLayer(torch.autograd.Function):
+    """A hidden layer ``out = act(h @ W + b)`` whose output an earlier pass already computed (acting,
+    :mod:`narla.hidden`).
+
+    Forward hands back ``out`` without computing anything. Backward runs the products autograd runs for the layer
+    (the activation applied in place): ``g = act'(grad, out)``, ``dW = h^T @ g``, ``db = Σ_cols g``, ``dh = g @ W^T``.
+    Given the output a forward pass would compute, the gradients are the ones it would give, bit for bit (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
+                activation: str) -> torch.Tensor:
+        ctx.activation = activation
+        ctx.out = out  # a plain reference: the recorded output has no autograd history
+        ctx.save_for_backward(h, w)
+        return out.detach()  # an alias, so that the record itself is never tied to this graph
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        h, w = ctx.saved_tensors
+        g = ACTIVATION_GRADS[ctx.activation](grad, ctx.out)  # [n, cols, out]
+        grad_h = g.bmm(w.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        return grad_h, h.transpose(1, 2).bmm(g), g.sum(1, keepdim=True), None, None
+
+
 class StackedMLP(nn.Module):
     """``N`` independent MLPs ``in_dim -> hidden... -> out_dim``, one per neuron."""
 
@@ -139,6 +174,8 @@ class StackedMLP(nn.Module):
         end: int | None = None,
         rows: torch.Tensor | None = None,
         deltas: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+        keep: list[torch.Tensor] | None = None,
+        replay: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x[n, in, cols]`` for neurons ``start:end`` -> ``[n, out, cols]``.
 
@@ -150,6 +187,11 @@ class StackedMLP(nn.Module):
         columns are ``P`` groups of ``k = cols / P`` and neuron i's group ``p`` uses ``W + dW[i, p]``,
         ``b + db[i, p]``. Computed as the shared product ``h @ W`` plus one batched per-(neuron, member)
         correction ``h_p @ dW[i, p]``.
+
+        ``keep`` (optional list): the last hidden layer's output ``[n, cols, H]`` is appended to it, as acting keeps it
+        for the update (:mod:`narla.hidden`). ``replay`` (optional ``[n, cols, H]``): that output, from an earlier
+        pass over the same inputs and parameters; the layer is not computed, and the backward pass reads it
+        (:class:`_ReplayedLayer`).
         """
         last = len(self.weights) - 1
         h = x.transpose(1, 2)  # [n, cols, in]
@@ -162,6 +204,9 @@ class StackedMLP(nn.Module):
                 w = w[:, : h.shape[-1]]  # inputs gathered without the padding (Engine.trim_padding)
             if layer == last and deltas is None and _column_form(h.shape[1], w.shape[2]):
                 return _column_linear(h, w, b)  # [n, out, cols]
+            if replay is not None and layer == last - 1:
+                h = _ReplayedLayer.apply(h, w, b, replay, self.activation_name)
+                continue
             h_in = h
             h = torch.baddbmm(b, h, w)  # [n, cols, out] = h @ W + b, per neuron
             if deltas is not None:
@@ -169,6 +214,8 @@ class StackedMLP(nn.Module):
                 h = _member_correction(h, h_in, dw[start:end], db[start:end])
             if layer < last:
                 h = self.activation(h)
+                if keep is not None and layer == last - 1:
+                    keep.append(h)
         return h.transpose(1, 2)
 
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -287,14 +334,16 @@ class Population(nn.Module):
         end: int | None = None,
         prev_action: torch.Tensor | None = None,
         deltas: dict[str, torch.Tensor] | None = None,
+        replay: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Output pre-activations ``amtf(s·tanh(R/s), s·tanh(C/s))``: ``[n, D, cols]`` for neurons ``start:end``.
 
         ``deltas`` (optional): perturbed members evaluated as one batched pass, see :meth:`forward_members`.
+        ``replay`` (optional): the policy's last hidden output, as acting computed it (:meth:`StackedMLP.forward`).
         """
         if deltas is not None:
             return self.forward_members(x, c_in, deltas, start, end, prev_action)
-        r = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end))
+        r = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end), replay=replay)
         if self.amtf_name == "feedforward":  # context is ignored: skip computing it
             return soft_bound(r, self.amtf_scale)
         c = self.context(self.context_inputs(c_in, start, end, prev_action), start, end)
