@@ -156,6 +156,10 @@ class Engine:
             width = max(int(fan_in[a:b].max()), 1)
             self._slices[(a, b)] = (ff_idx[:, :width], ff_mask[:, :width], ctx_idx, ctx_mask, motor)
 
+    def stage_fan(self, start: int, end: int) -> int:
+        """How many feedforward inputs neurons ``start:end`` gather each tick: their padded fan-in ``F``."""
+        return self._stage_slices(start, end)[0].shape[1]
+
     def _stage_slices(self, start: int, end: int) -> tuple[torch.Tensor, ...]:
         """``(ff_idx, ff_mask, ctx_idx, ctx_mask, motor)`` of neurons ``start:end`` (cached for the stages)."""
         cached = self._slices.get((start, end))

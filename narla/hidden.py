@@ -100,9 +100,9 @@ class HiddenRecord:
             return None
         threads = torch.get_num_threads()
         floors = {}
-        for (start, end), (ff_idx, *_) in engine._slices.items():
-            shapes = [(ff_idx.shape[1], weights[0].shape[2], True)] + [(w.shape[1], w.shape[2], False)
-                                                                     for w in weights[1:-1]]
+        for start, end in engine.stages:
+            shapes = [(engine.stage_fan(start, end), weights[0].shape[2], True)]
+            shapes += [(w.shape[1], w.shape[2], False) for w in weights[1:-1]]
             stage = [column_floor(i, o, t, end - start == 1, threads) for i, o, t in shapes]
             if any(f is None for f in stage):
                 return None
