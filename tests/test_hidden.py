@@ -126,3 +126,11 @@ def test_an_update_in_chunks_of_ticks_asks_for_nothing_to_be_kept():
     run = build(from_dict(scenario(learning={"chunk_ticks": 8})))
     assert not run.learner.keeps_hidden
     assert build(from_dict(SCENARIO)).learner.keeps_hidden
+
+
+def test_the_keep_hidden_example_times_both_arms_of_interleaved_batches():
+    from examples.keep_hidden import batch_times
+
+    times = batch_times(narla.hidden.MIN_COPIES, seconds=0.0)
+    assert len(times[True]) == len(times[False]) >= 2
+    assert all(c > 0 and u > 0 for arm in times.values() for c, u in arm)
