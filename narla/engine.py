@@ -84,7 +84,7 @@ class Engine:
         # batch's width and the indices of the copies being computed; random numbers are drawn for all B.
         self.columns: tuple[int, torch.Tensor] | None = None
         # While collection keeps the last hidden output for the update (narla.hidden): where the stages put it.
-        self.hidden_record = None
+        self.hidden_record: HiddenRecord | None = None
 
     @property
     def compactable(self) -> bool:
@@ -279,7 +279,8 @@ class Engine:
         """:meth:`stage_logits`, :meth:`choose` and :meth:`commit` of neurons ``start:end`` for a feedforward
         population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products, the same
         random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general path's calls
-        cost about a third of the tick."""
+        cost about a third of the tick. While collection keeps the last hidden layer (:attr:`hidden_record`), a tick
+        of fewer columns than the stage's column floor is computed padded (:mod:`narla.hidden`)."""
         ff_idx, ff_mask = self._slices[(start, end)][:2]
         x = gather(self._feedforward_source(act, prev), ff_idx, ff_mask)
         population, record = self.population, self.hidden_record
