@@ -289,7 +289,7 @@ class Engine:
         else:  # keep the last hidden output, computed on at least the stage's column floor (see narla.hidden)
             cols, kept = x.shape[2], []
             r = population.policy.forward(record.pad(start, x), start, end, population._rows(start, end), keep=kept)
-            record.add(start, kept[0] if r.shape[2] == cols else kept[0][:, :cols])
+            record.add(start, kept[0][:, :cols])
             r = r[:, :, :cols]
         z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit
         fire = self._random("uniform", end - start, act.shape[1]) < torch.sigmoid(z)  # bool, stored as 0/1 twice

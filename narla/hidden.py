@@ -18,9 +18,11 @@ When it pays: keeping writes ``H · 4`` bytes per neuron for each column the eng
 in cache, which slows collection; the update saves its widest product. Per batch of the NaRLA 5-layer network
 (2×128 policies, all five rewards, this project's 2-core machine, interleaved batches, ``python
 examples/keep_hidden.py``): 3 % faster at B = 32 and 128, 5 % at B = 64 and 16 % at B = 256, but 2 % slower at
-B = 16 and 19 % at B = 1, where the update is small. So only batches of at least :data:`MIN_COPIES` copies keep it,
-and a record that would pass :data:`RECORD_BYTES` within 16 full ticks is not started; one that passes it later is
-dropped, and the update re-evaluates.
+B = 16 and 19 % at B = 1, where the update is small. With narrower policies the update saves little and collection
+still pays (``python examples/keep_hidden.py --hidden 32``). So only batches of at least :data:`MIN_COPIES` copies
+keep it, and only a last hidden layer of at least :data:`MIN_INPUTS` inputs; a record that would pass
+:data:`RECORD_BYTES` within 16 full ticks is not started; one that passes it later is dropped, and the update
+re-evaluates.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 MIN_COPIES = 32  # narrower batches re-evaluate (see the module's docstring)
+MIN_INPUTS = 128  # a last hidden layer of fewer inputs is recomputed: its product is too small to pay
 RECORD_BYTES = 1 << 30  # a record past this is dropped (the update then re-evaluates)
 MOST_COLUMNS = 64  # column_floor checks every column count up to this one against WIDE_COLUMNS
 WIDE_COLUMNS = 1024
@@ -91,12 +94,15 @@ class HiddenRecord:
     @classmethod
     def start(cls, engine, batch: int) -> HiddenRecord | None:
         """A record for the engine's next collection of ``batch`` copies, or None where none is kept: outside the
-        feedforward Bernoulli path (``Engine.bernoulli_feedforward``), off the CPU, without a hidden layer, below
-        :data:`MIN_COPIES`, past :data:`RECORD_BYTES` within 16 full ticks, or where no column floor exists."""
+        feedforward Bernoulli path (``Engine.bernoulli_feedforward``), off the CPU, when the last hidden layer has
+        fewer than :data:`MIN_INPUTS` inputs (or there is none), below :data:`MIN_COPIES`, past :data:`RECORD_BYTES`
+        within 16 full ticks, or where no column floor exists."""
         if not engine.bernoulli_feedforward or engine.device.type != "cpu" or batch < MIN_COPIES:
             return None
         weights = list(engine.population.policy.weights)
-        if len(weights) < 2 or 16 * batch * engine.num_neurons * weights[-1].shape[1] * 4 > RECORD_BYTES:
+        if len(weights) < 2 or weights[-2].shape[1] < MIN_INPUTS:  # no hidden layer, or one too narrow to pay
+            return None
+        if 16 * batch * engine.num_neurons * weights[-1].shape[1] * 4 > RECORD_BYTES:
             return None
         threads = torch.get_num_threads()
         floors = {}

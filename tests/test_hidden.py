@@ -13,6 +13,8 @@ from narla.runs import RunsTrainer
 from narla.scenario import from_dict
 from narla.training import Trainer, build
 
+LIBRARY_MIN_INPUTS = narla.hidden.MIN_INPUTS
+
 SCENARIO = {
     "name": "kept",
     "seed": 4,
@@ -22,6 +24,13 @@ SCENARIO = {
     "rewards": ["task", "activity", "sparsity", "prediction"],
     "learning": {"rule": "reinforce", "lr": 0.01},
 }
+
+
+@pytest.fixture(autouse=True)
+def keep_narrow_layers(monkeypatch):
+    """These networks are small, for speed: let their 24-unit layers be kept, which the library skips as too narrow
+    to pay (one test restores that)."""
+    monkeypatch.setattr(narla.hidden, "MIN_INPUTS", 1)
 
 
 def scenario(**changes) -> dict:
@@ -116,8 +125,10 @@ def test_a_record_past_its_budget_is_dropped_and_the_update_re_evaluates(monkeyp
     {"task": {"num_envs": narla.hidden.MIN_COPIES - 1}},  # too narrow to pay
     {"learning": {"rule": "es", "population": 2}},  # the engine's columns are members
     {"neuron": {"hidden": []}},  # no hidden layer
+    {"neuron": {"hidden": [24, 24]}},  # a last hidden layer too narrow to pay
 ])
-def test_batches_that_would_not_gain_keep_nothing(changes):
+def test_batches_that_would_not_gain_keep_nothing(changes, monkeypatch):
+    monkeypatch.setattr(narla.hidden, "MIN_INPUTS", LIBRARY_MIN_INPUTS)
     run = build(from_dict(scenario(**changes)))
     assert collect(run.engine, run.task, run.scheme, keep_hidden=True).hidden is None
 
