@@ -101,6 +101,18 @@ class Engine:
         return (type(population) is Population and population.amtf_name == "feedforward" and population.out_dim == 1
                 and self.rate is None and self.clamp is None and not self.common_noise)
 
+    def skip_ticks(self, ticks: int, width: int) -> bool:
+        """Advance the spike generator past ``ticks`` ticks of ``width`` copies without computing them, as if they
+        had run; False (nothing drawn) where a tick's draws are not known in advance. A feedforward Bernoulli tick
+        (:attr:`bernoulli_feedforward`) draws ``rand(n, width)`` per stage, ``N · width`` floats in all, and CPU
+        ``torch.rand`` is one contiguous stream, so one draw of ``ticks · N · width`` floats leaves the generator
+        where those ticks would (tested)."""
+        if not self.bernoulli_feedforward or self.device.type != "cpu":
+            return False
+        if ticks > 0:
+            torch.rand(ticks * self.num_neurons * width, generator=self.generator, device=self.device)
+        return True
+
     def live_columns(self, alive: torch.Tensor) -> torch.Tensor:
         """The columns a compacted tick computes when ``alive[B]`` copies are still running: those copies."""
         return alive.nonzero().squeeze(1)

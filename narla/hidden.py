@@ -139,10 +139,12 @@ class HiddenRecord:
         self.active.append(active)
 
     def finish(self, valid: torch.Tensor) -> None:
-        """Note which computed columns are valid, ``valid[T, B]`` (one host copy of ``[computed columns]`` bools)."""
+        """Note which computed columns are valid, ``valid[T, B]`` (one host copy of ``[computed columns]`` bools).
+        Ticks past those computed are padding that collection skipped (all invalid)."""
         if self.dropped:
             return
-        per_tick = [v if a is None else v.index_select(0, a) for v, a in zip(valid, self.active, strict=True)]
+        computed = valid[: len(self.active)]
+        per_tick = [v if a is None else v.index_select(0, a) for v, a in zip(computed, self.active, strict=True)]
         flags = torch.cat(per_tick).tolist()
         at = 0
         for sel in per_tick:

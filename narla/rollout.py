@@ -164,7 +164,12 @@ def collect(
     ``scheme`` is a :class:`narla.rewards.RewardScheme` (``scheme(state) -> (total, components)``).
     The loop checks whether any copy is still running only every ``sync_every`` ticks, so there is no
     host sync inside a tick (:mod:`narla.runs` keeps each batched run on this clock, so its runs draw the random
-    numbers a lone run draws, padding ticks included).
+    numbers a lone run draws, padding ticks included). On the CPU, where a check costs no device sync, a batch of
+    feedforward Bernoulli neurons on a torch-native task checks after every tick; once every episode has ended, the
+    ticks left before the clock's stop are recorded as zeros without being computed, and the engine's and task's
+    generators skip the numbers those ticks would have drawn (:meth:`~narla.engine.Engine.skip_ticks`,
+    :meth:`~narla.tasks.base.Task.skip_steps`): the rollout's valid ticks, and every later batch, are the same bit
+    for bit.
 
     Every :data:`COMPACT_EVERY_CPU` ticks on the CPU (every ``sync_every`` on a GPU, where a check syncs), once at
     most :data:`COMPACT_FRACTION` of the copies the engine computes are still running, the engine drops the
@@ -232,7 +237,13 @@ def _play(
         comps: dict[str, list] = {name: [] for name in scheme.names} if per_tick_components and not bulk else {}
         sums: dict[str, torch.Tensor] = {}
         active: torch.Tensor | None = None  # the copies the engine computes; None: all of them
-        for t in range(task.max_episode_steps):
+        # Where the engine and the task can skip their draws (CPU, feedforward Bernoulli neurons, a torch-native
+        # task), the batch stops as soon as every episode has ended; the ticks left before the clock's stop are
+        # padding, recorded as zeros and never computed (_skip_padding).
+        skippable = engine.skip_ticks(0, b) and isinstance(task, Task) and task.skip_steps(0)
+        steps = task.max_episode_steps
+        boundary = True
+        for t in range(steps):
             if use_action:
                 prev_actions.append(carry.prev_action)
             act, actions = _tick(engine, obs, carry, active, use_action)
@@ -256,16 +267,35 @@ def _play(
                         comps[name].append(part)
             alive = alive & ~out.done
             obs = out.next_obs
-            if (t + 1) % sync_every == 0 or (compact_every and (t + 1) % compact_every == 0):
+            boundary = (t + 1) % sync_every == 0
+            if boundary or (compact_every and (t + 1) % compact_every == 0):
                 if engine.compactable:
                     live = engine.live_columns(alive)  # the one host sync of the check
-                    if live.numel() == 0 and (t + 1) % sync_every == 0:
+                    if live.numel() == 0 and (boundary or skippable):
                         break
                     if 0 < live.numel() <= (b if active is None else active.numel()) * COMPACT_FRACTION:
                         active = live
-                elif (t + 1) % sync_every == 0 and not bool(alive.any()):
+                elif boundary and not bool(alive.any()):
                     break
+            elif skippable and not bool(alive.any()):  # a CPU check, no device sync
+                break
+    if skippable and not boundary:  # every episode ended before the clock's stop: the rest of its block is padding
+        stop = min(-(-(t + 1) // sync_every) * sync_every, steps)  # where the loop would have stopped
+        _skip_padding(engine, task, rec, comps, prev_actions, stop - t - 1)
     return rec, sums, comps, prev_actions, use_action
+
+
+def _skip_padding(
+    engine: Engine, task: Task, rec: dict[str, list], comps: dict[str, list], prev_actions: list[torch.Tensor],
+    ticks: int,
+) -> None:
+    """Record ``ticks`` padding ticks as zeros without computing them, and take their random numbers from the
+    engine's and the task's generators, so that the next batch draws what it would have drawn had they run."""
+    engine.skip_ticks(ticks, task.num_envs)
+    task.skip_steps(ticks)
+    for per_tick in [*rec.values(), *comps.values(), prev_actions]:
+        if per_tick:
+            per_tick.extend([torch.zeros_like(per_tick[-1])] * ticks)
 
 
 SCORE_AT_ONCE_ELEMENTS = 1 << 22  # [ticks x B x N] elements :func:`score_ticks` scores in one call (16 MiB a tensor)

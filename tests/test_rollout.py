@@ -124,3 +124,41 @@ def test_a_rollout_is_ordinary_tensors_and_leaves_the_task_usable_outside_infere
     assert not any(t.is_inference() for t in tensors)
     run.task.reset(seed=0)  # the task's state is updated in place, outside inference mode
     run.learner.update(rollout)  # autograd may save what the rollout holds
+
+
+@pytest.mark.parametrize("copies", [1, 32])
+def test_ticks_after_every_episode_ended_are_zeros_skipped_with_their_draws_and_change_nothing_else(monkeypatch,
+                                                                                                   copies):
+    scenario = {**SCENARIO, "task": {"id": "cartpole", "num_envs": copies}}
+
+    def play(skip: bool):
+        if not skip:
+            monkeypatch.setattr(Engine, "skip_ticks", lambda self, ticks, width: False)
+        run = build(from_dict(scenario))
+        assert run.engine.bernoulli_feedforward
+        out = []
+        for i in range(4):
+            out.append(collect(run.engine, run.task, run.scheme, i * copies))
+            run.learner.update(out[-1])
+        monkeypatch.undo()
+        return out, run
+
+    skipped, run_a = play(True)
+    computed, run_b = play(False)
+    padded = 0
+    for a, b in zip(skipped, computed, strict=True):
+        assert a.obs.shape == b.obs.shape and a.obs.shape[0] % 16 == 0  # the clock's length, as before
+        assert torch.equal(a.valid, b.valid)
+        valid = a.valid
+        assert torch.equal(a.obs[valid], b.obs[valid]) and torch.equal(a.actions[valid], b.actions[valid])
+        assert torch.equal(a.rewards, b.rewards) and torch.equal(a.task_reward, b.task_reward)
+        for name, total in a.component_sums.items():
+            assert torch.equal(total, b.component_sums[name]), name
+        after = int(valid.any(1).nonzero().max()) + 2  # the tick after the one that saw the last episode end
+        assert not a.obs[after:].any() and not a.actions[after:].any()
+        padded += a.obs.shape[0] - after
+    assert padded > 0  # some batch ended before its clock's stop
+    assert torch.equal(run_a.engine.generator.get_state(), run_b.engine.generator.get_state())
+    assert torch.equal(run_a.task.generator.get_state(), run_b.task.generator.get_state())
+    for p, q in zip(run_a.engine.population.parameters(), run_b.engine.population.parameters(), strict=True):
+        assert torch.equal(p, q)

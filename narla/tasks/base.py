@@ -59,6 +59,11 @@ class Task(ABC):
             ended (terminated or truncated) are reset in the same call: ``obs`` holds their new start.
         """
 
+    def skip_steps(self, steps: int) -> bool:
+        """Leave the task's random stream where ``steps`` more steps would leave it, without stepping (the copies'
+        state is then undefined until :meth:`reset`); False, with nothing done, where the task cannot."""
+        return False
+
     def final_observation(self) -> torch.Tensor | None:
         """Observations ``[B, S]`` of the states the last :meth:`step` reached, before the copies that ended were
         reset (so a finished copy's terminal observation); None where the task cannot tell."""

@@ -51,6 +51,16 @@ class PhysicsTask(Task):
         once when that consumes its generator exactly as ``k`` calls would)."""
         return torch.stack([self._sample_start() for _ in range(k)])
 
+    def skip_steps(self, steps: int) -> bool:
+        """A step draws one :meth:`_sample_start` (its finished copies' restarts), whatever the copies do; so
+        :meth:`sample_starts` of ``steps`` draws is what those steps would take from the generator. On the CPU only,
+        where ``torch.rand`` is one contiguous stream (a task's one-call :meth:`sample_starts` relies on it)."""
+        if self.device.type != "cpu":
+            return False
+        if steps > 0:
+            self.sample_starts(steps)
+        return True
+
     @abstractmethod
     def _observe(self) -> torch.Tensor:
         """Observation ``[B, obs_dim]`` float32 of the current state."""
