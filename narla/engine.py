@@ -23,6 +23,7 @@ episode's start) and ``evaluate`` rebuilds it from the recorded neuron actions t
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -32,7 +33,7 @@ from narla.allocator import hold_freed_memory
 from narla.context import action_features
 from narla.cooperation import soft_bound
 from narla.hidden import HiddenRecord
-from narla.neurons.population import Population
+from narla.neurons.population import Population, StackedMLP
 from narla.readout import Readout
 from narla.wiring import Wiring
 
@@ -70,6 +71,7 @@ class Engine:
             (a, b): (wiring.ff_idx[a:b], ff_mask[a:b], wiring.ctx_idx[a:b], ctx_mask[a:b], wiring.motor[a:b])
             for a, b in self.stages
         }
+        self._full_fan: dict[tuple[int, ...], bool] = {}  # Engine._unpadded's answers
         self.whole_network = bool(getattr(population, "whole_network", False))
         self._uses_context = self.whole_network or population.amtf_name != "feedforward"
         self.memory: torch.Tensor | None = None
@@ -104,9 +106,8 @@ class Engine:
     def skip_ticks(self, ticks: int, width: int) -> bool:
         """Advance the spike generator past ``ticks`` ticks of ``width`` copies without computing them, as if they
         had run; False (nothing drawn) where a tick's draws are not known in advance. A feedforward Bernoulli tick
-        (:attr:`bernoulli_feedforward`) draws ``rand(n, width)`` per stage, ``N · width`` floats in all, and CPU
-        ``torch.rand`` is one contiguous stream, so one draw of ``ticks · N · width`` floats leaves the generator
-        where those ticks would (tested)."""
+        (:attr:`bernoulli_feedforward`) on the CPU draws ``rand(N, width)``, and CPU ``torch.rand`` is one contiguous
+        stream, so one draw of ``ticks · N · width`` floats leaves the generator where those ticks would (tested)."""
         if not self.bernoulli_feedforward or self.device.type != "cpu":
             return False
         if ticks > 0:
@@ -275,26 +276,30 @@ class Engine:
         if self.whole_network:
             return self._tick_whole(obs, prev_action)
         act = self.begin_tick(obs)
-        actions = self.new_actions(obs.shape[0])
         if self.bernoulli_feedforward:
+            # On the CPU one draw serves every stage: torch.rand is one contiguous stream there, so its rows are the
+            # numbers each stage's own rand(n, B) would give (tested against the general path).
+            u = self._random("uniform", self.num_neurons, act.shape[1]) if self.device.type == "cpu" else None
             for start, end in self.stages:
-                self._bernoulli_stage(act, prev, actions, start, end)
-            return act, actions
+                self._bernoulli_stage(act, prev, u, start, end)
+            return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
+        actions = self.new_actions(obs.shape[0])
         for start, end in self.stages:
             chosen = self.choose(self.stage_logits(act, prev, start, end, prev_action), start, end)
             self.commit(act, actions, chosen, start, end)
         return act, actions
 
     def _bernoulli_stage(
-        self, act: torch.Tensor, prev: torch.Tensor, actions: torch.Tensor, start: int, end: int
+        self, act: torch.Tensor, prev: torch.Tensor, u: torch.Tensor | None, start: int, end: int
     ) -> None:
         """:meth:`stage_logits`, :meth:`choose` and :meth:`commit` of neurons ``start:end`` for a feedforward
         population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products, the same
         random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general path's calls
         cost about a third of the tick. While collection keeps the last hidden layer (:attr:`hidden_record`), a tick
-        of fewer columns than the stage's column floor is computed padded (:mod:`narla.hidden`)."""
+        of fewer columns than the stage's column floor is computed padded (:mod:`narla.hidden`). ``u[N, cols]``: the
+        tick's uniforms for every neuron (None: the stage draws its own)."""
         ff_idx, ff_mask = self._slices[(start, end)][:2]
-        x = gather(self._feedforward_source(act, prev), ff_idx, ff_mask)
+        x = gather(self._feedforward_source(act, prev), ff_idx, None if self._unpadded(start, end) else ff_mask)
         population, record = self.population, self.hidden_record
         if record is None:
             r = population.policy.forward(x, start, end, population._rows(start, end))
@@ -304,9 +309,18 @@ class Engine:
             record.add(start, kept[0][:, :cols])
             r = r[:, :, :cols]
         z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit
-        fire = self._random("uniform", end - start, act.shape[1]) < torch.sigmoid(z)  # bool, stored as 0/1 twice
-        actions[start:end] = fire
-        act[self.num_sensors + start : self.num_sensors + end] = fire  # a spike is its 0/1 choice
+        draw = self._random("uniform", end - start, act.shape[1]) if u is None else u[start:end]
+        act[self.num_sensors + start : self.num_sensors + end] = draw < torch.sigmoid(z)  # a spike, 0/1
+
+    def _unpadded(self, start: int, end: int) -> bool:
+        """Whether every feedforward slot of neurons ``start:end`` is a real input (no padding to zero), read once
+        per stage and mask (a stage gathered without padding need not be multiplied by its mask)."""
+        mask = self._slices[(start, end)][1]
+        key = (start, end, mask.data_ptr(), mask.shape[1])
+        full = self._full_fan.get(key)
+        if full is None:
+            full = self._full_fan[key] = bool(mask.all())
+        return full
 
     def _rate_value(self, logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Rate neurons' values ``[n, cols]``: ``tanh(z)``, plus ``N(0, σ_i²)`` noise when exploring."""
@@ -460,19 +474,22 @@ class Engine:
             if flat_prev_action is not None:
                 flat_prev_action = flat_prev_action[keep]
         logps, ents, vals = [], [], []
-        for start, end in self.evaluation_stages(act.shape[1]):
-            x, c = self.stage_inputs(act, prev, start, end)
-            replay = hidden.take(start, end, act.shape[1]) if hidden is not None and keep is not None else None
-            logits = self._policy(x, c, start, end, flat_prev_action, replay)
-            lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
-            if self.rate is not None:
-                rate = self.rate[start:end].unsqueeze(1)
-                glp, gent = gaussian_log_prob(logits, flat_actions[start:end], self.population.log_std[start:end])
-                lp, ent = torch.where(rate, glp, lp), torch.where(rate, gent, ent)
-            logps.append(lp)
-            ents.append(ent)
-            if values:
-                vals.append(self.population.value(x, start, end))
+        groups = self.evaluation_stages(act.shape[1])
+        policy = getattr(self.population, "policy", None)
+        with policy.split_rows(groups) if isinstance(policy, StackedMLP) else contextlib.nullcontext():
+            for start, end in groups:
+                x, c = self.stage_inputs(act, prev, start, end)
+                replay = hidden.take(start, end, act.shape[1]) if hidden is not None and keep is not None else None
+                logits = self._policy(x, c, start, end, flat_prev_action, replay)
+                lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
+                if self.rate is not None:
+                    rate = self.rate[start:end].unsqueeze(1)
+                    glp, gent = gaussian_log_prob(logits, flat_actions[start:end], self.population.log_std[start:end])
+                    lp, ent = torch.where(rate, glp, lp), torch.where(rate, gent, ent)
+                logps.append(lp)
+                ents.append(ent)
+                if values:
+                    vals.append(self.population.value(x, start, end))
 
         def back(parts: list[torch.Tensor]) -> torch.Tensor:
             out = torch.cat(parts)  # [N, computed columns]
@@ -483,11 +500,12 @@ class Engine:
         return back(logps), back(ents), back(vals) if values else None
 
 
-def gather(src: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def gather(src: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``src[idx] * mask``: rows ``idx[n, F]`` of ``src[rows, cols]`` as ``[n, F, cols]``, padding slots zeroed by
-    ``mask[n, F, 1]``. One ``index_select`` of the flattened indices: the same values as advanced indexing, in
-    about half its time at a tick's sizes (9 against 17 µs for 15 neurons x 15 inputs x 64 columns)."""
-    return src.index_select(0, idx.reshape(-1)).view(*idx.shape, src.shape[1]) * mask
+    ``mask[n, F, 1]`` (None: no padding). One ``index_select`` of the flattened indices: the same values as advanced
+    indexing, in about half its time at a tick's sizes (9 against 17 µs for 15 neurons x 15 inputs x 64 columns)."""
+    x = src.index_select(0, idx.reshape(-1)).view(*idx.shape, src.shape[1])
+    return x if mask is None else x * mask
 
 
 def log_prob(logits: torch.Tensor, actions: torch.Tensor, motor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
