@@ -162,20 +162,19 @@ def collect(
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
     ``scheme`` is a :class:`narla.rewards.RewardScheme` (``scheme(state) -> (total, components)``).
-    The loop checks whether any copy is still running only every ``sync_every`` ticks, so there is no
-    host sync inside a tick (:mod:`narla.runs` keeps each batched run on this clock, so its runs draw the random
-    numbers a lone run draws, padding ticks included). On the CPU, where a check costs no device sync, a batch of
-    feedforward Bernoulli neurons on a torch-native task checks after every tick; once every episode has ended, the
-    ticks left before the clock's stop are recorded as zeros without being computed, and the engine's and task's
-    generators skip the numbers those ticks would have drawn (:meth:`~narla.engine.Engine.skip_ticks`,
-    :meth:`~narla.tasks.base.Task.skip_steps`): the rollout's valid ticks, and every later batch, are the same bit
-    for bit.
+    The loop checks whether any copy is still running every ``sync_every`` ticks on a GPU, so there is no device sync
+    inside a tick, and after every tick on the CPU, where a check costs no device sync (:mod:`narla.runs` keeps each
+    batched run on the ``sync_every`` clock, so its runs draw the random numbers a lone run draws, padding ticks
+    included). A batch stops on that clock, with one exception: on the CPU, a batch of feedforward Bernoulli neurons
+    on a torch-native task stops as soon as every episode has ended, the ticks left before the clock's stop are
+    recorded as zeros without being computed, and the engine's and task's generators skip the numbers those ticks
+    would have drawn (:meth:`~narla.engine.Engine.skip_ticks`, :meth:`~narla.tasks.base.Task.skip_steps`), so the
+    rollout's valid ticks and every later batch are the same bit for bit.
 
-    Every :data:`COMPACT_EVERY_CPU` ticks on the CPU (every ``sync_every`` on a GPU, where a check syncs), once at
-    most :data:`COMPACT_FRACTION` of the copies the engine computes are still running, the engine drops the
-    finished ones (when it is :attr:`~narla.engine.Engine.compactable`; :meth:`~narla.engine.Engine.live_columns`
-    says which columns stay): its ticks then compute only those, with the random numbers they would have drawn
-    anyway, and the dropped copies' columns hold zeros.
+    When the engine is :attr:`~narla.engine.Engine.compactable`, a check also drops the finished copies from its
+    ticks (:meth:`~narla.engine.Engine.live_columns` says which columns stay): on the CPU as soon as any has ended,
+    on a GPU once at most :data:`COMPACT_FRACTION` of the copies it computes still run. Its ticks then compute only
+    those, with the random numbers they would have drawn anyway, and the dropped copies' columns hold zeros.
     The task, the rewards and the record keep all ``B`` columns. So a batch of episodes of very different lengths
     costs about the sum of their lengths, not ``B`` times the longest.
 
@@ -227,9 +226,10 @@ def _play(
         carry = start_carry(engine, b)
         alive = torch.ones(b, dtype=torch.bool, device=engine.device)
         use_action = carry.prev_action is not None
-        # On the CPU a check costs no device sync, so finished copies are dropped every few ticks; a batch still only
-        # stops on the sync_every clock, which keeps the random stream of padding ticks what it always was.
-        compact_every = COMPACT_EVERY_CPU if engine.device.type == "cpu" and engine.compactable else 0
+        # On the CPU a check costs no device sync: finished copies are dropped after every tick (columns computed for
+        # ended episodes cost more than the indexing of a compacted tick).
+        every_tick = engine.device.type == "cpu" and engine.compactable
+        fraction = 1.0 if every_tick else COMPACT_FRACTION
         dtype = engine.record_dtype
         prev_actions: list[torch.Tensor] = []
         kept = ("obs", "actions", "first", "valid", "done", "task_reward") + (() if bulk else ("rewards",))
@@ -268,17 +268,16 @@ def _play(
             alive = alive & ~out.done
             obs = out.next_obs
             boundary = (t + 1) % sync_every == 0
-            if boundary or (compact_every and (t + 1) % compact_every == 0):
+            if boundary or every_tick:
                 if engine.compactable:
                     live = engine.live_columns(alive)  # the one host sync of the check
                     if live.numel() == 0 and (boundary or skippable):
                         break
-                    if 0 < live.numel() <= (b if active is None else active.numel()) * COMPACT_FRACTION:
+                    computed = b if active is None else active.numel()
+                    if 0 < live.numel() < computed and live.numel() <= computed * fraction:
                         active = live
-                elif boundary and not bool(alive.any()):
+                elif not bool(alive.any()):
                     break
-            elif skippable and not bool(alive.any()):  # a CPU check, no device sync
-                break
     if skippable and not boundary:  # every episode ended before the clock's stop: the rest of its block is padding
         stop = min(-(-(t + 1) // sync_every) * sync_every, steps)  # where the loop would have stopped
         _skip_padding(engine, task, rec, comps, prev_actions, stop - t - 1)
@@ -347,8 +346,7 @@ def score_ticks(
     return rewards, sums, {name: torch.cat(windows) for name, windows in comps.items()}
 
 
-COMPACT_EVERY_CPU = 4  # ticks between checks for finished copies on the CPU (on a GPU: every sync_every ticks)
-COMPACT_FRACTION = 0.75  # a check drops the finished copies once at most this fraction of the computed ones run
+COMPACT_FRACTION = 0.75  # on a GPU, a check drops the finished copies once at most this fraction of the computed run
 STACK_AT_ONCE_BYTES = 1 << 26  # records below this size are stacked in one call (faster; their copy is small)
 
 
