@@ -194,6 +194,30 @@ def test_prediction_sum_mode_counts_every_postsynaptic_neuron():
     assert torch.equal(r, torch.tensor([[0.0, 3.0, 0, -0.5, -0.5, 0]]))
 
 
+def test_prediction_and_layer_sparsity_add_their_terms_edge_by_edge_in_order_bit_for_bit():
+    """Their sums run over whole rows of copies; each copy's terms still add up one by one in edge (neuron) order,
+    so rate-valued activity, whose float sums depend on the order, gets the bits of a plain loop."""
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(300, 6, generator=g)  # rate-like activity of 300 copies
+    state = make_state(values.tolist())
+    src, dst = WIRING.edge_src.tolist(), WIRING.edge_dst.tolist()
+    total = torch.zeros(300, 6)
+    for i, j in zip(src, dst, strict=True):
+        total[:, i] += 1.5 * values[:, j] + -0.5 * (1.0 - values[:, j])
+    assert torch.equal(prediction(state, hit=1.5, miss=-0.5, mean=False), values * total)
+    hidden = ~WIRING.motor
+    layer = WIRING.layer.tolist()
+    count = torch.zeros(300, 6)
+    for i in range(6):
+        for j in range(6):
+            if layer[j] == layer[i] and hidden[j]:
+                count[:, i] += values[:, j]
+    fraction = count / torch.tensor([3.0, 3, 3, 2, 2, 0]).clamp_min(1.0)
+    on_target = ((fraction - 0.2).abs() <= 0.3 + 1e-6) & hidden
+    expected = torch.where(on_target, 1.0, torch.where(hidden, -1.0, 0.0))
+    assert torch.equal(Sparsity(tolerance=0.3)(state), expected)
+
+
 def test_prediction_all_silent_gives_zero_and_all_active_gives_hits_except_motor():
     r = prediction(make_state([SILENT, ACTIVE]))
     assert torch.equal(r, torch.tensor([[0.0] * 6, [1.0] * 5 + [0.0]]))

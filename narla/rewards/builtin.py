@@ -111,7 +111,9 @@ class Sparsity:
         active = spikes * member  # [B, N]
         if self.scope == "layer":
             layer_id, num_layers = self._layers(wiring)
-            count = active.new_zeros(spikes.shape[0], num_layers).index_add_(1, layer_id, active)[:, layer_id]
+            by_neuron = active.T.contiguous()  # [N, B]: index_add_ along dim 0 adds whole rows, the same sums in order
+            count = by_neuron.new_zeros(num_layers, by_neuron.shape[1]).index_add_(0, layer_id, by_neuron)
+            count = count.index_select(0, layer_id).T  # [B, N]
             size = member.new_zeros(num_layers).index_add_(0, layer_id, member)[layer_id]
         else:
             src, dst = wiring.edge_src, wiring.edge_dst
@@ -139,11 +141,11 @@ def prediction(state: NetworkState, hit: float = 1.0, miss: float = -1.0, mean: 
     """
     spikes, wiring = state.spikes, state.wiring
     src, dst = wiring.edge_src, wiring.edge_dst
-    post = spikes[:, dst]  # [B, E]
-    per_edge = hit * post + miss * (1.0 - post)  # [B, E]
-    total = torch.zeros_like(spikes).index_add_(1, src, per_edge)  # [B, N]
+    post = spikes.T.contiguous().index_select(0, dst)  # [E, B]: edge-major, so that whole rows add up below
+    per_edge = hit * post + miss * (1.0 - post)  # [E, B]
+    total = spikes.new_zeros(spikes.shape[1], spikes.shape[0]).index_add_(0, src, per_edge).T  # [B, N]
     if mean:
-        fan_out = torch.zeros_like(spikes[0]).index_add_(0, src, torch.ones_like(per_edge[0]))  # [N]
+        fan_out = torch.zeros_like(spikes[0]).index_add_(0, src, torch.ones_like(per_edge[:, 0]))  # [N]
         total = total / fan_out.clamp_min(1.0)
     return spikes * total
 

@@ -59,7 +59,9 @@ class PaperSparsity:
         spikes, wiring = state.spikes, state.wiring
         hidden = (~wiring.motor).to(spikes.dtype)  # [N]
         layer_id, num_layers = self._layers(wiring)
-        count = spikes.new_zeros(spikes.shape[0], num_layers).index_add_(1, layer_id, spikes * hidden)[:, layer_id]
+        by_neuron = (spikes * hidden).T.contiguous()  # [N, B]: whole rows add up, the same sums in the same order
+        count = by_neuron.new_zeros(num_layers, by_neuron.shape[1]).index_add_(0, layer_id, by_neuron)
+        count = count.index_select(0, layer_id).T  # [B, N]
         size = hidden.new_zeros(num_layers).index_add_(0, layer_id, hidden)[layer_id]
         e = count / size.clamp_min(1.0) - self.target  # [B, N]
         o = 2.0 * spikes - 1.0
