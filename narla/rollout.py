@@ -317,7 +317,7 @@ def score_ticks(
     t, b, n = actions.shape
     window = max(1, SCORE_AT_ONCE_ELEMENTS // max(1, b * n))
     rewards = torch.empty(t, b, n, device=actions.device)
-    sums: dict[str, torch.Tensor] = {}
+    running: torch.Tensor | None = None  # [C, B, N]: each component's sum over the ticks scored so far
     comps: dict[str, list[torch.Tensor]] = {name: [] for name in scheme.names} if per_tick_components else {}
     trace = torch.zeros(b, n, device=actions.device)
     prev = torch.zeros(b, n, device=actions.device)
@@ -337,12 +337,17 @@ def score_ticks(
         total, parts = scheme(state)
         mask = valid[lo:hi].unsqueeze(-1).float()
         rewards[lo:hi] = total.view(hi - lo, b, n) * mask
-        for name in scheme.names:
-            part = parts[name].view(hi - lo, b, n) * mask
-            for k in range(hi - lo):  # tick by tick, as collect sums them: the same float rounding
-                sums[name] = sums[name] + part[k] if name in sums else part[k]
-            if per_tick_components:
-                comps[name].append(part)
+        if not scheme.names:
+            continue
+        stacked = rewards.new_empty(hi - lo, len(scheme.names), b, n)
+        for i, name in enumerate(scheme.names):
+            torch.mul(parts[name].view(hi - lo, b, n), mask, out=stacked[:, i])
+        for k in range(hi - lo):  # tick by tick as collect sums them (the same rounding), all components at once
+            running = stacked[k] if running is None else running + stacked[k]
+        if per_tick_components:
+            for i, name in enumerate(scheme.names):
+                comps[name].append(stacked[:, i])
+    sums = {name: running[i] for i, name in enumerate(scheme.names)} if running is not None else {}
     return rewards, sums, {name: torch.cat(windows) for name, windows in comps.items()}
 
 
