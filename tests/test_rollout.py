@@ -126,10 +126,12 @@ def test_a_rollout_is_ordinary_tensors_and_leaves_the_task_usable_outside_infere
     run.learner.update(rollout)  # autograd may save what the rollout holds
 
 
-@pytest.mark.parametrize("copies", [1, 32])
+@pytest.mark.parametrize("copies,rewards", [(1, None), (32, None), (8, ["paper_trace", "activity"])])
 def test_ticks_after_every_episode_ended_are_zeros_skipped_with_their_draws_and_change_nothing_else(monkeypatch,
-                                                                                                   copies):
+                                                                                                   copies, rewards):
     scenario = {**SCENARIO, "task": {"id": "cartpole", "num_envs": copies}}
+    if rewards is not None:  # paper_trace is scored tick by tick, in collect's loop
+        scenario["rewards"] = rewards
 
     def play(skip: bool):
         if not skip:
@@ -138,7 +140,7 @@ def test_ticks_after_every_episode_ended_are_zeros_skipped_with_their_draws_and_
         assert run.engine.bernoulli_feedforward
         out = []
         for i in range(4):
-            out.append(collect(run.engine, run.task, run.scheme, i * copies))
+            out.append(collect(run.engine, run.task, run.scheme, i * copies, per_tick_components=rewards is not None))
             run.learner.update(out[-1])
         monkeypatch.undo()
         return out, run
@@ -154,6 +156,8 @@ def test_ticks_after_every_episode_ended_are_zeros_skipped_with_their_draws_and_
         assert torch.equal(a.rewards, b.rewards) and torch.equal(a.task_reward, b.task_reward)
         for name, total in a.component_sums.items():
             assert torch.equal(total, b.component_sums[name]), name
+        for name, per_tick in a.components.items():
+            assert torch.equal(per_tick[valid], b.components[name][valid]), name
         after = int(valid.any(1).nonzero().max()) + 2  # the tick after the one that saw the last episode end
         assert not a.obs[after:].any() and not a.actions[after:].any()
         padded += a.obs.shape[0] - after
