@@ -32,6 +32,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
+SLAB_TICKS = 64  # full ticks of one stage's kept outputs per buffer; a batch within one is handed over uncopied
 MIN_COPIES = 32  # narrower batches re-evaluate (see the module's docstring)
 MIN_INPUTS = 128  # a last hidden layer of fewer inputs is recomputed: its product is too small to pay
 RECORD_BYTES = 1 << 30  # a record past this is dropped (the update then re-evaluates)
@@ -79,11 +80,18 @@ class HiddenRecord:
     ``Engine.hidden_record``), collection closes each tick (:meth:`end_tick`) and the batch (:meth:`finish`).
     """
 
-    def __init__(self, engine, floors: dict[int, int]) -> None:
+    def __init__(self, engine, floors: dict[int, int], batch: int) -> None:
         self.engine = engine
         self.policy = engine.population.policy
         self.floors = floors  # per stage (its first neuron): while recording, fewer columns are padded up to this
-        self.pieces: dict[int, list[torch.Tensor]] = {start: [] for start, _ in engine.stages}
+        self.pieces: dict[int, list[torch.Tensor]] = {start: [] for start, _ in engine.stages}  # per tick, a view
+        # Each stage's ticks are copied one after another into buffers ("slabs") of ``slab`` columns: a batch that
+        # fits in one needs no concatenation when an update takes it. Slabs of 16 full ticks where 64 would pass
+        # the budget (start() checked that 16 fit).
+        width = self.policy.weights[-1].shape[1]
+        ticks = SLAB_TICKS if SLAB_TICKS * batch * engine.num_neurons * width * 4 <= RECORD_BYTES else 16
+        self.slab = ticks * batch
+        self.slabs: dict[int, list[list]] = {start: [] for start, _ in engine.stages}  # [[buffer, columns used]]
         self.active: list[torch.Tensor | None] = []  # per tick: the copies computed (None: all)
         self.select: list[torch.Tensor | None] = []  # per tick, after finish: the valid ones among them (None: all)
         self.columns = 0  # valid columns, after finish
@@ -113,7 +121,7 @@ class HiddenRecord:
             if any(f is None for f in stage):
                 return None
             floors[start] = max(stage)
-        return cls(engine, floors)
+        return cls(engine, floors, batch)
 
     def _versions(self) -> list[int]:
         return [p._version for p in self.policy.parameters()]
@@ -125,14 +133,25 @@ class HiddenRecord:
         return F.pad(x, (0, floor - x.shape[2])) if x.shape[2] < floor else x
 
     def add(self, start: int, hidden: torch.Tensor) -> None:
-        """The last hidden output ``[n, cols, H]`` of the stage starting at neuron ``start``, this tick."""
+        """The last hidden output ``[n, cols, H]`` of the stage starting at neuron ``start``, this tick (copied)."""
         if self.dropped:
             return
-        self.pieces[start].append(hidden)
-        self.bytes += hidden.numel() * hidden.element_size()
-        if self.bytes > RECORD_BYTES:
-            self.dropped = True
-            self.pieces = {}
+        n, cols, width = hidden.shape
+        slabs = self.slabs[start]
+        if not slabs or slabs[-1][1] + cols > slabs[-1][0].shape[1]:
+            size = max(self.slab, cols)
+            self.bytes += n * size * width * hidden.element_size()
+            if self.bytes > RECORD_BYTES:
+                self.dropped = True
+                self.pieces, self.slabs = {}, {}
+                return
+            with torch.inference_mode(False):  # an ordinary tensor, which the update's autograd may save
+                slabs.append([hidden.new_empty(n, size, width), 0])
+        slab = slabs[-1]
+        piece = slab[0][:, slab[1] : slab[1] + cols]
+        piece.copy_(hidden)
+        slab[1] += cols
+        self.pieces[start].append(piece)
 
     def end_tick(self, active: torch.Tensor | None) -> None:
         """The tick just computed ran the copies ``active`` (None: all of them)."""
@@ -162,10 +181,15 @@ class HiddenRecord:
                 or any(not self.pieces.get(a) for a, _ in stages) or self._versions() != self.versions
                 or self.engine.population.policy is not self.policy):
             return None
+        if len(stages) == 1 and len(self.slabs[start]) == 1 and all(sel is None for sel in self.select):
+            self.pieces.pop(start)  # one stage, every computed column valid, all in one slab: no copy
+            buffer, used = self.slabs.pop(start)[0]
+            return buffer[:, :used]
         first = self.pieces[stages[0][0]][0]
         out = first.new_empty(end - start, cols, first.shape[2])
         for a, b in stages:
             ticks = self.pieces.pop(a)
             parts = [h if sel is None else h.index_select(1, sel) for h, sel in zip(ticks, self.select, strict=True)]
             torch.cat(parts, 1, out=out[a - start : b - start])
+            del self.slabs[a]
         return out

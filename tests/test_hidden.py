@@ -65,8 +65,13 @@ def test_kept_last_hidden_layer_gives_the_re_evaluated_gradients_bit_for_bit(act
     collect(run.engine, run.task, run.scheme)  # a batch of full-width ticks first, so the next one compacts
     rollout = kept_rollout(run)
     assert rollout.valid.float().mean() < 0.6  # episodes of different lengths: late ticks ran on a few copies
+    handed = []
+    take = rollout.hidden.take
+    monkeypatch.setattr(rollout.hidden, "take", lambda *a: handed.append(take(*a)) or handed[-1])
     kept = gradients(run, rollout)
     assert rollout.hidden.pieces == {}  # every group took its kept output
+    # a stage alone in its group whose columns fit one buffer is handed over as a view of it, not a copy
+    assert all((h._base is not None) == (not merged) for h in handed)
     rollout.hidden = None
     assert kept.keys() == gradients(run, rollout).keys()
     for name, grad in gradients(run, rollout).items():
