@@ -302,10 +302,11 @@ class Engine:
         x = gather(self._feedforward_source(act, prev), ff_idx, None if self._unpadded(start, end) else ff_mask)
         population, record = self.population, self.hidden_record
         if record is None:
-            r = population.policy.forward(x, start, end, population._rows(start, end))
+            r = population.policy.forward(x, start, end, population._rows(start, end), acting=True)
         else:  # keep the last hidden output, computed on at least the stage's column floor (see narla.hidden)
             cols, kept = x.shape[2], []
-            r = population.policy.forward(record.pad(start, x), start, end, population._rows(start, end), keep=kept)
+            r = population.policy.forward(record.pad(start, x), start, end, population._rows(start, end), keep=kept,
+                                          acting=True)
             record.add(start, kept[0][:, :cols])
             r = r[:, :, :cols]
         z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit

@@ -382,3 +382,19 @@ def test_a_feedforward_bernoulli_tick_takes_the_short_path_to_the_general_paths_
         general = engine.tick(obs, prev)
     assert torch.equal(short[0], general[0]) and torch.equal(short[1], general[1])
     assert short[1].dtype == general[1].dtype
+
+
+def test_an_acting_forward_reads_parameters_updated_in_place_or_given_new_storage():
+    from narla.neurons.population import StackedMLP
+
+    torch.manual_seed(0)
+    mlp = StackedMLP(3, 4, (8, 8), 1, "leaky_relu", torch.tensor([4, 2, 3]))
+    x = torch.randn(2, 4, 5)
+    with torch.no_grad():
+        assert torch.equal(mlp(x, 1, 3, acting=True), mlp(x, 1, 3))
+        for p in mlp.parameters():
+            p.mul_(1.5)  # an optimizer step: the same storage
+        assert torch.equal(mlp(x, 1, 3, acting=True), mlp(x, 1, 3))
+        for p in mlp.parameters():
+            p.data = torch.randn_like(p)  # new storage, as a batch of runs restacks its parameters
+        assert torch.equal(mlp(x, 1, 3, acting=True), mlp(x, 1, 3))
