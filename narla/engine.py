@@ -71,7 +71,7 @@ class Engine:
             (a, b): (wiring.ff_idx[a:b], ff_mask[a:b], wiring.ctx_idx[a:b], ctx_mask[a:b], wiring.motor[a:b])
             for a, b in self.stages
         }
-        self._full_fan: dict[tuple[int, ...], bool] = {}  # Engine._unpadded's answers
+        self._unpadded = self._stages_without_padding()
         self.whole_network = bool(getattr(population, "whole_network", False))
         self._uses_context = self.whole_network or population.amtf_name != "feedforward"
         self.memory: torch.Tensor | None = None
@@ -168,6 +168,7 @@ class Engine:
         for (a, b), (ff_idx, ff_mask, ctx_idx, ctx_mask, motor) in list(self._slices.items()):
             width = max(int(fan_in[a:b].max()), 1)
             self._slices[(a, b)] = (ff_idx[:, :width], ff_mask[:, :width], ctx_idx, ctx_mask, motor)
+        self._unpadded = self._stages_without_padding()
 
     def stage_fan(self, start: int, end: int) -> int:
         """How many feedforward inputs neurons ``start:end`` gather each tick: their padded fan-in ``F``."""
@@ -299,7 +300,7 @@ class Engine:
         of fewer columns than the stage's column floor is computed padded (:mod:`narla.hidden`). ``u[N, cols]``: the
         tick's uniforms for every neuron (None: the stage draws its own)."""
         ff_idx, ff_mask = self._slices[(start, end)][:2]
-        x = gather(self._feedforward_source(act, prev), ff_idx, None if self._unpadded(start, end) else ff_mask)
+        x = gather(self._feedforward_source(act, prev), ff_idx, None if self._unpadded[(start, end)] else ff_mask)
         population, record = self.population, self.hidden_record
         if record is None:
             r = population.policy.forward(x, start, end, population._rows(start, end), acting=True)
@@ -313,15 +314,10 @@ class Engine:
         draw = self._random("uniform", end - start, act.shape[1]) if u is None else u[start:end]
         act[self.num_sensors + start : self.num_sensors + end] = draw < torch.sigmoid(z)  # a spike, 0/1
 
-    def _unpadded(self, start: int, end: int) -> bool:
-        """Whether every feedforward slot of neurons ``start:end`` is a real input (no padding to zero), read once
-        per stage and mask (a stage gathered without padding need not be multiplied by its mask)."""
-        mask = self._slices[(start, end)][1]
-        key = (start, end, mask.data_ptr(), mask.shape[1])
-        full = self._full_fan.get(key)
-        if full is None:
-            full = self._full_fan[key] = bool(mask.all())
-        return full
+    def _stages_without_padding(self) -> dict[tuple[int, int], bool]:
+        """Per stage, whether every feedforward slot is a real input (then its gathered inputs need no mask
+        product); read once, at setup and after :meth:`trim_padding`."""
+        return {stage: bool(slices[1].all()) for stage, slices in self._slices.items()}
 
     def _rate_value(self, logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Rate neurons' values ``[n, cols]``: ``tanh(z)``, plus ``N(0, σ_i²)`` noise when exploring."""

@@ -217,11 +217,11 @@ class StackedMLP(nn.Module):
         """
         last = len(self.weights) - 1
         h = x.transpose(1, 2)  # [n, cols, in]
-        split = self._split.get((start, end)) if self._split is not None and rows is None else None
-        if split is None and rows is None and acting:
-            split = self._acting_rows(start, end)
-        for layer, (w, b) in enumerate(self.layers() if split is None else split):  # split: the rows already
-            if split is None:
+        cut = self._split.get((start, end)) if self._split is not None and rows is None else None  # rows already cut
+        if cut is None and rows is None and acting:
+            cut = self._acting_rows(start, end)
+        for layer, (w, b) in enumerate(self.layers() if cut is None else cut):
+            if cut is None:
                 w, b = (w[start:end], b[start:end]) if rows is None else (w[rows], b[rows])
             if layer == 0 and h.shape[-1] < w.shape[1]:
                 w = w[:, : h.shape[-1]]  # inputs gathered without the padding (Engine.trim_padding)
