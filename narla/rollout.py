@@ -324,14 +324,12 @@ def score_ticks(
     for lo in range(0, t, window):
         hi = min(lo + window, t)
         spikes = (actions[lo:hi] > 0).float()  # [K, B, N]
-        traces = []
-        for k in range(hi - lo):
-            trace = scheme.update_trace(trace, spikes[k], first[lo + k])
-            traces.append(trace)
+        traces = scheme.trace_ticks(trace, spikes, first[lo:hi])
+        trace = traces[-1]
         before = torch.cat([prev.unsqueeze(0), spikes[:-1]])
         prev = spikes[-1]
         rows = (hi - lo) * b
-        state = NetworkState(spikes.view(rows, n), before.view(rows, n), torch.stack(traces).view(rows, n),
+        state = NetworkState(spikes.view(rows, n), before.view(rows, n), traces.view(rows, n),
                              task_reward[lo:hi].reshape(rows), done[lo:hi].reshape(rows), first[lo:hi].reshape(rows),
                              wiring, episode)
         total, parts = scheme(state)

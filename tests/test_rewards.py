@@ -242,6 +242,20 @@ def test_trace_starts_each_episode_at_trace_init():
     assert torch.allclose(later, torch.tensor([[0.9 * 0.99 + 0.1, 0.0]]))
 
 
+def test_trace_ticks_equal_update_trace_tick_by_tick_bit_for_bit():
+    scheme = RewardScheme.from_config({"trace_decay": 0.83, "trace_init": 0.37, "terms": ["trace"]}, WIRING)
+    g = torch.Generator().manual_seed(3)
+    spikes = (torch.rand(30, 5, 6, generator=g) < 0.4).float()
+    first = torch.rand(30, 5, generator=g) < 0.1  # restarts at scattered ticks, some ticks with none
+    first[0] = True
+    start = torch.rand(5, 6, generator=g)
+    trace, expected = start, []
+    for k in range(30):
+        trace = scheme.update_trace(trace, spikes[k], first[k])
+        expected.append(trace)
+    assert torch.equal(scheme.trace_ticks(start, spikes, first), torch.stack(expected))
+
+
 def test_trace_penalizes_constant_firing_and_constant_silence_after_the_same_number_of_ticks():
     scheme = RewardScheme.from_config(["trace"], WIRING)  # defaults: decay 0.9, init 0.5, band 0.05-0.95
     spikes = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0, 0.0]])  # a, c, e always fire; b, d, m never

@@ -141,11 +141,12 @@ def prediction(state: NetworkState, hit: float = 1.0, miss: float = -1.0, mean: 
     """
     spikes, wiring = state.spikes, state.wiring
     src, dst = wiring.edge_src, wiring.edge_dst
-    post = spikes.T.contiguous().index_select(0, dst)  # [E, B]: edge-major, so that whole rows add up below
-    per_edge = hit * post + miss * (1.0 - post)  # [E, B]
-    total = spikes.new_zeros(spikes.shape[1], spikes.shape[0]).index_add_(0, src, per_edge).T  # [B, N]
+    by_neuron = spikes.T  # [N, B]
+    scored = (hit * by_neuron + miss * (1.0 - by_neuron)).contiguous()  # [N, B]: what each neuron's spike is worth
+    # Edge-major [E, B], so that whole rows add up below; each edge's term is its target's value, in edge order.
+    total = spikes.new_zeros(spikes.shape[1], spikes.shape[0]).index_add_(0, src, scored.index_select(0, dst)).T
     if mean:
-        fan_out = torch.zeros_like(spikes[0]).index_add_(0, src, torch.ones_like(per_edge[:, 0]))  # [N]
+        fan_out = torch.zeros_like(spikes[0]).index_add_(0, src, torch.ones_like(src, dtype=spikes.dtype))  # [N]
         total = total / fan_out.clamp_min(1.0)
     return spikes * total
 

@@ -39,6 +39,8 @@ class CartPole(PhysicsTask):
         solve = SolveCriterion(window=100, threshold=300.0)
         action_space = gym.spaces.Discrete(2)
         super().__init__(num_envs, device, max_episode_steps, obs_dim=4, action_space=action_space, solve=solve)
+        self._force = torch.tensor([FORCE_MAG, -FORCE_MAG], dtype=torch.float64, device=self.device)  # right, left
+        self._limits = torch.tensor([X_THRESHOLD, THETA_THRESHOLD], dtype=torch.float64, device=self.device)
 
     render_fps = 1.0 / TAU
 
@@ -71,8 +73,8 @@ class CartPole(PhysicsTask):
         Returns:
             ``(obs [B, 4] float32, reward [B] float32, terminated [B] bool, truncated [B] bool)``.
         """
-        x, x_dot, theta, theta_dot = self.state.unbind(dim=1)
-        force = torch.where(action.reshape(self.num_envs) == 1, FORCE_MAG, -FORCE_MAG).to(torch.float64)
+        x_dot, theta, theta_dot = self.state[:, 1], self.state[:, 2], self.state[:, 3]
+        force = torch.where(action.reshape(self.num_envs) == 1, self._force[0], self._force[1])  # float64
         cos_t, sin_t = torch.cos(theta), torch.sin(theta)
 
         temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin_t) / TOTAL_MASS
@@ -81,13 +83,11 @@ class CartPole(PhysicsTask):
         )
         x_acc = temp - POLE_MASS_LENGTH * theta_acc * cos_t / TOTAL_MASS
 
-        x = x + TAU * x_dot
-        x_dot = x_dot + TAU * x_acc
-        theta = theta + TAU * theta_dot
-        theta_dot = theta_dot + TAU * theta_acc
-        state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
+        # Euler: x += TAU x_dot, x_dot += TAU x_acc, theta += TAU theta_dot, theta_dot += TAU theta_acc (as gymnasium)
+        rates = torch.stack((x_dot, x_acc, theta_dot, theta_acc), dim=1)
+        state = self.state + TAU * rates
 
-        terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
+        terminated = (state[:, 0::2].abs() > self._limits).any(1)  # |x| > X_THRESHOLD or |theta| > THETA_THRESHOLD
         truncated = self._advance(state, terminated)
         reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
         return self._observe(), reward, terminated, truncated

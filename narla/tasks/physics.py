@@ -106,5 +106,5 @@ class PhysicsTask(Task):
         truncated = self.elapsed >= self.max_episode_steps
         done = terminated | truncated
         self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
-        self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+        self.elapsed.masked_fill_(done, 0)
         return truncated
