@@ -310,7 +310,8 @@ def score_ticks(
     ``actions[T, B, N]`` (spikes are the choices > 0), ``first``, ``valid``, ``done`` and ``task_reward`` ``[T, B]``
     as :class:`Rollout` records them (``done`` and ``task_reward`` zero on invalid ticks, which are never scored). The
     ticks go to the scheme as the rows of one :class:`NetworkState`, windows of at most
-    :data:`SCORE_AT_ONCE_ELEMENTS` elements; the activity trace is run tick by tick first (a recurrence).
+    :data:`SCORE_AT_ONCE_ELEMENTS` elements; the activity trace is run first (a recurrence,
+    :meth:`~narla.rewards.RewardScheme.trace_ticks`).
     Returns each neuron's total reward ``[T, B, N]`` and each component's sum over the valid ticks ``[B, N]``
     (and per tick ``[T, B, N]`` with ``per_tick_components``), zero on invalid ticks, as :func:`collect` records.
     """
