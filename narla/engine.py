@@ -33,6 +33,7 @@ from narla.allocator import hold_freed_memory
 from narla.context import action_features
 from narla.cooperation import soft_bound
 from narla.hidden import HiddenRecord
+from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.neurons.population import Population, StackedMLP
 from narla.readout import Readout
 from narla.wiring import Wiring
@@ -93,15 +94,18 @@ class Engine:
         """Whether a tick may compute only some of the copies (:func:`narla.rollout.collect` drops finished ones):
         the columns must be independent copies of one stage-wise population, which excludes evolution strategies'
         members (columns grouped by member), whole-network populations (memory per copy) and interventions."""
-        return type(self.population) is Population and self.clamp is None and not self.common_noise
+        stage_wise = type(self.population) in (Population, SoftmaxHeadPopulation)
+        return stage_wise and self.clamp is None and not self.common_noise
 
     @property
     def bernoulli_feedforward(self) -> bool:
         """Whether a tick may take :meth:`_bernoulli_stage`: a plain :class:`Population` (not an evolution strategy's
-        view of its members) of one-logit spiking neurons whose output ignores context, without interventions."""
-        population = self.population
-        return (type(population) is Population and population.amtf_name == "feedforward" and population.out_dim == 1
-                and self.rate is None and self.clamp is None and not self.common_noise)
+        view of its members) of one-logit spiking neurons whose output ignores context, or of the paper's binary
+        neurons with a softmax head (:class:`~narla.neurons.heads.SoftmaxHeadPopulation`), without interventions."""
+        population, kind = self.population, type(self.population)
+        neurons = (kind is Population and population.amtf_name == "feedforward" and population.out_dim == 1) or (
+            kind is SoftmaxHeadPopulation and population.binary)
+        return neurons and self.rate is None and self.clamp is None and not self.common_noise
 
     def skip_ticks(self, ticks: int, width: int) -> bool:
         """Advance the spike generator past ``ticks`` ticks of ``width`` copies without computing them, as if they
@@ -310,6 +314,8 @@ class Engine:
                                           acting=True)
             record.add(start, kept[0][:, :cols])
             r = r[:, :, :cols]
+        if r.shape[1] == 2:  # the paper's softmax head: firing is the fire unit's logit less the silent one's
+            r = r[:, 1:2] - r[:, 0:1]
         z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit
         draw = self._random("uniform", end - start, act.shape[1]) if u is None else u[start:end]
         act[self.num_sensors + start : self.num_sensors + end] = draw < torch.sigmoid(z)  # a spike, 0/1

@@ -362,11 +362,15 @@ def test_column_form_output_layer_gives_the_row_forms_outputs_and_gradients(out_
 
 @pytest.mark.parametrize("propagation", ["sweep", "delay"])
 @pytest.mark.parametrize("columns", [None, [0, 3, 4]])
-def test_a_feedforward_bernoulli_tick_takes_the_short_path_to_the_general_paths_spikes(propagation, columns,
+@pytest.mark.parametrize("head", [None, "softmax"])  # softmax: the paper's neurons, two output units each
+def test_a_feedforward_bernoulli_tick_takes_the_short_path_to_the_general_paths_spikes(propagation, columns, head,
                                                                                        monkeypatch):
+    from narla.neurons.heads import SoftmaxHeadPopulation
+
     readout = Readout("vote", gym.spaces.Discrete(2))
     wiring = compile_graph(random_sparse(4, 24, 5, n_motor=2, motor_groups=readout.motor_groups(), layers=3, seed=1))
-    population = Population(wiring, out_dim=readout.out_dim, hidden=(16, 16))
+    kind = Population if head is None else SoftmaxHeadPopulation
+    population = kind(wiring, out_dim=readout.out_dim, hidden=(16, 16))
     engine = Engine(wiring, population, readout, propagation, torch.Generator().manual_seed(0))
     assert engine.bernoulli_feedforward
     obs = torch.randn(6, 4)

@@ -38,13 +38,16 @@ class SoftmaxHeadPopulation(Population):
         end: int | None = None,
         prev_action: torch.Tensor | None = None,
         deltas: dict[str, torch.Tensor] | None = None,
+        replay: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Firing logits ``[n, 1, cols]`` = ``z_fire − z_silent`` of neurons ``start:end``.
 
-        (``[n, D, cols]`` unchanged when ``D > 1``.)
+        (``[n, D, cols]`` unchanged when ``D > 1``.) ``replay``: the policy's last hidden output as acting computed it
+        (see :meth:`Population.forward`).
         """
         layer_deltas = None if deltas is None else self._layer_deltas("policy", self.policy, deltas)
-        z = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end), layer_deltas)
+        z = self.policy(self.feedforward_inputs(x, start, end), start, end, self._rows(start, end), layer_deltas,
+                        replay=replay)
         if self.binary:
             z = z[:, 1:2] - z[:, 0:1]
         return soft_bound(z, self.amtf_scale)
