@@ -356,6 +356,10 @@ class RunsTrainer:
         self.wall_offset = 0.0  # wall time of earlier calls (a resumed batch)
         self.resumed_from: list[int] | None = None
         self.ticks_played = 0  # ticks of the batch in this call (each computes every run still in it)
+        # On the CPU, where reading which copies still run costs no device sync, a run's episode ends on the tick its
+        # last copy finishes: the lone run's collection skips the rest of its 16-tick block there, and the block's
+        # draws are taken already. On a GPU only on the 16-tick clock, so that a tick never waits for the host.
+        self.end_every_tick = self.engine.device.type == "cpu"
         self._reported = -1  # hundreds of episodes the slowest run had passed at the last progress line
 
     # -- the batch's columns: run-major [R·B], each run's B copies together ------------------------------------
@@ -438,9 +442,13 @@ class RunsTrainer:
         self.obs = out.next_obs
 
     def _rollout(self, pos: int) -> Rollout:
-        """The episode the run at ``pos`` just ended, as the lone run's :func:`narla.rollout.collect` returns it."""
+        """The episode the run at ``pos`` just ended, as the lone run's :func:`narla.rollout.collect` returns it: its
+        ticks up to the end of their 16-tick block, those after the episode's end as zeros (the lone run's padding)."""
         t, b = self.engine.ticks[pos], self.engine.envs_per_run
-        rec = {k: v[pos, :t] for k, v in self.record.items()}
+        padded = min(-(-t // SYNC_EVERY) * SYNC_EVERY, self.engine.max_ticks)
+        for v in self.record.values():
+            v[pos, t:padded] = 0
+        rec = {k: v[pos, :padded] for k, v in self.record.items()}
         sums = {name: v[pos * b : (pos + 1) * b] for name, v in self.sums.items()}
         return Rollout(component_sums=sums, **rec)
 
@@ -507,7 +515,7 @@ class RunsTrainer:
         while self.active:
             self._tick()
             due = [pos for pos, (t, d) in enumerate(zip(engine.ticks, engine.drawing, strict=True))
-                   if d and (t % SYNC_EVERY == 0 or t == limit)]
+                   if d and (self.end_every_tick or t % SYNC_EVERY == 0 or t == limit)]
             if not due:
                 continue
             running = self.alive.view(engine.num_runs, -1).any(1).tolist()  # the one host read of a check

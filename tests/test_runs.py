@@ -72,13 +72,26 @@ def test_runs_play_on_their_own_episode_clocks_so_a_batch_costs_its_longest_run(
     base = scenarios.from_dict(SMALL)
     batch = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
     batch.train()
-    limit = base.task.max_episode_steps
-
-    def ticks(returns):  # a lone run's ticks: its episodes, each up to the collection check after it ended
-        return sum(min(limit, math.ceil(x / 16) * 16) for x in returns)
-
-    per_run = [ticks(r) for r in batch.returns]
+    # On the CPU a run's episode ends on the tick its one copy finishes (a return of x is x ticks), and the run
+    # starts its next episode on the tick after: a run costs the sum of its episodes, the batch its longest run.
+    per_run = [sum(int(x) for x in r) for r in batch.returns]
     assert batch.ticks_played == max(per_run) < sum(per_run)
+    assert any(int(x) % 16 for r in batch.returns for x in r)  # episodes that end inside a 16-tick block
+
+
+def test_ending_episodes_on_the_16_tick_clock_as_on_a_gpu_changes_the_ticks_played_but_no_run():
+    base = scenarios.from_dict(SMALL)
+    every_tick = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
+    every_tick.train()
+    clocked = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
+    clocked.end_every_tick = False  # what a GPU does: a run's episode ends at the first 16-tick check after it
+    clocked.train()
+    limit = base.task.max_episode_steps
+    per_run = [sum(min(limit, math.ceil(x / 16) * 16) for x in r) for r in clocked.returns]
+    assert clocked.ticks_played == max(per_run) > every_tick.ticks_played
+    assert clocked.returns == every_tick.returns
+    for a, b in zip(clocked.final_parameters, every_tick.final_parameters, strict=True):
+        assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 def test_batchable_says_why_a_scenario_cannot_batch():
