@@ -282,9 +282,7 @@ class Engine:
             return self._tick_whole(obs, prev_action)
         act = self.begin_tick(obs)
         if self.bernoulli_feedforward:
-            # On the CPU one draw serves every stage: torch.rand is one contiguous stream there, so its rows are the
-            # numbers each stage's own rand(n, B) would give (tested against the general path).
-            u = self._random("uniform", self.num_neurons, act.shape[1]) if self.device.type == "cpu" else None
+            u = self._tick_uniforms(act.shape[1])
             for start, end in self.stages:
                 self._bernoulli_stage(act, prev, u, start, end)
             return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
@@ -293,6 +291,12 @@ class Engine:
             chosen = self.choose(self.stage_logits(act, prev, start, end, prev_action), start, end)
             self.commit(act, actions, chosen, start, end)
         return act, actions
+
+    def _tick_uniforms(self, cols: int) -> torch.Tensor | None:
+        """The uniforms ``[N, cols]`` of a feedforward Bernoulli tick, drawn at once, or None where each stage draws
+        its own. On the CPU one draw serves every stage: torch.rand is one contiguous stream there, so its rows are the
+        numbers each stage's own rand(n, cols) would give (tested against the general path)."""
+        return self._random("uniform", self.num_neurons, cols) if self.device.type == "cpu" else None
 
     def _bernoulli_stage(
         self, act: torch.Tensor, prev: torch.Tensor, u: torch.Tensor | None, start: int, end: int
@@ -305,6 +309,13 @@ class Engine:
         tick's uniforms for every neuron (None: the stage draws its own)."""
         ff_idx, ff_mask = self._slices[(start, end)][:2]
         x = gather(self._feedforward_source(act, prev), ff_idx, None if self._unpadded[(start, end)] else ff_mask)
+        z = self._firing_logits(x, start, end)
+        draw = self._random("uniform", end - start, act.shape[1]) if u is None else u[start:end]
+        act[self.num_sensors + start : self.num_sensors + end] = draw < torch.sigmoid(z)  # a spike, 0/1
+
+    def _firing_logits(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Firing logits ``[n, cols]`` of neurons ``start:end`` of a feedforward Bernoulli population on their
+        gathered inputs ``x[n, F, cols]`` (for :meth:`_bernoulli_stage`)."""
         population, record = self.population, self.hidden_record
         if record is None:
             r = population.policy.forward(x, start, end, population._rows(start, end), acting=True)
@@ -316,9 +327,7 @@ class Engine:
             r = r[:, :, :cols]
         if r.shape[1] == 2:  # the paper's softmax head: firing is the fire unit's logit less the silent one's
             r = r[:, 1:2] - r[:, 0:1]
-        z = soft_bound(r, population.amtf_scale)[:, 0]  # [n, cols]: each neuron's firing logit
-        draw = self._random("uniform", end - start, act.shape[1]) if u is None else u[start:end]
-        act[self.num_sensors + start : self.num_sensors + end] = draw < torch.sigmoid(z)  # a spike, 0/1
+        return soft_bound(r, population.amtf_scale)[:, 0]
 
     def _stages_without_padding(self) -> dict[tuple[int, int], bool]:
         """Per stage, whether every feedforward slot is a real input (then its gathered inputs need no mask

@@ -141,11 +141,14 @@ class RunEngine(Engine):
     def num_runs(self) -> int:
         return len(self.lone)
 
-    @property
-    def bernoulli_feedforward(self) -> bool:
-        """Never: the short stage path would read the stacked rows as one run's and draw from no run's generator;
-        a batch's stages go through :meth:`_policy` and :meth:`_sample` below."""
-        return False
+    def _tick_uniforms(self, cols: int) -> torch.Tensor:
+        """The short stage path's uniforms: this tick's ``[N, R·B]``, each run's from its generator (:meth:`_draw`)."""
+        return self._u
+
+    def _firing_logits(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """The short stage path's logits ``[n, R·B]``: one product over the stage's ``R·n`` (run, neuron) rows."""
+        r = self.num_runs
+        return self._from_runs(super()._firing_logits(self._to_runs(x), r * start, r * end).unsqueeze(1))[:, 0]
 
     def _lay_out(self) -> None:
         """Stack every run's parameters in virtual order (after the batch's runs changed)."""

@@ -27,9 +27,13 @@ SMALL = {
 
 
 @pytest.mark.parametrize("num_envs", [1, 2])
-@pytest.mark.parametrize("head", ["softmax", None])  # None: Bernoulli motor neurons, whose lone ticks take a short path
+# softmax: the paper's neurons; None: one-logit Bernoulli neurons (both take the short stage path); cooperation:
+# neurons that read context, whose ticks take the general path
+@pytest.mark.parametrize("head", ["softmax", None, "cooperation"])
 def test_a_run_in_a_batch_equals_the_same_seed_trained_alone_bit_for_bit(num_envs, head):
-    neuron = {k: v for k, v in SMALL["neuron"].items() if k != "head" or head is not None}
+    neuron = {k: v for k, v in SMALL["neuron"].items() if k != "head" or head == "softmax"}
+    if head == "cooperation":
+        neuron["amtf"] = "cooperation"
     base = scenarios.from_dict({**SMALL, "task": {**SMALL["task"], "num_envs": num_envs}, "neuron": neuron})
     seeds = [0, 1, 2]
     batch = RunsTrainer([replace(base, seed=s) for s in seeds])
