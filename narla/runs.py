@@ -120,6 +120,8 @@ class RunEngine(Engine):
     neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)`` is neuron ``a + j`` of run ``k``), so a stage's rows over all
     runs are one slice. ``lone[k]`` is run ``k``'s own population (what it learns on, :meth:`refresh` copies it in);
     ``ticks[k]`` counts the ticks of its current episode, on which clock its spikes are drawn from ``generators[k]``.
+    Feedforward Bernoulli neurons take :class:`~narla.engine.Engine`'s short stage path (through
+    :meth:`_tick_uniforms` and :meth:`_firing_logits`), others the general one (:meth:`_policy`, :meth:`_sample`).
     """
 
     def __init__(self, runs: list[Run], envs_per_run: int, max_ticks: int) -> None:
