@@ -185,7 +185,7 @@ def collect(
     :mod:`narla.hidden`, where it pays and the engine can): ``H · 4`` bytes per neuron and computed column.
     """
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
-    bulk = scheme.tick_local and not engine.whole_network and engine.rate is None
+    bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
     obs = task.reset()
     record = HiddenRecord.start(engine, task.num_envs) if keep_hidden else None
     engine.hidden_record = record
@@ -304,13 +304,14 @@ def score_ticks(
     scheme: RewardScheme, wiring: Wiring, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor,
     done: torch.Tensor, task_reward: torch.Tensor, episode: int, per_tick_components: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Score a collected rollout of spiking neurons with a :attr:`~narla.rewards.RewardScheme.tick_local` scheme:
-    the values :func:`finish_tick` gives tick by tick, bit for bit, computed for many ticks at once.
+    """Score a collected rollout of spiking neurons with a scheme that
+    :attr:`~narla.rewards.RewardScheme.scores_in_bulk`: the values :func:`finish_tick` gives tick by tick, bit for
+    bit, computed for many ticks at once.
 
     ``actions[T, B, N]`` (spikes are the choices > 0), ``first``, ``valid``, ``done`` and ``task_reward`` ``[T, B]``
     as :class:`Rollout` records them (``done`` and ``task_reward`` zero on invalid ticks, which are never scored). The
-    ticks go to the scheme as the rows of one :class:`NetworkState`, windows of at most
-    :data:`SCORE_AT_ONCE_ELEMENTS` elements; the activity trace is run first (a recurrence,
+    ticks go to the scheme as the rows of one :class:`NetworkState` (``ticks`` of them, tick-major), windows of at most
+    :data:`SCORE_AT_ONCE_ELEMENTS` elements in order; the activity trace is run first (a recurrence,
     :meth:`~narla.rewards.RewardScheme.trace_ticks`).
     Returns each neuron's total reward ``[T, B, N]`` and each component's sum over the valid ticks ``[B, N]``
     (and per tick ``[T, B, N]`` with ``per_tick_components``), zero on invalid ticks, as :func:`collect` records.
@@ -332,7 +333,7 @@ def score_ticks(
         rows = (hi - lo) * b
         state = NetworkState(spikes.view(rows, n), before.view(rows, n), traces.view(rows, n),
                              task_reward[lo:hi].reshape(rows), done[lo:hi].reshape(rows), first[lo:hi].reshape(rows),
-                             wiring, episode)
+                             wiring, episode, ticks=hi - lo)
         total, parts = scheme(state)
         mask = valid[lo:hi].unsqueeze(-1).float()
         rewards[lo:hi] = total.view(hi - lo, b, n) * mask

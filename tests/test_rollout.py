@@ -79,22 +79,24 @@ def test_a_spiking_rollout_records_actions_in_one_byte_and_components_as_episode
 
 
 BULK_REWARDS = {"terms": ["task", "activity", {"name": "sparsity", "params": {"scope": "neighbourhood"}},
-                          "prediction", "trace", "relay", "paper_firing", "paper_sparsity", "paper_prediction"],
+                          "prediction", "trace", "relay", "paper_firing", "paper_sparsity", "paper_prediction",
+                          "paper_trace"],
                 "phases": [{"until_episode": 32, "terms": ["activity", "trace", "relay"]}, {"terms": "all"}]}
 
 
-@pytest.mark.parametrize("window", [1 << 22, 100])
+@pytest.mark.parametrize("window", [1 << 22, 4000, 100])
 def test_scoring_a_rollout_at_once_gives_the_tick_by_tick_rewards_bit_for_bit(window, monkeypatch):
     import narla.rollout
     from narla.rewards import RewardScheme
 
-    monkeypatch.setattr(narla.rollout, "SCORE_AT_ONCE_ELEMENTS", window)  # 100: a window of one tick
+    # 1 << 22: the whole rollout in one window; 4000: windows of 5 ticks (32 copies x 25 neurons); 100: one tick
+    monkeypatch.setattr(narla.rollout, "SCORE_AT_ONCE_ELEMENTS", window)
     scenario = {**SCENARIO, "rewards": BULK_REWARDS}
     runs = [build(from_dict(scenario)) for _ in range(2)]
-    assert runs[0].scheme.tick_local
+    assert runs[0].scheme.scores_in_bulk
     got = [collect(runs[0].engine, runs[0].task, runs[0].scheme, episode, per_tick_components=True)
            for episode in (0, 32)]
-    monkeypatch.setattr(RewardScheme, "tick_local", property(lambda self: False))
+    monkeypatch.setattr(RewardScheme, "scores_in_bulk", property(lambda self: False))
     want = [collect(runs[1].engine, runs[1].task, runs[1].scheme, episode, per_tick_components=True)
             for episode in (0, 32)]
     for a, b in zip(got, want, strict=True):
@@ -106,13 +108,14 @@ def test_scoring_a_rollout_at_once_gives_the_tick_by_tick_rewards_bit_for_bit(wi
             assert torch.equal(a.components[name], b.components[name]), name
 
 
-def test_a_scheme_with_a_stateful_or_users_reward_is_scored_tick_by_tick():
+def test_a_scheme_with_a_users_stateful_reward_is_scored_tick_by_tick_and_paper_trace_in_bulk():
     from narla.rewards import RewardScheme
 
     wiring = build(from_dict(SCENARIO)).wiring
     assert RewardScheme.from_config(["task", "trace"], wiring).tick_local
-    assert not RewardScheme.from_config(["task", "paper_trace"], wiring).tick_local
-    assert not RewardScheme.from_config(["task", "narla.rewards.examples:curiosity"], wiring).tick_local
+    paper = RewardScheme.from_config(["task", "paper_trace"], wiring)
+    assert not paper.tick_local and paper.scores_in_bulk  # stateful, but it scores consecutive ticks in order
+    assert not RewardScheme.from_config(["task", "narla.rewards.examples:curiosity"], wiring).scores_in_bulk
 
 
 @pytest.mark.parametrize("rewards", [SCENARIO["rewards"], ["task", "paper_trace"]])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from narla.rewards.builtin import LayerIndex, activity, prediction
-from narla.rewards.registry import register_reward, tick_local
+from narla.rewards.registry import register_reward, tick_local, ticks_in_order
 from narla.rewards.state import NetworkState
 
 TRACE_A = -1746463.0
@@ -76,11 +76,15 @@ def trace_curve(x: torch.Tensor) -> torch.Tensor:
 
 
 @register_reward("paper_trace")
+@ticks_in_order
 class PaperTrace:
     """``r_i = f(|m_i − 0.5|)``, ``m_i`` the mean of neuron i's spikes over its episode so far (this tick included).
 
     Keeps the running firing count per copy and neuron (``[B, N]``), restarted on each episode's first tick
-    (``state.first``); so it must see every tick of an episode in order, as :func:`narla.rollout.collect` calls it.
+    (``state.first``); so it must see every tick of an episode in order: one at a time, as
+    :func:`narla.rollout.finish_tick` calls it, or several at once (``state.ticks``, as
+    :func:`narla.rollout.score_ticks` calls it), when the counts are carried tick by tick (three small calls a tick)
+    and the curve is evaluated on all the ticks together.
     """
 
     def __init__(self) -> None:
@@ -88,15 +92,18 @@ class PaperTrace:
         self._ticks: torch.Tensor | None = None
 
     def __call__(self, state: NetworkState) -> torch.Tensor:
-        spikes = state.spikes
-        first = state.first.unsqueeze(1)
-        if self._fired is None or self._fired.shape != spikes.shape or self._fired.device != spikes.device:
-            self._fired = torch.zeros_like(spikes)
-            self._ticks = torch.zeros_like(spikes[:, :1])
-        self._fired = torch.where(first, 0.0, self._fired) + spikes
-        self._ticks = torch.where(first, 0.0, self._ticks) + 1.0
-        m = self._fired / self._ticks
-        return trace_curve((m - 0.5).abs()).to(spikes.dtype)
+        k = state.ticks
+        spikes = state.spikes.view(k, -1, state.spikes.shape[1])  # [K, B, N]
+        first = state.first.view(k, -1, 1)
+        if self._fired is None or self._fired.shape != spikes.shape[1:] or self._fired.device != spikes.device:
+            self._fired = torch.zeros_like(spikes[0])
+            self._ticks = torch.zeros_like(spikes[0, :, :1])
+        m = torch.empty_like(spikes)
+        for t in range(k):
+            self._fired = torch.where(first[t], 0.0, self._fired) + spikes[t]
+            self._ticks = torch.where(first[t], 0.0, self._ticks) + 1.0
+            torch.div(self._fired, self._ticks, out=m[t])
+        return trace_curve((m - 0.5).abs()).to(spikes.dtype).view_as(state.spikes)
 
     def select_columns(self, columns: torch.Tensor) -> None:
         """Keep the running counts of the copies ``columns`` only (:meth:`RewardScheme.select_columns`)."""

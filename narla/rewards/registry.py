@@ -66,6 +66,21 @@ def is_tick_local(fn: Callable[..., Any]) -> bool:
     return bool(getattr(fn.func if isinstance(fn, functools.partial) else fn, "tick_local", False))
 
 
+def ticks_in_order(obj: T) -> T:
+    """Decorator: a reward that keeps state from tick to tick (restarting a copy on ``state.first``) but can score
+    several consecutive ticks in one call. Given a state whose rows are ``state.ticks`` ticks of the same copies,
+    tick-major, it returns what that many calls, one tick each in order, would return, and keeps the state they
+    would leave; it reads what a :func:`tick_local` reward may read, and ``first``. A rollout may then score its
+    ticks in windows after collection (:func:`narla.rollout.score_ticks`)."""
+    obj.ticks_in_order = True
+    return obj
+
+
+def scores_ticks_in_order(fn: Callable[..., Any]) -> bool:
+    """Whether a resolved reward is :func:`ticks_in_order` (a class instance or a function marked so)."""
+    return bool(getattr(fn.func if isinstance(fn, functools.partial) else fn, "ticks_in_order", False))
+
+
 def registered_rewards() -> list[str]:
     """The registered reward names, sorted."""
     return sorted(_REGISTRY)

@@ -39,6 +39,7 @@ class NetworkState:
     truncated: torch.Tensor | None = None  # [B] bool, the episode hit its step limit
     activity: torch.Tensor | None = None  # [S + N, B] this tick's sensor values, then every neuron's activity
     terms_mask: torch.Tensor | None = None  # [K, B] bool: term k applies in copy b (runs at different episodes)
+    ticks: int = 1  # the rows are this many consecutive ticks of the same copies, tick-major (a rollout scored at once)
 
     @property
     def inputs(self) -> torch.Tensor:
