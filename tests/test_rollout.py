@@ -80,7 +80,7 @@ def test_a_spiking_rollout_records_actions_in_one_byte_and_components_as_episode
 
 BULK_REWARDS = {"terms": ["task", "activity", {"name": "sparsity", "params": {"scope": "neighbourhood"}},
                           "prediction", "trace", "relay", "paper_firing", "paper_sparsity", "paper_prediction",
-                          "paper_trace"],
+                          "paper_trace", "dilemma"],
                 "phases": [{"until_episode": 32, "terms": ["activity", "trace", "relay"]}, {"terms": "all"}]}
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from narla.rewards.registry import register_reward
+from narla.rewards.registry import register_reward, tick_local
 from narla.rewards.state import NetworkState
 
 
 @register_reward("dilemma")
+@tick_local
 class Dilemma:
     """``r_i = payoff(s_i, s_partner(i))`` for paired neurons; [B, N]."""
 
