@@ -120,8 +120,8 @@ class RunEngine(Engine):
     neuron ``R·a + k·(b − a) + j`` of stage ``[a, b)`` is neuron ``a + j`` of run ``k``), so a stage's rows over all
     runs are one slice. ``lone[k]`` is run ``k``'s own population (what it learns on, :meth:`refresh` copies it in);
     ``ticks[k]`` counts the ticks of its current episode, on which clock its spikes are drawn from ``generators[k]``.
-    Feedforward Bernoulli neurons take :class:`~narla.engine.Engine`'s short stage path (through
-    :meth:`_tick_uniforms` and :meth:`_firing_logits`), others the general one (:meth:`_policy`, :meth:`_sample`).
+    Feedforward Bernoulli neurons take :class:`~narla.engine.Engine`'s short stage path in the runs' layout
+    (:meth:`_tick_uniforms`, :meth:`_bernoulli_stage`), others the general one (:meth:`_policy`, :meth:`_sample`).
     """
 
     def __init__(self, runs: list[Run], envs_per_run: int, max_ticks: int) -> None:
@@ -137,6 +137,7 @@ class RunEngine(Engine):
         self._block = torch.zeros(len(runs), SYNC_EVERY, self.num_neurons, envs_per_run, device=self.device)
         self._u: torch.Tensor | None = None  # [N, R·B] this tick's uniforms
         self._row = 0  # first neuron row of the next stage's draw within the tick
+        self._slots_cache: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
         self._lay_out()
 
     @property
@@ -147,10 +148,35 @@ class RunEngine(Engine):
         """The short stage path's uniforms: this tick's ``[N, R·B]``, each run's from its generator (:meth:`_draw`)."""
         return self._u
 
-    def _firing_logits(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        """The short stage path's logits ``[n, R·B]``: one product over the stage's ``R·n`` (run, neuron) rows."""
-        r = self.num_runs
-        return self._from_runs(super()._firing_logits(self._to_runs(x), r * start, r * end).unsqueeze(1))[:, 0]
+    def _bernoulli_stage(
+        self, act: torch.Tensor, prev: torch.Tensor, u: torch.Tensor, start: int, end: int
+    ) -> None:
+        """:meth:`Engine._bernoulli_stage` in the runs' layout: the stage's inputs are gathered straight into its
+        run-major rows ``[R·n, F, B]`` (one index into the activity), their firing logits are one product over those
+        rows (:meth:`Engine._firing_logits`), and each run's spikes are drawn against its own uniforms ``u`` and written
+        into its columns of ``act``. The same numbers as gathering, computing and drawing column by column."""
+        r, n, b = self.num_runs, end - start, self.envs_per_run
+        index, mask = self._run_major_slots(start, end)
+        x = self._feedforward_source(act, prev).reshape(-1).index_select(0, index).view(r * n, -1, b)
+        x = x if mask is None else x * mask
+        z = self._firing_logits(x, r * start, r * end).view(r, n, b)
+        draw = u[start:end].view(n, r, b).transpose(0, 1)  # [R, n, B]
+        spikes = act[self.num_sensors + start : self.num_sensors + end].view(n, r, b)
+        spikes.copy_((draw < torch.sigmoid(z)).transpose(0, 1))
+
+    def _run_major_slots(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Where the stage ``start:end``'s inputs lie in the flattened activity ``[S + N, R·B]``, in run-major order
+        ``[R, n, F, B]`` (flattened), and its padding mask ``[R·n, F, 1]`` (None: no padding); cached per batch
+        width."""
+        r, b = self.num_runs, self.envs_per_run
+        ff_idx, ff_mask = self._slices[(start, end)][:2]
+        cached = self._slots_cache.get((start, end, r))
+        if cached is None or cached[0] is not ff_idx:  # new, or the stage's slots changed (Engine.trim_padding)
+            cols = torch.arange(r * b, device=self.device).view(r, 1, 1, b)
+            index = (ff_idx.unsqueeze(0).unsqueeze(-1) * (r * b) + cols).reshape(-1)
+            mask = None if self._unpadded[(start, end)] else ff_mask.repeat(r, 1, 1)
+            cached = self._slots_cache[(start, end, r)] = (ff_idx, index, mask)
+        return cached[1], cached[2]
 
     def _lay_out(self) -> None:
         """Stack every run's parameters in virtual order (after the batch's runs changed)."""
