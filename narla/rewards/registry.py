@@ -76,7 +76,7 @@ def ticks_in_order(obj: T) -> T:
     return obj
 
 
-def scores_ticks_in_order(fn: Callable[..., Any]) -> bool:
+def is_ticks_in_order(fn: Callable[..., Any]) -> bool:
     """Whether a resolved reward is :func:`ticks_in_order` (a class instance or a function marked so)."""
     return bool(getattr(fn.func if isinstance(fn, functools.partial) else fn, "ticks_in_order", False))
 

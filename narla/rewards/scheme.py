@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from narla.graph import ROLES
-from narla.rewards.registry import RewardError, RewardFn, is_tick_local, resolve_reward, scores_ticks_in_order
+from narla.rewards.registry import RewardError, RewardFn, is_tick_local, is_ticks_in_order, resolve_reward
 from narla.rewards.state import NetworkState
 from narla.wiring import Wiring
 
@@ -290,7 +290,7 @@ class RewardScheme:
         """Whether a collected rollout's ticks may be scored together, in windows of consecutive ticks: every term is
         :func:`~narla.rewards.registry.tick_local` or :func:`~narla.rewards.registry.ticks_in_order` (as
         ``paper_trace``), so narla's own rewards and the paper's all may."""
-        return all(is_tick_local(term.fn) or scores_ticks_in_order(term.fn) for term in self.terms)
+        return all(is_tick_local(term.fn) or is_ticks_in_order(term.fn) for term in self.terms)
 
     def active_terms(self, episode: int) -> list[str]:
         """Labels of the terms active in ``episode`` (all terms without phases or after the last phase)."""
