@@ -322,9 +322,10 @@ def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activa
 
     torch.manual_seed(0)
     mlp = StackedMLP(3, 4, (8, 8), 2, activation, torch.tensor([4, 2, 3]))
-    x = torch.randn(3, 4, 5)
+    x = torch.randn(3, 4, 5, requires_grad=True)  # the inputs' gradient too (every hidden layer's dh)
+    inputs = [x, *mlp.parameters()]
     out = mlp(x)
-    grads = torch.autograd.grad(out.square().sum(), list(mlp.parameters()))
+    grads = torch.autograd.grad(out.square().sum(), inputs)
     h = x.transpose(1, 2)
     for layer, (w, b) in enumerate(zip(mlp.weights, mlp.biases, strict=True)):
         h = torch.baddbmm(b, h, w)
@@ -332,7 +333,7 @@ def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activa
             h = OUT_OF_PLACE[activation](h)
     want = h.transpose(1, 2)
     assert torch.equal(out, want)
-    for got, expected in zip(grads, torch.autograd.grad(want.square().sum(), list(mlp.parameters())), strict=True):
+    for got, expected in zip(grads, torch.autograd.grad(want.square().sum(), inputs), strict=True):
         assert torch.equal(got, expected)
 
 
