@@ -14,18 +14,18 @@ interleaved in rounds so that a change in machine load hits both alike. The refe
 The second is *full training*, what a user's run does: :func:`narla.rollout.collect` (acting, the task and all
 five rewards) and one REINFORCE update per batch of ``B`` episodes, through :func:`narla.training.build`, the
 Trainer's own parts. Its neuron-steps count the ticks of the episodes played. Beside it stands the machine's
-limit for that network: a measured fp32 matmul rate divided by the FLOPs of a neuron-step of training, taken as
-four forward passes of the neuron's MLP (acting, re-evaluation, and a backward pass of about two).
+limit for that network: the fp32 matmul rate measured just before the row divided by the FLOPs of a neuron-step of
+training, taken as four forward passes of the neuron's MLP (acting, re-evaluation, and a backward pass of about two).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
-import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import networkx as nx
@@ -35,6 +35,7 @@ from narla.engine import Engine
 from narla.neurons import Population
 from narla.readout import Readout
 from narla.reference import ReferenceNetwork
+from narla.results import machine
 from narla.tasks.cartpole import CartPole
 from narla.wiring import compile_graph
 
@@ -210,9 +211,12 @@ def measure(loops: dict[str, EngineLoop | ReferenceLoop], seconds: float, rounds
 
 
 def bench_config(
-    cfg: Config, device: torch.device, seconds: float, rounds: int, seed: int = 0, flops: float | None = None
+    cfg: Config, device: torch.device, seconds: float, rounds: int, seed: int = 0,
+    matmul: Callable[[], float] | None = None,
 ) -> list[dict]:
-    """Rows (one per ``B``) for one network; with ``flops`` (:func:`matmul_flops`), full training too."""
+    """Rows (one per ``B``) for one network; with ``matmul`` (a call of :func:`matmul_flops`), full training too,
+    each training row beside the matmul rate measured just before it, so that a machine whose speed drifts over a
+    long bench still gives each row's fraction of the limit from one moment."""
     torch.manual_seed(seed)
     readout = Readout("choice", CartPole(1).action_space)
     wiring = compile_graph(cfg.graph(), device)
@@ -256,21 +260,23 @@ def bench_config(
                     "measured": MEASURED,
                 }
             )
-    if flops is not None:
+    if matmul is not None:
         for row in rows:
+            flops = matmul()
             train = training_rate(cfg, row["B"], device, seconds, seed)
             limit = flops / (4 * 2 * train["weights_per_neuron"])
-            row.update(train, training_limit_neuron_steps_per_s=round(limit, 1),
+            row.update(train, training_matmul_flops=round(flops), training_limit_neuron_steps_per_s=round(limit, 1),
                        training_fraction_of_limit=round(train["training_neuron_steps_per_s"] / limit, 4),
                        training_measured=TRAINING)
     return rows
 
 
 def machine_info(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
+    m = machine(device)
+    gpu = f" ({m['gpu']})" if "gpu" in m else ""
     return (
-        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-        f"{os.cpu_count()} CPUs ({cpu}), python {platform.python_version()}"
+        f"torch {m['torch']}, device {device}{gpu}, threads {m['threads']}, {m['cpus']} CPUs ({m['cpu']}, "
+        f"{m['cpu_capability']} kernels), python {m['python']}"
     )
 
 
@@ -389,14 +395,14 @@ def main(args: argparse.Namespace) -> int:
         names = ", ".join(c.name for c in configs(args.quick))
         print(f"narla bench: error: --only {args.only} matches no network; networks: {names}", file=sys.stderr)
         return 2
-    flops = matmul_flops(device, size=512 if args.quick else 2048, seconds=min(seconds, 1.0)) if args.training else None
+    matmul = functools.partial(matmul_flops, device, size=512 if args.quick else 2048, seconds=min(seconds, 1.0))
     if args.scaling:
         from narla import bench_scaling
 
-        return bench_scaling.main(args, flops or matmul_flops(device))
+        return bench_scaling.main(args, matmul() if args.training else matmul_flops(device))
     rows = []
     for cfg in chosen:
-        rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1), flops=flops))
+        rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1), matmul=matmul if args.training else None))
     views = []
     if args.views if args.views is not None else not args.quick:
         from narla.envs import bench_steps_per_second
@@ -406,8 +412,10 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(rows + [dict(v, kind="pettingzoo_view") for v in views], indent=2))
     else:
         info = machine_info(device)
-        if flops is not None:
-            info += f"; fp32 matmul {flops / 1e9:,.1f} GFLOP/s"
+        rates = [r["training_matmul_flops"] / 1e9 for r in rows if "training_matmul_flops" in r]
+        if rates:
+            span = f"{min(rates):,.1f}" if len(rates) == 1 else f"{min(rates):,.1f}-{max(rates):,.1f}"
+            info += f"; fp32 matmul {span} GFLOP/s (measured before each training row)"
         print(format_table(rows, info))
         if views:
             print()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
+
+import torch
 
 FILES: dict[str, str] = {
     "scenario.yaml": "the resolved scenario (seed, device and the user modules it imports included): "
@@ -10,7 +14,8 @@ FILES: dict[str, str] = {
     "episodes.csv": "one row per episode of one environment copy: return, length, wall clock (s), loss, firing rate "
                     "per layer (`firing_L1`, ...), each reward component per layer (`reward_<term>_L1`, ...)",
     "summary.json": "how the run ended (`status`: solved, max_episodes, max_env_steps, time_cap, paused or "
-                    "failed: ...), the episode it was solved at, environment steps, wall time, neuron-steps/s",
+                    "failed: ...), the episode it was solved at, environment steps, wall time, neuron-steps/s, "
+                    "and the `machine` it ran on (a run repeats bit for bit only on the same kind)",
     "model.pt": "every neuron's parameters and the scenario (`narla eval`, `narla plot`, `narla record` read it)",
     "checkpoint.pt": "with `training.checkpoint_every`: the whole training state; `narla run --resume DIR`",
     "tests.csv": "with `training.test_every`: test scores of the current policy on fresh episodes",
@@ -42,3 +47,28 @@ def index_text(name: str) -> str:
 def write_index(out_dir: str | Path, name: str) -> Path:
     """Write ``out_dir/README.md`` (write-then-rename)."""
     return atomic_write(Path(out_dir) / "README.md", index_text(name))
+
+
+def machine(device: torch.device | str = "cpu") -> dict[str, object]:
+    """What a run's numbers depend on beyond its scenario: the processor, the instruction set torch's kernels use,
+    the torch build and thread count, and the GPU when ``device`` is one. A run repeats bit for bit on the same
+    kind of machine; another processor's kernels round differently, so its training takes another path (see the
+    README's *Reproducibility*)."""
+    device = torch.device(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, object] = {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

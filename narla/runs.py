@@ -55,7 +55,7 @@ from narla.checkpoint import truncate_csv
 from narla.engine import Engine
 from narla.imports import recorded
 from narla.neurons import Population
-from narla.results import atomic_write, write_index
+from narla.results import atomic_write, machine, write_index
 from narla.rewards.registry import RewardError, is_builtin_reward
 from narla.rollout import Carry, Rollout, finish_tick, start_carry
 from narla.scenario import Scenario, ScenarioError, dump, from_dict, reward_terms
@@ -766,6 +766,7 @@ class RunsTrainer:
             "num_neurons": self.engine.num_neurons,
             "num_envs": scenario.task.num_envs,
             "device": str(self.engine.device),
+            "machine": machine(self.engine.device),
             "batched_runs": len(self.scenarios),
         }
         self.summaries[r] = summary

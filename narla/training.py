@@ -39,7 +39,7 @@ from narla.learning.es import PerNeuronES
 from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.readout import Readout
-from narla.results import atomic_write, write_index
+from narla.results import atomic_write, machine, write_index
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect
 from narla.runlog import RunLog
@@ -419,6 +419,7 @@ class Trainer:
             "num_neurons": self.run.wiring.num_neurons,
             "num_envs": self.run.task.num_envs,
             "device": str(self.run.device),
+            "machine": machine(self.run.device),
         }
 
     def save(self, path: Path) -> None:

@@ -52,6 +52,18 @@ def test_bench_times_full_training_beside_the_machines_limit(capsys):
         assert r["training_limit_neuron_steps_per_s"] > r["training_neuron_steps_per_s"]
         limit_flops = r["training_limit_neuron_steps_per_s"] * 8 * r["weights_per_neuron"]
         assert 1e8 < limit_flops < 1e14  # a measured matmul rate, in FLOP/s
+        assert abs(limit_flops / r["training_matmul_flops"] - 1) < 1e-3  # the rate measured for this row
+
+
+def test_bench_measures_the_matmul_rate_before_each_training_row(capsys, monkeypatch):
+    import narla.bench
+
+    rates = iter([1e9, 2e9, 3e9, 4e9, 5e9, 6e9])
+    monkeypatch.setattr(narla.bench, "matmul_flops", lambda *args, **kwargs: next(rates))
+    args = ["bench", "--quick", "--only", "tiny", "--json", "--no-views", "--seconds", "0.05", "--rounds", "1"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["training_matmul_flops"] for r in rows] == [1e9 * (i + 1) for i in range(len(rows))]
 
 
 def test_scaling_sweep_writes_its_table_json_and_plot_with_peak_memory(tmp_path, capsys):

@@ -121,7 +121,8 @@ def test_narla_sweep_trains_the_seeds_of_a_cell_as_one_batch(tmp_path):
     import json
 
     for t in trials:
-        assert json.loads((t.dir / "summary.json").read_text())["batched_runs"] == 2
+        summary = json.loads((t.dir / "summary.json").read_text())
+        assert summary["batched_runs"] == 2 and "cpu_capability" in summary["machine"]
         assert load_record(t)["episodes"] == 3
 
 

@@ -66,12 +66,12 @@ def test_sweep_parallel_failure_and_skip(tmp_path, capsys):
 
 
 def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episodes: int,
-                status: str | None = None) -> dict:
+                status: str | None = None, machine: dict | None = None) -> dict:
     trial = Trial(scenario=f"scenarios/table1/paper/{name}.yaml", grid=(), seed=seed, out=str(root))
     trial.dir.mkdir(parents=True)
     status = status or ("solved" if solved_at else "max_episodes")
     summary = {"status": status, "solved_at": solved_at, "episodes": episodes, "final_mean_return": 310.0,
-               "wall_time_s": 60.0}
+               "wall_time_s": 60.0, **({"machine": machine} if machine else {})}
     (trial.dir / "summary.json").write_text(json.dumps(summary))
     (trial.dir / "scenario.yaml").write_text(yaml.safe_dump({"training": {"max_episodes": 20000}}))
     with open(trial.dir / "episodes.csv", "w", newline="") as f:
@@ -97,6 +97,15 @@ def test_table1_renders_the_paper_cells_beside_the_papers_numbers(tmp_path):
             "1/1 (median 500) |") in text
     assert "1,275" in text and "7,691" in text and "Bio → All (switch at 500, the code)" in text
     assert (tmp_path / "docs" / "table1" / "paper_all_L1.png").stat().st_size > 1000
+
+
+def test_table1_names_the_machines_its_runs_recorded(tmp_path):
+    amd = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cpus": 2, "torch": "2.13.0", "threads": 1}
+    records = [_fake_trial(tmp_path, "all_L1", 0, 1400, 1400, machine=amd),
+               _fake_trial(tmp_path, "all_L1", 1, 1600, 1600, machine=amd),
+               _fake_trial(tmp_path, "all_L2", 0, 1500, 1500)]
+    assert table1.machines(records) == ("AMD EPYC (AVX2 kernels), 2 CPUs, torch 2.13.0, 1 thread(s): 2 trial(s); "
+                                        "not recorded: 1 trial(s)")
 
 
 def test_table1_gives_lower_bounds_while_runs_of_a_cell_are_still_running(tmp_path):

@@ -153,6 +153,18 @@ def test_narla_run_writes_a_complete_results_directory(tmp_path, capsys):
     assert "seed: 5" in (out / "scenario.yaml").read_text()
 
 
+def test_a_runs_summary_names_the_machine_and_kernels_it_ran_on(tmp_path):
+    from narla.results import machine
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: m\ntask: {num_envs: 2}\nneuron: {hidden: [8]}\ntraining: {max_episodes: 2}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    recorded = json.loads((tmp_path / "out" / "summary.json").read_text())["machine"]
+    assert recorded == machine("cpu")
+    assert recorded["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert recorded["torch"] == torch.__version__
+
+
 def test_narla_run_with_malformed_scenario_exits_nonzero_with_one_message(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("name: bad\nlearning: {lr: -1}\n")
@@ -312,3 +324,20 @@ def test_a_resumed_run_no_longer_needs_its_init_from_source(tmp_path):
     resumed = resume(tmp_path / "warm", ["training.max_episodes=12"], progress=False)
     resumed.train()
     assert len(resumed.returns) == 12
+
+
+def test_the_kernel_paths_example_trains_one_seed_under_each_kernel_setting(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from examples.kernel_paths import ARMS
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: k\ntask: {num_envs: 1}\nneuron: {hidden: [8]}\n")
+    script = Path(__file__).resolve().parents[1] / "examples" / "kernel_paths.py"
+    out = subprocess.run([sys.executable, str(script), str(path), "--episodes", "3"], capture_output=True, text=True,
+                         check=True).stdout
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 + len(ARMS)
+    assert lines[1].startswith("  default: same returns throughout")

@@ -212,6 +212,19 @@ HEADER = [
 ]
 
 
+def machines(records: list[dict]) -> str:
+    """The machines the trials ran on, as their ``summary.json`` records them (``machine``), with how many trials
+    each: a cell is a sample of its machine's kernels (README, *Reproducibility*)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        path = Path(r["dir"]) / "summary.json"
+        m = json.loads(path.read_text()).get("machine") if path.is_file() else None
+        name = "not recorded" if not m else (f"{m['cpu']} ({m['cpu_capability']} kernels), {m['cpus']} CPUs, "
+                                             f"torch {m['torch']}, {m['threads']} thread(s)")
+        counts[name] = counts.get(name, 0) + 1
+    return "; ".join(f"{name}: {n} trial(s)" for name, n in sorted(counts.items())) or "none"
+
+
 def render(paper_records: list[dict], best_records: list[dict], out: str | Path, command: str,
            wall: dict | None = None) -> Path:
     """Write ``OUT/table1.md`` and ``OUT/table1/<part>_<cell>.png``; returns the markdown path."""
@@ -277,7 +290,9 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
         "exactly where it was. While a cell has runs still going, its statistics are **lower bounds** (marked ≥): a",
         "running run enters them with the next episode it can reach. Versions of narla whose updates differ only in",
         "float rounding (how returns or re-evaluations are computed) train different episodes from the same seed, as",
-        "training amplifies any rounding: each regeneration is a valid sample of the protocol, not the same runs.",
+        "training amplifies any rounding, and so do machines whose kernels round differently (README,",
+        "*Reproducibility*): each regeneration is a valid sample of the protocol, not the same runs. These runs",
+        f"ran on: {machines(paper_records + best_records)}.",
         "\"vs the paper\" places the paper's mean against a 95 % percentile-bootstrap interval of our mean (10,000",
         "resamplings of the cell's runs, fixed seed): **beats** when the whole interval lies below it (fewer episodes",
         "to solve), **matches** when it contains it, **short** when the whole interval lies above it.",
