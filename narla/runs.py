@@ -54,6 +54,7 @@ import torch
 from narla.checkpoint import truncate_csv
 from narla.engine import Engine
 from narla.imports import recorded
+from narla.memory import check_record
 from narla.neurons import Population
 from narla.results import atomic_write, machine, write_index
 from narla.rewards.registry import RewardError, is_builtin_reward
@@ -369,6 +370,9 @@ class RunsTrainer:
         self.progress = progress
         self.engine = RunEngine(self.lone, base.task.num_envs, self.lone[0].task.max_episode_steps)
         self.task = RunTask([r.task for r in self.lone])
+        # the per-tick records are allocated whole when training starts (_start_columns): say now if they cannot be
+        check_record(self.engine, self.task.inner, copies=len(scenarios) * base.task.num_envs,
+                     ticks=self.engine.max_ticks + 1, upfront=True)
         self.scheme = self.lone[0].scheme
         solve = self.task.inner.solve
         cfg = base.training

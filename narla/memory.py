@@ -1,0 +1,67 @@
+"""Whether a batch's rollout record fits in the machine's memory, said before training rather than by the kernel.
+
+A batch of ``B`` copies records, per tick: the observations, every neuron's action (one byte for spiking neurons,
+:attr:`narla.engine.Engine.record_dtype`) and total reward (four bytes), and a few flags per copy
+(:class:`narla.rollout.Rollout`). Over ``task.max_episode_steps`` ticks that is the record's most, reached once the
+policies hold the pole for a whole episode: five bytes per neuron and copy-tick, 64 GB for 100,000 neurons × 256
+copies × 500 ticks. A process that passes the machine's memory is killed by the kernel without a Python error, so
+:func:`check_record` says it while the run starts.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+FLAG_BYTES = 3 + 4  # per copy-tick: first, valid and done (bool), task reward (float32)
+
+
+def record_bytes(engine, obs_dim: int, copies: int, ticks: int) -> int:
+    """Bytes of a rollout record of ``copies`` copies over ``ticks`` ticks for ``engine``'s network."""
+    spiking = engine.rate is None and not engine.whole_network
+    dtype = engine.record_dtype or (torch.long if spiking else torch.float32)  # as the tick gives them otherwise
+    action = torch.empty((), dtype=dtype).element_size()
+    per_copy_tick = obs_dim * 4 + engine.num_neurons * (action + 4) + FLAG_BYTES
+    return per_copy_tick * copies * ticks
+
+
+def available_bytes(device: torch.device | str) -> int | None:
+    """Memory free for new tensors on ``device`` now: ``MemAvailable`` of ``/proc/meminfo`` on the CPU, the free
+    device memory on CUDA; None where it cannot be read."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_record(engine, task, copies: int | None = None, ticks: int | None = None, upfront: bool = False) -> None:
+    """Check that a batch's record of ``copies`` copies (default ``task.num_envs``) over ``ticks`` ticks (default
+    ``task.max_episode_steps``) fits in the memory available now.
+
+    ``upfront``: the record is allocated whole before the first tick (:mod:`narla.runs`), so a record that does not
+    fit raises ``MemoryError``. Otherwise it grows tick by tick and reaches its most only in episodes that long, so a
+    record that may not fit warns (``RuntimeWarning``). Both name the settings that size it.
+    """
+    copies = task.num_envs if copies is None else copies
+    ticks = task.max_episode_steps if ticks is None else ticks
+    need = record_bytes(engine, task.obs_dim, copies, ticks)
+    free = available_bytes(engine.device)
+    if free is None or need <= free:
+        return
+    message = (f"task.num_envs: the rollout record of {copies:,} copies x {engine.num_neurons:,} neurons over "
+               f"{ticks:,} ticks (task.max_episode_steps) takes {need / 2**30:.1f} GiB, and {free / 2**30:.1f} GiB "
+               f"of {engine.device.type} memory is available now; lower task.num_envs, the network's size or "
+               f"task.max_episode_steps")
+    if upfront:
+        raise MemoryError(message)
+    warnings.warn(message + " (it reaches that size only in episodes that long)", RuntimeWarning, stacklevel=2)
