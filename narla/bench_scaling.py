@@ -60,6 +60,7 @@ def child_rows(spec: dict):
     process that times out or is killed later are kept)."""
     from narla.bench import Config, EngineLoop, measure, training_rate
     from narla.engine import Engine
+    from narla.memory import available_bytes, record_bytes
     from narla.neurons import Population
     from narla.readout import Readout
     from narla.tasks.cartpole import CartPole
@@ -70,7 +71,8 @@ def child_rows(spec: dict):
     hidden = tuple(POLICIES[spec["policy"]])
     cfg = Config(f"sparse-{spec['n']}", network(spec["n"]), hidden, tuple(spec["batches"]), ())
     start = time.perf_counter()
-    readout = Readout("choice", CartPole(1).action_space)
+    task = CartPole(1)
+    readout = Readout("choice", task.action_space)
     graph = cfg.graph()
     built = time.perf_counter()
     wiring = compile_graph(graph, device)
@@ -90,6 +92,11 @@ def child_rows(spec: dict):
         tick_s = estimated_tick_s(spec["n"], b, hidden, spec["flops"])
         if tick_s > spec["max_tick_s"]:
             yield {**row, "skipped": f"an acting tick would take about {tick_s:.1f} s"}
+            continue
+        need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps), available_bytes(device)
+        if free is not None and need > free:  # the kernel would kill the process partway through the batch
+            yield {**row, "skipped": f"its rollout record could take {need / 2**30:.0f} GiB, "
+                                     f"{free / 2**30:.0f} GiB available"}
             continue
         with torch.inference_mode():
             steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
