@@ -59,8 +59,9 @@ def main() -> None:
     base = runs["default"]
     print(f"{args.scenario}, seed {args.seed}, {args.episodes} episodes")
     for name, got in runs.items():
-        first = next((i + 1 for i, (a, b) in enumerate(zip(base, got, strict=True)) if a != b), None)
-        differs = "same returns throughout" if first is None else f"returns differ from episode {first:,}"
+        shared = min(len(base), len(got))  # a scenario's time cap or step budget may end an arm early
+        first = next((i + 1 for i in range(shared) if base[i] != got[i]), None)
+        differs = f"same returns for {shared:,} episodes" if first is None else f"returns differ from episode {first:,}"
         print(f"  {name}: {differs}; mean of the last 100: {sum(got[-100:]) / len(got[-100:]):.1f}")
 
 

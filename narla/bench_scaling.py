@@ -7,7 +7,8 @@ and NaRLA-size (2×128) policies, each measured at several batch sizes ``B`` wit
 Each (N, policy) runs in a fresh Python process, so that its peak resident memory (``ru_maxrss``) is its own;
 within the process the batch sizes run in increasing order, so the peak reported beside a row is the largest of
 that row and the rows of smaller ``B`` before it. A configuration whose acting tick alone would take longer than
-``--max-tick-s`` (estimated from the measured matmul rate) is skipped and says so, rather than run for hours.
+``--max-tick-s`` (estimated from the measured matmul rate) is skipped and says so, rather than run for hours; a
+row whose rollout record could pass the memory available (:mod:`narla.memory`) is measured acting only, and says why.
 
 Writes ``scaling.json``, ``scaling.md`` and ``scaling.png`` (neuron-steps/s against N) to ``--out``.
 """
@@ -93,15 +94,15 @@ def child_rows(spec: dict):
         if tick_s > spec["max_tick_s"]:
             yield {**row, "skipped": f"an acting tick would take about {tick_s:.1f} s"}
             continue
-        need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps), available_bytes(device)
-        if free is not None and need > free:  # the kernel would kill the process partway through the batch
-            yield {**row, "skipped": f"its rollout record could take {need / 2**30:.0f} GiB, "
-                                     f"{free / 2**30:.0f} GiB available"}
-            continue
         with torch.inference_mode():
             steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
-        row.update(training_rate(cfg, b, device, spec["seconds"]))
+        need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps), available_bytes(device)
+        if free is not None and need > free:  # training's record could get the process killed partway through
+            row["training_skipped"] = (f"its rollout record could take {need / 2**30:.1f} GiB, "
+                                       f"{free / 2**30:.1f} GiB available")
+        else:
+            row.update(training_rate(cfg, b, device, spec["seconds"]))
         row["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 2)
         yield row
 
@@ -160,10 +161,14 @@ def format_markdown(rows: list[dict], info: str) -> str:
             lines.append(f"| {r['neurons']:,} | {r['policy']} | {r.get('B', '—')} | {r.get('build_s', '—')} | "
                          f"skipped: {r['skipped']} | | | |")
             continue
-        chunk = r["training_chunk_ticks"] if r["training_chunk_ticks"] is not None else "—"
+        if "training_skipped" in r:
+            training, chunk = f"skipped: {r['training_skipped']}", "—"
+        else:
+            training = f"{r['training_neuron_steps_per_s']:,.0f}"
+            chunk = r["training_chunk_ticks"] if r["training_chunk_ticks"] is not None else "—"
         lines.append(
             f"| {r['neurons']:,} | {r['policy']} | {r['B']} | {r['build_s']} | {r['acting_neuron_steps_per_s']:,.0f} | "
-            f"{r['training_neuron_steps_per_s']:,.0f} | {chunk} | {r['peak_rss_gib']:.2f} GiB |"
+            f"{training} | {chunk} | {r['peak_rss_gib']:.2f} GiB |"
         )
     return "\n".join(lines) + "\n"
 
@@ -205,7 +210,8 @@ def plot(rows: list[dict], path: Path) -> None:
                            ("training_neuron_steps_per_s", axes[1], "full training")):
         for policy in dict.fromkeys(r["policy"] for r in measured):
             for b in sorted({r["B"] for r in measured}):
-                pts = sorted((r["neurons"], r[key]) for r in measured if r["policy"] == policy and r["B"] == b)
+                pts = sorted((r["neurons"], r[key]) for r in measured
+                             if r["policy"] == policy and r["B"] == b and key in r)
                 if pts:
                     ax.plot(*zip(*pts, strict=True), marker="o", label=f"{policy}, B={b}")
         ax.set_xscale("log")

@@ -1,50 +1,88 @@
 """Whether a batch's rollout record fits in the machine's memory, said before training rather than by the kernel.
 
 A batch of ``B`` copies records, per tick: the observations, every neuron's action (one byte for spiking neurons,
-:attr:`narla.engine.Engine.record_dtype`) and total reward (four bytes), and a few flags per copy
-(:class:`narla.rollout.Rollout`). Over ``task.max_episode_steps`` ticks that is the record's most, reached once the
-policies hold the pole for a whole episode: five bytes per neuron and copy-tick, 64 GB for 100,000 neurons × 256
-copies × 500 ticks. A process that passes the machine's memory is killed by the kernel without a Python error, so
-:func:`check_record` says it while the run starts.
+:attr:`narla.engine.Engine.record_dtype`) and total reward (four bytes), a few flags per copy, and the previous task
+action where the population reads it (:class:`narla.rollout.Rollout`). Over ``task.max_episode_steps`` ticks that
+is the record's most, reached once the policies hold the pole for a whole episode: five bytes per neuron and
+copy-tick, 64 GB for 100,000 neurons × 256 copies × 500 ticks. A process that passes the machine's memory is killed
+by the kernel without a Python error, so :func:`check_record` says it while the run starts.
+
+The check covers the record alone. The update needs memory on top of it: the policies' activations of the ticks it
+re-evaluates at once (all of them unless ``learning.chunk_ticks`` bounds them) and, where collection keeps the last
+hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`). A record that fits is no promise that those
+do.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from narla.engine import Engine
+    from narla.tasks.base import Task
 
 FLAG_BYTES = 3 + 4  # per copy-tick: first, valid and done (bool), task reward (float32)
 
 
-def record_bytes(engine, obs_dim: int, copies: int, ticks: int) -> int:
+def record_bytes(engine: Engine, obs_dim: int, copies: int, ticks: int) -> int:
     """Bytes of a rollout record of ``copies`` copies over ``ticks`` ticks for ``engine``'s network."""
     spiking = engine.rate is None and not engine.whole_network
     dtype = engine.record_dtype or (torch.long if spiking else torch.float32)  # as the tick gives them otherwise
     action = torch.empty((), dtype=dtype).element_size()
-    per_copy_tick = obs_dim * 4 + engine.num_neurons * (action + 4) + FLAG_BYTES
+    prev_action = getattr(engine.population, "action_dim", 0) * 4  # universal context's features, float32
+    per_copy_tick = obs_dim * 4 + engine.num_neurons * (action + 4) + FLAG_BYTES + prev_action
     return per_copy_tick * copies * ticks
 
 
 def available_bytes(device: torch.device | str) -> int | None:
-    """Memory free for new tensors on ``device`` now: ``MemAvailable`` of ``/proc/meminfo`` on the CPU, the free
-    device memory on CUDA; None where it cannot be read."""
+    """Memory free for new tensors on ``device`` now, or None where it cannot be read. CPU: ``MemAvailable`` of
+    ``/proc/meminfo``, or less where a cgroup (a container, a batch job) limits the process. CUDA: the device's free
+    memory plus what torch's cache holds unused."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     if device.type != "cpu":
         return None
+    free = [_meminfo_available(), _cgroup_left()]
+    known = [f for f in free if f is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError):
         pass
     return None
 
 
-def check_record(engine, task, copies: int | None = None, ticks: int | None = None, upfront: bool = False) -> None:
+def _cgroup_left() -> int | None:
+    """The process's cgroup limit less its usage (cgroup v2, then v1); None without a limit."""
+    v1 = "/sys/fs/cgroup/memory/memory."
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         (v1 + "limit_in_bytes", v1 + "usage_in_bytes")):
+        try:
+            with open(limit) as f:
+                cap = f.read().strip()
+            with open(usage) as f:
+                used = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 1 << 60:  # "max" (v2) or a huge number (v1): no limit
+            return max(0, int(cap) - used)
+    return None
+
+
+def check_record(
+    engine: Engine, task: Task, copies: int | None = None, ticks: int | None = None, upfront: bool = False
+) -> None:
     """Check that a batch's record of ``copies`` copies (default ``task.num_envs``) over ``ticks`` ticks (default
     ``task.max_episode_steps``) fits in the memory available now.
 

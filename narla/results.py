@@ -15,7 +15,7 @@ FILES: dict[str, str] = {
                     "per layer (`firing_L1`, ...), each reward component per layer (`reward_<term>_L1`, ...)",
     "summary.json": "how the run ended (`status`: solved, max_episodes, max_env_steps, time_cap, paused or "
                     "failed: ...), the episode it was solved at, environment steps, wall time, neuron-steps/s, "
-                    "and the `machine` it ran on (a run repeats bit for bit only on the same kind)",
+                    "and the `machine` its last call ran on (a run repeats bit for bit only on the same kind)",
     "model.pt": "every neuron's parameters and the scenario (`narla eval`, `narla plot`, `narla record` read it)",
     "checkpoint.pt": "with `training.checkpoint_every`: the whole training state; `narla run --resume DIR`",
     "tests.csv": "with `training.test_every`: test scores of the current policy on fresh episodes",

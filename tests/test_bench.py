@@ -85,15 +85,17 @@ def test_scaling_skips_a_configuration_whose_tick_would_exceed_the_budget_and_sa
     assert "acting tick would take" in row["skipped"] and "training_neuron_steps_per_s" not in row
 
 
-def test_scaling_skips_a_configuration_whose_record_would_not_fit_in_memory_and_says_why(monkeypatch):
+def test_scaling_measures_only_acting_where_a_training_record_would_not_fit_in_memory_and_says_why(monkeypatch):
     import narla.memory
-    from narla.bench_scaling import child
+    from narla.bench_scaling import child, format_markdown
 
     monkeypatch.setattr(narla.memory, "available_bytes", lambda device: 1000)
     spec = {"n": 50, "policy": "2x16", "batches": [1], "seconds": 0.01, "device": "cpu", "threads": 1,
             "max_tick_s": 10, "flops": 1e11}
     (row,) = child(spec)
-    assert "rollout record could take" in row["skipped"] and "training_neuron_steps_per_s" not in row
+    assert "rollout record could take" in row["training_skipped"] and "training_neuron_steps_per_s" not in row
+    assert row["acting_neuron_steps_per_s"] > 0  # acting keeps no record
+    assert "| skipped: its rollout record could take" in format_markdown([row], "info")
 
 
 def test_build_only_scaling_reports_each_part_of_the_build_and_its_memory(tmp_path, capsys):

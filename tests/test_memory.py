@@ -15,14 +15,18 @@ SCENARIO = {"name": "mem", "task": {"id": "cartpole", "num_envs": 4},
             "network": {"builder": "layered", "hidden_layers": 1, "width": 3}, "neuron": {"hidden": [8]}}
 
 
-@pytest.mark.parametrize("head", [None, "softmax"])
-def test_record_bytes_are_the_bytes_a_collected_rollout_records(head):
-    neuron = {"hidden": [8], **({"head": head} if head else {})}
-    run = build(scenarios.from_dict({**SCENARIO, "neuron": neuron}))
+@pytest.mark.parametrize(("neuron", "context"), [
+    ({"hidden": [8]}, {}),
+    ({"hidden": [8], "head": "softmax"}, {}),  # the paper's neurons
+    ({"hidden": [8], "amtf": "cooperation"}, {"universal_action": True}),  # the previous task action recorded too
+])
+def test_record_bytes_are_the_bytes_a_collected_rollout_records(neuron, context):
+    run = build(scenarios.from_dict({**SCENARIO, "neuron": neuron, "context": context}))
     rollout = collect(run.engine, run.task, run.scheme)
     ticks = rollout.obs.shape[0]
     recorded = [rollout.obs, rollout.actions, rollout.first, rollout.valid, rollout.done, rollout.task_reward,
-                rollout.rewards]
+                rollout.rewards] + ([rollout.prev_action] if rollout.prev_action is not None else [])
+    assert (rollout.prev_action is not None) == bool(context)
     assert record_bytes(run.engine, run.task.obs_dim, 4, ticks) == sum(t.numel() * t.element_size() for t in recorded)
 
 

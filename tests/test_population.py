@@ -317,12 +317,18 @@ OUT_OF_PLACE = {
 
 
 @pytest.mark.parametrize("activation", OUT_OF_PLACE)
-def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activation):
+@pytest.mark.parametrize(("fan_in", "columns"), [(4, 5), (10, 12), (10, 1)])  # a narrow W^T, one column: other kernels
+@pytest.mark.parametrize("in_place_backward", [False, True])  # a small layer's plain autograd, or _HiddenLayer
+def test_in_place_activations_give_the_out_of_place_outputs_and_gradients(activation, fan_in, columns,
+                                                                         in_place_backward, monkeypatch):
+    import narla.neurons.population
     from narla.neurons.population import StackedMLP
 
+    if in_place_backward:
+        monkeypatch.setattr(narla.neurons.population, "IN_PLACE_BACKWARD_ELEMENTS", 0)
     torch.manual_seed(0)
-    mlp = StackedMLP(3, 4, (8, 8), 2, activation, torch.tensor([4, 2, 3]))
-    x = torch.randn(3, 4, 5, requires_grad=True)  # the inputs' gradient too (every hidden layer's dh)
+    mlp = StackedMLP(3, fan_in, (8, 8), 2, activation, torch.tensor([fan_in, 2, 3]))
+    x = torch.randn(3, fan_in, columns, requires_grad=True)  # the inputs' gradient too (every hidden layer's dh)
     inputs = [x, *mlp.parameters()]
     out = mlp(x)
     grads = torch.autograd.grad(out.square().sum(), inputs)

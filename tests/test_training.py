@@ -326,6 +326,7 @@ def test_a_resumed_run_no_longer_needs_its_init_from_source(tmp_path):
     assert len(resumed.returns) == 12
 
 
+@pytest.mark.slow  # three fresh processes, about 10 s
 def test_the_kernel_paths_example_trains_one_seed_under_each_kernel_setting(tmp_path):
     import subprocess
     import sys
@@ -340,4 +341,4 @@ def test_the_kernel_paths_example_trains_one_seed_under_each_kernel_setting(tmp_
                          check=True).stdout
     lines = out.strip().splitlines()
     assert len(lines) == 1 + len(ARMS)
-    assert lines[1].startswith("  default: same returns throughout")
+    assert lines[1].startswith("  default: same returns for 3 episodes")

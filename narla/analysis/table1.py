@@ -213,8 +213,9 @@ HEADER = [
 
 
 def machines(records: list[dict]) -> str:
-    """The machines the trials ran on, as their ``summary.json`` records them (``machine``), with how many trials
-    each: a cell is a sample of its machine's kernels (README, *Reproducibility*)."""
+    """The machines the trials ran on, as their ``summary.json`` records them (``machine``: a paused and resumed
+    trial's last call), with how many trials each: a cell is a sample of its machine's kernels (README,
+    *Reproducibility*)."""
     counts: dict[str, int] = {}
     for r in records:
         path = Path(r["dir"]) / "summary.json"
@@ -291,8 +292,8 @@ def render(paper_records: list[dict], best_records: list[dict], out: str | Path,
         "running run enters them with the next episode it can reach. Versions of narla whose updates differ only in",
         "float rounding (how returns or re-evaluations are computed) train different episodes from the same seed, as",
         "training amplifies any rounding, and so do machines whose kernels round differently (README,",
-        "*Reproducibility*): each regeneration is a valid sample of the protocol, not the same runs. These runs",
-        f"ran on: {machines(paper_records + best_records)}.",
+        "*Reproducibility*): each regeneration is a valid sample of the protocol, not the same runs. These runs'",
+        f"(last) calls ran on: {machines(paper_records + best_records)}.",
         "\"vs the paper\" places the paper's mean against a 95 % percentile-bootstrap interval of our mean (10,000",
         "resamplings of the cell's runs, fixed seed): **beats** when the whole interval lies below it (fewer episodes",
         "to solve), **matches** when it contains it, **short** when the whole interval lies above it.",

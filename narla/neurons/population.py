@@ -123,17 +123,16 @@ def _column_linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.T
 
 
 def _hidden_backward(
-    grad: torch.Tensor, h: torch.Tensor, w: torch.Tensor, out: torch.Tensor, activation: str, needs: tuple[bool, ...]
+    grad: torch.Tensor, h: torch.Tensor, w: torch.Tensor, w_t: torch.Tensor, out: torch.Tensor, activation: str,
+    needs: tuple[bool, ...],
 ) -> tuple[torch.Tensor | None, ...]:
-    """The gradients of a hidden layer ``out = act(h @ W + b)`` (``h[n, cols, in]``, ``W[n, in, out]``) as autograd
-    computes them for ``baddbmm`` and the in-place activation, the activation's backward written over ``grad``:
-    ``g = act'(grad, out)``, ``dh = g @ W^T``, ``dW = h^T @ g``, ``db = Σ_cols g``; ``needs`` says which of
-    ``(dh, dW, db)`` to compute. ``grad`` must be the layer's own: made by the next layer's backward for this call
-    alone (StackedMLP.forward feeds a hidden output to the next layer and nothing else)."""
+    """The gradients of a hidden layer ``out = act(h @ W + b)`` (``h[n, cols, in]``, ``W[n, in, out]``, ``w_t`` its
+    ``W^T``) as autograd computes them for ``baddbmm`` and the in-place activation, the activation's backward written
+    over ``grad``: ``g = act'(grad, out)``, ``dh = g @ W^T``, ``dW = h^T @ g``, ``db = Σ_cols g``; ``needs`` says
+    which of ``(dh, dW, db)`` to compute. ``grad`` must be the layer's own: made by the next layer's backward for
+    this call alone (StackedMLP.forward feeds a hidden output to the next layer and nothing else)."""
     g = ACTIVATION_GRADS[activation](grad if grad.is_contiguous() else grad.contiguous(), out)
-    # W^T copied to rows first: the product read it about 10 % faster than a transposed view on the machine where
-    # this was measured, and as fast on another; the same bits (tested)
-    grad_h = g.bmm(w.transpose(1, 2).contiguous()) if needs[0] else None
+    grad_h = g.bmm(w_t) if needs[0] else None
     grad_w = h.transpose(1, 2).bmm(g) if needs[1] else None
     grad_b = g.sum(1, keepdim=True) if needs[2] else None
     return grad_h, grad_w, grad_b
@@ -159,14 +158,24 @@ class _ReplayedLayer(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         h, w = ctx.saved_tensors
-        return *_hidden_backward(grad, h, w, ctx.out, ctx.activation, ctx.needs_input_grad[:3]), None, None
+        # W^T copied to rows first: for this 128 x 128 layer the product read it about 10 % faster than a transposed
+        # view on the machine where this was measured, and as fast on another; the same bits (tested). Not so for
+        # every shape (a narrow W, one column): _HiddenLayer keeps autograd's view.
+        w_t = w.transpose(1, 2).contiguous()
+        return *_hidden_backward(grad, h, w, w_t, ctx.out, ctx.activation, ctx.needs_input_grad[:3]), None, None
+
+
+IN_PLACE_BACKWARD_ELEMENTS = 1 << 20  # output elements from which a hidden layer takes _HiddenLayer (see there)
 
 
 class _HiddenLayer(torch.autograd.Function):
     """A hidden layer ``out = act(h @ W + b)`` computed while gradients are recorded, whose backward
     (:func:`_hidden_backward`) applies the activation's backward in place. Autograd's backward of the in-place
     activation writes a new ``[n, cols, H]`` buffer instead; out of place, that took about 9 of a B = 64 update's
-    125 ms here (profiled). The same gradients as autograd's, bit for bit (tested)."""
+    125 ms here (profiled). The Function's own calls cost about 0.1 ms, more than they save on small layers (a
+    forward and backward of 15 neurons x 64 columns x 128 units: 0.74 against 0.62 ms; of 15 x 1,250 x 128: 10.2
+    against 19.1 ms, measured here), so StackedMLP takes it from :data:`IN_PLACE_BACKWARD_ELEMENTS` output elements.
+    The same gradients as autograd's, bit for bit (tested)."""
 
     generate_vmap_rule = True  # as _ColumnLinear: usable under torch.func.vmap
 
@@ -183,7 +192,7 @@ class _HiddenLayer(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         h, w, out = ctx.saved_tensors
-        return *_hidden_backward(grad, h, w, out, ctx.activation, ctx.needs_input_grad[:3]), None
+        return *_hidden_backward(grad, h, w, w.transpose(1, 2), out, ctx.activation, ctx.needs_input_grad[:3]), None
 
 
 class StackedMLP(nn.Module):
@@ -270,8 +279,9 @@ class StackedMLP(nn.Module):
             if replay is not None and layer == last - 1:
                 h = _ReplayedLayer.apply(h, w, b, replay, self.activation_name)
                 continue
-            if layer < last and deltas is None and keep is None and torch.is_grad_enabled() and (
-                    w.requires_grad or h.requires_grad):
+            if (layer < last and deltas is None and keep is None and torch.is_grad_enabled()
+                    and (w.requires_grad or h.requires_grad)
+                    and h.shape[0] * h.shape[1] * w.shape[2] >= IN_PLACE_BACKWARD_ELEMENTS):
                 h = _HiddenLayer.apply(h, w, b, self.activation_name)  # act(h @ W + b), its backward in place
                 continue
             h_in = h
