@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -56,11 +57,8 @@ def machine(device: torch.device | str = "cpu") -> dict[str, object]:
     README's *Reproducibility*)."""
     device = torch.device(device)
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:  # Linux names the model; elsewhere the fallback
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     info: dict[str, object] = {
         "cpu": cpu,
         "cpus": os.cpu_count(),
