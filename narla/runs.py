@@ -159,7 +159,7 @@ class RunEngine(Engine):
         r, n, b = self.num_runs, end - start, self.envs_per_run
         index, mask = self._run_major_slots(start, end)
         x = self._feedforward_source(act, prev).reshape(-1).index_select(0, index).view(r * n, -1, b)
-        x = x if mask is None else x * mask
+        x = x if mask is None else x.mul_(mask)  # index_select's own new tensor
         z = self._firing_logits(x, r * start, r * end).view(r, n, b)
         draw = u[start:end].view(n, r, b).transpose(0, 1)  # [R, n, B]
         spikes = act[self.num_sensors + start : self.num_sensors + end].view(n, r, b)

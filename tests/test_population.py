@@ -230,13 +230,13 @@ def test_tick_runs_one_policy_call_per_stage_whatever_the_width(monkeypatch):
     from narla.neurons.population import StackedMLP
 
     calls = []
-    original = StackedMLP.forward
+    original = StackedMLP.act
 
     def counting(self, *args, **kwargs):
         calls.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(StackedMLP, "forward", counting)
+    monkeypatch.setattr(StackedMLP, "act", counting)
     for width in (15, 150):
         engine, _ = build(layered(4, layers=5, width=width))
         calls.clear()
