@@ -78,10 +78,7 @@ class TickOutcome:
     truncated: torch.Tensor  # [B] bool
     total: torch.Tensor | None  # [B, N] each neuron's total reward (None: the tick was not scored)
     parts: dict[str, torch.Tensor]  # reward component -> [B, N]
-
-    @property
-    def done(self) -> torch.Tensor:
-        return self.terminated | self.truncated
+    done: torch.Tensor  # [B] bool, terminated | truncated
 
 
 def start_carry(engine: Engine, batch: int) -> Carry:
@@ -124,11 +121,12 @@ def finish_tick(
                              engine.memory, obs=obs, task_action=task_action, next_obs=next_obs,
                              terminated=terminated, truncated=truncated, activity=act, terms_mask=terms_mask)
         total, parts = scheme(state)
-    engine.keep_memory(~done)
+    if engine.memory is not None:
+        engine.keep_memory(~done)
     prev_action = None
     if carry.prev_action is not None:
         prev_action = action_features(task_action, engine.readout.action_space) * (~done).float().unsqueeze(1)
-    outcome = TickOutcome(next_obs, task_action, reward, terminated, truncated, total, parts)
+    outcome = TickOutcome(next_obs, task_action, reward, terminated, truncated, total, parts, done)
     return outcome, Carry(act, spikes, trace, done, prev_action)
 
 

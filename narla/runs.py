@@ -175,7 +175,7 @@ class RunEngine(Engine):
         if cached is None or cached[0] is not ff_idx:  # new, or the stage's slots changed (Engine.trim_padding)
             cols = torch.arange(r * b, device=self.device).view(r, 1, 1, b)
             index = (ff_idx.unsqueeze(0).unsqueeze(-1) * (r * b) + cols).reshape(-1)
-            mask = None if self._unpadded[(start, end)] else ff_mask.repeat(r, 1, 1)
+            mask = None if self._gathers[(start, end)][3] is None else ff_mask.repeat(r, 1, 1)
             cached = self._slots_cache[(start, end, r)] = (ff_idx, index, mask)
         return cached[1], cached[2]
 

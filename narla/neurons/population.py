@@ -219,7 +219,7 @@ class StackedMLP(nn.Module):
             self.weights.append(nn.Parameter(((torch.rand(num, b, a) * 2 - 1) * bound).transpose(1, 2).contiguous()))
             self.biases.append(nn.Parameter(((torch.rand(num, b, 1) * 2 - 1) * bound).transpose(1, 2).contiguous()))
         self._split: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
-        self._acting_cache: dict[tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._acting_cache: dict[tuple[int, int, int], tuple] = {}  # (start, end, fan) -> act's rows
         self._acting_ptrs: tuple[int, ...] = ()
 
     @contextlib.contextmanager
@@ -304,16 +304,14 @@ class StackedMLP(nn.Module):
         acting=True)`` on every call). A stage's Python work, slowed between its large products, was about a third
         of a tick of a few copies here."""
         h = x.transpose(1, 2)  # [n, cols, in]
-        cut = self._acting_cache.get((start, end, h.shape[2]))
-        if cut is None:
-            cut = self._acting_cache[(start, end, h.shape[2])] = self._acting_rows(start, end, h.shape[2])
-        *hidden, (w, b) = cut
+        hidden, (w, b), (w_t, b_t) = (self._acting_cache.get((start, end, h.shape[2]))
+                                      or self._acting_rows(start, end, h.shape[2]))
         for w_l, b_l in hidden:
             h = self.activation(torch.baddbmm(b_l, h, w_l))
         if keep is not None and hidden:
             keep.append(h)
         if _column_form(h.shape[1], w.shape[2]):
-            return torch.baddbmm(b.transpose(1, 2), w.transpose(1, 2), h.transpose(1, 2))  # [n, out, cols]
+            return torch.baddbmm(b_t, w_t, h.transpose(1, 2))  # [n, out, cols]
         return torch.baddbmm(b, h, w).transpose(1, 2)
 
     def check_acting_rows(self) -> None:
@@ -324,13 +322,16 @@ class StackedMLP(nn.Module):
             self._acting_cache.clear()
             self._acting_ptrs = ptrs
 
-    def _acting_rows(self, start: int, end: int, fan: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Rows ``start:end`` of every layer, the first layer's first ``fan`` inputs (gathered inputs may leave out
-        the padding, Engine.trim_padding): views, cut once per stage for :meth:`act` (cutting them took 12 of the
-        78 µs of a one-column stage of 2×128 policies here). Cut in inference mode, they must not enter autograd."""
+    def _acting_rows(self, start: int, end: int, fan: int) -> tuple:
+        """:meth:`act`'s views of rows ``start:end``, cut once per stage and cached (cutting them took 12 of the 78 µs
+        of a one-column stage of 2×128 policies here): the hidden layers' ``(W, b)`` (the first layer's first ``fan``
+        inputs: gathered inputs may leave out the padding, Engine.trim_padding), the output layer's ``(W, b)`` and
+        its transposes ``(W^T, b^T)``. Cut in inference mode, they must not enter autograd."""
         cut = [(w[start:end], b[start:end]) for w, b in self.layers()]
         cut[0] = (cut[0][0][:, :fan], cut[0][1])
-        return cut
+        *hidden, (w, b) = cut
+        rows = self._acting_cache[(start, end, fan)] = (hidden, (w, b), (w.transpose(1, 2), b.transpose(1, 2)))
+        return rows
 
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``[(W[N, in, out], b[N, 1, out]), ...]``, read straight from the two lists' parameter tables: iterating
