@@ -113,7 +113,7 @@ class Sparsity:
             layer_id, num_layers = self._layers(wiring)
             by_neuron = active.T.contiguous()  # [N, B]: index_add_ along dim 0 adds whole rows, the same sums in order
             count = by_neuron.new_zeros(num_layers, by_neuron.shape[1]).index_add_(0, layer_id, by_neuron)
-            count = count.index_select(0, layer_id).T  # [B, N]
+            count = count.index_select(0, layer_id).T.contiguous()  # [B, N] as the spikes lie (mixed layouts: slow)
             size = member.new_zeros(num_layers).index_add_(0, layer_id, member)[layer_id]
         else:
             src, dst = wiring.edge_src, wiring.edge_dst
@@ -141,14 +141,14 @@ def prediction(state: NetworkState, hit: float = 1.0, miss: float = -1.0, mean: 
     """
     spikes, wiring = state.spikes, state.wiring
     src, dst = wiring.edge_src, wiring.edge_dst
-    by_neuron = spikes.T  # [N, B]
-    scored = (hit * by_neuron + miss * (1.0 - by_neuron)).contiguous()  # [N, B]: what each neuron's spike is worth
+    by_neuron = spikes.T.contiguous()  # [N, B]
+    scored = hit * by_neuron + miss * (1.0 - by_neuron)  # [N, B]: what each neuron's spike is worth
     # Edge-major [E, B], so that whole rows add up below; each edge's term is its target's value, in edge order.
-    total = spikes.new_zeros(spikes.shape[1], spikes.shape[0]).index_add_(0, src, scored.index_select(0, dst)).T
+    total = spikes.new_zeros(spikes.shape[1], spikes.shape[0]).index_add_(0, src, scored.index_select(0, dst))
     if mean:
         fan_out = torch.zeros_like(spikes[0]).index_add_(0, src, torch.ones_like(src, dtype=spikes.dtype))  # [N]
-        total = total / fan_out.clamp_min(1.0)
-    return spikes * total
+        total = total / fan_out.clamp_min(1.0).unsqueeze(1)
+    return spikes * total.T.contiguous()  # both [B, N] in memory: an elementwise product over mixed layouts is slow
 
 
 @register_reward("trace")
