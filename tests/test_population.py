@@ -409,3 +409,24 @@ def test_an_acting_forward_reads_parameters_updated_in_place_or_given_new_storag
         for p in mlp.parameters():
             p.data = torch.randn_like(p)  # new storage, as a batch of runs restacks its parameters
         assert torch.equal(mlp(x, 1, 3, acting=True), mlp(x, 1, 3))
+
+
+def test_a_feedforward_bernoulli_tick_reads_parameters_given_new_storage_since_the_last_tick(monkeypatch):
+    readout = Readout("choice", gym.spaces.Discrete(2))
+    wiring = compile_graph(layered(4, layers=3, width=6))
+    population = Population(wiring, out_dim=readout.out_dim, hidden=(16, 16))
+    engine = Engine(wiring, population, readout, "sweep", torch.Generator().manual_seed(0))
+    obs = torch.randn(5, 4)
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 5)
+    with torch.inference_mode():
+        engine.tick(obs, prev)  # fills the acting cache of parameter rows
+    with torch.no_grad():
+        for p in population.parameters():
+            p.data = 3 * torch.randn_like(p)  # new storage, as a batch of runs restacks its parameters
+    state = engine.generator.get_state()
+    with torch.inference_mode():
+        short = engine.tick(obs, prev)
+        engine.generator.set_state(state)
+        monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
+        general = engine.tick(obs, prev)
+    assert torch.equal(short[0], general[0])
