@@ -89,6 +89,8 @@ class Engine:
         self.columns: tuple[int, torch.Tensor] | None = None
         # While collection keeps the last hidden output for the update (narla.hidden): where the stages put it.
         self.hidden_record: HiddenRecord | None = None
+        # During a feedforward Bernoulli tick: the policy's StackedMLP.act, which its stages call (None: tied rows).
+        self._stage_act = None
 
     @property
     def compactable(self) -> bool:
@@ -284,7 +286,9 @@ class Engine:
         act = self.begin_tick(obs)
         if self.bernoulli_feedforward:
             u = self._tick_uniforms(act.shape[1])
-            self.population.policy.check_acting_rows()  # once a tick, for every stage's StackedMLP.act
+            policy = self.population.policy
+            policy.check_acting_rows()  # once a tick, for every stage's StackedMLP.act
+            self._stage_act = policy.act if self.population.slots is None else None  # resolved once a tick
             for start, end in self.stages:
                 self._bernoulli_stage(act, prev, u, start, end)
             return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
@@ -317,10 +321,9 @@ class Engine:
     def _firing_logits(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Firing logits ``[n, cols]`` of neurons ``start:end`` of a feedforward Bernoulli population on their
         gathered inputs ``x[n, F, cols]`` (for :meth:`_bernoulli_stage`)."""
-        population, record = self.population, self.hidden_record
-        rows = population._rows(start, end)
-        forward = population.policy.act if rows is None else functools.partial(population.policy.forward, rows=rows,
-                                                                                 acting=True)
+        population, record, forward = self.population, self.hidden_record, self._stage_act
+        if forward is None:  # tied neurons: their stage's rows picked by slot
+            forward = functools.partial(population.policy.forward, rows=population._rows(start, end), acting=True)
         if record is None:
             r = forward(x, start, end)
         else:  # keep the last hidden output, computed on at least the stage's column floor (see narla.hidden)

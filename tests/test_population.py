@@ -430,3 +430,21 @@ def test_a_feedforward_bernoulli_tick_reads_parameters_given_new_storage_since_t
         monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
         general = engine.tick(obs, prev)
     assert torch.equal(short[0], general[0])
+
+
+def test_tied_neurons_take_the_short_path_to_the_general_paths_spikes(monkeypatch):
+    readout = Readout("vote", gym.spaces.Discrete(2))
+    wiring = compile_graph(random_sparse(4, 24, 5, n_motor=2, motor_groups=readout.motor_groups(), layers=3, seed=1))
+    slots = torch.arange(wiring.num_neurons) // 2  # neighbours share a parameter row
+    population = Population(wiring, out_dim=readout.out_dim, hidden=(16, 16), slots=slots)
+    engine = Engine(wiring, population, readout, "sweep", torch.Generator().manual_seed(0))
+    assert engine.bernoulli_feedforward
+    obs = torch.randn(6, 4)
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 6)
+    state = engine.generator.get_state()
+    with torch.inference_mode():
+        short = engine.tick(obs, prev)
+        engine.generator.set_state(state)
+        monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
+        general = engine.tick(obs, prev)
+    assert torch.equal(short[0], general[0]) and torch.equal(short[1], general[1])
