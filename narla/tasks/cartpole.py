@@ -39,7 +39,7 @@ class CartPole(PhysicsTask):
         solve = SolveCriterion(window=100, threshold=300.0)
         action_space = gym.spaces.Discrete(2)
         super().__init__(num_envs, device, max_episode_steps, obs_dim=4, action_space=action_space, solve=solve)
-        self._force = torch.tensor([FORCE_MAG, -FORCE_MAG], dtype=torch.float64, device=self.device)  # right, left
+        self._right, self._left = torch.tensor([FORCE_MAG, -FORCE_MAG], dtype=torch.float64, device=self.device)
         self._limits = torch.tensor([X_THRESHOLD, THETA_THRESHOLD], dtype=torch.float64, device=self.device)
 
     render_fps = 1.0 / TAU
@@ -73,8 +73,8 @@ class CartPole(PhysicsTask):
         Returns:
             ``(obs [B, 4] float32, reward [B] float32, terminated [B] bool, truncated [B] bool)``.
         """
-        x_dot, theta, theta_dot = self.state[:, 1], self.state[:, 2], self.state[:, 3]
-        force = torch.where(action.reshape(self.num_envs) == 1, self._force[0], self._force[1])  # float64
+        _, x_dot, theta, theta_dot = self.state.unbind(1)
+        force = torch.where(action.reshape(self.num_envs) == 1, self._right, self._left)  # float64
         cos_t, sin_t = torch.cos(theta), torch.sin(theta)
 
         temp = (force + POLE_MASS_LENGTH * theta_dot.square() * sin_t) / TOTAL_MASS
