@@ -115,3 +115,21 @@ def test_sample_starts_draws_what_k_calls_of_sample_start_would():
     a.generator.manual_seed(7)
     b.generator.manual_seed(7)
     assert torch.equal(a.sample_starts(5), torch.stack([b._sample_start() for _ in range(5)]))
+
+
+def test_the_numpy_step_on_the_cpu_gives_torchs_bits(monkeypatch):
+    tasks = {}
+    for on_numpy in (True, False):
+        monkeypatch.setattr(CartPole, "numpy_on_cpu", on_numpy)
+        task = CartPole(num_envs=32, max_episode_steps=40)
+        task.reset(seed=3)
+        actions = torch.Generator().manual_seed(5)
+        steps = []
+        for _ in range(120):  # through terminations, truncations and restarts
+            steps.append(task.step(torch.randint(0, 2, (32,), generator=actions)))
+        tasks[on_numpy] = (steps, task.state)
+    (numpy_steps, numpy_state), (torch_steps, torch_state) = tasks[True], tasks[False]
+    assert any(bool(step[2].any()) for step in torch_steps) and any(bool(step[3].any()) for step in torch_steps)
+    for a, b in zip(numpy_steps, torch_steps, strict=True):
+        assert all(torch.equal(x, y) and x.dtype == y.dtype for x, y in zip(a, b, strict=True))
+    assert torch.equal(numpy_state, torch_state)
