@@ -367,6 +367,19 @@ def test_column_form_output_layer_gives_the_row_forms_outputs_and_gradients(out_
         assert torch.allclose(g, e, atol=1e-5)
 
 
+def short_and_general_ticks(engine: Engine, obs: torch.Tensor, prev: torch.Tensor, monkeypatch) -> tuple:
+    """One tick on the feedforward Bernoulli short path, then the same tick (the same random numbers) on the general
+    path."""
+    state = engine.generator.get_state()
+    with torch.inference_mode():
+        short = engine.tick(obs, prev)
+        engine.generator.set_state(state)
+        with monkeypatch.context() as patch:
+            patch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
+            general = engine.tick(obs, prev)
+    return short, general
+
+
 @pytest.mark.parametrize("propagation", ["sweep", "delay"])
 @pytest.mark.parametrize("columns", [None, [0, 3, 4]])
 @pytest.mark.parametrize("head", [None, "softmax"])  # softmax: the paper's neurons, two output units each
@@ -385,12 +398,7 @@ def test_a_feedforward_bernoulli_tick_takes_the_short_path_to_the_general_paths_
     if columns is not None:  # a compacted tick: three of six copies, random numbers drawn for all six
         engine.columns = (6, torch.tensor(columns))
         obs, prev = obs[columns], prev[:, columns]
-    state = engine.generator.get_state()
-    with torch.inference_mode():
-        short = engine.tick(obs, prev)
-        engine.generator.set_state(state)
-        monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
-        general = engine.tick(obs, prev)
+    short, general = short_and_general_ticks(engine, obs, prev, monkeypatch)
     assert torch.equal(short[0], general[0]) and torch.equal(short[1], general[1])
     assert short[1].dtype == general[1].dtype
 
@@ -423,12 +431,7 @@ def test_a_feedforward_bernoulli_tick_reads_parameters_given_new_storage_since_t
     with torch.no_grad():
         for p in population.parameters():
             p.data = 3 * torch.randn_like(p)  # new storage, as a batch of runs restacks its parameters
-    state = engine.generator.get_state()
-    with torch.inference_mode():
-        short = engine.tick(obs, prev)
-        engine.generator.set_state(state)
-        monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
-        general = engine.tick(obs, prev)
+    short, general = short_and_general_ticks(engine, obs, prev, monkeypatch)
     assert torch.equal(short[0], general[0])
 
 
@@ -441,10 +444,5 @@ def test_tied_neurons_take_the_short_path_to_the_general_paths_spikes(monkeypatc
     assert engine.bernoulli_feedforward
     obs = torch.randn(6, 4)
     prev = torch.zeros(engine.num_sensors + engine.num_neurons, 6)
-    state = engine.generator.get_state()
-    with torch.inference_mode():
-        short = engine.tick(obs, prev)
-        engine.generator.set_state(state)
-        monkeypatch.setattr(Engine, "bernoulli_feedforward", property(lambda self: False))
-        general = engine.tick(obs, prev)
+    short, general = short_and_general_ticks(engine, obs, prev, monkeypatch)
     assert torch.equal(short[0], general[0]) and torch.equal(short[1], general[1])
