@@ -133,9 +133,11 @@ def _hidden_backward(
     which of ``(dh, dW, db)`` to compute. ``grad`` must be the layer's own: made by the next layer's backward for
     this call alone (StackedMLP.forward feeds a hidden output to the next layer and nothing else)."""
     g = ACTIVATION_GRADS[activation](grad if grad.is_contiguous() else grad.contiguous(), out)
-    grad_h = g.bmm(w_t) if needs[0] else None
+    # dW and db first, while the g just written is still in cache; dh, which writes a new [n, cols, in], last (a
+    # B = 64 update about 2 % faster than dh first, paired, here).
     grad_w = h.transpose(1, 2).bmm(g) if needs[1] else None
     grad_b = g.sum(1, keepdim=True) if needs[2] else None
+    grad_h = g.bmm(w_t) if needs[0] else None
     return grad_h, grad_w, grad_b
 
 
