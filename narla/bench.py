@@ -101,8 +101,9 @@ def weights_per_neuron(population: torch.nn.Module, neurons: int) -> float:
 def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float, seed: int = 0) -> dict:
     """Full training (see the module doc) for about ``seconds``, in whole batches after one warm-up batch.
 
-    The update is chunked over ticks (``learning.chunk_ticks``) when a whole batch's hidden activations would pass
-    :data:`ACTIVATION_BUDGET`, as a user would set it on a network this size.
+    Where a batch's hidden activations could pass :data:`ACTIVATION_BUDGET` (every copy running for the task's whole
+    episode), the update re-evaluates in windows of at most that budget's valid columns (``learning.chunk_columns``),
+    as a user would bound it on a network this size; a batch within one window keeps the last hidden layer.
     """
     from narla.rollout import collect
     from narla.scenario import from_dict
@@ -116,10 +117,9 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
     }
     run = build(from_dict(scenario))
     n = run.wiring.num_neurons
-    per_tick = n * batch * sum(cfg.hidden) * 4 * 3  # activations kept for backward, bytes, about
-    chunk = max(1, ACTIVATION_BUDGET // per_tick)
-    if chunk < run.task.max_episode_steps:
-        run.learner.chunk_ticks = chunk
+    per_column = n * sum(cfg.hidden) * 4 * 3  # activations kept for backward per tick and copy, bytes, about
+    if ACTIVATION_BUDGET // (per_column * batch) < run.task.max_episode_steps:
+        run.learner.chunk_columns = max(1, ACTIVATION_BUDGET // per_column)
 
     def one_batch() -> torch.Tensor:
         rollout = collect(run.engine, run.task, run.scheme, keep_hidden=run.learner.keeps_hidden)
@@ -139,7 +139,7 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
         "training_batches": len(played),
         "training_seconds": round(elapsed, 3),
         "training_neuron_steps_per_s": round(steps * n / elapsed, 1),
-        "training_chunk_ticks": run.learner.chunk_ticks,
+        "training_chunk_columns": run.learner.chunk_columns,
         "weights_per_neuron": weights_per_neuron(run.engine.population, n),
     }
 

@@ -149,10 +149,11 @@ def format_markdown(rows: list[dict], info: str) -> str:
         "",
         f"random_sparse CartPole networks (fan-in {FAN_IN}, 4 layers); {info}.",
         "Acting: tick + readout + CartPole step. Training: collect (all five rewards) + one REINFORCE update per batch",
-        "(chunked over ticks where a batch's activations would pass 2 GiB). Peak memory: the process's resident peak",
-        "after this row (batch sizes run in increasing order in one process per network and policy).",
+        "(re-evaluated in windows of at most the chunk's valid columns where a batch's activations could pass 2 GiB).",
+        "Peak memory: the process's resident peak after this row (batch sizes run in increasing order in one process",
+        "per network and policy).",
         "",
-        "| neurons | policy | B | build (s) | acting neuron-steps/s | training neuron-steps/s | chunk ticks "
+        "| neurons | policy | B | build (s) | acting neuron-steps/s | training neuron-steps/s | chunk columns "
         "| peak memory |",
         "|--:|---|--:|--:|--:|--:|--:|--:|",
     ]
@@ -165,7 +166,8 @@ def format_markdown(rows: list[dict], info: str) -> str:
             training, chunk = f"skipped: {r['training_skipped']}", "—"
         else:
             training = f"{r['training_neuron_steps_per_s']:,.0f}"
-            chunk = r["training_chunk_ticks"] if r["training_chunk_ticks"] is not None else "—"
+            chunk = r.get("training_chunk_columns")
+            chunk = "—" if chunk is None else f"{chunk:,}"
         lines.append(
             f"| {r['neurons']:,} | {r['policy']} | {r['B']} | {r['build_s']} | {r['acting_neuron_steps_per_s']:,.0f} | "
             f"{training} | {chunk} | {r['peak_rss_gib']:.2f} GiB |"

@@ -100,8 +100,9 @@ def batchable(scenario: Scenario) -> str | None:
         return "training.test_every is set (batched runs write no test episodes)"
     if "tensorboard" in scenario.training.log:
         return "training.log includes tensorboard (batched runs write CSV only)"
-    if scenario.learning.chunk_ticks is not None:
-        return "learning.chunk_ticks is set (batched runs re-evaluate each run's ticks at once)"
+    for key in ("chunk_ticks", "chunk_columns"):
+        if getattr(scenario.learning, key) is not None:
+            return f"learning.{key} is set (batched runs re-evaluate each run's ticks at once)"
     if scenario.training.analyze_every is not None:
         return "training.analyze_every is set (batched runs log per layer only)"
     if scenario.training.log_neurons:

@@ -110,7 +110,9 @@ class LearningConfig:
     CMA-ES, :mod:`narla.learning.cmaes`) uses ``sigma`` (initial step size) and ``population`` (members;
     ``task.num_envs`` must be a multiple of it, the quotient is the repeats per member). ``chunk_ticks``
     (``reinforce``): re-evaluate an update's ticks this many at a time, which bounds its memory
-    (:mod:`narla.learning.reinforce`); null: all at once.
+    (:mod:`narla.learning.reinforce`); null: all at once. ``chunk_columns`` (``reinforce``, instead of
+    ``chunk_ticks``): re-evaluate windows of ticks holding at most this many valid columns (tick × copy), the same
+    bound in fewer windows when episodes end at different ticks.
     """
 
     rule: Literal["reinforce", "actor_critic", "es", "cma_es"] = "reinforce"
@@ -122,6 +124,7 @@ class LearningConfig:
     value_coef: Number = 0.5
     max_grad_norm: Positive | None = None
     chunk_ticks: Count | None = None
+    chunk_columns: Count | None = None
     sigma: Positive = 0.05
     population: Count = 8
     fitness_shaping: Literal["centered_rank", "none"] = "centered_rank"
@@ -318,6 +321,9 @@ def _check_rules(s: Scenario) -> None:
     if not isinstance(builder, str):
         raise ScenarioError(f"network.builder: must be a builder name or 'module:function', got {builder!r}")
     rule, n, pop = s.learning.rule, s.task.num_envs, s.learning.population
+    if s.learning.chunk_ticks is not None and s.learning.chunk_columns is not None:
+        raise ScenarioError("learning.chunk_columns: set it or learning.chunk_ticks, not both (each bounds an "
+                            "update's memory; chunk_columns in fewer windows)")
     if rule == "es" and n % (2 * pop):
         raise ScenarioError(f"task.num_envs: learning.rule es with learning.population {pop} needs a multiple of "
                             f"2 x population = {2 * pop} environment copies (antithetic pairs), got {n}")

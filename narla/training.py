@@ -209,7 +209,7 @@ def build(scenario: Scenario, learner: bool = True, init_from: bool = True) -> R
         learner = None
     elif rule == "reinforce":
         learner = Reinforce(engine, cfg.lr, cfg.gamma, cfg.normalize_returns, cfg.entropy_coef, cfg.max_grad_norm,
-                            cfg.chunk_ticks)
+                            cfg.chunk_ticks, cfg.chunk_columns)
     elif rule == "es":
         es_generator = torch.Generator(device=device)
         es_generator.manual_seed(scenario.seed + 2)

@@ -265,6 +265,70 @@ def test_chunked_re_evaluation_gives_the_same_gradient_as_all_ticks_at_once(chun
         assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("columns", [1, 5, 12])
+def test_windows_of_valid_columns_hold_at_most_that_many_and_cover_every_tick(columns):
+    from narla.rollout import collect
+    from narla.scenario import load
+
+    s = load(Path(__file__).parent / "context_net.yaml", ["task.num_envs=4", "task.max_episode_steps=40",
+                                                         f"learning.chunk_columns={columns}"])
+    run = build(s)
+    rollout = collect(run.engine, run.task, run.scheme)
+    windows = run.learner.windows(rollout)
+    counts = rollout.valid.sum(1).tolist()
+    assert windows[0][0] == 0 and windows[-1][1] == len(counts)
+    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))
+    for start, end in windows:
+        assert sum(counts[start:end]) <= columns or end - start == 1  # a tick holding more is a window of its own
+    assert len(windows) > 1
+
+
+@pytest.mark.parametrize("columns", [1, 9])
+def test_re_evaluation_in_windows_of_valid_columns_gives_the_gradient_of_all_ticks_at_once(columns):
+    from narla.rollout import collect
+    from narla.scenario import load
+
+    s = load(Path(__file__).parent / "context_net.yaml", ["task.num_envs=3", "task.max_episode_steps=40"])
+    run = build(s)
+    rollout = collect(run.engine, run.task, run.scheme)
+    learner = run.learner
+    learner.loss(rollout).backward()
+    whole = [p.grad.clone() for p in learner.params]
+    for p in learner.params:
+        p.grad = None
+    learner.chunk_columns = columns
+    total = sum(part.detach() for part in _backward_each(learner.chunk_losses(rollout)))
+    assert total == pytest.approx(learner.loss(rollout).item(), rel=1e-5)
+    for g, p in zip(whole, learner.params, strict=True):
+        assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_within_one_window_of_columns_replays_the_kept_hidden_layer_and_learns_as_unchunked(monkeypatch):
+    from narla.neurons import population
+
+    replays = []
+    replay = population._ReplayedLayer.apply
+    monkeypatch.setattr(population._ReplayedLayer, "apply", lambda *a: replays.append(1) or replay(*a))
+    runs = []
+    for extra in ({}, {"learning__chunk_columns": 100_000}):
+        s = scenario(seed=4, task={"id": "cartpole", "num_envs": 32}, training__max_episodes=96,
+                     neuron={"hidden": [128, 8], "amtf": "feedforward"}, **extra)
+        trainer = Trainer(s, progress=False)
+        replays.clear()
+        trainer.train()
+        assert replays  # the update back-propagated through the kept layer
+        runs.append(dict(trainer.run.engine.population.named_parameters()))
+    for name, p in runs[0].items():
+        assert torch.equal(p, runs[1][name]), name
+
+
+def test_chunk_ticks_and_chunk_columns_together_are_refused():
+    from narla.scenario import load
+
+    with pytest.raises(ScenarioError, match="^learning.chunk_columns: set it or learning.chunk_ticks, not both"):
+        load(Path(__file__).parent / "context_net.yaml", ["learning.chunk_ticks=4", "learning.chunk_columns=8"])
+
+
 def _backward_each(parts):
     for part in parts:
         part.backward()
