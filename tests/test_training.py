@@ -277,7 +277,7 @@ def test_windows_of_valid_columns_hold_at_most_that_many_and_cover_every_tick(co
     windows = run.learner.windows(rollout)
     counts = rollout.valid.sum(1).tolist()
     assert windows[0][0] == 0 and windows[-1][1] == len(counts)
-    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))
+    assert all(a[1] == b[0] for a, b in zip(windows[:-1], windows[1:], strict=True))
     for start, end in windows:
         assert sum(counts[start:end]) <= columns or end - start == 1  # a tick holding more is a window of its own
     assert len(windows) > 1
