@@ -17,8 +17,8 @@ kernels by size, say), nothing is kept and the update re-evaluates.
 When it pays: keeping writes ``H · 4`` bytes per neuron for each column the engine computes to memory that is not
 in cache, which slows collection; the update saves its widest product. Per batch of the NaRLA 5-layer network
 (2×128 policies, all five rewards, this project's 2-core machine, interleaved batches, ``python
-examples/keep_hidden.py``): 3 % faster at B = 32, 4 % at B = 64, 6 % at B = 128 and 18 % at B = 256, but 6 %
-slower at B = 16 and 25 % at B = 1, where the update is small. With narrower policies the update saves little and
+examples/keep_hidden.py``, 2026-12-04): 2 % faster at B = 32, 7 % at B = 64 and 128 and 13 % at B = 256, but
+7 % slower at B = 16 and 30 % at B = 1, where the update is small. With narrower policies the update saves little and
 collection still pays (``python examples/keep_hidden.py --hidden 32``). So only batches of at least
 :data:`MIN_COPIES` copies keep it, and only a last hidden layer of at least :data:`MIN_INPUTS` inputs; a record that
 would pass :data:`RECORD_BYTES` within 16 full ticks is not started; one that passes it later is dropped, and the
