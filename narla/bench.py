@@ -364,6 +364,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="throughput and peak memory against N (random sparse networks, 2 policies, B = 1/64/256)")
     parser.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")], metavar="N,N,...",
                         help="--scaling: network sizes (default 100,1000,10000,100000)")
+    parser.add_argument("--policies", type=lambda text: text.split(","), metavar="P,P,...",
+                        help="--scaling: policies among 2x16, 2x128 (default both)")
+    parser.add_argument("--batches", type=lambda text: [int(x) for x in text.split(",")], metavar="B,B,...",
+                        help="--scaling: batch sizes (default 1,64,256; measured smallest first)")
     parser.add_argument("--out", default="runs/bench-scaling", help="--scaling: where the table, JSON and plot go")
     parser.add_argument("--build-only", action="store_true",
                         help="--scaling: only build each network and report the time of each part (build.md)")

@@ -98,17 +98,20 @@ def child_rows(spec: dict):
             steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
         need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps), available_bytes(device)
-        if free is not None and need > free:  # training's record could get the process killed partway through
+        if spec.get("training", True) and free is not None and need > free:
+            # training's record could get the process killed partway through
             row["training_skipped"] = (f"its rollout record could take {need / 2**30:.1f} GiB, "
                                        f"{free / 2**30:.1f} GiB available")
-        else:
+        elif spec.get("training", True):
             row.update(training_rate(cfg, b, device, spec["seconds"]))
         row["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 2)
+        if device.type == "cuda":
+            row["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         yield row
 
 
 def run(sizes, batches, policies, seconds: float, device: str, threads: int, max_tick_s: float, flops: float,
-        timeout_s: float, build_only: bool = False) -> list[dict]:
+        timeout_s: float, build_only: bool = False, training: bool = True) -> list[dict]:
     """Every (N, policy) in a fresh process; their rows (a process that fails or times out gives one row saying so).
     ``build_only``: each process only builds its network (graph, compiled wiring, population) and reports the time
     of each part and its peak memory."""
@@ -116,7 +119,8 @@ def run(sizes, batches, policies, seconds: float, device: str, threads: int, max
     for n in sizes:
         for policy in policies:
             spec = {"n": n, "policy": policy, "batches": list(batches), "seconds": seconds, "device": device,
-                    "threads": threads, "max_tick_s": max_tick_s, "flops": flops, "build_only": build_only}
+                    "threads": threads, "max_tick_s": max_tick_s, "flops": flops, "build_only": build_only,
+                    "training": training}
             print(f"scaling: N={n:,} policy {policy} ...", file=sys.stderr, flush=True)
             try:
                 done = subprocess.run([sys.executable, "-m", "narla.bench_scaling", "--child", json.dumps(spec)],
@@ -151,7 +155,7 @@ def format_markdown(rows: list[dict], info: str) -> str:
         "Acting: tick + readout + CartPole step. Training: collect (all five rewards) + one REINFORCE update per batch",
         "(re-evaluated in windows of at most the chunk's valid columns where a batch's activations could pass 2 GiB).",
         "Peak memory: the process's resident peak after this row (batch sizes run in increasing order in one process",
-        "per network and policy).",
+        "per network and policy); on a GPU also the peak of torch's allocations there.",
         "",
         "| neurons | policy | B | build (s) | acting neuron-steps/s | training neuron-steps/s | chunk columns "
         "| peak memory |",
@@ -162,15 +166,20 @@ def format_markdown(rows: list[dict], info: str) -> str:
             lines.append(f"| {r['neurons']:,} | {r['policy']} | {r.get('B', '—')} | {r.get('build_s', '—')} | "
                          f"skipped: {r['skipped']} | | | |")
             continue
-        if "training_skipped" in r:
+        if "training_neuron_steps_per_s" not in r and "training_skipped" not in r:
+            training, chunk = "not measured (--no-training)", "—"
+        elif "training_skipped" in r:
             training, chunk = f"skipped: {r['training_skipped']}", "—"
         else:
             training = f"{r['training_neuron_steps_per_s']:,.0f}"
             chunk = r.get("training_chunk_columns")
             chunk = "—" if chunk is None else f"{chunk:,}"
+        memory = f"{r['peak_rss_gib']:.2f} GiB"
+        if "peak_gpu_gib" in r:
+            memory += f" (GPU {r['peak_gpu_gib']:.2f} GiB)"
         lines.append(
             f"| {r['neurons']:,} | {r['policy']} | {r['B']} | {r['build_s']} | {r['acting_neuron_steps_per_s']:,.0f} | "
-            f"{training} | {chunk} | {r['peak_rss_gib']:.2f} GiB |"
+            f"{training} | {chunk} | {memory} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -222,7 +231,10 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("neuron-steps/s")
-    axes[1].legend(fontsize=8)
+    for ax in (axes[1], axes[0]):  # the training panel's legend, or the acting panel's without training rows
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+            break
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -231,14 +243,19 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(args: argparse.Namespace, flops: float) -> int:
     """``narla bench --scaling`` (arguments from :func:`narla.bench.add_arguments`)."""
     sizes = QUICK["sizes"] if args.quick else tuple(args.sizes or SIZES)
-    batches = QUICK["batches"] if args.quick else BATCHES
-    policies = QUICK["policies"] if args.quick else tuple(POLICIES)
+    batches = QUICK["batches"] if args.quick else tuple(sorted(set(args.batches or BATCHES)))
+    policies = QUICK["policies"] if args.quick else tuple(args.policies or POLICIES)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies or not batches or min(batches) < 1:
+        print(f"narla bench: error: --policies takes {', '.join(POLICIES)} (got {','.join(policies)}); "
+              f"--batches takes integers >= 1 (got {','.join(map(str, batches))})", file=sys.stderr)
+        return 2
     seconds = args.seconds if args.seconds is not None else (0.1 if args.quick else 3.0)
     from narla.bench import machine_info
 
     info = f"{machine_info(torch.device(args.device))}; fp32 matmul {flops / 1e9:,.1f} GFLOP/s"
     rows = run(sizes, batches, policies, seconds, args.device, max(args.threads, 1), args.max_tick_s, flops,
-               args.timeout, args.build_only)
+               args.timeout, args.build_only, args.training)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.build_only:

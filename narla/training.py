@@ -74,6 +74,7 @@ def _import(path: str, field_name: str) -> Callable:
         raise ScenarioError(f"{field_name}: cannot import {path!r} ({err})") from None
 
 
+@graphs.gc_paused()
 def build_graph(network: dict, n_obs: int, motor_groups: list[str]) -> nx.DiGraph:
     """The scenario's ``network`` section -> a validated neuron graph.
 

@@ -14,7 +14,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from narla.graph import validated_edges
+from narla.graph import gc_paused, validated_edges
 
 
 @dataclass
@@ -81,6 +81,7 @@ def _rows(dst: np.ndarray, src: np.ndarray, position: np.ndarray, num_sensors: i
     return row[order], col[order]
 
 
+@gc_paused()
 def compile_graph(graph: nx.DiGraph, device: torch.device | str = "cpu") -> Wiring:
     """Validate ``graph`` and turn it into a :class:`Wiring` on ``device``. Linear in nodes + edges."""
     edges = validated_edges(graph)

@@ -107,3 +107,20 @@ def test_build_only_scaling_reports_each_part_of_the_build_and_its_memory(tmp_pa
         assert r["edges"] == 100 * 4 + 200 * 16  # hidden layers of 100, 100, 99: the first reads the 4 sensors
         assert r["build_s"] >= r["graph_s"] + r["compile_s"] - 0.02 and r["peak_rss_gib"] > 0
     assert "| 300 | 2x16 |" in (out / "build.md").read_text() and not (out / "scaling.json").exists()
+
+
+def test_scaling_measures_only_the_policies_and_batch_sizes_asked_for(tmp_path):
+    out = tmp_path / "scaling"
+    args = ["bench", "--scaling", "--sizes", "60", "--policies", "2x16", "--batches", "3,2", "--seconds", "0.05",
+            "--no-training", "--out", str(out)]
+    assert main(args) == 0
+    rows = json.loads((out / "scaling.json").read_text())["rows"]
+    assert [(r["neurons"], r["policy"], r["B"]) for r in rows] == [(60, "2x16", 2), (60, "2x16", 3)]
+    assert all("training_neuron_steps_per_s" not in r for r in rows)
+    assert "not measured (--no-training)" in (out / "scaling.md").read_text()
+
+
+def test_scaling_refuses_an_unknown_policy_naming_the_allowed_ones(tmp_path, capsys):
+    assert main(["bench", "--scaling", "--policies", "2x64", "--out", str(tmp_path / "s")]) == 2
+    assert "--policies takes 2x16, 2x128 (got 2x64)" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -118,7 +118,14 @@ def test_a_reward_that_raises_stops_the_run_with_one_message_naming_it_and_keeps
 
 
 def _narla(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``narla ARGS`` in a new process in ``cwd``, whose ``PYTHONPATH`` keeps only absolute folders outside the
+    test's own (where a checkout or carried packages may lie): the test's modules must be found without it."""
+    tmp = cwd.parent.resolve()
+    kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and os.path.isabs(p) and not Path(p).resolve().is_relative_to(tmp)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if kept:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
     return subprocess.run([sys.executable, "-c", "import sys; from narla.cli import main; sys.exit(main())", *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 

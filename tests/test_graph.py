@@ -1,5 +1,6 @@
 """Specification of narla.graph: the neuron-graph schema, its validation and the builders."""
 
+import gc
 import time
 
 import networkx as nx
@@ -438,3 +439,22 @@ def test_validate_allows_context_from_sensors_and_cycles_of_context():
 
 def test_graph_error_is_a_value_error():
     assert issubclass(GraphError, ValueError)
+
+
+def _builder_seeing_the_collector(n_obs: int, motor_groups: list[str], seen: list) -> nx.DiGraph:
+    seen.append(gc.isenabled())
+    if not seen[0]:
+        raise ValueError("refused on purpose")
+    return random_sparse(n_obs, 10, motor_groups=motor_groups)
+
+
+def test_graphs_are_built_with_the_garbage_collector_paused_and_it_is_back_after_a_failure_too():
+    from narla.training import build_graph
+
+    assert gc.isenabled()
+    seen = []
+    with pytest.raises(ValueError, match="on purpose"):
+        build_graph({"builder": f"{__name__}:_builder_seeing_the_collector", "seen": seen}, 4, [""])
+    assert seen == [False] and gc.isenabled()
+    compile_graph(random_sparse(4, 10))
+    assert gc.isenabled()

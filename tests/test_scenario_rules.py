@@ -4,7 +4,6 @@ allowed; rules across fields are checked before anything runs; the JSON Schema a
 import json
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
@@ -81,10 +80,12 @@ def test_narla_run_of_a_malformed_scenario_exits_non_zero_before_it_writes_anyth
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_json_schema_accepts_every_shipped_scenario(path):
+    jsonschema = pytest.importorskip("jsonschema", reason="the schema tests need the [test] extra")
     jsonschema.validate(yaml.safe_load(path.read_text()), schema())
 
 
 def test_the_json_schema_rejects_what_validation_rejects():
+    jsonschema = pytest.importorskip("jsonschema", reason="the schema tests need the [test] extra")
     for data in ({"name": "x", "sede": 1}, {"name": "x", "learning": {"rule": "ppo"}}, {"name": "x", "task": 5},
                  {"name": "x", "learning": {"gamma": 1.5}}, {"seed": 1}):
         with pytest.raises(jsonschema.ValidationError):
