@@ -16,6 +16,7 @@ import gc
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 
 import networkx as nx
 import numpy as np
@@ -96,18 +97,27 @@ class Edges:
 
 
 def _edge_arrays(graph: nx.DiGraph) -> tuple[list, dict, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass over the edges: every edge's kind is checked, and the edges come back as index arrays."""
+    """One pass over the edges (in ``graph.edges`` order, read node by node from the adjacency dicts): every edge's
+    kind is checked, and the edges come back as index arrays."""
     nodes = list(graph.nodes)
     index = {n: i for i, n in enumerate(nodes)}
-    src, dst, ff = [], [], []
-    for u, v, kind in graph.edges(data="kind"):
-        if kind not in EDGE_KINDS:
-            shown = "no 'kind' attribute" if kind is None else f"kind={kind!r}"
-            raise GraphError(f"edge {u!r} -> {v!r} has {shown}; allowed: {', '.join(EDGE_KINDS)}")
-        src.append(index[u])
-        dst.append(index[v])
-        ff.append(kind == "feedforward")
-    return (nodes, index, np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(ff, dtype=bool))
+    out_degree, dst, kinds = [], [], []
+    for _, targets in graph.adjacency():
+        out_degree.append(len(targets))
+        dst.extend(map(index.__getitem__, targets))
+        kinds.extend(map(dict.get, targets.values(), repeat("kind")))  # each edge's kind, or None
+    src = np.repeat(np.arange(len(nodes), dtype=np.int64), out_degree)
+    try:
+        all_known = set(kinds) <= set(EDGE_KINDS)
+    except TypeError:  # an unhashable kind
+        all_known = False
+    if not all_known:
+        e = next(e for e, kind in enumerate(kinds) if kind not in EDGE_KINDS)
+        u, v, kind = nodes[src[e]], nodes[dst[e]], kinds[e]
+        shown = "no 'kind' attribute" if kind is None else f"kind={kind!r}"
+        raise GraphError(f"edge {u!r} -> {v!r} has {shown}; allowed: {', '.join(EDGE_KINDS)}")
+    ff = np.fromiter((kind == "feedforward" for kind in kinds), dtype=bool, count=len(kinds))
+    return nodes, index, src, np.array(dst, dtype=np.int64), ff
 
 
 def _generations(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
@@ -310,9 +320,11 @@ def _hidden_sizes(n_neurons: int, n_motor: int, layers: int) -> list[int]:
 
 
 def _finish(graph: nx.DiGraph, builder: str, params: dict) -> nx.DiGraph:
+    """Name the builder and its parameters on ``graph``. Not validated again here: a built-in builder's graph is
+    valid by construction (tested), and :func:`narla.wiring.compile_graph` validates every graph it compiles (the
+    pass is a third of building 10^6 neurons)."""
     graph.graph["builder"] = builder
     graph.graph["params"] = params
-    validate(graph)
     return graph
 
 

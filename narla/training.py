@@ -110,7 +110,8 @@ def build_graph(network: dict, n_obs: int, motor_groups: list[str]) -> nx.DiGrap
         raise
     if not isinstance(graph, nx.DiGraph):
         raise ScenarioError(f"network.builder: {name!r} returned {type(graph).__name__}, expected a networkx.DiGraph")
-    return graphs.from_networkx(graph)
+    # a built-in builder's graph is new and validated, with every default set; a user's is copied and checked
+    return graph if name in BUILDERS else graphs.from_networkx(graph)
 
 
 @dataclass

@@ -458,3 +458,15 @@ def test_graphs_are_built_with_the_garbage_collector_paused_and_it_is_back_after
     assert seen == [False] and gc.isenabled()
     compile_graph(random_sparse(4, 10))
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("build", [
+    lambda: layered(4, hidden_layers=3, connectivity="local"),
+    lambda: layered(2, hidden_layers=1, connectivity="band", n_motor=2),
+    lambda: layered(3, layers=4, connectivity="full", n_motor=3, motor_groups=["a", "b", "b"]),
+    lambda: random_sparse(4, 300, fan_in=16, layers=5, seed=3),
+    lambda: random_sparse(1, 7, fan_in=8, layers=2, n_motor=2),
+    lambda: small_world(4, 120, k=6, p=0.5, seed=2),
+], ids=["layered-local", "layered-band", "layered-full", "random_sparse", "random_sparse-tiny", "small_world"])
+def test_every_builder_returns_a_graph_that_passes_validation(build):
+    validate(build())
