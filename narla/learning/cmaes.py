@@ -96,6 +96,6 @@ class CMAES:
 
     def load_state_dict(self, state: dict) -> None:
         """Inverse of :meth:`state_dict`."""
-        self.es, self.solutions = pickle.loads(state["cma"].numpy().tobytes())
+        self.es, self.solutions = pickle.loads(state["cma"].cpu().numpy().tobytes())
         members = torch.as_tensor(np.stack(self.solutions), dtype=torch.float32, device=self.device)
         self.view.deltas = self._unflatten(members - self._flat())
