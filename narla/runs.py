@@ -681,7 +681,7 @@ class RunsTrainer:
     def _read_checkpoint(self) -> dict:
         """``self.checkpoint``'s state, if this trainer can continue from it: this format, this scenario, and seeds
         among this trainer's (the runs it paused; the trainer's other seeds start afresh). Else ScenarioError."""
-        state = torch.load(self.checkpoint, map_location=self.engine.device, weights_only=False)
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
         seeds = [s.seed for s in self.scenarios]
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ScenarioError(

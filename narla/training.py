@@ -261,8 +261,7 @@ def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     length = valid.sum(0)
     per_step = length.clamp(min=1).unsqueeze(1)
     layers = wiring.layer - 1
-    num_layers = wiring.num_layers
-    count = torch.bincount(layers, minlength=num_layers).float()
+    num_layers, count = wiring.num_layers, wiring.layer_sizes
 
     def per_layer(episode_sums: torch.Tensor) -> torch.Tensor:
         per_neuron = episode_sums / per_step  # [B, N] per-tick mean over the episode
@@ -507,7 +506,7 @@ def resume(out_dir: str | Path, overrides: list[str] | None = None, progress: bo
         )
     trainer = Trainer(scenarios.load(out_dir / "scenario.yaml", overrides), out_dir, progress=progress, overwrite=True,
                       init_from=False)
-    state = checkpoint.load(path, trainer.run.device)
+    state = checkpoint.load(path)  # on the CPU: RNG states must stay there
     trainer.load_state_dict(state)
     checkpoint.truncate_logs(out_dir, state["episodes"])
     if "env_steps" not in state:  # a checkpoint from before env_steps was kept: sum the episodes' lengths

@@ -9,6 +9,7 @@ contiguous slice and a stage's forward pass is one batched op over that slice.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -45,9 +46,15 @@ class Wiring:
     def num_neurons(self) -> int:
         return len(self.neuron_names)
 
-    @property
+    @cached_property
     def num_layers(self) -> int:
+        """The number of layers (read from the device once: later calls do not wait for it)."""
         return int(self.layer.max()) if self.num_neurons else 0
+
+    @cached_property
+    def layer_sizes(self) -> torch.Tensor:
+        """``[num_layers]`` float: neurons per layer, on the wiring's device (computed once)."""
+        return torch.bincount(self.layer - 1, minlength=self.num_layers).float()
 
     def to(self, device: torch.device | str) -> Wiring:
         """A copy with every tensor on ``device``."""

@@ -105,7 +105,7 @@ def test_memory_is_carried_across_ticks_and_cleared_at_an_episode_start():
     assert after_one.abs().sum() > 0
     engine.tick(obs, None)
     assert not torch.allclose(engine.memory, after_one)  # the state moved on: memory, not a function of obs alone
-    engine.keep_memory(torch.tensor([True, False, True, False]))
+    engine.keep_memory(torch.tensor([True, False, True, False], device=engine.device))
     assert engine.memory[:, [1, 3]].abs().sum() == 0 and engine.memory[:, [0, 2]].abs().sum() > 0
 
 

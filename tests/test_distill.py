@@ -3,17 +3,18 @@
 import importlib.util
 import math
 import shutil
+import types
 
 import pytest
 import torch
 
-from narla.learning.distill import DistillConfig, Student, distill
+from narla.learning.distill import DistillConfig, Student, distill, require_cpu
 from narla.learning.ppo import PPOConfig, ReturnScaler, TeacherPolicy, load_teacher, train_teacher
 from narla.scenario import load
 from narla.training import build
 
-ANT = ["task.num_envs=2", "learning.population=2", "task.options={asynchronous: false, normalize_obs: true}",
-       "task.max_episode_steps=12"]
+ANT = ["device=cpu", "task.num_envs=2", "learning.population=2",
+       "task.options={asynchronous: false, normalize_obs: true}", "task.max_episode_steps=12"]
 needs_ant = pytest.mark.skipif(
     importlib.util.find_spec("pybullet_envs_gymnasium") is None,
     reason="the Ant task needs the 'ant' extra: pip install 'narla[ant]'",
@@ -21,7 +22,7 @@ needs_ant = pytest.mark.skipif(
 
 
 def test_act_whole_gives_the_values_of_the_acting_tick_with_gradient():
-    run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=4", "learning.population=2"]),
+    run = build(load("scenarios/cartpole_cooperator.yaml", ["device=cpu", "task.num_envs=4", "learning.population=2"]),
                 learner=False)
     obs = torch.randn(4, run.task.obs_dim)
     run.engine.reset_memory(4)
@@ -50,11 +51,17 @@ def test_a_spiking_network_is_refused_as_a_student_with_the_allowed_kinds_named(
         Student(run.engine)
 
 
+def test_a_student_on_another_device_than_the_cpu_is_refused_naming_the_device():
+    engine = types.SimpleNamespace(device=torch.device("meta"))
+    with pytest.raises(ValueError, match=r"distill: runs on the CPU only \(device: cpu\), not on meta"):
+        require_cpu(engine, "distill")
+
+
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                     reason="torch.compile on the CPU needs a C++ compiler")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch.compile's own modules
 def test_a_compiled_student_ticks_exactly_as_the_eager_one():
-    run = build(load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=4", "learning.population=2"]),
+    run = build(load("scenarios/cartpole_cooperator.yaml", ["device=cpu", "task.num_envs=4", "learning.population=2"]),
                 learner=False)
     eager, compiled = Student(run.engine), Student(run.engine, compile=True)
     obs, prev = torch.randn(4, run.task.obs_dim), torch.zeros(4, 1)
@@ -70,7 +77,7 @@ def test_a_second_compiled_student_in_one_process_compiles_rather_than_falling_b
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    scenario = load("scenarios/cartpole_cooperator.yaml", ["task.num_envs=4", "learning.population=2"])
+    scenario = load("scenarios/cartpole_cooperator.yaml", ["device=cpu", "task.num_envs=4", "learning.population=2"])
     with torch._dynamo.config.patch(recompile_limit=1):  # the default limit (8), reached sooner
         graphs = []
         for _ in range(2):

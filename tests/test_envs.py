@@ -257,15 +257,15 @@ def _check_same_episode(rec: dict, rollout, engine, names: list[str]) -> None:
     t = int(rollout.valid.sum())
     assert len(rec["actions"]) == t, "the view's episode length differs from the rollout's"
     # trajectory: the task observation every tick acted on
-    np.testing.assert_array_equal(np.stack(rec["task_obs"]), rollout.obs[:t, 0].numpy())
+    np.testing.assert_array_equal(np.stack(rec["task_obs"]), rollout.obs[:t, 0].cpu().numpy())
     # spikes: every neuron's action (spike = action > 0)
     actions = torch.tensor(rec["actions"])
-    assert torch.equal(actions, rollout.actions[:t, 0])
+    assert torch.equal(actions, rollout.actions[:t, 0].cpu())
     # per-neuron rewards and their components
-    torch.testing.assert_close(torch.tensor(rec["rewards"]), rollout.rewards[:t, 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(rec["rewards"]), rollout.rewards[:t, 0].cpu(), rtol=0, atol=1e-6)
     for name, values in rollout.components.items():
         mine = torch.tensor([[c[name] for c in tick] for tick in rec["components"]])
-        torch.testing.assert_close(mine, values[:t, 0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(mine, values[:t, 0].cpu(), rtol=0, atol=1e-6)
     # terminations / truncations from the task, on the last tick only
     assert not any(rec["term"][:-1]) and not any(rec["trunc"][:-1])
     done = rollout.done[:t, 0]
@@ -348,9 +348,9 @@ def test_a_rate_network_view_reproduces_the_engine_rollout(scenario, view):
     rec = _drive_rate(env, view)
     t = int(rollout.valid.sum())
     assert rollout.actions.dtype == torch.float32 and len(rec["actions"]) == t
-    np.testing.assert_array_equal(np.stack(rec["task_obs"]), rollout.obs[:t, 0].numpy())
-    torch.testing.assert_close(torch.tensor(rec["actions"]), rollout.actions[:t, 0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(rec["rewards"]), rollout.rewards[:t, 0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.stack(rec["task_obs"]), rollout.obs[:t, 0].cpu().numpy())
+    torch.testing.assert_close(torch.tensor(rec["actions"]), rollout.actions[:t, 0].cpu(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(rec["rewards"]), rollout.rewards[:t, 0].cpu(), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("path,overrides", [
@@ -381,9 +381,9 @@ def test_the_aec_view_of_an_attention_network_reproduces_the_engine_rollout(path
             rewards.append([env.rewards[a] for a in env.possible_agents])
     t = int(rollout.valid.sum())
     assert len(values) == t
-    np.testing.assert_array_equal(np.stack(task_obs), rollout.obs[:t, 0].numpy())
-    torch.testing.assert_close(torch.tensor(np.stack(values)), rollout.actions[:t, 0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.tensor(rewards), rollout.rewards[:t, 0], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(np.stack(task_obs), rollout.obs[:t, 0].cpu().numpy())
+    torch.testing.assert_close(torch.tensor(np.stack(values)), rollout.actions[:t, 0].cpu(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(rewards), rollout.rewards[:t, 0].cpu(), rtol=0, atol=1e-5)
 
 
 def test_attention_networks_pass_the_pettingzoo_api_test_and_refuse_the_parallel_view():
@@ -402,11 +402,11 @@ def test_views_replay_recorded_actions_to_the_same_rewards():
     t = int(rollout.valid.sum())
     rewards = []
     for tick in range(t):
-        np.testing.assert_array_equal(env.task_observation, rollout.obs[tick, 0].numpy())
+        np.testing.assert_array_equal(env.task_observation, rollout.obs[tick, 0].cpu().numpy())
         for i in range(len(env.possible_agents)):
             env.step(int(rollout.actions[tick, 0, i]))
         rewards.append([env.rewards[a] for a in env.possible_agents])
-    torch.testing.assert_close(torch.tensor(rewards), rollout.rewards[:t, 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(rewards), rollout.rewards[:t, 0].cpu(), rtol=0, atol=1e-6)
     assert all(env.terminations[a] or env.truncations[a] for a in env.agents)
 
 

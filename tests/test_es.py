@@ -80,8 +80,8 @@ def test_members_are_batched_copies_with_their_own_perturbed_parameters():
     run = build(scenario())
     view, population = run.engine.population, run.learner.population
     n = run.wiring.num_neurons
-    x = torch.randn(n, run.wiring.ff_idx.shape[1], 8)
-    c = torch.randn(n, run.wiring.ctx_idx.shape[1], 8)
+    x = torch.randn(n, run.wiring.ff_idx.shape[1], 8, device=run.device)
+    c = torch.randn(n, run.wiring.ctx_idx.shape[1], 8, device=run.device)
     batched = view(x, c, 0, n)
     for p in range(4):
         member = perturbed_member(population, view.deltas, p)
@@ -146,9 +146,9 @@ def test_native_members_match_each_member_run_alone():
     torch.manual_seed(0)
     for start, end in run.engine.stages:
         n = end - start
-        x = torch.randn(n, run.wiring.ff_idx.shape[1], 8)
-        c = torch.randn(n, run.wiring.ctx_idx.shape[1], 8)
-        prev_action = torch.randn(8, population.action_dim) if population.action_dim else None
+        x = torch.randn(n, run.wiring.ff_idx.shape[1], 8, device=run.device)
+        c = torch.randn(n, run.wiring.ctx_idx.shape[1], 8, device=run.device)
+        prev_action = torch.randn(8, population.action_dim, device=run.device) if population.action_dim else None
         batched = view(x, c, start, end, prev_action)
         torch.testing.assert_close(batched, view._vmap_call(x, c, start, end, prev_action))
         for p in range(4):

@@ -90,6 +90,7 @@ def test_training_on_kept_outputs_reaches_the_parameters_of_training_that_re_eva
         assert torch.equal(p, q), name
 
 
+@pytest.mark.cpu_only("hidden layers are kept only on the CPU")
 def test_a_run_in_a_batch_equals_the_same_seed_trained_alone_when_the_lone_run_keeps_its_outputs():
     base = scenarios.from_dict(scenario(training={"max_episodes": 64}))
     seeds = [0, 1]
@@ -144,6 +145,7 @@ def test_an_update_in_chunks_of_ticks_asks_for_nothing_to_be_kept():
     assert build(from_dict(SCENARIO)).learner.keeps_hidden
 
 
+@pytest.mark.cpu_only("hidden layers are kept only on the CPU")
 def test_the_keep_hidden_example_times_both_arms_of_interleaved_batches():
     from examples.keep_hidden import batch_times
 

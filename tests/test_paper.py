@@ -127,6 +127,6 @@ def test_softmax_head_members_run_natively_and_equal_one_pass_per_member():
     view = run.engine.population
     assert view.native
     start, end = run.engine.stages[0]
-    x = torch.randn(end - start, run.wiring.ff_idx.shape[1], 4)
-    c = torch.zeros(end - start, 0, 4)
+    x = torch.randn(end - start, run.wiring.ff_idx.shape[1], 4, device=run.device)
+    c = torch.zeros(end - start, 0, 4, device=run.device)
     torch.testing.assert_close(view(x, c, start, end), view._vmap_call(x, c, start, end, None))

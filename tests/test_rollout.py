@@ -129,6 +129,7 @@ def test_a_rollout_is_ordinary_tensors_and_leaves_the_task_usable_outside_infere
     run.learner.update(rollout)  # autograd may save what the rollout holds
 
 
+@pytest.mark.cpu_only("Bernoulli feed-forward neurons and skipped ticks are the CPU's")
 @pytest.mark.parametrize("copies,rewards", [(1, None), (32, None), (8, ["paper_trace", "activity"])])
 def test_ticks_after_every_episode_ended_are_zeros_skipped_with_their_draws_and_change_nothing_else(monkeypatch,
                                                                                                    copies, rewards):

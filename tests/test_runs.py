@@ -26,6 +26,7 @@ SMALL = {
 }
 
 
+@pytest.mark.cpu_only("lone and batched runs draw alike on a CPU: one rand stream, episodes end on their tick")
 @pytest.mark.parametrize("num_envs", [1, 2])
 # softmax: the paper's neurons; None: one-logit Bernoulli neurons (both take the short stage path); cooperation:
 # neurons that read context, whose ticks take the general path
@@ -72,6 +73,7 @@ def test_a_stopped_run_leaves_the_batch_and_its_rows_with_it():
         assert torch.equal(p.detach(), dict(batch.lone[2].engine.population.named_parameters())[name].detach())
 
 
+@pytest.mark.cpu_only("episodes end on the tick they end only on the CPU")
 def test_runs_play_on_their_own_episode_clocks_so_a_batch_costs_its_longest_run():
     base = scenarios.from_dict(SMALL)
     batch = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])
@@ -83,6 +85,7 @@ def test_runs_play_on_their_own_episode_clocks_so_a_batch_costs_its_longest_run(
     assert any(int(x) % 16 for r in batch.returns for x in r)  # episodes that end inside a 16-tick block
 
 
+@pytest.mark.cpu_only("compares the CPU's every-tick ending with the 16-tick clock")
 def test_ending_episodes_on_the_16_tick_clock_as_on_a_gpu_changes_the_ticks_played_but_no_run():
     base = scenarios.from_dict(SMALL)
     every_tick = RunsTrainer([replace(base, seed=s) for s in (0, 1, 2)])

@@ -13,8 +13,8 @@ from narla.scenario import load
 from narla.tasks.normalize import RunningNormalizer
 from narla.training import build
 
-ANT = ["task.num_envs=2", "learning.population=2", "task.options={asynchronous: false, normalize_obs: true}",
-       "task.max_episode_steps=12"]
+ANT = ["device=cpu", "task.num_envs=2", "learning.population=2",
+       "task.options={asynchronous: false, normalize_obs: true}", "task.max_episode_steps=12"]
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pybullet_envs_gymnasium") is None,
     reason="the Ant task needs the 'ant' extra: pip install 'narla[ant]'",

@@ -159,8 +159,9 @@ def test_a_runs_summary_names_the_machine_and_kernels_it_ran_on(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: m\ntask: {num_envs: 2}\nneuron: {hidden: [8]}\ntraining: {max_episodes: 2}\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    recorded = json.loads((tmp_path / "out" / "summary.json").read_text())["machine"]
-    assert recorded == machine("cpu")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    recorded = summary["machine"]
+    assert recorded == machine(summary["device"])
     assert recorded["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert recorded["torch"] == torch.__version__
 
@@ -260,7 +261,7 @@ def test_chunked_re_evaluation_gives_the_same_gradient_as_all_ticks_at_once(chun
         p.grad = None
     learner.chunk_ticks = chunk
     total = sum(part.detach() for part in _backward_each(learner.chunk_losses(rollout)))
-    assert total == pytest.approx(learner.loss(rollout).item(), rel=1e-5)
+    assert total.item() == pytest.approx(learner.loss(rollout).item(), rel=1e-5)
     for g, p in zip(whole, params, strict=True):
         assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
 
@@ -298,11 +299,12 @@ def test_re_evaluation_in_windows_of_valid_columns_gives_the_gradient_of_all_tic
         p.grad = None
     learner.chunk_columns = columns
     total = sum(part.detach() for part in _backward_each(learner.chunk_losses(rollout)))
-    assert total == pytest.approx(learner.loss(rollout).item(), rel=1e-5)
+    assert total.item() == pytest.approx(learner.loss(rollout).item(), rel=1e-5)
     for g, p in zip(whole, learner.params, strict=True):
         assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.cpu_only("hidden layers are kept only on the CPU")
 def test_a_batch_within_one_window_of_columns_replays_the_kept_hidden_layer_and_learns_as_unchunked(monkeypatch):
     from narla.neurons import population
 

@@ -106,6 +106,13 @@ class Student:
         return engine.readout(act[engine.num_sensors :]), act
 
 
+def require_cpu(engine, what: str) -> None:
+    """Refuse a student on another device: these loops keep their buffers, noise and the teacher on the CPU, beside
+    the PyBullet physics that feed them."""
+    if engine.device.type != "cpu":
+        raise ValueError(f"{what}: runs on the CPU only (device: cpu), not on {engine.device}")
+
+
 def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | Path,
             config: DistillConfig = DistillConfig(), seed: int = 0, progress: bool = True) -> dict:
     """Distil ``teacher`` into the whole-network population of ``run`` (a :class:`narla.training.Run` built without
@@ -115,6 +122,7 @@ def distill(run, teacher: torch.nn.Module, teacher_normalizer: dict, out: str | 
     Resumes from ``OUT/distill.pt`` when it exists; stops after ``config.iterations`` iterations in all.
     """
     engine, task = run.engine, run.task
+    require_cpu(engine, "distill")
     student = Student(engine, config.compile)
     if getattr(task, "normalizer", None) is None:
         raise ValueError("distill: the student's task must normalise observations (normalize_obs: true)")

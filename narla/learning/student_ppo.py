@@ -36,7 +36,7 @@ from torch import nn
 from narla.checkpoint import save
 from narla.context import action_features
 from narla.evaluate import save_model
-from narla.learning.distill import Student
+from narla.learning.distill import Student, require_cpu
 from narla.learning.ppo import ReturnScaler, TeacherPolicy
 from narla.learning.returns import EpisodeTally, gae
 
@@ -74,6 +74,7 @@ def finetune(run, init: dict, teacher: TeacherPolicy, teacher_state: dict, out: 
     ``kl``, ``sigma``, ``wall_s``), ``env_steps``, ``wall_s``.
     """
     engine, task = run.engine, run.task
+    require_cpu(engine, "student_ppo")
     if not engine.whole_network:
         raise ValueError("student_ppo: the student must be a whole-network population (attention_neuron, cooperator)")
     if getattr(task, "normalizer", None) is None or init.get("normalizer") is None:
