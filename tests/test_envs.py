@@ -273,17 +273,17 @@ def _check_same_episode(rec: dict, rollout, engine, names: list[str]) -> None:
     assert rec["term"][-1] or rec["trunc"][-1]
     # the agents' observations are exactly their policies' inputs: same log-probs as the engine's re-evaluation
     expected, _, _ = engine.evaluate(rollout.obs[:t], rollout.actions[:t], rollout.first[:t])
-    wiring, population = engine.wiring, engine.population
+    wiring, population, device = engine.wiring, engine.population, engine.device
     fan, ctx_fan, a = wiring.ff_idx.shape[1], wiring.ctx_idx.shape[1], population.action_dim
     with torch.no_grad():
         for i, name in enumerate(names):
-            obs = torch.tensor(np.stack([tick[name] for tick in rec["obs"]]))  # [T, dim]
+            obs = torch.tensor(np.stack([tick[name] for tick in rec["obs"]]), device=device)  # [T, dim]
             x = obs[:, :fan].T.unsqueeze(0)
             ctx = obs[:, fan : obs.shape[1] - a]
-            c = ctx.T.unsqueeze(0) if ctx.shape[1] else torch.zeros(1, ctx_fan, t)
+            c = ctx.T.unsqueeze(0) if ctx.shape[1] else torch.zeros(1, ctx_fan, t, device=device)
             kwargs = {"prev_action": obs[:, obs.shape[1] - a :]} if a else {}
             logits = population(x, c, i, i + 1, **kwargs)
-            lp, _ = log_prob(logits, actions[:, i].unsqueeze(0), wiring.motor[i : i + 1])
+            lp, _ = log_prob(logits, actions[:, i].unsqueeze(0).to(device), wiring.motor[i : i + 1])
             torch.testing.assert_close(lp[0], expected[:, 0, i], rtol=1e-5, atol=1e-5)
 
 
