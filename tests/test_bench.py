@@ -124,3 +124,13 @@ def test_scaling_refuses_an_unknown_policy_naming_the_allowed_ones(tmp_path, cap
     assert main(["bench", "--scaling", "--policies", "2x64", "--out", str(tmp_path / "s")]) == 2
     assert "--policies takes 2x16, 2x128 (got 2x64)" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_public_narla_comparison_refuses_a_path_without_the_public_package(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "examples/vs_public_narla.py", "--narla-path", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "--narla-path" in done.stderr and "no narla/ package" in done.stderr
