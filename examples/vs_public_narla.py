@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="public timing per round, after warm-up (s)")
     parser.add_argument("--warmup", type=float, default=10.0, help="public warm-up per round (s)")
     parser.add_argument("--bench-seconds", type=float, default=3.0, help="our timing per row (as narla bench)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two sides (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the two sides (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -331,8 +331,8 @@ def format_table(rows: list[dict], info: str) -> str:
         )
     if any(r["reference_B"] != r["B"] for r in rows):
         lines.append(
-            "* reference measured at B=1 only (too slow at this size); its rate does not depend on B, "
-            "since copies are stepped one after another"
+            "* reference not measured at this B: its rate at B=1 stands in (it steps copies one after another, "
+            "so its rate does not depend on B)"
         )
     if training:
         lines.append(f"train = {TRAINING}; limit = matmul FLOP/s / (4 forward passes x 2 x MLP weights per neuron)")
@@ -379,7 +379,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1: robust on a shared machine; 0 = torch's default)",
+        help="torch CPU threads (default 1: robust on a shared machine; 0 = torch's default, 1 with --scaling)",
     )
 
 

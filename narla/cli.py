@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. learning.lr=0.01")
     run.add_argument("--out", type=Path, help="results directory (default runs/NAME-sSEED-TIME)")
-    run.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    run.add_argument("--device",
+                     help="cpu, cuda or cuda:N (default: the scenario's device, else $NARLA_DEVICE, else cpu)")
     run.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--threads", type=_positive_int, metavar="N",

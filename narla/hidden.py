@@ -8,11 +8,11 @@ the narrow layers around it and back-propagates through the kept output
 (:class:`narla.neurons.population._ReplayedLayer`), with the same gradients bit for bit (``tests/test_hidden.py``).
 
 Bit for bit, because a batched matrix product gives each column the same result whatever the number of columns,
-except below a few columns, where CPU kernels take another path (below 4 columns on this project's machine, 12
-for a product over one neuron).
-:func:`column_floor` measures that number once per layer shape, and while it records, acting computes a tick of
-fewer columns padded with zero columns up to it. Where no such number is found (a GPU library that picks its
-kernels by size, say), nothing is kept and the update re-evaluates.
+except below a few columns, where CPU kernels take another path (below 4 columns on the AVX2 machine where this was
+first measured, 12 for a product over one neuron; 4 for both on an AVX-512 one).
+:func:`column_floor` measures that number once per layer shape on the machine at hand, and while it records, acting
+computes a tick of fewer columns padded with zero columns up to it. Off the CPU, or where no such number is found,
+nothing is kept and the update re-evaluates.
 
 When it pays: keeping writes ``H · 4`` bytes per neuron for each column the engine computes to memory that is not
 in cache, which slows collection; the update saves its widest product. Per batch of the NaRLA 5-layer network
@@ -47,9 +47,9 @@ def column_floor(inputs: int, outputs: int, transposed: bool, single: bool, thre
     :data:`WIDE_COLUMNS` columns of a product over several neurons (CPU, fp32, ``inputs -> outputs``).
 
     ``transposed``: the inputs are a transposed ``[n, in, cols]`` tensor, as a first layer reads its gathered inputs.
-    ``single``: the product is over one neuron, which CPU kernels compute on another path (its floor was 12 columns
-    against 4 on this project's machine). Every count up to :data:`MOST_COLUMNS` is checked; None if even that many
-    differ. ``threads`` is part of the cache key: a kernel may choose by it.
+    ``single``: the product is over one neuron, which CPU kernels may compute on another path (its floor was 12
+    columns against 4 on the AVX2 machine where this was first measured). Every count up to :data:`MOST_COLUMNS` is
+    checked; None if even that many differ. ``threads`` is part of the cache key: a kernel may choose by it.
     """
     g = torch.Generator().manual_seed(0)
     w = torch.randn(2, inputs, outputs, generator=g)

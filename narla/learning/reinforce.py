@@ -10,7 +10,7 @@ The sum over neurons couples nothing: neuron i's parameters only appear in its o
 
 When collection kept the policies' last hidden output (:attr:`Reinforce.keeps_hidden`, :mod:`narla.hidden`), the
 update does not compute that layer again: the same gradients, bit for bit, in about a quarter less time at B = 256
-(494 against 680 ms on the 5-layer network, ``python examples/keep_hidden.py``).
+(460 against 620 ms an update on the 5-layer network, one thread, ``docs/results/bench/keep_hidden.txt``).
 
 Memory: re-evaluating a batch keeps every layer's activations of all ``T·B`` ticks for the backward pass, about
 ``T·B·(H_1 + H_2 + ...)·4`` bytes per neuron times two or three (the policy's hidden widths ``H``), plus its gathered
