@@ -119,6 +119,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1 (got {args.rounds})")
     if not os.path.isdir(os.path.join(args.narla_path, "narla")):
         parser.error(f"--narla-path {args.narla_path!r} has no narla/ package; give the public checkout's root")
 

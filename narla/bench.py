@@ -379,7 +379,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1: robust on a shared machine; 0 = torch's default, 1 with --scaling)",
+        help="torch CPU threads (default 1: robust on a shared machine; 0 = torch's default)",
     )
 
 

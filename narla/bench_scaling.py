@@ -67,7 +67,8 @@ def child_rows(spec: dict):
     from narla.tasks.cartpole import CartPole
     from narla.wiring import compile_graph
 
-    torch.set_num_threads(spec["threads"])
+    if spec["threads"] > 0:  # 0: torch's default
+        torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     hidden = tuple(POLICIES[spec["policy"]])
     cfg = Config(f"sparse-{spec['n']}", network(spec["n"]), hidden, tuple(spec["batches"]), ())
@@ -254,7 +255,7 @@ def main(args: argparse.Namespace, flops: float) -> int:
     from narla.bench import machine_info
 
     info = f"{machine_info(torch.device(args.device))}; fp32 matmul {flops / 1e9:,.1f} GFLOP/s"
-    rows = run(sizes, batches, policies, seconds, args.device, max(args.threads, 1), args.max_tick_s, flops,
+    rows = run(sizes, batches, policies, seconds, args.device, args.threads, args.max_tick_s, flops,
                args.timeout, args.build_only, args.training)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -161,14 +161,14 @@ def collect(
 
     ``scheme`` is a :class:`narla.rewards.RewardScheme` (``scheme(state) -> (total, components)``).
     The loop checks whether any copy is still running every ``sync_every`` ticks on a GPU, so there is no device sync
-    inside a tick, and after every tick on the CPU when the engine is :attr:`~narla.engine.Engine.compactable`, where a
-    check costs no device sync (:mod:`narla.runs` keeps each
-    batched run on the ``sync_every`` clock, so its runs draw the random numbers a lone run draws, padding ticks
-    included). A batch stops on that clock, with one exception: on the CPU, a batch of feedforward Bernoulli neurons
-    on a torch-native task stops as soon as every episode has ended, the ticks left before the clock's stop are
-    recorded as zeros without being computed, and the engine's and task's generators skip the numbers those ticks
-    would have drawn (:meth:`~narla.engine.Engine.skip_ticks`, :meth:`~narla.tasks.base.Task.skip_steps`), so the
-    rollout's valid ticks and every later batch are the same bit for bit.
+    inside a tick, and after every tick on the CPU when the engine is :attr:`~narla.engine.Engine.compactable`, where
+    a check costs no device sync (:mod:`narla.runs` keeps each batched run on the ``sync_every`` clock, so its runs
+    draw the random numbers a lone run draws, padding ticks included). A batch stops on that clock, with one exception:
+    on the CPU, a batch of feedforward Bernoulli neurons on a torch-native task stops as soon as every episode has
+    ended, the ticks left before the clock's stop are recorded as zeros without being computed, and the engine's and
+    task's generators skip the numbers those ticks would have drawn (:meth:`~narla.engine.Engine.skip_ticks`,
+    :meth:`~narla.tasks.base.Task.skip_steps`), so the rollout's valid ticks and every later batch are the same bit
+    for bit.
 
     When the engine is :attr:`~narla.engine.Engine.compactable`, a check also drops the finished copies from its
     ticks (:meth:`~narla.engine.Engine.live_columns` says which columns stay): on the CPU as soon as any has ended,

@@ -1,6 +1,8 @@
 """Specification of ``narla bench``: engine and reference rates measured in one run."""
 
 import json
+import subprocess
+import sys
 
 from narla.cli import main
 
@@ -127,9 +129,6 @@ def test_scaling_refuses_an_unknown_policy_naming_the_allowed_ones(tmp_path, cap
 
 
 def test_public_narla_comparison_refuses_a_path_without_the_public_package(tmp_path):
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "examples/vs_public_narla.py", "--narla-path", str(tmp_path)],
                           capture_output=True, text=True)
     assert done.returncode == 2
