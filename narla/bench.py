@@ -21,12 +21,14 @@ training, taken as four forward passes of the neuron's MLP (acting, re-evaluatio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import torch
@@ -38,6 +40,9 @@ from narla.reference import ReferenceNetwork
 from narla.results import machine
 from narla.tasks.cartpole import CartPole
 from narla.wiring import compile_graph
+
+if TYPE_CHECKING:
+    from narla.training import Run
 
 MEASURED = "acting path: tick + readout + CartPole step (no rewards, no learning)"
 TRAINING = "full training: collect (tick, CartPole, all five rewards) + one REINFORCE update per batch"
@@ -98,14 +103,9 @@ def weights_per_neuron(population: torch.nn.Module, neurons: int) -> float:
     return sum(p.numel() for name, p in population.named_parameters() if "weights" in name) / neurons
 
 
-def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float, seed: int = 0) -> dict:
-    """Full training (see the module doc) for about ``seconds``, in whole batches after one warm-up batch.
-
-    Where a batch's hidden activations could pass :data:`ACTIVATION_BUDGET` (every copy running for the task's whole
-    episode), the update re-evaluates in windows of at most that budget's valid columns (``learning.chunk_columns``),
-    as a user would bound it on a network this size; a batch within one window keeps the last hidden layer.
-    """
-    from narla.rollout import collect
+def training_run(cfg: Config, batch: int, device: torch.device, seed: int = 0) -> Run:
+    """The run :func:`training_rate` trains: ``cfg``'s network on CartPole with ``batch`` copies, all five rewards
+    and REINFORCE, built by :func:`narla.training.build` as a user's scenario would be."""
     from narla.scenario import from_dict
     from narla.training import build
 
@@ -115,11 +115,31 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
         "neuron": {"hidden": list(cfg.hidden), "activation": "leaky_relu"}, "rewards": REWARDS,
         "learning": {"rule": "reinforce", "lr": 0.001},
     }
-    run = build(from_dict(scenario))
+    return build(from_dict(scenario))
+
+
+def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float, seed: int = 0,
+                  run: Run | None = None) -> dict:
+    """Full training (see the module doc) for about ``seconds``, in whole batches after one warm-up batch.
+
+    Where a batch's hidden activations could pass :data:`ACTIVATION_BUDGET` (every copy running for the task's whole
+    episode), the update re-evaluates in windows of at most that budget's valid columns (``learning.chunk_columns``),
+    as a user would bound it on a network this size; a batch within one window keeps the last hidden layer.
+    ``run``: one :func:`training_run` built for ``cfg`` on ``device``, trained here on a fresh task of ``batch``
+    copies, so that a caller measuring several batch sizes builds a large network once (10^6 neurons take a minute).
+    """
+    from narla.rollout import collect
+    from narla.tasks import make_task
+
+    if run is None:
+        run = training_run(cfg, batch, device, seed)
+    elif run.task.num_envs != batch:
+        run = dataclasses.replace(run, task=make_task("cartpole", batch, device=device))
+        run.task.reset(seed=seed)
     n = run.wiring.num_neurons
     per_column = n * sum(cfg.hidden) * 4 * 3  # activations kept for backward per tick and copy, bytes, about
-    if ACTIVATION_BUDGET // (per_column * batch) < run.task.max_episode_steps:
-        run.learner.chunk_columns = max(1, ACTIVATION_BUDGET // per_column)
+    fits = ACTIVATION_BUDGET // (per_column * batch) >= run.task.max_episode_steps
+    run.learner.chunk_columns = None if fits else max(1, ACTIVATION_BUDGET // per_column)
 
     def one_batch() -> torch.Tensor:
         rollout = collect(run.engine, run.task, run.scheme, keep_hidden=run.learner.keeps_hidden)

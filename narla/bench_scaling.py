@@ -59,8 +59,10 @@ def child(spec: dict) -> list[dict]:
 def child_rows(spec: dict):
     """:func:`child`, one row at a time as each is measured (the process prints each at once, so the rows of a
     process that times out or is killed later are kept)."""
-    from narla.bench import Config, EngineLoop, measure, training_rate
-    from narla.engine import Engine
+    import torch._dynamo  # noqa: F401  (Adam's construction imports it, about 1 s)
+
+    import narla.training  # noqa: F401  (both imported before the clock starts: build_s times the build alone)
+    from narla.bench import Config, EngineLoop, measure, training_rate, training_run
     from narla.memory import available_bytes, record_bytes
     from narla.neurons import Population
     from narla.readout import Readout
@@ -73,22 +75,26 @@ def child_rows(spec: dict):
     hidden = tuple(POLICIES[spec["policy"]])
     cfg = Config(f"sparse-{spec['n']}", network(spec["n"]), hidden, tuple(spec["batches"]), ())
     start = time.perf_counter()
-    task = CartPole(1)
-    readout = Readout("choice", task.action_space)
-    graph = cfg.graph()
-    built = time.perf_counter()
-    wiring = compile_graph(graph, device)
-    compiled = time.perf_counter()
-    del graph
-    population = Population(wiring, out_dim=readout.out_dim, hidden=hidden, activation="leaky_relu").to(device)
-    engine = Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(0))
-    build_s = time.perf_counter() - start
     if spec.get("build_only"):
+        task = CartPole(1)
+        readout = Readout("choice", task.action_space)
+        graph = cfg.graph()
+        built = time.perf_counter()
+        wiring = compile_graph(graph, device)
+        compiled = time.perf_counter()
+        del graph
+        Population(wiring, out_dim=readout.out_dim, hidden=hidden, activation="leaky_relu").to(device)
+        build_s = time.perf_counter() - start
         yield {"neurons": wiring.num_neurons, "policy": spec["policy"], "edges": int(wiring.ff_mask.sum()),
                "graph_s": round(built - start, 2), "compile_s": round(compiled - built, 2),
                "population_s": round(start + build_s - compiled, 2), "build_s": round(build_s, 2),
                "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)}
         return
+    # one build serves every row: acting with its engine, training with the whole run (a fresh task per B)
+    run = training_run(cfg, spec["batches"][0], device)
+    run.graph = None  # the compiled wiring holds what the rows need
+    engine, task, wiring = run.engine, run.task, run.wiring
+    build_s = time.perf_counter() - start
     for b in spec["batches"]:
         row = {"neurons": wiring.num_neurons, "policy": spec["policy"], "B": b, "build_s": round(build_s, 2)}
         tick_s = estimated_tick_s(spec["n"], b, hidden, spec["flops"])
@@ -104,7 +110,7 @@ def child_rows(spec: dict):
             row["training_skipped"] = (f"its rollout record could take {need / 2**30:.1f} GiB, "
                                        f"{free / 2**30:.1f} GiB available")
         elif spec.get("training", True):
-            row.update(training_rate(cfg, b, device, spec["seconds"]))
+            row.update(training_rate(cfg, b, device, spec["seconds"], run=run))
         row["peak_rss_gib"] = round(peak_rss_bytes() / 2**30, 2)
         if device.type == "cuda":
             row["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
