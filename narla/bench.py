@@ -165,17 +165,20 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
 
 
 class EngineLoop:
-    """``B`` copies acting together: one engine tick, the readout, one batched task step."""
+    """``B`` copies acting together: one engine tick, the readout, one batched task step. ``tick``: what plays the
+    engine's tick (default ``engine.tick``; a :class:`narla.capture.GraphTick` replays it as a CUDA graph)."""
 
-    def __init__(self, engine: Engine, batch: int, seed: int) -> None:
+    def __init__(self, engine: Engine, batch: int, seed: int,
+                 tick: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         self.engine = engine
+        self.tick = engine.tick if tick is None else tick
         self.batch = batch
         self.task = CartPole(batch, device=engine.device)
         self.obs = self.task.reset(seed=seed)
         self.prev = torch.zeros(engine.num_sensors + engine.num_neurons, batch, device=engine.device)
 
     def step(self) -> None:
-        act, actions = self.engine.tick(self.obs, self.prev)
+        act, actions = self.tick(self.obs, self.prev)
         self.obs, _, terminated, truncated = self.task.step(self.engine.readout(actions))
         self.prev = act * (~(terminated | truncated)).float()
 
@@ -230,6 +233,15 @@ def measure(loops: dict[str, EngineLoop | ReferenceLoop], seconds: float, rounds
     return {name: (steps, elapsed) for name, (steps, elapsed) in totals.items()}
 
 
+def acting_engine(cfg: Config, device: torch.device, seed: int = 0) -> Engine:
+    """``cfg``'s network on CartPole as the acting rows run it: leaky-ReLU policies, the choice readout, seeded."""
+    torch.manual_seed(seed)
+    readout = Readout("choice", CartPole(1).action_space)
+    wiring = compile_graph(cfg.graph(), device)
+    population = Population(wiring, out_dim=readout.out_dim, hidden=cfg.hidden, activation="leaky_relu").to(device)
+    return Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(seed))
+
+
 def bench_config(
     cfg: Config, device: torch.device, seconds: float, rounds: int, seed: int = 0,
     matmul: Callable[[], float] | None = None,
@@ -237,11 +249,9 @@ def bench_config(
     """Rows (one per ``B``) for one network; with ``matmul`` (a call of :func:`matmul_flops`), full training too,
     each training row beside the matmul rate measured just before it, so that a machine whose speed drifts over a
     long bench still gives each row's fraction of the limit from one moment."""
-    torch.manual_seed(seed)
+    engine = acting_engine(cfg, device, seed)
+    wiring, population = engine.wiring, engine.population
     readout = Readout("choice", CartPole(1).action_space)
-    wiring = compile_graph(cfg.graph(), device)
-    population = Population(wiring, out_dim=readout.out_dim, hidden=cfg.hidden, activation="leaky_relu").to(device)
-    engine = Engine(wiring, population, readout, "sweep", torch.Generator(device=device).manual_seed(seed))
     reference = ReferenceNetwork.from_population(population, wiring)
     ref_readout = Readout("choice", readout.action_space).bind(wiring.to("cpu"))
     n = wiring.num_neurons

@@ -283,20 +283,28 @@ class Engine:
         """
         if self.whole_network:
             return self._tick_whole(obs, prev_action)
-        act = self.begin_tick(obs)
         if self.bernoulli_feedforward:
-            u = self._tick_uniforms(act.shape[1])
-            policy = self.population.policy
-            policy.check_acting_rows()  # once a tick, for every stage's StackedMLP.act
-            self._stage_act = policy.act if self.population.slots is None else None  # resolved once a tick
-            for start, end in self.stages:
-                self._bernoulli_stage(act, prev, u, start, end)
-            return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
+            return self.bernoulli_tick(obs, prev, self._tick_uniforms(obs.shape[0]))
+        act = self.begin_tick(obs)
         actions = self.new_actions(obs.shape[0])
         for start, end in self.stages:
             chosen = self.choose(self.stage_logits(act, prev, start, end, prev_action), start, end)
             self.commit(act, actions, chosen, start, end)
         return act, actions
+
+    def bernoulli_tick(
+        self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`tick` of a feedforward Bernoulli population (:attr:`bernoulli_feedforward`) on the uniforms
+        ``u[N, cols]`` (None: each stage draws its own): a neuron fires where its uniform is below its firing
+        probability. :class:`narla.capture.GraphTick` replays it as one CUDA graph on uniforms drawn outside it."""
+        act = self.begin_tick(obs)
+        policy = self.population.policy
+        policy.check_acting_rows()  # once a tick, for every stage's StackedMLP.act
+        self._stage_act = policy.act if self.population.slots is None else None  # resolved once a tick
+        for start, end in self.stages:
+            self._bernoulli_stage(act, prev, u, start, end)
+        return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
 
     def _tick_uniforms(self, cols: int) -> torch.Tensor | None:
         """The uniforms ``[N, cols]`` of a feedforward Bernoulli tick, drawn at once, or None where each stage draws

@@ -1,0 +1,83 @@
+"""One engine tick of ``B`` copies captured as a CUDA graph and replayed, for networks too small to fill a GPU.
+
+A tick of the NaRLA networks is a few hundred small kernels; on a GPU their launches, not their arithmetic, set
+its time (``docs/results/bench/gpu/``: 25,030 neuron-steps/s for the 5-layer network at B = 1 on an H200, below
+this project's 2-core CPU). :class:`GraphTick` records :meth:`narla.engine.Engine.bernoulli_tick` once into a
+``torch.cuda.CUDAGraph`` and then launches the whole tick as one graph.
+
+What a replay does, and why:
+- Its inputs are copied into static buffers: the observations ``[B, obs_dim]``, the previous activity
+  ``[S + N, B]``, and the tick's uniforms ``[N, B]``. The uniforms are drawn *outside* the graph, in one
+  ``torch.rand`` on the engine's generator, so the graph holds no random-number state of its own; the eager CUDA
+  tick draws one block per stage instead, so a captured run follows another (equally valid) random stream.
+- Given the same uniforms, a replay's spikes are the eager tick's bit for bit: the same kernels on the same data
+  (``tests/test_capture.py``, on CUDA).
+- The graph reads the parameters' storage. Updates in place (the optimizers') are seen by the next replay; a
+  parameter that moves to new storage (``.to()``, a batch of runs restacking) makes the next call capture again.
+- It returns copies of the graph's outputs, which the next replay overwrites.
+
+Only full-width feedforward Bernoulli ticks are captured (:attr:`~narla.engine.Engine.bernoulli_feedforward`, no
+compacted columns, no kept hidden layer: the CUDA tick keeps none).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from narla.engine import Engine
+
+
+class GraphTick:
+    """``engine.tick`` for ``batch`` copies as one CUDA graph (see the module doc): ``act, actions = tick(obs,
+    prev)`` with ``obs[B, obs_dim]`` and ``prev[S + N, B]``, as :meth:`narla.engine.Engine.tick` takes them."""
+
+    def __init__(self, engine: Engine, batch: int, warmup: int = 3) -> None:
+        if engine.device.type != "cuda":
+            raise ValueError(f"GraphTick: the engine is on {engine.device}; CUDA graphs need a cuda device")
+        if not engine.bernoulli_feedforward:
+            raise ValueError("GraphTick: only a feedforward population of Bernoulli neurons without interventions "
+                             "is captured (Engine.bernoulli_feedforward is False)")
+        if batch < 1:
+            raise ValueError(f"GraphTick: batch must be at least 1, got {batch}")
+        self.engine, self.batch, self.warmup = engine, batch, warmup
+        device = engine.device
+        self.obs: torch.Tensor | None = None  # [B, obs_dim], made on the first call
+        with torch.inference_mode(False):  # ordinary tensors: written in place in and out of inference mode
+            self.prev = torch.zeros(engine.num_sensors + engine.num_neurons, batch, device=device)
+            self.u = torch.zeros(engine.num_neurons, batch, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.captures = 0
+
+    def _storage(self) -> tuple[int, ...]:
+        return tuple(p.data_ptr() for p in self.engine.population.parameters())
+
+    def _capture(self) -> None:
+        """Warm up on a side stream (lazy initialisation stays out of the graph), then record one tick."""
+        engine = self.engine
+        engine.columns = None
+        stream = torch.cuda.Stream(device=engine.device)
+        stream.wait_stream(torch.cuda.current_stream(engine.device))
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(self.warmup):
+                engine.bernoulli_tick(self.obs, self.prev, self.u)
+        torch.cuda.current_stream(engine.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.act, self.actions = engine.bernoulli_tick(self.obs, self.prev, self.u)
+        self.storage = self._storage()
+        self.captures += 1
+
+    def __call__(self, obs: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tick: ``act[S + N, B]`` and ``actions[N, B]`` (long), new tensors."""
+        if obs.shape[0] != self.batch:
+            raise ValueError(f"GraphTick: captured for {self.batch} copies, got observations of {obs.shape[0]}")
+        if self.obs is None or self.obs.shape != obs.shape:
+            with torch.inference_mode(False):
+                self.obs, self.graph = torch.zeros_like(obs), None
+        if self.graph is None or self._storage() != self.storage:
+            self._capture()
+        self.obs.copy_(obs)
+        self.prev.copy_(prev)
+        torch.rand(self.u.shape, generator=self.engine.generator, out=self.u)
+        self.graph.replay()
+        return self.act.clone(), self.actions.clone()

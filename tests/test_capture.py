@@ -1,0 +1,87 @@
+"""GraphTick: a tick captured as a CUDA graph fires as the eager tick does (its CUDA tests run where a GPU is)."""
+
+import pytest
+import torch
+
+from narla.bench import Config, acting_engine
+from narla.capture import GraphTick
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+NETWORK = Config("narla-3layer", {"builder": "layered", "width": 15, "connectivity": "local", "layers": 3},
+                 (32, 32), (8,), ())
+
+
+def replay_and_eager(tick: GraphTick, obs: torch.Tensor, prev: torch.Tensor) -> tuple:
+    """The replayed tick, and the eager tick on the uniforms the replay drew."""
+    act, actions = tick(obs, prev)
+    with torch.inference_mode():
+        eager_act, eager_actions = tick.engine.bernoulli_tick(obs, prev, tick.u.clone())
+    return act, actions, eager_act, eager_actions
+
+
+def test_graph_tick_refuses_an_engine_off_cuda():
+    engine = acting_engine(NETWORK, torch.device("cpu"))
+    with pytest.raises(ValueError, match="^GraphTick: the engine is on cpu; CUDA graphs need a cuda device$"):
+        GraphTick(engine, 8)
+
+
+@CUDA
+def test_a_replayed_tick_fires_exactly_as_the_eager_tick_on_the_same_uniforms():
+    engine = acting_engine(NETWORK, torch.device("cuda"))
+    tick = GraphTick(engine, 8)
+    obs = torch.randn(8, 4, device="cuda")
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+    for _ in range(5):
+        act, actions, eager_act, eager_actions = replay_and_eager(tick, obs, prev)
+        assert torch.equal(act, eager_act) and torch.equal(actions, eager_actions)
+        prev, obs = act, obs + 0.1 * torch.randn_like(obs)
+    assert tick.captures == 1
+
+
+@CUDA
+def test_each_replay_draws_new_uniforms_from_the_engine_generator():
+    engine = acting_engine(NETWORK, torch.device("cuda"))
+    tick = GraphTick(engine, 8)
+    obs = torch.randn(8, 4, device="cuda")
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+    tick(obs, prev)
+    first = tick.u.clone()
+    tick(obs, prev)
+    assert not torch.equal(first, tick.u)
+
+
+@CUDA
+def test_a_replay_sees_parameters_updated_in_place():
+    engine = acting_engine(NETWORK, torch.device("cuda"))
+    tick = GraphTick(engine, 8)
+    obs = torch.randn(8, 4, device="cuda")
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+    tick(obs, prev)
+    with torch.no_grad():
+        for p in engine.population.parameters():
+            p.mul_(-3.0)
+    act, _, eager_act, _ = replay_and_eager(tick, obs, prev)
+    assert torch.equal(act, eager_act)
+    assert tick.captures == 1
+
+
+@CUDA
+def test_a_parameter_on_new_storage_makes_the_next_call_capture_again():
+    engine = acting_engine(NETWORK, torch.device("cuda"))
+    tick = GraphTick(engine, 8)
+    obs = torch.randn(8, 4, device="cuda")
+    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+    tick(obs, prev)
+    weights = engine.population.policy.weights[0]
+    weights.data = -weights.data.clone()
+    act, _, eager_act, _ = replay_and_eager(tick, obs, prev)
+    assert torch.equal(act, eager_act)
+    assert tick.captures == 2
+
+
+@CUDA
+def test_a_graph_tick_refuses_observations_of_another_batch_size():
+    tick = GraphTick(acting_engine(NETWORK, torch.device("cuda")), 8)
+    prev = torch.zeros(tick.prev.shape[0], 4, device="cuda")
+    with pytest.raises(ValueError, match="captured for 8 copies, got observations of 4"):
+        tick(torch.zeros(4, 4, device="cuda"), prev)
