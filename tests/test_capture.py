@@ -11,6 +11,15 @@ NETWORK = Config("narla-3layer", {"builder": "layered", "width": 15, "connectivi
                  (32, 32), (8,), ())
 
 
+@pytest.fixture
+def captured() -> tuple[GraphTick, torch.Tensor, torch.Tensor]:
+    """A GraphTick of 8 copies of a small 3-layer network, CartPole-sized observations and a silent previous tick."""
+    tick = GraphTick(acting_engine(NETWORK, torch.device("cuda")), 8)
+    engine = tick.engine
+    return tick, torch.randn(8, 4, device="cuda"), torch.zeros(engine.num_sensors + engine.num_neurons, 8,
+                                                                device="cuda")
+
+
 def replay_and_eager(tick: GraphTick, obs: torch.Tensor, prev: torch.Tensor) -> tuple:
     """The replayed tick, and the eager tick on the uniforms the replay drew."""
     act, actions = tick(obs, prev)
@@ -26,11 +35,8 @@ def test_graph_tick_refuses_an_engine_off_cuda():
 
 
 @CUDA
-def test_a_replayed_tick_fires_exactly_as_the_eager_tick_on_the_same_uniforms():
-    engine = acting_engine(NETWORK, torch.device("cuda"))
-    tick = GraphTick(engine, 8)
-    obs = torch.randn(8, 4, device="cuda")
-    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+def test_a_replayed_tick_fires_exactly_as_the_eager_tick_on_the_same_uniforms(captured):
+    tick, obs, prev = captured
     for _ in range(5):
         act, actions, eager_act, eager_actions = replay_and_eager(tick, obs, prev)
         assert torch.equal(act, eager_act) and torch.equal(actions, eager_actions)
@@ -39,11 +45,8 @@ def test_a_replayed_tick_fires_exactly_as_the_eager_tick_on_the_same_uniforms():
 
 
 @CUDA
-def test_each_replay_draws_new_uniforms_from_the_engine_generator():
-    engine = acting_engine(NETWORK, torch.device("cuda"))
-    tick = GraphTick(engine, 8)
-    obs = torch.randn(8, 4, device="cuda")
-    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+def test_each_replay_draws_new_uniforms_from_the_engine_generator(captured):
+    tick, obs, prev = captured
     tick(obs, prev)
     first = tick.u.clone()
     tick(obs, prev)
@@ -51,14 +54,11 @@ def test_each_replay_draws_new_uniforms_from_the_engine_generator():
 
 
 @CUDA
-def test_a_replay_sees_parameters_updated_in_place():
-    engine = acting_engine(NETWORK, torch.device("cuda"))
-    tick = GraphTick(engine, 8)
-    obs = torch.randn(8, 4, device="cuda")
-    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+def test_a_replay_sees_parameters_updated_in_place(captured):
+    tick, obs, prev = captured
     tick(obs, prev)
     with torch.no_grad():
-        for p in engine.population.parameters():
+        for p in tick.engine.population.parameters():
             p.mul_(-3.0)
     act, _, eager_act, _ = replay_and_eager(tick, obs, prev)
     assert torch.equal(act, eager_act)
@@ -66,13 +66,10 @@ def test_a_replay_sees_parameters_updated_in_place():
 
 
 @CUDA
-def test_a_parameter_on_new_storage_makes_the_next_call_capture_again():
-    engine = acting_engine(NETWORK, torch.device("cuda"))
-    tick = GraphTick(engine, 8)
-    obs = torch.randn(8, 4, device="cuda")
-    prev = torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
+def test_a_parameter_on_new_storage_makes_the_next_call_capture_again(captured):
+    tick, obs, prev = captured
     tick(obs, prev)
-    weights = engine.population.policy.weights[0]
+    weights = tick.engine.population.policy.weights[0]
     weights.data = -weights.data.clone()
     act, _, eager_act, _ = replay_and_eager(tick, obs, prev)
     assert torch.equal(act, eager_act)
@@ -80,8 +77,7 @@ def test_a_parameter_on_new_storage_makes_the_next_call_capture_again():
 
 
 @CUDA
-def test_a_graph_tick_refuses_observations_of_another_batch_size():
-    tick = GraphTick(acting_engine(NETWORK, torch.device("cuda")), 8)
-    prev = torch.zeros(tick.prev.shape[0], 4, device="cuda")
+def test_a_graph_tick_refuses_observations_of_another_batch_size(captured):
+    tick, _, prev = captured
     with pytest.raises(ValueError, match="captured for 8 copies, got observations of 4"):
-        tick(torch.zeros(4, 4, device="cuda"), prev)
+        tick(torch.zeros(4, 4, device="cuda"), prev[:, :4])
