@@ -142,7 +142,8 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
     run.learner.chunk_columns = None if fits else max(1, ACTIVATION_BUDGET // per_column)
 
     def one_batch() -> torch.Tensor:
-        rollout = collect(run.engine, run.task, run.scheme, keep_hidden=run.learner.keeps_hidden)
+        rollout = collect(run.engine, run.task, run.scheme, keep_hidden=run.learner.keeps_hidden,
+                          hidden_columns=run.learner.chunk_columns)
         run.learner.update(rollout)
         return rollout.valid.sum()
 

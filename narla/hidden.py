@@ -21,8 +21,9 @@ examples/keep_hidden.py``, 2026-12-04): 2 % faster at B = 32, 7 % at B = 64 and 
 7 % slower at B = 16 and 30 % at B = 1, where the update is small. With narrower policies the update saves little and
 collection still pays (``python examples/keep_hidden.py --hidden 32``). So only batches of at least
 :data:`MIN_COPIES` copies keep it, and only a last hidden layer of at least :data:`MIN_INPUTS` inputs; a record that
-would pass :data:`RECORD_BYTES` within 16 full ticks is not started; one that passes it later is dropped, and the
-update re-evaluates. Each stage's outputs are copied tick by tick into buffers of :data:`SLAB_TICKS` full ticks; a stage
+would pass :data:`RECORD_BYTES` within 16 full ticks is not started; one that passes it later, or passes the update's
+window of ``learning.chunk_columns`` columns (``collect(..., hidden_columns=)``), is dropped, and the update
+re-evaluates. Each stage's outputs are copied tick by tick into buffers of :data:`SLAB_TICKS` full ticks; a stage
 alone in its evaluation group whose batch fits one buffer is handed to the update as a view of it, without a copy.
 """
 
@@ -81,8 +82,11 @@ class HiddenRecord:
     ``Engine.hidden_record``), collection closes each tick (:meth:`end_tick`) and the batch (:meth:`finish`).
     """
 
-    def __init__(self, engine, floors: dict[int, int], batch: int) -> None:
+    def __init__(self, engine, floors: dict[int, int], batch: int, most_columns: int | None = None) -> None:
         self.engine = engine
+        self.batch = batch
+        self.most_columns = most_columns  # past this many computed columns the record is dropped (None: no limit)
+        self.computed = 0  # columns computed so far
         self.policy = engine.population.policy
         self.floors = floors  # per stage (its first neuron): while recording, fewer columns are padded up to this
         self.pieces: dict[int, list[torch.Tensor]] = {start: [] for start, _ in engine.stages}  # per tick, a view
@@ -91,7 +95,7 @@ class HiddenRecord:
         # the budget (start() checked that 16 fit).
         width = self.policy.weights[-1].shape[1]
         ticks = SLAB_TICKS if SLAB_TICKS * batch * engine.num_neurons * width * 4 <= RECORD_BYTES else 16
-        self.slab = ticks * batch
+        self.slab = ticks * batch if most_columns is None else max(1, min(ticks * batch, most_columns))
         self.slabs: dict[int, list[list]] = {start: [] for start, _ in engine.stages}  # [[buffer, columns used]]
         self.active: list[torch.Tensor | None] = []  # per tick: the copies computed (None: all)
         self.select: list[torch.Tensor | None] = []  # per tick, after finish: the valid ones among them (None: all)
@@ -101,11 +105,13 @@ class HiddenRecord:
         self.versions = self._versions()
 
     @classmethod
-    def start(cls, engine, batch: int) -> HiddenRecord | None:
+    def start(cls, engine, batch: int, most_columns: int | None = None) -> HiddenRecord | None:
         """A record for the engine's next collection of ``batch`` copies, or None where none is kept: outside the
         feedforward Bernoulli path (``Engine.bernoulli_feedforward``), off the CPU, when the last hidden layer has
         fewer than :data:`MIN_INPUTS` inputs (or there is none), below :data:`MIN_COPIES`, past :data:`RECORD_BYTES`
-        within 16 full ticks, or where no column floor exists."""
+        within 16 full ticks, or where no column floor exists. ``most_columns``: the record is dropped once more
+        columns than this have been computed (an update re-evaluating in windows of that many valid columns,
+        ``learning.chunk_columns``, could not use it)."""
         if not engine.bernoulli_feedforward or engine.device.type != "cpu" or batch < MIN_COPIES:
             return None
         weights = list(engine.population.policy.weights)
@@ -122,7 +128,7 @@ class HiddenRecord:
             if any(f is None for f in stage):
                 return None
             floors[start] = max(stage)
-        return cls(engine, floors, batch)
+        return cls(engine, floors, batch, most_columns)
 
     def _versions(self) -> list[int]:
         return [p._version for p in self.policy.parameters()]
@@ -143,8 +149,7 @@ class HiddenRecord:
             size = max(self.slab, cols)
             self.bytes += n * size * width * hidden.element_size()
             if self.bytes > RECORD_BYTES:
-                self.dropped = True
-                self.pieces, self.slabs = {}, {}
+                self._drop()
                 return
             with torch.inference_mode(False):  # an ordinary tensor, which the update's autograd may save
                 slabs.append([hidden.new_empty(n, size, width), 0])
@@ -157,6 +162,14 @@ class HiddenRecord:
     def end_tick(self, active: torch.Tensor | None) -> None:
         """The tick just computed ran the copies ``active`` (None: all of them)."""
         self.active.append(active)
+        self.computed += self.batch if active is None else active.numel()
+        if self.most_columns is not None and self.computed > self.most_columns and not self.dropped:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Give the record up (its buffers freed): the update will re-evaluate."""
+        self.dropped = True
+        self.pieces, self.slabs = {}, {}
 
     def finish(self, valid: torch.Tensor) -> None:
         """Note which computed columns are valid, ``valid[T, B]`` (one host copy of ``[computed columns]`` bools).

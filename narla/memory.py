@@ -9,8 +9,8 @@ by the kernel without a Python error, so :func:`check_record` says it while the 
 
 The check covers the record alone. The update needs memory on top of it: the policies' activations of the ticks it
 re-evaluates at once (all of them unless ``learning.chunk_ticks`` or ``learning.chunk_columns`` bounds them) and,
-where collection keeps the last hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`). A record that
-fits is no promise that those do.
+where collection keeps the last hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`, and no more
+than ``learning.chunk_columns`` columns where that is set). A record that fits is no promise that those do.
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ def collect(
     sync_every: int = 16,
     per_tick_components: bool = False,
     keep_hidden: bool = False,
+    hidden_columns: int | None = None,
 ) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
@@ -181,12 +182,14 @@ def collect(
     reward of every tick, and each component's running sum; a large record is stacked tick by tick as each is freed,
     so the peak is the record plus one tick. ``per_tick_components`` also keeps every component per tick.
     ``keep_hidden`` also keeps the policies' last hidden output for the update that follows (``Rollout.hidden``,
-    :mod:`narla.hidden`, where it pays and the engine can): ``H · 4`` bytes per neuron and computed column.
+    :mod:`narla.hidden`, where it pays and the engine can): ``H · 4`` bytes per neuron and computed column, and
+    only while at most ``hidden_columns`` columns have been computed (give the update's ``learning.chunk_columns``:
+    a batch larger than one window is re-evaluated window by window and would not use it).
     """
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
     obs = task.reset()
-    record = HiddenRecord.start(engine, task.num_envs) if keep_hidden else None
+    record = HiddenRecord.start(engine, task.num_envs, hidden_columns) if keep_hidden else None
     engine.hidden_record = record
     try:
         rec, sums, comps, prev_actions, use_action = _play(engine, task, scheme, obs, episode, sync_every, bulk,

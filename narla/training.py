@@ -343,7 +343,8 @@ class Trainer:
                 first = len(self.returns)
                 phase = self._enter_phase(first, phase)
                 keep = getattr(run.learner, "keeps_hidden", False)  # the update then skips its widest product
-                rollout = collect(run.engine, run.task, run.scheme, first, keep_hidden=keep)
+                rollout = collect(run.engine, run.task, run.scheme, first, keep_hidden=keep,
+                                  hidden_columns=getattr(run.learner, "chunk_columns", None))
                 stats = run.learner.update(rollout)
                 host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
                 check_loss(loss, run.scheme, rollout.component_sums, first)

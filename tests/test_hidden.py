@@ -127,6 +127,14 @@ def test_a_record_past_its_budget_is_dropped_and_the_update_re_evaluates(monkeyp
     assert torch.isfinite(run.learner.update(rollout)["loss"])
 
 
+def test_a_record_past_hidden_columns_is_dropped_and_one_within_them_is_kept():
+    run = build(from_dict(SCENARIO))
+    kept_rollout(run)  # skips where this machine keeps nothing
+    assert collect(run.engine, run.task, run.scheme, keep_hidden=True, hidden_columns=10**9).hidden is not None
+    first_tick = run.task.num_envs  # every copy runs the first tick
+    assert collect(run.engine, run.task, run.scheme, keep_hidden=True, hidden_columns=first_tick - 1).hidden is None
+
+
 @pytest.mark.parametrize("changes", [
     {"task": {"num_envs": narla.hidden.MIN_COPIES - 1}},  # too narrow to pay
     {"learning": {"rule": "es", "population": 2}},  # the engine's columns are members

@@ -64,8 +64,8 @@ class Reinforce:
     def keeps_hidden(self) -> bool:
         """Whether collection should keep the policies' last hidden output for :meth:`update` (:mod:`narla.hidden`):
         unless the update re-evaluates in chunks of ticks. With ``chunk_columns`` a batch whose valid columns fit one
-        window uses it; a larger one is re-evaluated window by window (its record, at most
-        :data:`narla.hidden.RECORD_BYTES`, unused)."""
+        window uses it; a larger one is re-evaluated window by window, and collection, given ``hidden_columns`` =
+        ``chunk_columns``, drops its record once the batch passes one window."""
         return self.chunk_ticks is None
 
     def advantages(self, rollout: Rollout) -> torch.Tensor:
