@@ -125,17 +125,31 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
     Where a batch's hidden activations could pass :data:`ACTIVATION_BUDGET` (every copy running for the task's whole
     episode), the update re-evaluates in windows of at most that budget's valid columns (``learning.chunk_columns``),
     as a user would bound it on a network this size; a batch within one window keeps the last hidden layer.
-    ``run``: one :func:`training_run` built for ``cfg`` on ``device``, trained here on a fresh task of ``batch``
-    copies, so that a caller measuring several batch sizes builds a large network once (10^6 neurons take a minute).
+    ``run``: one :func:`training_run` built for ``cfg`` on ``device``, trained here on a new task of ``batch``
+    copies and handed back as it came (its parameters, its generator's state, an empty optimizer state), so that a
+    caller measuring several batch sizes builds a large network once (10^6 neurons take a minute) and each row still
+    starts from the built network.
     """
-    from narla.rollout import collect
+    if run is None:
+        return _training_rate(cfg, training_run(cfg, batch, device, seed), batch, device, seconds)
     from narla.tasks import make_task
 
-    if run is None:
-        run = training_run(cfg, batch, device, seed)
-    elif run.task.num_envs != batch:
-        run = dataclasses.replace(run, task=make_task("cartpole", batch, device=device))
-        run.task.reset(seed=seed)
+    params = {k: v.clone() for k, v in run.engine.population.state_dict().items()}
+    generator = run.engine.generator.get_state()
+    task = make_task("cartpole", batch, device=device)
+    task.reset(seed=seed)
+    try:
+        return _training_rate(cfg, dataclasses.replace(run, task=task), batch, device, seconds)
+    finally:
+        run.engine.population.load_state_dict(params)
+        run.engine.generator.set_state(generator)
+        run.learner.optimizer.state.clear()
+
+
+def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seconds: float) -> dict:
+    """:func:`training_rate` of ``run``, whose task holds ``batch`` copies."""
+    from narla.rollout import collect
+
     n = run.wiring.num_neurons
     per_column = n * sum(cfg.hidden) * 4 * 3  # activations kept for backward per tick and copy, bytes, about
     fits = ACTIVATION_BUDGET // (per_column * batch) >= run.task.max_episode_steps

@@ -4,11 +4,13 @@ The networks are ``random_sparse`` CartPole networks (fan-in 16, 4 layers) of ``
 and NaRLA-size (2×128) policies, each measured at several batch sizes ``B`` with the same two measurements as
 ``narla bench`` (:class:`narla.bench.EngineLoop` for acting, :func:`narla.bench.training_rate` for training).
 
-Each (N, policy) runs in a fresh Python process, so that its peak resident memory (``ru_maxrss``) is its own;
-within the process the batch sizes run in increasing order, so the peak reported beside a row is the largest of
-that row and the rows of smaller ``B`` before it. A configuration whose acting tick alone would take longer than
-``--max-tick-s`` (estimated from the measured matmul rate) is skipped and says so, rather than run for hours; a
-row whose rollout record could pass the memory available (:mod:`narla.memory`) is measured acting only, and says why.
+Each (N, policy) runs in a fresh Python process, so that its peak resident memory (``ru_maxrss``) is its own, and
+builds its network once (:func:`narla.bench.training_run`): every acting row ticks that engine, and every training
+row trains that run from its built parameters, handed back afterwards. Within the process the batch sizes run in
+increasing order, so the peak reported beside a row is the largest of that row and the rows of smaller ``B`` before
+it. A configuration whose acting tick alone would take longer than ``--max-tick-s`` (estimated from the measured
+matmul rate) is skipped and says so, rather than run for hours; a row whose rollout record could pass the memory
+available (:mod:`narla.memory`) is measured acting only, and says why.
 
 Writes ``scaling.json``, ``scaling.md`` and ``scaling.png`` (neuron-steps/s against N) to ``--out``.
 """

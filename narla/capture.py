@@ -51,12 +51,15 @@ class GraphTick:
         self.captures = 0
 
     def _storage(self) -> tuple[int, ...]:
-        return tuple(p.data_ptr() for p in self.engine.population.parameters())
+        """Where the graph reads the parameters and the stages' input indices (``Engine.trim_padding`` makes new
+        ones): a change means the next call captures again."""
+        engine = self.engine
+        return (*(p.data_ptr() for p in engine.population.parameters()),
+                *(idx.data_ptr() for idx, *_ in engine._gathers.values()))
 
     def _capture(self) -> None:
         """Warm up on a side stream (lazy initialisation stays out of the graph), then record one tick."""
         engine = self.engine
-        engine.columns = None
         stream = torch.cuda.Stream(device=engine.device)
         stream.wait_stream(torch.cuda.current_stream(engine.device))
         with torch.cuda.stream(stream), torch.inference_mode():
@@ -73,13 +76,19 @@ class GraphTick:
         """One tick: ``act[S + N, B]`` and ``actions[N, B]`` (long), new tensors."""
         if obs.shape[0] != self.batch:
             raise ValueError(f"GraphTick: captured for {self.batch} copies, got observations of {obs.shape[0]}")
-        if self.obs is None or self.obs.shape != obs.shape:
-            with torch.inference_mode(False):
-                self.obs, self.graph = torch.zeros_like(obs), None
-        if self.graph is None or self._storage() != self.storage:
-            self._capture()
-        self.obs.copy_(obs)
-        self.prev.copy_(prev)
-        torch.rand(self.u.shape, generator=self.engine.generator, out=self.u)
-        self.graph.replay()
-        return self.act.clone(), self.actions.clone()
+        if prev.shape != self.prev.shape:
+            raise ValueError(f"GraphTick: prev must be [S + N, B] = {list(self.prev.shape)}, got {list(prev.shape)}")
+        if self.engine.columns is not None:
+            raise ValueError("GraphTick: the engine is set to a subset of the copies (Engine.columns); only "
+                             "full-width ticks are captured")
+        with torch.cuda.device(self.engine.device):
+            if self.obs is None or self.obs.shape != obs.shape:
+                with torch.inference_mode(False):
+                    self.obs, self.graph = torch.zeros_like(obs), None
+            if self.graph is None or self._storage() != self.storage:
+                self._capture()
+            self.obs.copy_(obs)
+            self.prev.copy_(prev)
+            torch.rand(self.u.shape, generator=self.engine.generator, out=self.u)
+            self.graph.replay()
+            return self.act.clone(), self.actions.clone()

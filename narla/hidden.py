@@ -23,8 +23,9 @@ collection still pays (``python examples/keep_hidden.py --hidden 32``). So only 
 :data:`MIN_COPIES` copies keep it, and only a last hidden layer of at least :data:`MIN_INPUTS` inputs; a record that
 would pass :data:`RECORD_BYTES` within 16 full ticks is not started; one that passes it later, or passes the update's
 window of ``learning.chunk_columns`` columns (``collect(..., hidden_columns=)``), is dropped, and the update
-re-evaluates. Each stage's outputs are copied tick by tick into buffers of :data:`SLAB_TICKS` full ticks; a stage
-alone in its evaluation group whose batch fits one buffer is handed to the update as a view of it, without a copy.
+re-evaluates. Each stage's outputs are copied tick by tick into buffers of :data:`SLAB_TICKS` full ticks (no more
+than that window); a stage alone in its evaluation group whose batch fits one buffer is handed to the update as a
+view of it, without a copy.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class HiddenRecord:
         self.pieces: dict[int, list[torch.Tensor]] = {start: [] for start, _ in engine.stages}  # per tick, a view
         # Each stage's ticks are copied one after another into buffers ("slabs") of ``slab`` columns: a batch that
         # fits in one needs no concatenation when an update takes it. Slabs of 16 full ticks where 64 would pass
-        # the budget (start() checked that 16 fit).
+        # the budget (start() checked that 16 fit), and of no more than ``most_columns``, past which it is dropped.
         width = self.policy.weights[-1].shape[1]
         ticks = SLAB_TICKS if SLAB_TICKS * batch * engine.num_neurons * width * 4 <= RECORD_BYTES else 16
         self.slab = ticks * batch if most_columns is None else max(1, min(ticks * batch, most_columns))
@@ -109,10 +110,12 @@ class HiddenRecord:
         """A record for the engine's next collection of ``batch`` copies, or None where none is kept: outside the
         feedforward Bernoulli path (``Engine.bernoulli_feedforward``), off the CPU, when the last hidden layer has
         fewer than :data:`MIN_INPUTS` inputs (or there is none), below :data:`MIN_COPIES`, past :data:`RECORD_BYTES`
-        within 16 full ticks, or where no column floor exists. ``most_columns``: the record is dropped once more
-        columns than this have been computed (an update re-evaluating in windows of that many valid columns,
-        ``learning.chunk_columns``, could not use it)."""
+        within 16 full ticks, below ``batch`` columns of ``most_columns``, or where no column floor exists.
+        ``most_columns``: the record is dropped before more columns than this would be kept (an update
+        re-evaluating in windows of that many valid columns, ``learning.chunk_columns``, could not use it)."""
         if not engine.bernoulli_feedforward or engine.device.type != "cpu" or batch < MIN_COPIES:
+            return None
+        if most_columns is not None and most_columns < batch:  # the first tick alone would pass it
             return None
         weights = list(engine.population.policy.weights)
         if len(weights) < 2 or weights[-2].shape[1] < MIN_INPUTS:  # no hidden layer, or one too narrow to pay
@@ -144,6 +147,9 @@ class HiddenRecord:
         if self.dropped:
             return
         n, cols, width = hidden.shape
+        if self.most_columns is not None and self.computed + cols > self.most_columns:
+            self._drop()  # before a buffer is made for columns past the window
+            return
         slabs = self.slabs[start]
         if not slabs or slabs[-1][1] + cols > slabs[-1][0].shape[1]:
             size = max(self.slab, cols)

@@ -4,6 +4,9 @@ import json
 import subprocess
 import sys
 
+import torch
+
+from narla.bench import configs, training_rate, training_run
 from narla.cli import main
 
 
@@ -66,6 +69,18 @@ def test_bench_measures_the_matmul_rate_before_each_training_row(capsys, monkeyp
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["training_matmul_flops"] for r in rows] == [1e9 * (i + 1) for i in range(len(rows))]
+
+
+def test_training_rate_hands_a_reused_run_back_as_it_was_built():
+    cfg = configs(quick=True)[0]
+    run = training_run(cfg, 4, torch.device("cpu"))
+    built = {k: v.clone() for k, v in run.engine.population.state_dict().items()}
+    generator = run.engine.generator.get_state()
+    row = training_rate(cfg, 8, torch.device("cpu"), 0.05, run=run)
+    assert row["training_batches"] >= 1 and row["training_neuron_steps_per_s"] > 0
+    assert all(torch.equal(v, built[k]) for k, v in run.engine.population.state_dict().items())
+    assert torch.equal(run.engine.generator.get_state(), generator)
+    assert not run.learner.optimizer.state and run.task.num_envs == 4
 
 
 def test_scaling_sweep_writes_its_table_json_and_plot_with_peak_memory(tmp_path, capsys):
