@@ -266,9 +266,8 @@ def bench_config(
     long bench still gives each row's fraction of the limit from one moment."""
     engine = acting_engine(cfg, device, seed)
     wiring, population = engine.wiring, engine.population
-    readout = Readout("choice", CartPole(1).action_space)
     reference = ReferenceNetwork.from_population(population, wiring)
-    ref_readout = Readout("choice", readout.action_space).bind(wiring.to("cpu"))
+    ref_readout = Readout("choice", engine.readout.action_space).bind(wiring.to("cpu"))
     n = wiring.num_neurons
     policy = "x".join(str(h) for h in cfg.hidden) + " leaky_relu"
     rows, ref_rate = [], {}

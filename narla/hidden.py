@@ -110,7 +110,7 @@ class HiddenRecord:
         """A record for the engine's next collection of ``batch`` copies, or None where none is kept: outside the
         feedforward Bernoulli path (``Engine.bernoulli_feedforward``), off the CPU, when the last hidden layer has
         fewer than :data:`MIN_INPUTS` inputs (or there is none), below :data:`MIN_COPIES`, past :data:`RECORD_BYTES`
-        within 16 full ticks, below ``batch`` columns of ``most_columns``, or where no column floor exists.
+        within 16 full ticks, where ``most_columns`` is below ``batch``, or where no column floor exists.
         ``most_columns``: the record is dropped before more columns than this would be kept (an update
         re-evaluating in windows of that many valid columns, ``learning.chunk_columns``, could not use it)."""
         if not engine.bernoulli_feedforward or engine.device.type != "cpu" or batch < MIN_COPIES:
@@ -169,8 +169,6 @@ class HiddenRecord:
         """The tick just computed ran the copies ``active`` (None: all of them)."""
         self.active.append(active)
         self.computed += self.batch if active is None else active.numel()
-        if self.most_columns is not None and self.computed > self.most_columns and not self.dropped:
-            self._drop()
 
     def _drop(self) -> None:
         """Give the record up (its buffers freed): the update will re-evaluate."""
