@@ -117,7 +117,7 @@ def test_sample_starts_draws_what_k_calls_of_sample_start_would():
     assert torch.equal(a.sample_starts(5), torch.stack([b._sample_start() for _ in range(5)]))
 
 
-def test_the_numpy_step_on_the_cpu_gives_torchs_bits(monkeypatch):
+def test_the_numpy_step_on_the_cpu_gives_torchs_bits_and_final_observations(monkeypatch):
     tasks = {}
     for on_numpy in (True, False):
         monkeypatch.setattr(CartPole, "numpy_on_cpu", on_numpy)
@@ -126,7 +126,8 @@ def test_the_numpy_step_on_the_cpu_gives_torchs_bits(monkeypatch):
         actions = torch.Generator().manual_seed(5)
         steps = []
         for _ in range(120):  # through terminations, truncations and restarts
-            steps.append(task.step(torch.randint(0, 2, (32,), generator=actions)))
+            step = task.step(torch.randint(0, 2, (32,), generator=actions))
+            steps.append((*step, task.final_observation(), task.elapsed.clone()))
         tasks[on_numpy] = (steps, task.state)
     (numpy_steps, numpy_state), (torch_steps, torch_state) = tasks[True], tasks[False]
     assert any(bool(step[2].any()) for step in torch_steps) and any(bool(step[3].any()) for step in torch_steps)
