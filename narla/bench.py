@@ -14,8 +14,10 @@ interleaved in rounds so that a change in machine load hits both alike. The refe
 The second is *full training*, what a user's run does: :func:`narla.rollout.collect` (acting, the task and all
 five rewards) and one REINFORCE update per batch of ``B`` episodes, through :func:`narla.training.build`, the
 Trainer's own parts. Its neuron-steps count the ticks of the episodes played. Beside it stands the machine's
-limit for that network: the fp32 matmul rate measured just before the row divided by the FLOPs of a neuron-step of
-training, taken as four forward passes of the neuron's MLP (acting, re-evaluation, and a backward pass of about two).
+limit for that network: the fp32 matmul rate divided by the FLOPs of a neuron-step of training, taken as four forward
+passes of the neuron's MLP (acting, re-evaluation, and a backward pass of about two). The training runs in ``--rounds``
+parts, with the matmul rate measured before each part and after the last, and the limit takes their mean: on a shared
+machine whose speed drifts within a row, the fraction then compares the training with the machine of those seconds.
 """
 
 from __future__ import annotations
@@ -119,8 +121,12 @@ def training_run(cfg: Config, batch: int, device: torch.device, seed: int = 0) -
 
 
 def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float, seed: int = 0,
-                  run: Run | None = None) -> dict:
+                  run: Run | None = None, matmul: Callable[[], float] | None = None, rounds: int = 1) -> dict:
     """Full training (see the module doc) for about ``seconds``, in whole batches after one warm-up batch.
+
+    The batches run in ``rounds`` parts of about ``seconds / rounds``; with ``matmul`` (a call of
+    :func:`matmul_flops`) the machine's rate is measured before each part and after the last, outside the timed
+    training, and the row gives their mean (``training_matmul_flops``) and range.
 
     Where a batch's hidden activations could pass :data:`ACTIVATION_BUDGET` (every copy running for the task's whole
     episode), the update re-evaluates in windows of at most that budget's valid columns (``learning.chunk_columns``),
@@ -131,7 +137,7 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
     starts from the built network.
     """
     if run is None:
-        return _training_rate(cfg, training_run(cfg, batch, device, seed), batch, device, seconds)
+        return _training_rate(cfg, training_run(cfg, batch, device, seed), batch, device, seconds, matmul, rounds)
     from narla.tasks import make_task
 
     params = {k: v.clone() for k, v in run.engine.population.state_dict().items()}
@@ -139,14 +145,15 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
     task = make_task("cartpole", batch, device=device)
     task.reset(seed=seed)
     try:
-        return _training_rate(cfg, dataclasses.replace(run, task=task), batch, device, seconds)
+        return _training_rate(cfg, dataclasses.replace(run, task=task), batch, device, seconds, matmul, rounds)
     finally:
         run.engine.population.load_state_dict(params)
         run.engine.generator.set_state(generator)
         run.learner.optimizer.state.clear()
 
 
-def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seconds: float) -> dict:
+def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seconds: float,
+                   matmul: Callable[[], float] | None, rounds: int) -> dict:
     """:func:`training_rate` of ``run``, whose task holds ``batch`` copies."""
     from narla.rollout import collect
 
@@ -163,13 +170,17 @@ def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seco
 
     one_batch()
     _sync(device)
-    played, start = [], time.perf_counter()
-    while not played or time.perf_counter() - start < seconds:
-        played.append(one_batch())
-    _sync(device)
-    elapsed = time.perf_counter() - start
+    played, flops, elapsed = [], [], 0.0
+    for _ in range(max(rounds, 1)):
+        if matmul is not None:
+            flops.append(matmul())
+        start, count = time.perf_counter(), len(played)
+        while len(played) == count or time.perf_counter() - start < seconds / max(rounds, 1):
+            played.append(one_batch())
+        _sync(device)
+        elapsed += time.perf_counter() - start
     steps = int(torch.stack(played).sum())
-    return {
+    row = {
         "training_env_steps": steps,
         "training_batches": len(played),
         "training_seconds": round(elapsed, 3),
@@ -177,6 +188,11 @@ def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seco
         "training_chunk_columns": run.learner.chunk_columns,
         "weights_per_neuron": weights_per_neuron(run.engine.population, n),
     }
+    if matmul is not None:
+        flops.append(matmul())
+        row.update(training_matmul_flops=round(sum(flops) / len(flops)),
+                   training_matmul_flops_range=[round(min(flops)), round(max(flops))])
+    return row
 
 
 class EngineLoop:
@@ -262,8 +278,9 @@ def bench_config(
     matmul: Callable[[], float] | None = None,
 ) -> list[dict]:
     """Rows (one per ``B``) for one network; with ``matmul`` (a call of :func:`matmul_flops`), full training too,
-    each training row beside the matmul rate measured just before it, so that a machine whose speed drifts over a
-    long bench still gives each row's fraction of the limit from one moment."""
+    each training row beside the matmul rate measured around its ``rounds`` parts (:func:`training_rate`), so that
+    a machine whose speed drifts over a long bench still gives each row's fraction of the limit from its own
+    seconds."""
     engine = acting_engine(cfg, device, seed)
     wiring, population = engine.wiring, engine.population
     reference = ReferenceNetwork.from_population(population, wiring)
@@ -306,10 +323,9 @@ def bench_config(
             )
     if matmul is not None:
         for row in rows:
-            flops = matmul()
-            train = training_rate(cfg, row["B"], device, seconds, seed)
-            limit = flops / (4 * 2 * train["weights_per_neuron"])
-            row.update(train, training_matmul_flops=round(flops), training_limit_neuron_steps_per_s=round(limit, 1),
+            train = training_rate(cfg, row["B"], device, seconds, seed, matmul=matmul, rounds=rounds)
+            limit = train["training_matmul_flops"] / (4 * 2 * train["weights_per_neuron"])
+            row.update(train, training_limit_neuron_steps_per_s=round(limit, 1),
                        training_fraction_of_limit=round(train["training_neuron_steps_per_s"] / limit, 4),
                        training_measured=TRAINING)
     return rows
@@ -389,7 +405,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=float, default=None, help="timing budget per measurement (default 3; 0.1 with --quick)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved engine/reference timing rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved engine/reference timing rounds, and the parts each training row runs in, "
+                        "with the matmul rate measured around them (default 3)")
     parser.add_argument("--quick", action="store_true", help="tiny networks and budgets (a smoke test)")
     parser.add_argument("--only", action="append", metavar="NAME", help="only networks whose name contains NAME")
     parser.add_argument(
@@ -460,10 +478,10 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(rows + [dict(v, kind="pettingzoo_view") for v in views], indent=2))
     else:
         info = machine_info(device)
-        rates = [r["training_matmul_flops"] / 1e9 for r in rows if "training_matmul_flops" in r]
+        rates = [f / 1e9 for r in rows for f in r.get("training_matmul_flops_range", [])]
         if rates:
-            span = f"{min(rates):,.1f}" if len(rates) == 1 else f"{min(rates):,.1f}-{max(rates):,.1f}"
-            info += f"; fp32 matmul {span} GFLOP/s (measured before each training row)"
+            info += (f"; fp32 matmul {min(rates):,.1f}-{max(rates):,.1f} GFLOP/s (measured around each round of "
+                     "training; each row's limit takes its own readings' mean)")
         print(format_table(rows, info))
         if views:
             print()

@@ -60,15 +60,18 @@ def test_bench_times_full_training_beside_the_machines_limit(capsys):
         assert abs(limit_flops / r["training_matmul_flops"] - 1) < 1e-3  # the rate measured for this row
 
 
-def test_bench_measures_the_matmul_rate_before_each_training_row(capsys, monkeypatch):
+def test_each_training_rows_limit_is_the_mean_of_the_matmul_rates_measured_around_its_rounds(capsys, monkeypatch):
     import narla.bench
 
-    rates = iter([1e9, 2e9, 3e9, 4e9, 5e9, 6e9])
+    rates = iter(1e9 * k for k in range(1, 100))
     monkeypatch.setattr(narla.bench, "matmul_flops", lambda *args, **kwargs: next(rates))
-    args = ["bench", "--quick", "--only", "tiny", "--json", "--no-views", "--seconds", "0.05", "--rounds", "1"]
+    args = ["bench", "--quick", "--only", "tiny", "--json", "--no-views", "--seconds", "0.05", "--rounds", "2"]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["training_matmul_flops"] for r in rows] == [1e9 * (i + 1) for i in range(len(rows))]
+    for i, r in enumerate(rows):  # two rounds: a reading before each and one after the last, three per row
+        assert r["training_matmul_flops_range"] == [1e9 * (3 * i + 1), 1e9 * (3 * i + 3)]
+        assert r["training_matmul_flops"] == 1e9 * (3 * i + 2)
+        assert r["training_limit_neuron_steps_per_s"] == round(1e9 * (3 * i + 2) / (8 * r["weights_per_neuron"]), 1)
 
 
 def test_training_rate_hands_a_reused_run_back_as_it_was_built():
