@@ -82,8 +82,8 @@ class CartPole(PhysicsTask):
         On the CPU the arithmetic, the step count and the restarts run on NumPy views of the state
         (:attr:`numpy_on_cpu`, :meth:`_advance_numpy`): the same float64 operations, with the cosine, the sine and the
         restarts' draw still torch's, so the same bits (tested), at about a third of torch's cost per call on ``[B]``
-        vectors, which is most of a step's time at a few hundred copies. At B = 64 on two threads a step took 124
-        against 189 µs (medians, interleaved) when the counting and restarts were still torch calls.
+        vectors, which is most of a step's time at a few hundred copies. At B = 64 on two threads a step took 73
+        against 108 µs (medians, interleaved) when the counting and restarts were still torch calls.
 
         Args:
             action: ``[B]`` integers in {0, 1}.
@@ -118,15 +118,14 @@ class CartPole(PhysicsTask):
         self, state: np.ndarray, terminated: np.ndarray
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The end of a CPU :meth:`step` on NumPy arrays: :meth:`_advance` (count the step, restart finished copies
-        from one fresh :meth:`_sample_start` draw) and the observation, the same operations on the same numbers as
-        the torch path, with the draw itself still torch's generator. Each torch call on a ``[B]`` vector costs a
-        few microseconds, most of a step's time at the copies of a training batch."""
+        from one fresh :meth:`_sample_start` draw, the method itself) and the observation: the same operations on the
+        same numbers as the torch path. Each torch call on a ``[B]`` vector costs a few microseconds, most of a step's
+        time at the copies of a training batch."""
         elapsed = self.elapsed.numpy()  # shares the counter's memory: updated in place
         elapsed += 1
         truncated = elapsed >= self.max_episode_steps
         done = terminated | truncated
-        u = torch.rand(self.num_envs, 4, generator=self.generator, dtype=torch.float64).numpy()
-        starts = (2.0 * u - 1.0) * START_BOUND
+        starts = self._sample_start().numpy()  # the method, which a batch of runs replaces (narla.runs)
         self._reached = torch.from_numpy(state)  # the terminal states of the copies that end now
         current = np.where(done[:, None], starts, state)
         elapsed[done] = 0
