@@ -106,3 +106,24 @@ def test_truncates_at_max_episode_steps():
 def test_unknown_start_is_rejected():
     with pytest.raises(ValueError, match="start.*simple.*harder"):
         CartPoleSwingUp(num_envs=1, start="sideways")
+
+
+@pytest.mark.parametrize("start", ["simple", "harder"])
+def test_the_numpy_step_on_the_cpu_gives_torchs_bits(monkeypatch, start):
+    runs = {}
+    for on_numpy in (True, False):
+        monkeypatch.setattr(CartPoleSwingUp, "numpy_on_cpu", on_numpy)
+        task = CartPoleSwingUp(num_envs=32, start=start, max_episode_steps=40)
+        task.reset(seed=3)
+        actions = torch.Generator().manual_seed(5)
+        steps = []
+        for _ in range(120):  # through terminations, truncations and restarts
+            step = task.step(torch.rand(32, 1, generator=actions) * 2.4 - 1.2)  # some actions past [-1, 1]
+            steps.append((*step, task.final_observation(), task.elapsed.clone()))
+        runs[on_numpy] = (steps, task.state)
+    (numpy_steps, numpy_state), (torch_steps, torch_state) = runs[True], runs[False]
+    assert any(bool(step[3].any()) for step in torch_steps)
+    assert start == "simple" or any(bool(step[2].any()) for step in torch_steps)
+    for a, b in zip(numpy_steps, torch_steps, strict=True):
+        assert all(torch.equal(x, y) and x.dtype == y.dtype for x, y in zip(a, b, strict=True))
+    assert torch.equal(numpy_state, torch_state)

@@ -80,10 +80,11 @@ class CartPole(PhysicsTask):
         """Advance every copy by ``TAU`` seconds; finished copies restart in the same call.
 
         On the CPU the arithmetic, the step count and the restarts run on NumPy views of the state
-        (:attr:`numpy_on_cpu`, :meth:`_advance_numpy`): the same float64 operations, with the cosine, the sine and the
-        restarts' draw still torch's, so the same bits (tested), at about a third of torch's cost per call on ``[B]``
-        vectors, which is most of a step's time at a few hundred copies. At B = 64 on two threads a step took 73
-        against 108 µs (medians, interleaved) when the counting and restarts were still torch calls.
+        (:attr:`numpy_on_cpu`, :meth:`~narla.tasks.physics.PhysicsTask._advance_numpy`): the same float64
+        operations, with the cosine, the sine and the restarts' draw still torch's, so the same bits (tested), at
+        about a third of torch's cost per call on ``[B]`` vectors, which is most of a step's time at a few hundred
+        copies. At B = 64 on two threads a step took 73 against 108 µs (medians, interleaved) when the counting and
+        restarts were still torch calls.
 
         Args:
             action: ``[B]`` integers in {0, 1}.
@@ -109,27 +110,10 @@ class CartPole(PhysicsTask):
         limits = self._limits.numpy() if on_numpy else self._limits
         terminated = (abs(state[:, 0::2]) > limits).any(1)  # |x| > X_THRESHOLD or |theta| > THETA_THRESHOLD
         if on_numpy:
-            return self._advance_numpy(state, terminated)
+            truncated = self._advance_numpy(state, terminated)
+            reward = torch.ones(self.num_envs, dtype=torch.float32)
+            obs = torch.from_numpy(self.state.numpy().astype(np.float32))
+            return obs, reward, torch.from_numpy(terminated), torch.from_numpy(truncated)
         truncated = self._advance(state, terminated)
         reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
         return self._observe(), reward, terminated, truncated
-
-    def _advance_numpy(
-        self, state: np.ndarray, terminated: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The end of a CPU :meth:`step` on NumPy arrays: :meth:`_advance` (count the step, restart finished copies
-        from one fresh :meth:`_sample_start` draw, the method itself) and the observation: the same operations on the
-        same numbers as the torch path. Each torch call on a ``[B]`` vector costs a few microseconds, most of a step's
-        time at the copies of a training batch."""
-        elapsed = self.elapsed.numpy()  # shares the counter's memory: updated in place
-        elapsed += 1
-        truncated = elapsed >= self.max_episode_steps
-        done = terminated | truncated
-        starts = self._sample_start().numpy()  # the method, which a batch of runs replaces (narla.runs)
-        self._reached = torch.from_numpy(state)  # the terminal states of the copies that end now
-        current = np.where(done[:, None], starts, state)
-        elapsed[done] = 0
-        self.state = torch.from_numpy(current)
-        reward = torch.ones(self.num_envs, dtype=torch.float32)
-        obs = torch.from_numpy(current.astype(np.float32))
-        return obs, reward, torch.from_numpy(terminated), torch.from_numpy(truncated)
