@@ -84,7 +84,8 @@ class CartPoleSwingUp(PhysicsTask):
         On the CPU the arithmetic, the step count and the restarts run on NumPy arrays (:attr:`numpy_on_cpu`,
         :meth:`~narla.tasks.physics.PhysicsTask._advance_numpy`): the same float64 operations in the same order,
         with every cosine and sine and the restarts' draw still torch's, so the same bits (tested). A torch call on a
-        ``[B]`` vector costs a few microseconds, and a step makes about thirty.
+        ``[B]`` vector costs a few microseconds: the torch step makes 72 calls, the NumPy one 23 (most of them
+        conversions to and from NumPy, which cost less).
 
         Args:
             action: ``[B, 1]`` (or ``[B]``) floats; values outside ``[-1, 1]`` are clipped.
