@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import gymnasium as gym
 import numpy as np
@@ -73,8 +74,7 @@ class CartPoleSwingUp(PhysicsTask):
 
     def _observe(self) -> torch.Tensor:
         """Observation ``[B, 5]`` float32 of the current state."""
-        x, x_dot, theta, theta_dot = self.state.unbind(dim=1)
-        return torch.stack((x, x_dot, torch.cos(theta), torch.sin(theta), theta_dot), dim=1).to(torch.float32)
+        return _observation(self.state, torch).to(torch.float32)
 
     numpy_on_cpu = True  # step's arithmetic on NumPy views on the CPU (see step); False: torch's ops everywhere
 
@@ -125,10 +125,16 @@ class CartPoleSwingUp(PhysicsTask):
             truncated = self._advance(state, terminated)
             return self._observe(), reward.to(torch.float32), terminated, truncated
         truncated = self._advance_numpy(state, terminated)
-        x, x_dot, theta, theta_dot = (self.state.numpy()[:, k] for k in range(4))
-        obs = np.stack((x, x_dot, _cos(theta), _sin(theta), theta_dot), 1).astype(np.float32)
+        obs = torch.from_numpy(_observation(self.state.numpy(), np).astype(np.float32))
         reward = torch.from_numpy(reward.astype(np.float32))
-        return torch.from_numpy(obs), reward, torch.from_numpy(terminated), torch.from_numpy(truncated)
+        return obs, reward, torch.from_numpy(terminated), torch.from_numpy(truncated)
+
+
+def _observation(state: torch.Tensor | np.ndarray, xp: ModuleType) -> torch.Tensor | np.ndarray:
+    """``[x, x_dot, cos theta, sin theta, theta_dot]`` ``[B, 5]`` of float64 states ``[B, 4]``, a tensor or a NumPy
+    array (``xp``: torch or numpy), with torch's cosine and sine either way."""
+    x, x_dot, theta, theta_dot = state[:, 0], state[:, 1], state[:, 2], state[:, 3]
+    return xp.stack((x, x_dot, _cos(theta), _sin(theta), theta_dot), 1)
 
 
 def _cos(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
