@@ -5,21 +5,23 @@ its time (``docs/results/bench/gpu/``: 25,030 neuron-steps/s for the 5-layer net
 this project's 2-core CPU). :class:`GraphTick` records :meth:`narla.engine.Engine.bernoulli_tick` once into a
 ``torch.cuda.CUDAGraph`` and then launches the whole tick as one graph: on an H200, the NaRLA networks' ticks ran
 3.6-5.4× faster so (``python examples/cuda_graph_tick.py``), while a 10,000-neuron network at B = 64, bound by its
-arithmetic, gained nothing. Training's collection (:func:`narla.rollout.collect`) does not use it yet.
+arithmetic, gained nothing. Training's collection (:func:`narla.rollout.collect`) replays its full-width ticks so
+(:func:`graph_tick` keeps one per engine and batch size).
 
 What a replay does, and why:
 - Its inputs are copied into static buffers: the observations ``[B, obs_dim]``, the previous activity
   ``[S + N, B]``, and the tick's uniforms ``[N, B]``. The uniforms are drawn *outside* the graph, in one
-  ``torch.rand`` on the engine's generator, so the graph holds no random-number state of its own; the eager CUDA
-  tick draws one block per stage instead, so a captured run follows another (equally valid) random stream.
-- Given the same uniforms, a replay's spikes are the eager tick's bit for bit: the same kernels on the same data
-  (``tests/test_capture.py``, on CUDA).
+  ``torch.rand`` on the engine's generator, so the graph holds no random-number state of its own. The eager tick
+  draws the same block (:meth:`narla.engine.Engine._tick_uniforms`).
+- So from the same generator state a replay's spikes are the eager tick's bit for bit: the same uniforms and the
+  same kernels on the same data (``tests/test_capture.py``, on CUDA), and a collection gives the same rollout with
+  or without graphs.
 - The graph reads the parameters' storage. Updates in place (the optimizers') are seen by the next replay; a
   parameter that moves to new storage (``.to()``, a batch of runs restacking) makes the next call capture again.
 - It returns copies of the graph's outputs, which the next replay overwrites.
 
-Only full-width feedforward Bernoulli ticks are captured (:attr:`~narla.engine.Engine.bernoulli_feedforward`, no
-compacted columns, no kept hidden layer: the CUDA tick keeps none).
+Only full-width feedforward Bernoulli ticks are captured (:attr:`~narla.engine.Engine.capturable`, no compacted
+columns, no kept hidden layer: the CUDA tick keeps none).
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ class GraphTick:
     def __init__(self, engine: Engine, batch: int, warmup: int = 3) -> None:
         if engine.device.type != "cuda":
             raise ValueError(f"GraphTick: the engine is on {engine.device}; CUDA graphs need a cuda device")
-        if not engine.bernoulli_feedforward:
-            raise ValueError("GraphTick: only a feedforward population of Bernoulli neurons without interventions "
-                             "is captured (Engine.bernoulli_feedforward is False)")
+        if not engine.capturable:
+            raise ValueError("GraphTick: only a feedforward population of Bernoulli neurons without interventions, "
+                             "drawing from the engine's generator, is captured (Engine.capturable is False)")
         if batch < 1:
             raise ValueError(f"GraphTick: batch must be at least 1, got {batch}")
         self.engine, self.batch, self.warmup = engine, batch, warmup
@@ -89,6 +91,17 @@ class GraphTick:
                 self._capture()
             self.obs.copy_(obs)
             self.prev.copy_(prev)
-            torch.rand(self.u.shape, generator=self.engine.generator, out=self.u)
+            self.u.copy_(self.engine._tick_uniforms(self.batch))
             self.graph.replay()
             return self.act.clone(), self.actions.clone()
+
+
+def graph_tick(engine: Engine, batch: int) -> GraphTick | None:
+    """The engine's :class:`GraphTick` for ``batch`` copies, made on first use and kept while the engine lives; None
+    where its tick cannot be captured (:attr:`~narla.engine.Engine.capturable`: off CUDA, or not a feedforward
+    Bernoulli tick). They live in ``engine.graph_ticks``."""
+    if not engine.capturable:
+        return None
+    if batch not in engine.graph_ticks:
+        engine.graph_ticks[batch] = GraphTick(engine, batch)
+    return engine.graph_ticks[batch]

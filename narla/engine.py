@@ -91,6 +91,8 @@ class Engine:
         self.hidden_record: HiddenRecord | None = None
         # During a feedforward Bernoulli tick: the policy's StackedMLP.act, which its stages call (None: tied rows).
         self._stage_act = None
+        # Its ticks captured as CUDA graphs, by batch size (narla.capture.graph_tick makes them on first use).
+        self.graph_ticks: dict[int, object] = {}
 
     @property
     def compactable(self) -> bool:
@@ -293,10 +295,10 @@ class Engine:
         return act, actions
 
     def bernoulli_tick(
-        self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor | None
+        self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`tick` of a feedforward Bernoulli population (:attr:`bernoulli_feedforward`) on the uniforms
-        ``u[N, cols]`` (None: each stage draws its own): a neuron fires where its uniform is below its firing
+        ``u[N, cols]``: a neuron fires where its uniform is below its firing
         probability. :class:`narla.capture.GraphTick` replays it as one CUDA graph on uniforms drawn outside it."""
         act = self.begin_tick(obs)
         policy = self.population.policy
@@ -306,25 +308,32 @@ class Engine:
             self._bernoulli_stage(act, prev, u, start, end)
         return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
 
-    def _tick_uniforms(self, cols: int) -> torch.Tensor | None:
-        """The uniforms ``[N, cols]`` of a feedforward Bernoulli tick, drawn at once, or None where each stage draws
-        its own. On the CPU one draw serves every stage: torch.rand is one contiguous stream there, so its rows are the
-        numbers each stage's own rand(n, cols) would give (tested against the general path)."""
-        return self._random("uniform", self.num_neurons, cols) if self.device.type == "cpu" else None
+    def _tick_uniforms(self, cols: int) -> torch.Tensor:
+        """The uniforms ``[N, cols]`` of a feedforward Bernoulli tick, drawn at once for every stage. On the CPU its
+        rows are the numbers each stage's own ``rand(n, cols)`` would give (torch.rand is one contiguous stream there;
+        tested against the general path). On a GPU it is the draw a :class:`narla.capture.GraphTick` makes outside
+        its graph, so eager and replayed ticks fire alike from the same generator state."""
+        return self._random("uniform", self.num_neurons, cols)
+
+    @property
+    def capturable(self) -> bool:
+        """Whether :class:`narla.capture.GraphTick` may replay this engine's tick as a CUDA graph: a feedforward
+        Bernoulli tick (:attr:`bernoulli_feedforward`) on a CUDA device, its uniforms one draw from the engine's
+        generator (:meth:`_tick_uniforms`)."""
+        return self.device.type == "cuda" and self.bernoulli_feedforward
 
     def _bernoulli_stage(
-        self, act: torch.Tensor, prev: torch.Tensor, u: torch.Tensor | None, start: int, end: int
+        self, act: torch.Tensor, prev: torch.Tensor, u: torch.Tensor, start: int, end: int
     ) -> None:
         """:meth:`stage_logits`, :meth:`choose` and :meth:`commit` of neurons ``start:end`` for a feedforward
-        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products, the same
-        random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general path's calls
-        cost about a third of the tick. While collection keeps the last hidden layer (:attr:`hidden_record`), a tick
-        of fewer columns than the stage's column floor is computed padded (:mod:`narla.hidden`). ``u[N, cols]``: the
-        tick's uniforms for every neuron (None: the stage draws its own)."""
+        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products and, on the
+        CPU, the same random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general
+        path's calls cost about a third of the tick. While collection keeps the last hidden layer
+        (:attr:`hidden_record`), a tick of fewer columns than the stage's column floor is computed padded
+        (:mod:`narla.hidden`). ``u[N, cols]``: the tick's uniforms for every neuron."""
         x = gather_slots(self._feedforward_source(act, prev), self._gathers[(start, end)])
         z = self._firing_logits(x, start, end)
-        draw = self._random("uniform", end - start, act.shape[1]) if u is None else u[start:end]
-        act[self.num_sensors + start : self.num_sensors + end] = draw < torch.sigmoid(z)  # a spike, 0/1
+        act[self.num_sensors + start : self.num_sensors + end] = u[start:end] < torch.sigmoid(z)  # a spike, 0/1
 
     def _firing_logits(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """Firing logits ``[n, cols]`` of neurons ``start:end`` of a feedforward Bernoulli population on their

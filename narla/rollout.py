@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from narla.capture import GraphTick, graph_tick
 from narla.context import action_features
 from narla.engine import Engine
 from narla.hidden import HiddenRecord
@@ -131,11 +132,15 @@ def finish_tick(
 
 
 def _tick(
-    engine: Engine, obs: torch.Tensor, carry: Carry, active: torch.Tensor | None, use_action: bool
+    engine: Engine, obs: torch.Tensor, carry: Carry, active: torch.Tensor | None, use_action: bool,
+    graph: GraphTick | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``engine.tick`` of every copy, or only of the ``active`` ones, their results placed in ``B`` columns."""
+    """``engine.tick`` of every copy (replayed by ``graph`` where one is given), or only of the ``active`` ones, their
+    results placed in ``B`` columns."""
     prev_action = carry.prev_action if use_action else None
     if active is None:
+        if graph is not None:
+            return graph(obs, carry.prev)
         return engine.tick(obs, carry.prev, prev_action=prev_action)
     engine.columns = (obs.shape[0], active)
     try:
@@ -157,6 +162,7 @@ def collect(
     per_tick_components: bool = False,
     keep_hidden: bool = False,
     hidden_columns: int | None = None,
+    graphs: bool = True,
 ) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
@@ -185,6 +191,11 @@ def collect(
     :mod:`narla.hidden`, where it pays and the engine can): ``H · 4`` bytes per neuron and computed column, and
     only while at most ``hidden_columns`` columns have been computed (give the update's ``learning.chunk_columns``:
     a batch larger than one window is re-evaluated window by window and would not use it).
+
+    On a GPU, where the engine is :attr:`~narla.engine.Engine.capturable` and no hidden layer is kept, the ticks of all
+    ``B`` copies are replayed as one CUDA graph each (:func:`narla.capture.graph_tick`; ``graphs=False`` ticks eagerly)
+    until a check compacts the batch, at most :data:`GRAPH_COMPACT_FRACTION` of it still running. The rollout is the
+    same bit for bit with or without graphs: a replay draws the eager tick's uniforms and runs its kernels.
     """
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
@@ -192,8 +203,9 @@ def collect(
     record = HiddenRecord.start(engine, task.num_envs, hidden_columns) if keep_hidden else None
     engine.hidden_record = record
     try:
+        graph = graph_tick(engine, task.num_envs) if graphs and record is None else None
         rec, sums, comps, prev_actions, use_action = _play(engine, task, scheme, obs, episode, sync_every, bulk,
-                                                            per_tick_components, record)
+                                                            per_tick_components, record, graph)
     finally:
         engine.hidden_record = None
     stacked = {k: stack_freeing(v) for k, v in rec.items()}
@@ -217,10 +229,11 @@ def collect(
 
 def _play(
     engine: Engine, task: Task, scheme, obs: torch.Tensor, episode: int, sync_every: int, bulk: bool,
-    per_tick_components: bool, record: HiddenRecord | None,
+    per_tick_components: bool, record: HiddenRecord | None, graph: GraphTick | None,
 ) -> tuple[dict[str, list], dict[str, torch.Tensor], dict[str, list], list[torch.Tensor], bool]:
     """:func:`collect`'s tick loop: the per-tick record, the component sums (tick-by-tick scoring), the per-tick
-    components, the previous task actions and whether the population reads them."""
+    components, the previous task actions and whether the population reads them. ``graph``: what replays the
+    full-width ticks (None: eager ticks)."""
     b = task.num_envs
     # The ticks run under inference mode, which skips autograd's bookkeeping on each of their small ops (the task
     # steps outside it, in finish_tick); the record is stacked after it, as ordinary tensors a learning update uses.
@@ -231,7 +244,7 @@ def _play(
         # On the CPU a check costs no device sync: finished copies are dropped after every tick (columns computed for
         # ended episodes cost more than the indexing of a compacted tick).
         every_tick = engine.device.type == "cpu" and engine.compactable
-        fraction = 1.0 if every_tick else COMPACT_FRACTION
+        fraction = 1.0 if every_tick else COMPACT_FRACTION if graph is None else GRAPH_COMPACT_FRACTION
         dtype = engine.record_dtype
         prev_actions: list[torch.Tensor] = []
         kept = ("obs", "actions", "first", "valid", "done", "task_reward") + (() if bulk else ("rewards",))
@@ -248,7 +261,7 @@ def _play(
         for t in range(steps):
             if use_action:
                 prev_actions.append(carry.prev_action)
-            act, actions = _tick(engine, obs, carry, active, use_action)
+            act, actions = _tick(engine, obs, carry, active, use_action, graph)
             if record is not None:
                 record.end_tick(active)
             first = carry.first
@@ -354,6 +367,8 @@ def score_ticks(
 
 
 COMPACT_FRACTION = 0.75  # on a GPU, a check drops the finished copies once at most this fraction of the computed run
+# The same while a CUDA graph replays the full-width ticks: a compacted tick is an eager one, launch by launch.
+GRAPH_COMPACT_FRACTION = 0.75
 STACK_AT_ONCE_BYTES = 1 << 26  # records below this size are stacked in one call (faster; their copy is small)
 
 

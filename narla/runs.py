@@ -146,6 +146,12 @@ class RunEngine(Engine):
     def num_runs(self) -> int:
         return len(self.lone)
 
+    @property
+    def capturable(self) -> bool:
+        """False: each run draws its uniforms from its own generator on its own clock (:meth:`_draw`), which a
+        :class:`~narla.capture.GraphTick` (one draw from the engine's generator) would not follow."""
+        return False
+
     def _tick_uniforms(self, cols: int) -> torch.Tensor:
         """The short stage path's uniforms: this tick's ``[N, R·B]``, each run's from its generator (:meth:`_draw`)."""
         return self._u

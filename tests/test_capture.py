@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from narla.bench import Config, acting_engine
-from narla.capture import GraphTick
+from narla.capture import GraphTick, graph_tick
+from narla.rollout import collect
+from narla.scenario import from_dict
+from narla.training import build
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 NETWORK = Config("narla-3layer", {"builder": "layered", "width": 15, "connectivity": "local", "layers": 3},
@@ -42,6 +45,47 @@ def test_a_replayed_tick_fires_exactly_as_the_eager_tick_on_the_same_uniforms(ca
         assert torch.equal(act, eager_act) and torch.equal(actions, eager_actions)
         prev, obs = act, obs + 0.1 * torch.randn_like(obs)
     assert tick.captures == 1
+
+
+@CUDA
+def test_a_replayed_tick_fires_as_the_eager_tick_from_the_same_generator_state(captured):
+    tick, obs, prev = captured
+    generator = tick.engine.generator
+    for _ in range(3):
+        state = generator.get_state()
+        act, actions = tick(obs, prev)
+        after = generator.get_state()
+        generator.set_state(state)
+        with torch.inference_mode():
+            eager_act, eager_actions = tick.engine.tick(obs, prev)
+        assert torch.equal(act, eager_act) and torch.equal(actions, eager_actions)
+        assert torch.equal(generator.get_state(), after)
+        prev = act
+
+
+def test_no_graph_is_made_for_an_engine_off_cuda():
+    engine = acting_engine(NETWORK, torch.device("cpu"))
+    assert graph_tick(engine, 8) is None and engine.graph_ticks == {}
+
+
+@CUDA
+def test_collection_gives_the_same_rollouts_and_updates_with_or_without_cuda_graphs():
+    scenario = {"name": "graphs", "seed": 3, "device": "cuda", "task": {"id": "cartpole", "num_envs": 16},
+                "network": {"builder": "layered", "layers": 3, "width": 8}, "neuron": {"hidden": [16]},
+                "rewards": ["task", "activity", "sparsity", "prediction"],
+                "learning": {"rule": "reinforce", "lr": 0.01}}
+    rollouts = {}
+    for graphs in (True, False):
+        run = build(from_dict(scenario))
+        rollouts[graphs] = []
+        for i in range(3):
+            rollout = collect(run.engine, run.task, run.scheme, i * 16, graphs=graphs)
+            run.learner.update(rollout)
+            rollouts[graphs].append(rollout)
+        assert bool(run.engine.graph_ticks) == graphs
+    for a, b in zip(rollouts[True], rollouts[False], strict=True):
+        for name in ("obs", "actions", "valid", "done", "task_reward", "rewards"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 @CUDA
