@@ -1,11 +1,14 @@
 """Training with eager ticks against training whose collection replays its ticks as CUDA graphs, on a GPU.
 
 Full training as ``narla bench`` measures it (:func:`narla.bench.training_run`: CartPole, all five rewards, one
-REINFORCE update per batch) on the bench's NaRLA 5-layer network and its 10,000-neuron sparse one, in four arms:
-- ``eager``: :func:`narla.rollout.collect` with ``graphs=False``;
-- ``graph F``: collection replays each full-width tick as one CUDA graph (:func:`narla.capture.graph_tick`) until a
-  check finds at most the fraction ``F`` of the copies still running; then it drops the finished copies and ticks
-  the rest eagerly (:data:`narla.rollout.GRAPH_COMPACT_FRACTION`, set per arm). ``F = 0`` never compacts.
+REINFORCE update per batch) on the bench's NaRLA 5-layer network and its 10,000-neuron sparse one, in three arms:
+- ``eager``: :func:`narla.rollout.collect` with ``graphs=False``; it drops the finished copies from its ticks once at
+  most :data:`narla.rollout.COMPACT_FRACTION` of them still run;
+- ``graph+drop``: collection replays each full-width tick as one CUDA graph (:func:`narla.capture.graph_tick`) until
+  the batch is compacted as above, then ticks the copies left eagerly;
+- ``graph``: every tick of the batch is replayed, never compacted.
+``collect`` takes ``graph`` for batches of at most :data:`narla.rollout.GRAPH_WHOLE_BATCH` neuron-copies and
+``graph+drop`` for larger ones (set per arm here); the row it takes is marked ``*``.
 
 Every arm starts from the same built run (same seed) and plays the same batches, in interleaved rounds: the arms'
 rollouts are the same episodes bit for bit (checked here on every batch's valid ticks), so their times compare the
@@ -24,7 +27,7 @@ import narla.rollout
 from narla.bench import configs, training_run
 from narla.rollout import collect
 
-ARMS = {"eager": None, "graph 0.75": 0.75, "graph 0.25": 0.25, "graph 0": 0.0}
+ARMS = {"eager": None, "graph+drop": 0, "graph": 1 << 62}  # arm -> GRAPH_WHOLE_BATCH (None: no graphs)
 ROWS = {"narla-5layer": (1, 16, 64, 256), "sparse-10k": (64,)}
 BATCHES = {1: 24, 16: 8, 64: 6, 256: 3}  # batches per arm and round, at each B
 
@@ -34,12 +37,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def play(run, graphs: bool, fraction: float | None, batches: int, device: torch.device) -> tuple:
+def play(run, graphs: bool, whole: int | None, batches: int, device: torch.device) -> tuple:
     """``batches`` batches of ``run``: the valid ticks played, collection and update seconds, and the rollouts'
     valid actions (to check that the arms play the same episodes)."""
     played, collecting, updating, seen = 0, 0.0, 0.0, []
-    if fraction is not None:
-        narla.rollout.GRAPH_COMPACT_FRACTION = fraction
+    if whole is not None:
+        narla.rollout.GRAPH_WHOLE_BATCH = whole
     for _ in range(batches):
         sync(device)
         start = time.perf_counter()
@@ -65,7 +68,7 @@ def main() -> int:
         print("cuda_graph_collect: needs a CUDA device; none is available here", file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    default = narla.rollout.GRAPH_COMPACT_FRACTION
+    default = narla.rollout.GRAPH_WHOLE_BATCH
     print(f"full training, eager ticks against CUDA-graph ticks in collection; torch {torch.__version__}, {name}")
     print(f"{'network':13s} {'neurons':>7s} {'B':>4s}  {'arm':10s} {'neuron-steps/s':>14s} {'collect':>8s} "
           f"{'update':>7s} {'vs eager':>8s}")
@@ -75,13 +78,13 @@ def main() -> int:
         for b in ROWS[cfg.name]:
             runs = {arm: training_run(cfg, b, device) for arm in ARMS}
             n = runs["eager"].wiring.num_neurons
-            for arm, fraction in ARMS.items():  # warm-up: the first batch captures the graph
-                play(runs[arm], fraction is not None, fraction, 1, device)
+            for arm, whole in ARMS.items():  # warm-up: the first batch captures the graph
+                play(runs[arm], whole is not None, whole, 1, device)
             totals = {arm: [0, 0.0, 0.0] for arm in ARMS}
             for _ in range(args.rounds):
                 seen = {}
-                for arm, fraction in ARMS.items():
-                    played, collecting, updating, seen[arm] = play(runs[arm], fraction is not None, fraction,
+                for arm, whole in ARMS.items():
+                    played, collecting, updating, seen[arm] = play(runs[arm], whole is not None, whole,
                                                                    BATCHES[b], device)
                     total = totals[arm]
                     total[0] += played
@@ -92,11 +95,13 @@ def main() -> int:
                     print(f"cuda_graph_collect: {cfg.name} B={b}: the arms played different episodes",
                           file=sys.stderr)
                     return 1
-            narla.rollout.GRAPH_COMPACT_FRACTION = default
+            narla.rollout.GRAPH_WHOLE_BATCH = default
             eager = totals["eager"][0] * n / (totals["eager"][1] + totals["eager"][2])
+            chosen = "graph" if n * b <= default else "graph+drop"
             for arm, (played, collecting, updating) in totals.items():
                 rate = played * n / (collecting + updating)
-                print(f"{cfg.name:13s} {n:7,d} {b:4d}  {arm:10s} {rate:14,.0f} "
+                mark = "*" if arm == chosen and device.type == "cuda" else " "
+                print(f"{cfg.name:13s} {n:7,d} {b:4d}  {arm + mark:11s} {rate:13,.0f} "
                       f"{collecting / (collecting + updating):8.0%} {updating / (collecting + updating):7.0%} "
                       f"{rate / eager:7.2f}x", flush=True)
             del runs

@@ -309,16 +309,19 @@ class Engine:
         return act, act[self.num_sensors :].long()  # each neuron's choice is its 0/1 spike
 
     def _tick_uniforms(self, cols: int) -> torch.Tensor:
-        """The uniforms ``[N, cols]`` of a feedforward Bernoulli tick, drawn at once for every stage. On the CPU its
-        rows are the numbers each stage's own ``rand(n, cols)`` would give (torch.rand is one contiguous stream there;
-        tested against the general path). On a GPU it is the draw a :class:`narla.capture.GraphTick` makes outside
+        """The uniforms ``[N, cols]`` of a feedforward Bernoulli tick: the numbers each stage's own
+        ``rand(n, cols)`` draws, in stage order, as the general path (:meth:`choose`) and the PettingZoo views draw
+        them. On the CPU one draw gives them (torch.rand is one contiguous stream there; tested against the general
+        path); on a GPU the stages' draws are joined. A :class:`narla.capture.GraphTick` draws them so too, outside
         its graph, so eager and replayed ticks fire alike from the same generator state."""
-        return self._random("uniform", self.num_neurons, cols)
+        if self.device.type == "cpu" or len(self.stages) == 1:
+            return self._random("uniform", self.num_neurons, cols)
+        return torch.cat([self._random("uniform", end - start, cols) for start, end in self.stages])
 
     @property
     def capturable(self) -> bool:
         """Whether :class:`narla.capture.GraphTick` may replay this engine's tick as a CUDA graph: a feedforward
-        Bernoulli tick (:attr:`bernoulli_feedforward`) on a CUDA device, its uniforms one draw from the engine's
+        Bernoulli tick (:attr:`bernoulli_feedforward`) on a CUDA device, its uniforms drawn from the engine's
         generator (:meth:`_tick_uniforms`)."""
         return self.device.type == "cuda" and self.bernoulli_feedforward
 
@@ -326,8 +329,8 @@ class Engine:
         self, act: torch.Tensor, prev: torch.Tensor, u: torch.Tensor, start: int, end: int
     ) -> None:
         """:meth:`stage_logits`, :meth:`choose` and :meth:`commit` of neurons ``start:end`` for a feedforward
-        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products and, on the
-        CPU, the same random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general
+        population of Bernoulli neurons (:attr:`bernoulli_feedforward`), in fewer calls: the same products, the same
+        random numbers and the same spikes, bit for bit (tested). At a tick of a few copies the general
         path's calls cost about a third of the tick. While collection keeps the last hidden layer
         (:attr:`hidden_record`), a tick of fewer columns than the stage's column floor is computed padded
         (:mod:`narla.hidden`). ``u[N, cols]``: the tick's uniforms for every neuron."""

@@ -193,9 +193,11 @@ def collect(
     a batch larger than one window is re-evaluated window by window and would not use it).
 
     On a GPU, where the engine is :attr:`~narla.engine.Engine.capturable` and no hidden layer is kept, the ticks of all
-    ``B`` copies are replayed as one CUDA graph each (:func:`narla.capture.graph_tick`; ``graphs=False`` ticks eagerly)
-    until a check compacts the batch, at most :data:`GRAPH_COMPACT_FRACTION` of it still running. The rollout is the
-    same bit for bit with or without graphs: a replay draws the eager tick's uniforms and runs its kernels.
+    ``B`` copies are replayed as one CUDA graph each (:func:`narla.capture.graph_tick`; ``graphs=False`` ticks eagerly).
+    A compacted tick is an eager one, launch by launch, so while graphs replay a batch of at most
+    :data:`GRAPH_WHOLE_BATCH` neuron-copies, whose time the launches set, it is never compacted; a larger one is, as
+    without graphs. The rollout's valid ticks are the same bit for bit with or without graphs: a replay draws the
+    eager tick's uniforms and runs its kernels.
     """
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
@@ -244,7 +246,9 @@ def _play(
         # On the CPU a check costs no device sync: finished copies are dropped after every tick (columns computed for
         # ended episodes cost more than the indexing of a compacted tick).
         every_tick = engine.device.type == "cpu" and engine.compactable
-        fraction = 1.0 if every_tick else COMPACT_FRACTION if graph is None else GRAPH_COMPACT_FRACTION
+        fraction = 1.0 if every_tick else COMPACT_FRACTION
+        if graph is not None and engine.num_neurons * b <= GRAPH_WHOLE_BATCH:
+            fraction = 0.0  # the graph's launch of all B columns costs less than an eager tick of a few
         dtype = engine.record_dtype
         prev_actions: list[torch.Tensor] = []
         kept = ("obs", "actions", "first", "valid", "done", "task_reward") + (() if bulk else ("rewards",))
@@ -367,8 +371,11 @@ def score_ticks(
 
 
 COMPACT_FRACTION = 0.75  # on a GPU, a check drops the finished copies once at most this fraction of the computed run
-# The same while a CUDA graph replays the full-width ticks: a compacted tick is an eager one, launch by launch.
-GRAPH_COMPACT_FRACTION = 0.75
+# Neurons × copies up to which a batch whose ticks a CUDA graph replays is never compacted (collect). On an H200
+# (examples/cuda_graph_collect.py, docs/results/bench/gpu/) full training of the NaRLA 5-layer network ran 1.4-2.0x
+# faster uncompacted than compacted (two runs) at B = 16, 64 and 256 (up to 61 x 256 = 15,616 neuron-copies), while a
+# 10,000-neuron network at B = 64 (640,000) ran 6-10 % slower: the limit lies between; 2^17 is our choice there.
+GRAPH_WHOLE_BATCH = 1 << 17
 STACK_AT_ONCE_BYTES = 1 << 26  # records below this size are stacked in one call (faster; their copy is small)
 
 

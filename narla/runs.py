@@ -149,7 +149,7 @@ class RunEngine(Engine):
     @property
     def capturable(self) -> bool:
         """False: each run draws its uniforms from its own generator on its own clock (:meth:`_draw`), which a
-        :class:`~narla.capture.GraphTick` (one draw from the engine's generator) would not follow."""
+        :class:`~narla.capture.GraphTick` (drawing from the engine's generator) would not follow."""
         return False
 
     def _tick_uniforms(self, cols: int) -> torch.Tensor:

@@ -74,7 +74,7 @@ def test_collection_gives_the_same_rollouts_and_updates_with_or_without_cuda_gra
                 "network": {"builder": "layered", "layers": 3, "width": 8}, "neuron": {"hidden": [16]},
                 "rewards": ["task", "activity", "sparsity", "prediction"],
                 "learning": {"rule": "reinforce", "lr": 0.01}}
-    rollouts = {}
+    rollouts, params = {}, {}
     for graphs in (True, False):
         run = build(from_dict(scenario))
         rollouts[graphs] = []
@@ -83,9 +83,14 @@ def test_collection_gives_the_same_rollouts_and_updates_with_or_without_cuda_gra
             run.learner.update(rollout)
             rollouts[graphs].append(rollout)
         assert bool(run.engine.graph_ticks) == graphs
+        params[graphs] = list(run.engine.population.parameters())
     for a, b in zip(rollouts[True], rollouts[False], strict=True):
-        for name in ("obs", "actions", "valid", "done", "task_reward", "rewards"):
+        valid = a.valid  # the eager batch drops finished copies from its ticks; the replayed one computes them all
+        assert torch.equal(valid, b.valid) and valid.float().mean() < 0.9
+        assert torch.equal(a.obs[valid], b.obs[valid]) and torch.equal(a.actions[valid], b.actions[valid])
+        for name in ("done", "task_reward", "rewards"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert all(torch.equal(p, q) for p, q in zip(params[True], params[False], strict=True))
 
 
 @CUDA
