@@ -298,8 +298,8 @@ class Engine:
         self, obs: torch.Tensor, prev: torch.Tensor, u: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`tick` of a feedforward Bernoulli population (:attr:`bernoulli_feedforward`) on the uniforms
-        ``u[N, cols]``: a neuron fires where its uniform is below its firing
-        probability. :class:`narla.capture.GraphTick` replays it as one CUDA graph on uniforms drawn outside it."""
+        ``u[N, cols]``: a neuron fires where its uniform is below its firing probability.
+        :class:`narla.capture.GraphTick` replays it as one CUDA graph on uniforms drawn outside it."""
         act = self.begin_tick(obs)
         policy = self.population.policy
         policy.check_acting_rows()  # once a tick, for every stage's StackedMLP.act
