@@ -6,9 +6,12 @@ REINFORCE update per batch) on the bench's NaRLA 5-layer network and its 10,000-
   most :data:`narla.rollout.COMPACT_FRACTION` of them still run;
 - ``graph+drop``: collection replays each full-width tick as one CUDA graph (:func:`narla.capture.graph_tick`) until
   the batch is compacted as above, then ticks the copies left eagerly;
-- ``graph``: every tick of the batch is replayed, never compacted.
+- ``graph``: every tick of the batch is replayed at full width; once the batch is compacted, the dropped copies'
+  columns are zeroed after each replay (as a compacted tick leaves them).
 ``collect`` takes ``graph`` for batches of at most :data:`narla.rollout.GRAPH_WHOLE_BATCH` neuron-copies and
-``graph+drop`` for larger ones (set per arm here); the row it takes is marked ``*``.
+``graph+drop`` for larger ones (set per arm here); the row it takes is marked ``*``. (The committed output,
+``docs/results/bench/gpu/cuda_graph_collect.txt``, was made at d6cc235, whose ``graph`` arm never compacted and
+zeroed nothing: the same replays, without the two masking kernels a tick.)
 
 Every arm starts from the same built run (same seed) and plays the same batches, in interleaved rounds: the arms'
 rollouts are the same episodes bit for bit (checked here on every batch's valid ticks), so their times compare the

@@ -6,8 +6,10 @@ this project's 2-core CPU). :class:`GraphTick` records :meth:`narla.engine.Engin
 ``torch.cuda.CUDAGraph`` and then launches the whole tick as one graph: on an H200, the NaRLA networks' ticks ran
 3.6-5.4× faster so (``python examples/cuda_graph_tick.py``), while a 10,000-neuron network at B = 64, bound by its
 arithmetic, gained nothing. Training's collection (:func:`narla.rollout.collect`) replays its full-width ticks so
-(:func:`graph_tick` keeps one per engine and batch size): full training of the 5-layer network ran 1.9-2.4× faster
-on an H200 at B = 1-256 (``python examples/cuda_graph_collect.py``).
+(:func:`graph_tick` keeps one per engine and batch size), and, in batches of at most
+:data:`narla.rollout.GRAPH_WHOLE_BATCH` neuron-copies, also once the finished copies are dropped (their columns
+zeroed after the replay): full training of the 5-layer network ran 1.9-2.4× faster on an H200 at B = 1-256
+(``python examples/cuda_graph_collect.py``).
 
 What a replay does, and why:
 - Its inputs are copied into static buffers: the observations ``[B, obs_dim]``, the previous activity
@@ -15,17 +17,22 @@ What a replay does, and why:
   generator, so the graph holds no random-number state of its own: the numbers the eager tick draws, one
   ``torch.rand`` per stage (:meth:`narla.engine.Engine._tick_uniforms`).
 - So from the same generator state a replay's spikes are the eager tick's bit for bit: the same uniforms and the
-  same kernels on the same data (``tests/test_capture.py``, on CUDA), and a collection gives the same rollout with
-  or without graphs.
+  same kernels on the same data (``tests/test_capture.py``, on CUDA), and a collection's valid ticks are the same
+  with or without graphs.
 - The graph reads the parameters' storage. Updates in place (the optimizers') are seen by the next replay; a
   parameter that moves to new storage (``.to()``, a batch of runs restacking) makes the next call capture again.
 - It returns copies of the graph's outputs, which the next replay overwrites.
+- It holds its engine weakly: the engine keeps its graphs (``engine.graph_ticks``), and a strong reference back would
+  make a cycle that keeps a dropped engine's parameters and graph memory on the GPU until Python's cycle collector
+  runs. Whoever makes a ``GraphTick`` keeps its engine alive.
 
 Only full-width feedforward Bernoulli ticks are captured (:attr:`~narla.engine.Engine.capturable`, no compacted
 columns, no kept hidden layer: the CUDA tick keeps none).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -44,7 +51,8 @@ class GraphTick:
                              "drawing from the engine's generator, is captured (Engine.capturable is False)")
         if batch < 1:
             raise ValueError(f"GraphTick: batch must be at least 1, got {batch}")
-        self.engine, self.batch, self.warmup = engine, batch, warmup
+        self._engine = weakref.ref(engine)  # see the module doc
+        self.batch, self.warmup = batch, warmup
         device = engine.device
         self.obs: torch.Tensor | None = None  # [B, obs_dim], made on the first call
         with torch.inference_mode(False):  # ordinary tensors: written in place in and out of inference mode
@@ -52,6 +60,14 @@ class GraphTick:
             self.u = torch.zeros(engine.num_neurons, batch, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.captures = 0
+
+    @property
+    def engine(self) -> Engine:
+        """The engine whose tick this replays (held weakly; see the module doc)."""
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("GraphTick: its engine no longer exists (a GraphTick holds its engine weakly)")
+        return engine
 
     def _storage(self) -> tuple[int, ...]:
         """Where the graph reads the parameters and the stages' input indices (``Engine.trim_padding`` makes new

@@ -133,14 +133,19 @@ def finish_tick(
 
 def _tick(
     engine: Engine, obs: torch.Tensor, carry: Carry, active: torch.Tensor | None, use_action: bool,
-    graph: GraphTick | None = None,
+    graph: GraphTick | None = None, dropped: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``engine.tick`` of every copy (replayed by ``graph`` where one is given), or only of the ``active`` ones, their
-    results placed in ``B`` columns."""
+    """``engine.tick`` of every copy, or only of the ``active`` ones, their results placed in ``B`` columns (the
+    others zero). ``graph``: replays the full-width tick; with ``dropped[B]`` (bool, the copies outside ``active``) it
+    also stands in for the compacted tick, its dropped columns zeroed after the replay."""
     prev_action = carry.prev_action if use_action else None
+    if graph is not None and (active is None or dropped is not None):
+        act, actions = graph(obs, carry.prev)
+        if dropped is not None:
+            act.masked_fill_(dropped, 0.0)
+            actions.masked_fill_(dropped, 0)
+        return act, actions
     if active is None:
-        if graph is not None:
-            return graph(obs, carry.prev)
         return engine.tick(obs, carry.prev, prev_action=prev_action)
     engine.columns = (obs.shape[0], active)
     try:
@@ -194,10 +199,12 @@ def collect(
 
     On a GPU, where the engine is :attr:`~narla.engine.Engine.capturable` and no hidden layer is kept, the ticks of all
     ``B`` copies are replayed as one CUDA graph each (:func:`narla.capture.graph_tick`; ``graphs=False`` ticks eagerly).
-    A compacted tick is an eager one, launch by launch, so while graphs replay a batch of at most
-    :data:`GRAPH_WHOLE_BATCH` neuron-copies, whose time the launches set, it is never compacted; a larger one is, as
-    without graphs. The rollout's valid ticks are the same bit for bit with or without graphs: a replay draws the
-    eager tick's uniforms and runs its kernels.
+    A compacted tick computed on fewer columns would be an eager one, launch by launch, so a batch of at most
+    :data:`GRAPH_WHOLE_BATCH` neuron-copies, whose time the launches set, goes on replaying the full-width graph
+    once compacted and zeroes the dropped copies' columns, as the compacted tick leaves them; a larger batch ticks
+    its remaining copies eagerly. Either way the finished copies act as without graphs (their zero actions still
+    step the task, and a task may fold their observations into shared state such as running normalisation), and a
+    replay draws the eager tick's uniforms and runs its kernels, so the rollout is the one eager ticks give.
     """
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
@@ -247,8 +254,10 @@ def _play(
         # ended episodes cost more than the indexing of a compacted tick).
         every_tick = engine.device.type == "cpu" and engine.compactable
         fraction = 1.0 if every_tick else COMPACT_FRACTION
-        if graph is not None and engine.num_neurons * b <= GRAPH_WHOLE_BATCH:
-            fraction = 0.0  # the graph's launch of all B columns costs less than an eager tick of a few
+        # A small batch replays the full-width graph after compaction too (its launch costs less than an eager tick
+        # of a few copies), its dropped columns zeroed: `dropped` marks them.
+        masked = graph is not None and engine.num_neurons * b <= GRAPH_WHOLE_BATCH
+        dropped: torch.Tensor | None = None
         dtype = engine.record_dtype
         prev_actions: list[torch.Tensor] = []
         kept = ("obs", "actions", "first", "valid", "done", "task_reward") + (() if bulk else ("rewards",))
@@ -265,7 +274,7 @@ def _play(
         for t in range(steps):
             if use_action:
                 prev_actions.append(carry.prev_action)
-            act, actions = _tick(engine, obs, carry, active, use_action, graph)
+            act, actions = _tick(engine, obs, carry, active, use_action, graph, dropped)
             if record is not None:
                 record.end_tick(active)
             first = carry.first
@@ -295,6 +304,7 @@ def _play(
                     computed = b if active is None else active.numel()
                     if 0 < live.numel() < computed and live.numel() <= computed * fraction:
                         active = live
+                        dropped = torch.ones_like(alive).index_fill_(0, live, False) if masked else None
                 elif not bool(alive.any()):
                     break
     if skippable and not boundary:  # every episode ended before the clock's stop: the rest of its block is padding
@@ -371,10 +381,12 @@ def score_ticks(
 
 
 COMPACT_FRACTION = 0.75  # on a GPU, a check drops the finished copies once at most this fraction of the computed run
-# Neurons × copies up to which a batch whose ticks a CUDA graph replays is never compacted (collect). On an H200
-# (examples/cuda_graph_collect.py, docs/results/bench/gpu/) full training of the NaRLA 5-layer network ran 1.4-2.0x
-# faster uncompacted than compacted (two runs) at B = 16, 64 and 256 (up to 61 x 256 = 15,616 neuron-copies), while a
-# 10,000-neuron network at B = 64 (640,000) ran 6-10 % slower: the limit lies between; 2^17 is our choice there.
+# Neurons × copies up to which a batch whose ticks a CUDA graph replays keeps replaying the full-width graph once
+# compacted, its dropped columns zeroed, rather than ticking its remaining copies eagerly (collect). On an H200
+# (examples/cuda_graph_collect.py at d6cc235, docs/results/bench/gpu/) full training of the NaRLA 5-layer network ran
+# 1.4-2.0x faster replaying full width than ticking the remainder eagerly (two runs) at B = 16, 64 and 256 (up to
+# 61 x 256 = 15,616 neuron-copies), while a 10,000-neuron network at B = 64 (640,000) ran 6-10 % slower: the limit
+# lies between; 2^17 is our choice there.
 GRAPH_WHOLE_BATCH = 1 << 17
 STACK_AT_ONCE_BYTES = 1 << 26  # records below this size are stacked in one call (faster; their copy is small)
 

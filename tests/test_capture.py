@@ -1,8 +1,13 @@
 """GraphTick: a tick captured as a CUDA graph fires as the eager tick does (its CUDA tests run where a GPU is)."""
 
+import gc
+import weakref
+from collections.abc import Iterator
+
 import pytest
 import torch
 
+import narla.rollout
 from narla.bench import Config, acting_engine
 from narla.capture import GraphTick, graph_tick
 from narla.rollout import collect
@@ -15,12 +20,13 @@ NETWORK = Config("narla-3layer", {"builder": "layered", "width": 15, "connectivi
 
 
 @pytest.fixture
-def captured() -> tuple[GraphTick, torch.Tensor, torch.Tensor]:
-    """A GraphTick of 8 copies of a small 3-layer network, CartPole-sized observations and a silent previous tick."""
-    tick = GraphTick(acting_engine(NETWORK, torch.device("cuda")), 8)
-    engine = tick.engine
-    return tick, torch.randn(8, 4, device="cuda"), torch.zeros(engine.num_sensors + engine.num_neurons, 8,
-                                                                device="cuda")
+def captured() -> Iterator[tuple[GraphTick, torch.Tensor, torch.Tensor]]:
+    """A GraphTick of 8 copies of a small 3-layer network, CartPole-sized observations and a silent previous tick
+    (the fixture holds the engine, which the GraphTick holds weakly)."""
+    engine = acting_engine(NETWORK, torch.device("cuda"))
+    tick = GraphTick(engine, 8)
+    yield tick, torch.randn(8, 4, device="cuda"), torch.zeros(engine.num_sensors + engine.num_neurons, 8,
+                                                               device="cuda")
 
 
 def replay_and_eager(tick: GraphTick, obs: torch.Tensor, prev: torch.Tensor) -> tuple:
@@ -69,6 +75,58 @@ def test_no_graph_is_made_for_an_engine_off_cuda():
 
 
 @CUDA
+def test_an_engine_with_a_graph_tick_is_freed_when_dropped_without_the_cycle_collector():
+    engine = acting_engine(NETWORK, torch.device("cuda"))
+    tick = graph_tick(engine, 8)
+    tick(torch.zeros(8, 4, device="cuda"), torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda"))
+    alive = weakref.ref(engine)
+    gc.disable()
+    try:
+        del engine
+        assert alive() is None
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError, match="its engine no longer exists"):
+        tick(torch.zeros(8, 4, device="cuda"), torch.zeros(1, 8, device="cuda"))
+
+
+def full_width_eager_tick(engine, batch: int):
+    """A stand-in for a CUDA graph on the CPU: the engine's eager tick of all ``batch`` copies, as a replay computes
+    them, with the replay's call signature."""
+    return lambda obs, prev: engine.tick(obs, prev)
+
+
+@pytest.mark.parametrize("task", [{"id": "cartpole", "num_envs": 16, "options": {"normalize_obs": True}},
+                                  {"id": "gym:CartPole-v1", "num_envs": 16}])
+def test_a_full_width_replay_after_compaction_gives_the_compacted_collections_rollouts(task, monkeypatch):
+    """Finished copies still step the task, whose running normalisation (or gym's own random state) they feed: a
+    replay that computed them would change the live copies' later observations, so their columns are zeroed as a
+    compacted tick leaves them."""
+    scenario = {"name": "masked", "seed": 3, "device": "cpu", "task": task,
+                "network": {"builder": "layered", "layers": 3, "width": 8},
+                "neuron": {"hidden": [16]}, "rewards": ["task", "activity"],
+                "learning": {"rule": "reinforce", "lr": 0.01}}
+    rollouts, params = {}, {}
+    for replayed in (True, False):
+        if replayed:
+            monkeypatch.setattr(narla.rollout, "graph_tick", full_width_eager_tick)
+        run = build(from_dict(scenario))
+        rollouts[replayed] = []
+        for i in range(3):
+            rollout = collect(run.engine, run.task, run.scheme, i * 16)
+            run.learner.update(rollout)
+            rollouts[replayed].append(rollout)
+        params[replayed] = list(run.engine.population.parameters())
+        monkeypatch.undo()
+    for a, b in zip(rollouts[True], rollouts[False], strict=True):
+        valid = a.valid
+        assert torch.equal(valid, b.valid) and valid.float().mean() < 0.9
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
+        assert torch.equal(a.rewards, b.rewards)
+    assert all(torch.equal(p, q) for p, q in zip(params[True], params[False], strict=True))
+
+
+@CUDA
 def test_collection_gives_the_same_rollouts_and_updates_with_or_without_cuda_graphs():
     scenario = {"name": "graphs", "seed": 3, "device": "cuda", "task": {"id": "cartpole", "num_envs": 16},
                 "network": {"builder": "layered", "layers": 3, "width": 8}, "neuron": {"hidden": [16]},
@@ -85,9 +143,9 @@ def test_collection_gives_the_same_rollouts_and_updates_with_or_without_cuda_gra
         assert bool(run.engine.graph_ticks) == graphs
         params[graphs] = list(run.engine.population.parameters())
     for a, b in zip(rollouts[True], rollouts[False], strict=True):
-        valid = a.valid  # the eager batch drops finished copies from its ticks; the replayed one computes them all
+        valid = a.valid  # a replay zeroes the finished copies' columns, as the compacted eager tick leaves them
         assert torch.equal(valid, b.valid) and valid.float().mean() < 0.9
-        assert torch.equal(a.obs[valid], b.obs[valid]) and torch.equal(a.actions[valid], b.actions[valid])
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
         for name in ("done", "task_reward", "rewards"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert all(torch.equal(p, q) for p, q in zip(params[True], params[False], strict=True))
