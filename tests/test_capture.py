@@ -77,8 +77,9 @@ def test_no_graph_is_made_for_an_engine_off_cuda():
 @CUDA
 def test_an_engine_with_a_graph_tick_is_freed_when_dropped_without_the_cycle_collector():
     engine = acting_engine(NETWORK, torch.device("cuda"))
+    obs, prev = torch.zeros(8, 4, device="cuda"), torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda")
     tick = graph_tick(engine, 8)
-    tick(torch.zeros(8, 4, device="cuda"), torch.zeros(engine.num_sensors + engine.num_neurons, 8, device="cuda"))
+    tick(obs, prev)
     alive = weakref.ref(engine)
     gc.disable()
     try:
@@ -87,7 +88,7 @@ def test_an_engine_with_a_graph_tick_is_freed_when_dropped_without_the_cycle_col
     finally:
         gc.enable()
     with pytest.raises(RuntimeError, match="its engine no longer exists"):
-        tick(torch.zeros(8, 4, device="cuda"), torch.zeros(1, 8, device="cuda"))
+        tick(obs, prev)
 
 
 def full_width_eager_tick(engine, batch: int):
