@@ -97,6 +97,28 @@ def full_width_eager_tick(engine, batch: int):
     return lambda obs, prev: engine.tick(obs, prev)
 
 
+def three_batches(scenario: dict, graphs: bool = True) -> tuple[list, list[torch.Tensor], object]:
+    """Three batches of collect + REINFORCE update of ``scenario``: the rollouts, the parameters after them, the run."""
+    run = build(from_dict(scenario))
+    rollouts = []
+    for i in range(3):
+        rollout = collect(run.engine, run.task, run.scheme, i * 16, graphs=graphs)
+        run.learner.update(rollout)
+        rollouts.append(rollout)
+    return rollouts, list(run.engine.population.parameters()), run
+
+
+def assert_same_training(first: tuple, second: tuple) -> None:
+    """Two :func:`three_batches` played the same episodes, every tick of their rollouts alike (a replay zeroes the
+    finished copies' columns, as the compacted eager tick leaves them), and reached the same parameters."""
+    for a, b in zip(first[0], second[0], strict=True):
+        assert torch.equal(a.valid, b.valid) and a.valid.float().mean() < 0.9
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
+        for name in ("done", "task_reward", "rewards"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert all(torch.equal(p, q) for p, q in zip(first[1], second[1], strict=True))
+
+
 @pytest.mark.parametrize("task", [{"id": "cartpole", "num_envs": 16, "options": {"normalize_obs": True}},
                                   {"id": "gym:CartPole-v1", "num_envs": 16}])
 def test_a_full_width_replay_after_compaction_gives_the_compacted_collections_rollouts(task, monkeypatch):
@@ -107,24 +129,10 @@ def test_a_full_width_replay_after_compaction_gives_the_compacted_collections_ro
                 "network": {"builder": "layered", "layers": 3, "width": 8},
                 "neuron": {"hidden": [16]}, "rewards": ["task", "activity"],
                 "learning": {"rule": "reinforce", "lr": 0.01}}
-    rollouts, params = {}, {}
-    for replayed in (True, False):
-        if replayed:
-            monkeypatch.setattr(narla.rollout, "graph_tick", full_width_eager_tick)
-        run = build(from_dict(scenario))
-        rollouts[replayed] = []
-        for i in range(3):
-            rollout = collect(run.engine, run.task, run.scheme, i * 16)
-            run.learner.update(rollout)
-            rollouts[replayed].append(rollout)
-        params[replayed] = list(run.engine.population.parameters())
-        monkeypatch.undo()
-    for a, b in zip(rollouts[True], rollouts[False], strict=True):
-        valid = a.valid
-        assert torch.equal(valid, b.valid) and valid.float().mean() < 0.9
-        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
-        assert torch.equal(a.rewards, b.rewards)
-    assert all(torch.equal(p, q) for p, q in zip(params[True], params[False], strict=True))
+    with monkeypatch.context() as patch:
+        patch.setattr(narla.rollout, "graph_tick", full_width_eager_tick)
+        replayed = three_batches(scenario)
+    assert_same_training(replayed, three_batches(scenario))
 
 
 @CUDA
@@ -133,23 +141,9 @@ def test_collection_gives_the_same_rollouts_and_updates_with_or_without_cuda_gra
                 "network": {"builder": "layered", "layers": 3, "width": 8}, "neuron": {"hidden": [16]},
                 "rewards": ["task", "activity", "sparsity", "prediction"],
                 "learning": {"rule": "reinforce", "lr": 0.01}}
-    rollouts, params = {}, {}
-    for graphs in (True, False):
-        run = build(from_dict(scenario))
-        rollouts[graphs] = []
-        for i in range(3):
-            rollout = collect(run.engine, run.task, run.scheme, i * 16, graphs=graphs)
-            run.learner.update(rollout)
-            rollouts[graphs].append(rollout)
-        assert bool(run.engine.graph_ticks) == graphs
-        params[graphs] = list(run.engine.population.parameters())
-    for a, b in zip(rollouts[True], rollouts[False], strict=True):
-        valid = a.valid  # a replay zeroes the finished copies' columns, as the compacted eager tick leaves them
-        assert torch.equal(valid, b.valid) and valid.float().mean() < 0.9
-        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
-        for name in ("done", "task_reward", "rewards"):
-            assert torch.equal(getattr(a, name), getattr(b, name)), name
-    assert all(torch.equal(p, q) for p, q in zip(params[True], params[False], strict=True))
+    with_graphs, without = three_batches(scenario, graphs=True), three_batches(scenario, graphs=False)
+    assert with_graphs[2].engine.graph_ticks and not without[2].engine.graph_ticks
+    assert_same_training(with_graphs, without)
 
 
 @CUDA

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from narla.tasks.base import SolveCriterion
-from narla.tasks.physics import PhysicsTask
+from narla.tasks.physics import PhysicsTask, torch_cos, torch_sin
 from narla.tasks.render import cartpole_frame
 
 GRAVITY = 9.8  # m/s^2
@@ -98,12 +98,9 @@ class CartPole(PhysicsTask):
         x_dot, theta, theta_dot = state[:, 1], state[:, 2], state[:, 3]
         if on_numpy:
             force = np.where(action.numpy().reshape(self.num_envs) == 1, FORCE_MAG, -FORCE_MAG)  # float64
-            theta_t = torch.from_numpy(theta)
-            cos_t, sin_t = torch.cos(theta_t).numpy(), torch.sin(theta_t).numpy()
         else:
             force = torch.where(action.reshape(self.num_envs) == 1, self._right, self._left)  # float64
-            cos_t, sin_t = torch.cos(theta), torch.sin(theta)
-        x_acc, theta_acc = _accelerations(force, theta_dot, cos_t, sin_t)
+        x_acc, theta_acc = _accelerations(force, theta_dot, torch_cos(theta), torch_sin(theta))
 
         # Euler: x += TAU x_dot, x_dot += TAU x_acc, theta += TAU theta_dot, theta_dot += TAU theta_acc (as gymnasium)
         state = state + TAU * xp.stack((x_dot, x_acc, theta_dot, theta_acc), 1)

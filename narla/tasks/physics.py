@@ -124,3 +124,14 @@ class PhysicsTask(Task):
         self.state = torch.where(done.unsqueeze(1), self._sample_start(), state)
         self.elapsed.masked_fill_(done, 0)
         return truncated
+
+
+def torch_cos(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """torch's cosine of a tensor or of a float64 NumPy array (torch's bits, not NumPy's): the NumPy steps of the
+    cart-pole tasks keep the torch steps' numbers."""
+    return torch.cos(x) if isinstance(x, torch.Tensor) else torch.cos(torch.from_numpy(x)).numpy()
+
+
+def torch_sin(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """torch's sine of a tensor or of a float64 NumPy array (see :func:`torch_cos`)."""
+    return torch.sin(x) if isinstance(x, torch.Tensor) else torch.sin(torch.from_numpy(x)).numpy()

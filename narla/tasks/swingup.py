@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from narla.tasks.physics import PhysicsTask
+from narla.tasks.physics import PhysicsTask, torch_cos, torch_sin
 from narla.tasks.render import cartpole_frame
 
 GRAVITY = 9.82  # m/s^2
@@ -102,7 +102,7 @@ class CartPoleSwingUp(PhysicsTask):
             force = FORCE_MAG * action.reshape(self.num_envs).to(torch.float64).clamp(-1.0, 1.0)
             state = self.state
         x, x_dot, theta, theta_dot = state[:, 0], state[:, 1], state[:, 2], state[:, 3]
-        s, c = _sin(theta), _cos(theta)
+        s, c = torch_sin(theta), torch_cos(theta)
         mpl = MASS_POLE * POLE_LENGTH
 
         x_acc = (
@@ -119,7 +119,7 @@ class CartPoleSwingUp(PhysicsTask):
         theta_dot = theta_dot + theta_acc * DT
         state = xp.stack((x, x_dot, theta, theta_dot), 1)
 
-        reward = (_cos(theta) + 1.0) / 2.0 * _cos((x / X_THRESHOLD) * (math.pi / 2))
+        reward = (torch_cos(theta) + 1.0) / 2.0 * torch_cos((x / X_THRESHOLD) * (math.pi / 2))
         terminated = abs(x) > X_THRESHOLD
         if not on_numpy:
             truncated = self._advance(state, terminated)
@@ -134,14 +134,4 @@ def _observation(state: torch.Tensor | np.ndarray, xp: ModuleType) -> torch.Tens
     """``[x, x_dot, cos theta, sin theta, theta_dot]`` ``[B, 5]`` of float64 states ``[B, 4]``, a tensor or a NumPy
     array (``xp``: torch or numpy), with torch's cosine and sine either way."""
     x, x_dot, theta, theta_dot = state[:, 0], state[:, 1], state[:, 2], state[:, 3]
-    return xp.stack((x, x_dot, _cos(theta), _sin(theta), theta_dot), 1)
-
-
-def _cos(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """torch's cosine of a tensor or of a float64 NumPy array (its bits, not NumPy's)."""
-    return torch.cos(x) if isinstance(x, torch.Tensor) else torch.cos(torch.from_numpy(x)).numpy()
-
-
-def _sin(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """torch's sine of a tensor or of a float64 NumPy array (its bits, not NumPy's)."""
-    return torch.sin(x) if isinstance(x, torch.Tensor) else torch.sin(torch.from_numpy(x)).numpy()
+    return xp.stack((x, x_dot, torch_cos(theta), torch_sin(theta), theta_dot), 1)
