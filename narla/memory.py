@@ -7,7 +7,9 @@ is the record's most, reached once the policies hold the pole for a whole episod
 copy-tick, 64 GB for 100,000 neurons × 256 copies × 500 ticks. A process that passes the machine's memory is killed
 by the kernel without a Python error, so :func:`check_record` says it while the run starts.
 
-The check covers the record alone. The update needs memory on top of it: the policies' activations of the ticks it
+The check covers the record alone. The update needs memory on top of it: a REINFORCE update's returns,
+standardized in place into one ``[T, B, N]`` float32 tensor (four more bytes per neuron and copy-tick; their
+temporaries stay near :data:`narla.learning.returns.COLUMN_BUDGET` elements), the policies' activations of the ticks it
 re-evaluates at once (all of them unless ``learning.chunk_ticks`` or ``learning.chunk_columns`` bounds them) and,
 where collection keeps the last hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`, and no more
 than ``learning.chunk_columns`` columns where that is set). A record that fits is no promise that those do.

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from narla.learning.returns import EpisodeTally, discounted_returns, gae, reverse_discounted_sum
+from narla.learning.returns import (
+    EpisodeTally,
+    discounted_returns,
+    gae,
+    normalize_per_neuron,
+    reverse_discounted_sum,
+)
 
 
 def recurrence(x, done, factor):
@@ -67,6 +73,45 @@ def test_a_wide_population_is_scanned_a_slice_of_neurons_at_a_time_with_the_same
     whole = reverse_discounted_sum(x, done, 0.97)
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 120 * 6 * 2)  # two neurons per slice
     assert torch.equal(reverse_discounted_sum(x, done, 0.97), whole)
+
+
+def test_the_scan_written_over_its_own_input_equals_the_scan_into_a_new_tensor(monkeypatch):
+    import narla.learning.returns as returns
+
+    x, _, done = episodes(3000, neurons=5, seed=6)  # blocks of about 1,400 ticks: a carry between blocks
+    monkeypatch.setattr(returns, "COLUMN_BUDGET", 3000 * 6 * 2)  # and slices of two neurons
+    expected = reverse_discounted_sum(x, done, 0.99)
+    assert reverse_discounted_sum(x, done, 0.99, out=x) is x
+    assert torch.equal(x, expected)
+
+
+def formula(x, valid, eps=1e-8):
+    """Per-neuron standardization over the valid ticks, in one pass over all neurons."""
+    m = valid.float().unsqueeze(-1)
+    count = m.sum((0, 1)).clamp(min=1.0)
+    mean = (x * m).sum((0, 1)) / count
+    var = (((x - mean) * m) ** 2).sum((0, 1)) / count
+    return (x - mean) / (var.sqrt() + eps) * m
+
+
+def test_normalizing_a_population_within_one_slice_gives_the_formulas_bits_in_place_or_not():
+    x, _, done = episodes(200, neurons=9, seed=7)
+    valid = torch.rand(200, 6, generator=torch.Generator().manual_seed(8)) < 0.7
+    expected = formula(x, valid)
+    assert torch.equal(normalize_per_neuron(x, valid), expected)
+    assert normalize_per_neuron(x, valid, out=x) is x
+    assert torch.equal(x, expected)
+
+
+def test_a_wide_population_is_normalized_a_slice_of_neurons_at_a_time_to_float_rounding(monkeypatch):
+    import narla.learning.returns as returns
+
+    x, _, done = episodes(200, neurons=9, seed=9)
+    valid = torch.rand(200, 6, generator=torch.Generator().manual_seed(10)) < 0.7
+    monkeypatch.setattr(returns, "COLUMN_BUDGET", 200 * 6 * 2)  # two neurons per slice, the last one alone
+    out = normalize_per_neuron(x, valid)
+    assert torch.allclose(out, formula(x, valid), rtol=1e-5, atol=1e-6)
+    assert torch.all(out[~valid] == 0)
 
 
 def test_the_episode_tally_averages_the_returns_of_the_episodes_that_ended_since_the_last_take():

@@ -48,7 +48,7 @@ class ActorCritic:
         mask = rollout.valid.float().unsqueeze(-1)
         with torch.no_grad():
             adv, targets = gae(rollout.rewards, values * mask, rollout.done, self.gamma, self.gae_lambda)
-            adv = normalize_per_neuron(adv, rollout.valid) if self.normalize_advantages else adv * mask
+            adv = normalize_per_neuron(adv, rollout.valid, out=adv) if self.normalize_advantages else adv.mul_(mask)
         b = rollout.num_episodes
         policy = -(logp * adv).sum() / b
         value = ((values - targets) ** 2 * mask).sum() / b

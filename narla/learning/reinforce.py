@@ -12,7 +12,9 @@ When collection kept the policies' last hidden output (:attr:`Reinforce.keeps_hi
 update does not compute that layer again: the same gradients, bit for bit, in about a quarter less time at B = 256
 (460 against 620 ms an update on the 5-layer network, one thread, ``docs/results/bench/keep_hidden.txt``).
 
-Memory: re-evaluating a batch keeps every layer's activations of all ``T·B`` ticks for the backward pass, about
+Memory: the returns are standardized in place, so the update holds one ``[T, B, N]`` float32 tensor of advantages
+beside the rollout (:func:`narla.learning.returns.normalize_per_neuron`, whose temporaries stay bounded whatever ``N``).
+Re-evaluating a batch keeps every layer's activations of all ``T·B`` ticks for the backward pass, about
 ``T·B·(H_1 + H_2 + ...)·4`` bytes per neuron times two or three (the policy's hidden widths ``H``), plus its gathered
 inputs ``T·B·F·4`` bytes (``F`` the fan-in). With ``chunk_ticks = K`` (``learning.chunk_ticks``) the ticks are
 re-evaluated and back-propagated ``K`` at a time (each chunk with the tick before it, for context and delayed
@@ -70,10 +72,10 @@ class Reinforce:
 
     def advantages(self, rollout: Rollout) -> torch.Tensor:
         """Each neuron's (normalized) discounted return ``[T, B, N]``; zero on invalid ticks."""
-        returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)
+        returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)  # the one new [T, B, N]
         if self.normalize_returns:
-            return normalize_per_neuron(returns, rollout.valid)
-        return returns * rollout.valid.float().unsqueeze(-1)
+            return normalize_per_neuron(returns, rollout.valid, out=returns)
+        return returns.mul_(rollout.valid.unsqueeze(-1))
 
     def loss(self, rollout: Rollout) -> torch.Tensor:
         adv = self.advantages(rollout)
