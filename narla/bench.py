@@ -36,6 +36,7 @@ import networkx as nx
 import torch
 
 from narla.engine import Engine
+from narla.memory import update_column_bytes
 from narla.neurons import Population
 from narla.readout import Readout
 from narla.reference import ReferenceNetwork
@@ -158,7 +159,7 @@ def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seco
     from narla.rollout import collect
 
     n = run.wiring.num_neurons
-    per_column = n * sum(cfg.hidden) * 4 * 3  # activations kept for backward per tick and copy, bytes, about
+    per_column = update_column_bytes(run.engine)  # activations kept for backward per tick and copy, about
     fits = ACTIVATION_BUDGET // (per_column * batch) >= run.task.max_episode_steps
     run.learner.chunk_columns = None if fits else max(1, ACTIVATION_BUDGET // per_column)
 

@@ -1,4 +1,5 @@
-"""Whether a batch's rollout record fits in the machine's memory, said before training rather than by the kernel.
+"""Whether a batch's rollout record and its update fit in the machine's memory, said before training rather than by
+the kernel.
 
 A batch of ``B`` copies records, per tick: the observations, every neuron's action (one byte for spiking neurons,
 :attr:`narla.engine.Engine.record_dtype`) and total reward (four bytes), a few flags per copy, and the previous task
@@ -7,12 +8,14 @@ is the record's most, reached once the policies hold the pole for a whole episod
 copy-tick, 64 GB for 100,000 neurons × 256 copies × 500 ticks. A process that passes the machine's memory is killed
 by the kernel without a Python error, so :func:`check_record` says it while the run starts.
 
-The check covers the record alone. The update needs memory on top of it: a REINFORCE update's returns,
-standardized in place into one ``[T, B, N]`` float32 tensor (four more bytes per neuron and copy-tick; their
-temporaries stay near :data:`narla.learning.returns.COLUMN_BUDGET` elements), the policies' activations of the ticks it
-re-evaluates at once (all of them unless ``learning.chunk_ticks`` or ``learning.chunk_columns`` bounds them) and,
-where collection keeps the last hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`, and no more
-than ``learning.chunk_columns`` columns where that is set). A record that fits is no promise that those do.
+The update needs memory on top of the record. :func:`check_update` says where record and update together may not fit:
+
+- a REINFORCE update's returns, standardized in place into one ``[T, B, N]`` float32 tensor (four more bytes per
+  neuron and copy-tick; their temporaries stay near :data:`narla.learning.returns.COLUMN_BUDGET` elements);
+- the policies' activations of the columns (ticks × copies) it re-evaluates at once, all of them unless
+  ``learning.chunk_ticks`` or ``learning.chunk_columns`` bounds them: about :func:`update_column_bytes` per column;
+- where collection keeps the last hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`, and no more
+  than ``learning.chunk_columns`` columns where that is set).
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ if TYPE_CHECKING:
     from narla.tasks.base import Task
 
 FLAG_BYTES = 3 + 4  # per copy-tick: first, valid and done (bool), task reward (float32)
+ADVANTAGE_BYTES = 4  # per neuron and copy-tick: an update's advantages (float32 [T, B, N])
+# float32 values an update keeps per neuron and re-evaluated column for its backward pass, about: per hidden unit of
+# its MLPs and per input slot. Set above the peak memory an update added here (scratch runs/actmem.py, 2026-12-04,
+# random sparse networks at fan-in 16, B = 64, no kept layer): 304, 840 and 1,344 bytes per neuron and column for
+# 2x16, 2x64 and 2x128 policies, the advantages aside, which these estimate at 384, 960 and 1,728 (14-29 % over).
+UPDATE_FLOATS_PER_HIDDEN = 1.5
+UPDATE_FLOATS_PER_INPUT = 3
 
 
 def record_bytes(engine: Engine, obs_dim: int, copies: int, ticks: int) -> int:
@@ -38,6 +48,21 @@ def record_bytes(engine: Engine, obs_dim: int, copies: int, ticks: int) -> int:
     prev_action = getattr(engine.population, "action_dim", 0) * 4  # universal context's features, float32
     per_copy_tick = obs_dim * 4 + engine.num_neurons * (action + 4) + FLAG_BYTES + prev_action
     return per_copy_tick * copies * ticks
+
+
+def update_column_bytes(engine: Engine) -> int | None:
+    """Bytes a gradient update keeps per re-evaluated column (one tick of one copy) for its backward pass, about:
+    per neuron, :data:`UPDATE_FLOATS_PER_HIDDEN` float32 per hidden unit of its policy (and critic) and
+    :data:`UPDATE_FLOATS_PER_INPUT` per input slot. None for a population other than stacked MLPs (not estimated)."""
+    from narla.neurons.population import StackedMLP
+
+    nets = [getattr(engine.population, name, None) for name in ("policy", "critic")]
+    nets = [net for net in nets if isinstance(net, StackedMLP)]
+    if not nets:
+        return None
+    hidden = sum(w.shape[2] for net in nets for w in net.weights[:-1])
+    inputs = sum(net.weights[0].shape[1] for net in nets)
+    return int(4 * engine.num_neurons * (UPDATE_FLOATS_PER_HIDDEN * hidden + UPDATE_FLOATS_PER_INPUT * inputs))
 
 
 def available_bytes(device: torch.device | str) -> int | None:
@@ -104,3 +129,35 @@ def check_record(
     if upfront:
         raise MemoryError(message)
     warnings.warn(message + " (it reaches that size only in episodes that long)", RuntimeWarning, stacklevel=2)
+
+
+def check_update(engine: Engine, task: Task, learner) -> None:
+    """Warn (``RuntimeWarning``) where a batch over ``task.max_episode_steps`` ticks could not fit with its update:
+    the record, the advantages (:data:`ADVANTAGE_BYTES`) and the activations of the most columns the update
+    re-evaluates at once (``learner.max_columns(copies, ticks)``, :func:`update_column_bytes` each) against the memory
+    available now. The message names the setting that bounds the activations. Learners without ``max_columns``
+    (evolution strategies: no backward pass) and populations :func:`update_column_bytes` does not estimate are not
+    checked."""
+    per_column = update_column_bytes(engine)
+    max_columns = getattr(learner, "max_columns", None)
+    free = available_bytes(engine.device)
+    if per_column is None or max_columns is None or free is None:
+        return
+    copies, ticks = task.num_envs, task.max_episode_steps
+    record = record_bytes(engine, task.obs_dim, copies, ticks)
+    advantages = ADVANTAGE_BYTES * engine.num_neurons * copies * ticks
+    columns = max_columns(copies, ticks)
+    activations = per_column * columns
+    if record + advantages + activations <= free:
+        return
+    gib = 2**30
+    said = (f"an update could re-evaluate {columns:,} columns (ticks x copies) at once, whose activations take about "
+            f"{activations / gib:.1f} GiB, beside the batch's record ({record / gib:.1f} GiB) and advantages "
+            f"({advantages / gib:.1f} GiB) over {ticks:,} ticks (task.max_episode_steps); "
+            f"{free / gib:.1f} GiB of {engine.device.type} memory is available now")
+    room = (free - record - advantages) // per_column
+    if hasattr(learner, "chunk_columns") and room >= copies:
+        said = f"learning.chunk_columns: {said}; set learning.chunk_columns to at most {room:,}"
+    else:
+        said = f"task.num_envs: {said}; lower task.num_envs, the network's size or task.max_episode_steps"
+    warnings.warn(said + " (a batch reaches that size only in episodes that long)", RuntimeWarning, stacklevel=2)

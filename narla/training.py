@@ -36,7 +36,7 @@ from narla.imports import import_all, recorded
 from narla.learning import ActorCritic, Reinforce
 from narla.learning.cmaes import CMAES
 from narla.learning.es import PerNeuronES
-from narla.memory import check_record
+from narla.memory import check_record, check_update
 from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.readout import Readout
@@ -307,6 +307,7 @@ class Trainer:
             )
         self.run = build(scenario, init_from=init_from)
         check_record(self.run.engine, self.run.task)  # a warning now, rather than the kernel's kill hours later
+        check_update(self.run.engine, self.run.task, self.run.learner)
         self.scenario = recorded(scenario)  # with the user modules it needs, so that it re-runs from anywhere
         self.progress = progress
         solve = self.run.task.solve

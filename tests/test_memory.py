@@ -1,12 +1,14 @@
-"""narla.memory: a batch's rollout record is sized before training, and a record that cannot fit is said early."""
+"""narla.memory: a batch's rollout record and its update are sized before training, and what cannot fit is said
+early."""
 
 import warnings
 
 import pytest
+import torch
 
 import narla.memory
 from narla import scenario as scenarios
-from narla.memory import record_bytes
+from narla.memory import ADVANTAGE_BYTES, check_update, record_bytes, update_column_bytes
 from narla.rollout import collect
 from narla.runs import RunsTrainer
 from narla.training import Trainer, build
@@ -32,8 +34,12 @@ def test_record_bytes_are_the_bytes_a_collected_rollout_records(neuron, context)
 
 def test_a_run_whose_record_may_not_fit_warns_naming_the_settings(monkeypatch):
     monkeypatch.setattr(narla.memory, "available_bytes", lambda device: 1000)
-    with pytest.warns(RuntimeWarning, match=r"task\.num_envs: the rollout record of 4 copies"):
+    with pytest.warns(RuntimeWarning) as caught:
         Trainer(scenarios.from_dict(SCENARIO), progress=False)
+    said = [str(w.message) for w in caught]
+    assert len(said) == 2
+    assert said[0].startswith("task.num_envs: the rollout record of 4 copies")
+    assert said[1].startswith("task.num_envs: an update could re-evaluate 2,000 columns")  # nor its update
 
 
 def test_a_run_whose_record_fits_does_not_warn(monkeypatch):
@@ -48,3 +54,51 @@ def test_batched_runs_whose_records_cannot_fit_refuse_to_start(monkeypatch):
     runs = [scenarios.from_dict({**SCENARIO, "seed": s}) for s in (0, 1)]
     with pytest.raises(MemoryError, match=r"rollout record of 8 copies"):
         RunsTrainer(runs)
+
+
+@pytest.mark.parametrize(("hidden", "network"), [
+    ([8], SCENARIO["network"]),
+    ([16, 16], {"builder": "random_sparse", "n_neurons": 300, "fan_in": 16, "layers": 4}),
+    ([64, 64], {"builder": "random_sparse", "n_neurons": 300, "fan_in": 16, "layers": 4}),
+])
+def test_the_update_estimate_covers_what_autograd_saves_for_the_backward_pass_without_doubling_it(hidden, network):
+    run = build(scenarios.from_dict({**SCENARIO, "network": network, "neuron": {"hidden": hidden}}))
+    rollout = collect(run.engine, run.task, run.scheme)
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run.learner.loss(rollout)
+    estimate = update_column_bytes(run.engine) * int(rollout.valid.sum())
+    assert sum(storages.values()) <= estimate <= 2 * sum(storages.values())
+
+
+def update_check_scenario():
+    """A run whose record and advantages take a known size, and whose update's activations take much more."""
+    run = build(scenarios.from_dict(SCENARIO))
+    task = run.task
+    fixed = record_bytes(run.engine, task.obs_dim, task.num_envs, task.max_episode_steps)
+    fixed += ADVANTAGE_BYTES * run.engine.num_neurons * task.num_envs * task.max_episode_steps
+    return run, fixed, update_column_bytes(run.engine)
+
+
+def test_an_update_that_may_not_fit_warns_naming_chunk_columns_and_the_most_that_fits(monkeypatch):
+    run, fixed, per_column = update_check_scenario()
+    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 10 * per_column)
+    with pytest.warns(RuntimeWarning, match=r"^learning\.chunk_columns: an update could re-evaluate 2,000 columns "
+                                            r".* set learning\.chunk_columns to at most 10 "):
+        check_update(run.engine, run.task, run.learner)
+    run.learner.chunk_columns = 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_update(run.engine, run.task, run.learner)
+
+
+def test_an_update_whose_smallest_window_cannot_fit_names_task_num_envs(monkeypatch):
+    run, fixed, per_column = update_check_scenario()
+    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 3 * per_column)  # below 4 copies
+    with pytest.warns(RuntimeWarning, match=r"^task\.num_envs: an update could re-evaluate .* lower task\.num_envs"):
+        check_update(run.engine, run.task, run.learner)

@@ -41,6 +41,10 @@ class ActorCritic:
         self.params = [p for p in engine.population.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr)
 
+    def max_columns(self, copies: int, ticks: int) -> int:
+        """The most columns (ticks × copies) one update re-evaluates at once: the whole batch (:mod:`narla.memory`)."""
+        return copies * ticks
+
     def loss(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         logp, entropy, values = self.engine.evaluate(
             rollout.obs, rollout.actions, rollout.first, values=True, valid=rollout.valid
