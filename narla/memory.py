@@ -8,7 +8,8 @@ is the record's most, reached once the policies hold the pole for a whole episod
 copy-tick, 64 GB for 100,000 neurons × 256 copies × 500 ticks. A process that passes the machine's memory is killed
 by the kernel without a Python error, so :func:`check_record` says it while the run starts.
 
-The update needs memory on top of the record. :func:`check_update` says where record and update together may not fit:
+The update needs memory on top of the record. :func:`check_update` says where record and update together may not fit,
+counting the first two of these and the learner's gradients and optimizer state:
 
 - a REINFORCE update's returns, standardized in place into one ``[T, B, N]`` float32 tensor (four more bytes per
   neuron and copy-tick; their temporaries stay near :data:`narla.learning.returns.COLUMN_BUDGET` elements);
@@ -53,7 +54,8 @@ def record_bytes(engine: Engine, obs_dim: int, copies: int, ticks: int) -> int:
 def update_column_bytes(engine: Engine) -> int | None:
     """Bytes a gradient update keeps per re-evaluated column (one tick of one copy) for its backward pass, about:
     per neuron, :data:`UPDATE_FLOATS_PER_HIDDEN` float32 per hidden unit of its policy (and critic) and
-    :data:`UPDATE_FLOATS_PER_INPUT` per input slot. None for a population other than stacked MLPs (not estimated)."""
+    :data:`UPDATE_FLOATS_PER_INPUT` per input slot (read by policy and critic alike). None for a population other
+    than stacked MLPs (not estimated)."""
     from narla.neurons.population import StackedMLP
 
     nets = [getattr(engine.population, name, None) for name in ("policy", "critic")]
@@ -61,7 +63,7 @@ def update_column_bytes(engine: Engine) -> int | None:
     if not nets:
         return None
     hidden = sum(w.shape[2] for net in nets for w in net.weights[:-1])
-    inputs = sum(net.weights[0].shape[1] for net in nets)
+    inputs = nets[0].weights[0].shape[1]  # a critic reads the same gathered inputs
     return int(4 * engine.num_neurons * (UPDATE_FLOATS_PER_HIDDEN * hidden + UPDATE_FLOATS_PER_INPUT * inputs))
 
 
@@ -132,12 +134,14 @@ def check_record(
 
 
 def check_update(engine: Engine, task: Task, learner) -> None:
-    """Warn (``RuntimeWarning``) where a batch over ``task.max_episode_steps`` ticks could not fit with its update:
-    the record, the advantages (:data:`ADVANTAGE_BYTES`) and the activations of the most columns the update
-    re-evaluates at once (``learner.max_columns(copies, ticks)``, :func:`update_column_bytes` each) against the memory
-    available now. The message names the setting that bounds the activations. Learners without ``max_columns``
-    (evolution strategies: no backward pass) and populations :func:`update_column_bytes` does not estimate are not
-    checked."""
+    """Warn (``RuntimeWarning``) where a batch over ``task.max_episode_steps`` ticks could not fit with its update,
+    against the memory available now: the record, the advantages (:data:`ADVANTAGE_BYTES`), the gradients and Adam's
+    two moments of the learner's parameters (made at its first step), and the activations of the most columns the
+    update re-evaluates at once (``learner.max_columns(copies, ticks)``, :func:`update_column_bytes` each). A kept
+    hidden layer's record (:mod:`narla.hidden`) is not counted. The message names the setting that bounds the
+    activations: ``learning.chunk_columns`` (or ``learning.chunk_ticks``, where that is the one set) with the most
+    that fits, else ``task.num_envs``. Learners without ``max_columns`` (evolution strategies: no backward pass) and
+    populations :func:`update_column_bytes` does not estimate are not checked."""
     per_column = update_column_bytes(engine)
     max_columns = getattr(learner, "max_columns", None)
     free = available_bytes(engine.device)
@@ -146,17 +150,22 @@ def check_update(engine: Engine, task: Task, learner) -> None:
     copies, ticks = task.num_envs, task.max_episode_steps
     record = record_bytes(engine, task.obs_dim, copies, ticks)
     advantages = ADVANTAGE_BYTES * engine.num_neurons * copies * ticks
+    state = 3 * sum(p.numel() * p.element_size() for p in getattr(learner, "params", []))  # grads, Adam's moments
     columns = max_columns(copies, ticks)
     activations = per_column * columns
-    if record + advantages + activations <= free:
+    fixed = record + advantages + state
+    if fixed + activations <= free:
         return
     gib = 2**30
     said = (f"an update could re-evaluate {columns:,} columns (ticks x copies) at once, whose activations take about "
             f"{activations / gib:.1f} GiB, beside the batch's record ({record / gib:.1f} GiB) and advantages "
-            f"({advantages / gib:.1f} GiB) over {ticks:,} ticks (task.max_episode_steps); "
-            f"{free / gib:.1f} GiB of {engine.device.type} memory is available now")
-    room = (free - record - advantages) // per_column
-    if hasattr(learner, "chunk_columns") and room >= copies:
+            f"({advantages / gib:.1f} GiB) over {ticks:,} ticks (task.max_episode_steps) and the gradients and "
+            f"optimizer state ({state / gib:.1f} GiB); {free / gib:.1f} GiB of {engine.device.type} memory is "
+            f"available now")
+    room = max(0, free - fixed) // per_column
+    if getattr(learner, "chunk_ticks", None) is not None and room >= copies:
+        said = f"learning.chunk_ticks: {said}; set learning.chunk_ticks to at most {room // copies:,}"
+    elif hasattr(learner, "chunk_columns") and room >= copies:
         said = f"learning.chunk_columns: {said}; set learning.chunk_columns to at most {room:,}"
     else:
         said = f"task.num_envs: {said}; lower task.num_envs, the network's size or task.max_episode_steps"

@@ -72,16 +72,20 @@ def test_the_update_estimate_covers_what_autograd_saves_for_the_backward_pass_wi
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run.learner.loss(rollout)
+    for p in run.learner.params:  # the parameters' own storage is not the update's to add
+        storages.pop(p.untyped_storage().data_ptr(), None)
     estimate = update_column_bytes(run.engine) * int(rollout.valid.sum())
     assert sum(storages.values()) <= estimate <= 2 * sum(storages.values())
 
 
 def update_check_scenario():
-    """A run whose record and advantages take a known size, and whose update's activations take much more."""
+    """A run whose record, advantages, gradients and Adam moments take a known size, and whose update's activations
+    take much more."""
     run = build(scenarios.from_dict(SCENARIO))
     task = run.task
     fixed = record_bytes(run.engine, task.obs_dim, task.num_envs, task.max_episode_steps)
     fixed += ADVANTAGE_BYTES * run.engine.num_neurons * task.num_envs * task.max_episode_steps
+    fixed += 3 * sum(p.numel() * p.element_size() for p in run.learner.params)
     return run, fixed, update_column_bytes(run.engine)
 
 
@@ -101,4 +105,17 @@ def test_an_update_whose_smallest_window_cannot_fit_names_task_num_envs(monkeypa
     run, fixed, per_column = update_check_scenario()
     monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 3 * per_column)  # below 4 copies
     with pytest.warns(RuntimeWarning, match=r"^task\.num_envs: an update could re-evaluate .* lower task\.num_envs"):
+        check_update(run.engine, run.task, run.learner)
+
+
+def test_an_update_chunked_by_ticks_is_told_the_most_ticks_that_fit(monkeypatch):
+    run, fixed, per_column = update_check_scenario()
+    run.learner.chunk_ticks = 50  # 50 ticks x 4 copies a window
+    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 100 * per_column)
+    with pytest.warns(RuntimeWarning, match=r"^learning\.chunk_ticks: an update could re-evaluate 200 columns "
+                                            r".* set learning\.chunk_ticks to at most 25 "):
+        check_update(run.engine, run.task, run.learner)
+    run.learner.chunk_ticks = 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         check_update(run.engine, run.task, run.learner)

@@ -71,6 +71,7 @@ def test_a_wide_population_is_scanned_a_slice_of_neurons_at_a_time_with_the_same
 
     x, _, done = episodes(120, neurons=7, seed=5)
     whole = reverse_discounted_sum(x, done, 0.97)
+    monkeypatch.setattr(returns, "MIN_SLICE", 1)
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 120 * 6 * 2)  # two neurons per slice
     assert torch.equal(reverse_discounted_sum(x, done, 0.97), whole)
 
@@ -79,6 +80,7 @@ def test_the_scan_written_over_its_own_input_equals_the_scan_into_a_new_tensor(m
     import narla.learning.returns as returns
 
     x, _, done = episodes(3000, neurons=5, seed=6)  # blocks of about 1,400 ticks: a carry between blocks
+    monkeypatch.setattr(returns, "MIN_SLICE", 1)
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 3000 * 6 * 2)  # and slices of two neurons
     expected = reverse_discounted_sum(x, done, 0.99)
     assert reverse_discounted_sum(x, done, 0.99, out=x) is x
@@ -108,6 +110,7 @@ def test_a_wide_population_is_normalized_a_slice_of_neurons_at_a_time_to_float_r
 
     x, _, done = episodes(200, neurons=9, seed=9)
     valid = torch.rand(200, 6, generator=torch.Generator().manual_seed(10)) < 0.7
+    monkeypatch.setattr(returns, "MIN_SLICE", 1)
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 200 * 6 * 2)  # two neurons per slice, the last one alone
     out = normalize_per_neuron(x, valid)
     assert torch.allclose(out, formula(x, valid), rtol=1e-5, atol=1e-6)
@@ -122,3 +125,12 @@ def test_the_episode_tally_averages_the_returns_of_the_episodes_that_ended_since
     assert tally.take() == (0, None)
     tally.add(torch.tensor([5.0, 2.0]), torch.tensor([True, True]))  # copy 0 restarted: 5; copy 1 ends with 6
     assert tally.take() == (2, 5.5)
+
+
+def test_a_slice_takes_at_least_min_slice_neurons_however_long_the_batch(monkeypatch):
+    import narla.learning.returns as returns
+
+    monkeypatch.setattr(returns, "COLUMN_BUDGET", 10)  # less than one neuron's T x B
+    assert returns._slice_width(torch.zeros(50, 4, 100)) == returns.MIN_SLICE
+    monkeypatch.setattr(returns, "COLUMN_BUDGET", 50 * 4 * 40)
+    assert returns._slice_width(torch.zeros(50, 4, 100)) == 40

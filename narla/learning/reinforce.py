@@ -73,11 +73,12 @@ class Reinforce:
     def max_columns(self, copies: int, ticks: int) -> int:
         """The most columns (ticks × copies) one re-evaluation of a batch of ``copies`` copies over ``ticks`` ticks
         holds at once (:mod:`narla.memory` sizes its activations): a window of ``chunk_columns`` (or one tick of every
-        copy, where that holds more), ``chunk_ticks`` ticks and the tick carried before them, or the whole batch."""
+        copy, where that holds more), of ``chunk_ticks`` ticks (the tick carried before them is context, not
+        re-evaluated), or the whole batch."""
         if self.chunk_columns is not None:
             return min(max(self.chunk_columns, copies), copies * ticks)
         if self.chunk_ticks is not None:
-            return min(self.chunk_ticks + 1, ticks) * copies
+            return min(self.chunk_ticks, ticks) * copies
         return copies * ticks
 
     def advantages(self, rollout: Rollout) -> torch.Tensor:

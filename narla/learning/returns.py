@@ -6,10 +6,20 @@ import math
 
 import torch
 
-# Elements (16 MiB of float64) per temporary of reverse_discounted_sum and normalize_per_neuron, which take a wide
-# population a slice of neurons at a time. Measured here on [500, 64, 4000] returns: 1.24-1.26 s a call against
-# 3.6-3.9 s with 2^23 (64 MiB), whose temporaries each went through memory several times.
+# Elements (16 MiB of float64) per temporary of reverse_discounted_sum and normalize_per_neuron on the CPU, which take
+# a wide population a slice of neurons at a time. Measured here on [500, 64, 4000] returns: 1.24-1.26 s a call
+# against 3.6-3.9 s with 2^23 (64 MiB), whose temporaries each went through memory several times.
 COLUMN_BUDGET = 1 << 21
+# The same on a GPU, where each slice costs a few dozen kernel launches: the value its returns ran with until
+# 2026-12-04 (not measured against others; no GPU was lent when the CPU's was lowered).
+DEVICE_COLUMN_BUDGET = 1 << 23
+MIN_SLICE = 16  # neurons a slice takes at least (a run of 16 float32 is one 64-byte cache line), however long T x B
+
+
+def _slice_width(x: torch.Tensor) -> int:
+    """Neurons per slice of ``x[T, B, N]`` so that a temporary holds about the device's budget of elements."""
+    budget = COLUMN_BUDGET if x.device.type == "cpu" else DEVICE_COLUMN_BUDGET
+    return max(MIN_SLICE, budget // max(1, x.shape[0] * x.shape[1]))
 
 
 def reverse_discounted_sum(
@@ -26,15 +36,15 @@ def reverse_discounted_sum(
     differently from the tick-by-tick recurrence, so results equal it to float rounding, not bit for bit.
 
     Memory: the result (``out``, or a new tensor like ``x``; ``out`` may be ``x`` itself, overwritten block by block
-    after each block is read) plus temporaries of about :data:`COLUMN_BUDGET` elements: a wide ``x`` is taken a
-    slice of neurons at a time, each written straight into its columns of the result. Every column is scanned on its
-    own, so slicing changes no bit.
+    after each block is read) plus temporaries of about :data:`COLUMN_BUDGET` elements (or :data:`MIN_SLICE`
+    neurons' worth, if more): a wide ``x`` is taken a slice of neurons at a time, each written straight into its
+    columns of the result. Every column is scanned on its own, so slicing changes no bit.
     """
     out = torch.empty_like(x) if out is None else out
     steps = x.shape[0]
     if steps == 0 or factor == 0.0:
         return out.copy_(x)
-    width = max(1, COLUMN_BUDGET // max(1, steps * x.shape[1]))  # float64 temporaries stay near COLUMN_BUDGET
+    width = _slice_width(x)  # float64 temporaries stay near COLUMN_BUDGET
     for i in range(0, x.shape[2], width):
         _reverse_discounted_slice(x[..., i : i + width], done, factor, out[..., i : i + width])
     return out
@@ -90,15 +100,15 @@ def normalize_per_neuron(
     """Standardize ``x[T, B, N]`` per neuron over its valid ticks (``valid[T, B]``); invalid ticks -> 0.
 
     Into ``out`` (a new tensor like ``x`` if None; ``out`` may be ``x``, standardized in place). Neurons are taken a
-    slice at a time, so the temporaries stay near :data:`COLUMN_BUDGET` elements whatever ``N``: an update of a wide
-    population holds its ``[T, B, N]`` result and not several more. A population within one slice gets the bits of
-    one pass over all its neurons; a wider one gets its means and variances to float rounding (a reduction's order
-    follows the layout it reads).
+    slice at a time (as :func:`reverse_discounted_sum`), so the temporaries stay bounded whatever ``N``: an update
+    of a wide population holds its ``[T, B, N]`` result and not several more. A population within one slice gets
+    the bits of one pass over all its neurons; a wider one gets its means and variances to float rounding (a
+    reduction's order follows the layout it reads).
     """
     out = torch.empty_like(x) if out is None else out
-    m = valid.to(x.dtype).unsqueeze(-1)
+    m = valid.float().unsqueeze(-1)
     count = m.sum((0, 1)).clamp(min=1.0)
-    width = max(1, COLUMN_BUDGET // max(1, x.shape[0] * x.shape[1]))
+    width = _slice_width(x)
     for i in range(0, x.shape[2], width):
         part = x[..., i : i + width]
         mean = (part * m).sum((0, 1)) / count
