@@ -157,15 +157,16 @@ def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seco
                    matmul: Callable[[], float] | None, rounds: int) -> dict:
     """:func:`training_rate` of ``run``, whose task holds ``batch`` copies."""
     from narla.rollout import collect
+    from narla.training import collect_options
 
     n = run.wiring.num_neurons
     per_column = update_column_bytes(run.engine)  # activations kept for backward per tick and copy, about
     fits = ACTIVATION_BUDGET // (per_column * batch) >= run.task.max_episode_steps
     run.learner.chunk_columns = None if fits else max(1, ACTIVATION_BUDGET // per_column)
+    options = collect_options(run)  # as the Trainer collects (its rewards unrecorded where a batch's are too large)
 
     def one_batch() -> torch.Tensor:
-        rollout = collect(run.engine, run.task, run.scheme, keep_hidden=run.learner.keeps_hidden,
-                          hidden_columns=run.learner.chunk_columns)
+        rollout = collect(run.engine, run.task, run.scheme, **options)
         run.learner.update(rollout)
         return rollout.valid.sum()
 

@@ -106,7 +106,8 @@ def child_rows(spec: dict):
         with torch.inference_mode():
             steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
-        need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps), available_bytes(device)
+        record = run.learner.records_rewards(run.scheme, wiring.num_neurons, b, task.max_episode_steps)
+        need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps, record), available_bytes(device)
         if spec.get("training", True) and free is not None and need > free:
             # training's record could get the process killed partway through
             row["training_skipped"] = (f"its rollout record could take {need / 2**30:.1f} GiB, "

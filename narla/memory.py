@@ -5,14 +5,18 @@ A batch of ``B`` copies records, per tick: the observations, every neuron's acti
 :attr:`narla.engine.Engine.record_dtype`) and total reward (four bytes), a few flags per copy, and the previous task
 action where the population reads it (:class:`narla.rollout.Rollout`). Over ``task.max_episode_steps`` ticks that
 is the record's most, reached once the policies hold the pole for a whole episode: five bytes per neuron and
-copy-tick, 64 GB for 100,000 neurons × 256 copies × 500 ticks. A process that passes the machine's memory is killed
-by the kernel without a Python error, so :func:`check_record` says it while the run starts.
+copy-tick, 64 GB for 100,000 neurons × 256 copies × 500 ticks. Where a batch's rewards alone could pass
+:data:`narla.learning.reinforce.LEAN_REWARD_BYTES` and every reward term is tick-local, a REINFORCE run records no
+per-tick rewards (:func:`narla.training.collect_options`) and its update scores them again window by window: one byte
+per neuron and copy-tick, 12.8 GB there. A process that passes the machine's memory is killed by the kernel without
+a Python error, so :func:`check_record` says it while the run starts.
 
 The update needs memory on top of the record. :func:`check_update` says where record and update together may not fit,
 counting the first two of these and the learner's gradients and optimizer state:
 
 - a REINFORCE update's returns, standardized in place into one ``[T, B, N]`` float32 tensor (four more bytes per
-  neuron and copy-tick; their temporaries stay near :data:`narla.learning.returns.COLUMN_BUDGET` elements);
+  neuron and copy-tick; their temporaries stay near :data:`narla.learning.returns.COLUMN_BUDGET` elements), or, without
+  recorded rewards, one scoring window's at a time (:class:`narla.learning.reinforce.WindowAdvantages`);
 - the policies' activations of the columns (ticks × copies) it re-evaluates at once, all of them unless
   ``learning.chunk_ticks`` or ``learning.chunk_columns`` bounds them: about :func:`update_column_bytes` per column;
 - where collection keeps the last hidden layer, that record (at most :data:`narla.hidden.RECORD_BYTES`, and no more
@@ -41,13 +45,14 @@ UPDATE_FLOATS_PER_HIDDEN = 1.5
 UPDATE_FLOATS_PER_INPUT = 3
 
 
-def record_bytes(engine: Engine, obs_dim: int, copies: int, ticks: int) -> int:
-    """Bytes of a rollout record of ``copies`` copies over ``ticks`` ticks for ``engine``'s network."""
+def record_bytes(engine: Engine, obs_dim: int, copies: int, ticks: int, rewards: bool = True) -> int:
+    """Bytes of a rollout record of ``copies`` copies over ``ticks`` ticks for ``engine``'s network (``rewards``
+    False: without the per-tick rewards, ``collect(..., record_rewards=False)``)."""
     spiking = engine.rate is None and not engine.whole_network
     dtype = engine.record_dtype or (torch.long if spiking else torch.float32)  # as the tick gives them otherwise
     action = torch.empty((), dtype=dtype).element_size()
     prev_action = getattr(engine.population, "action_dim", 0) * 4  # universal context's features, float32
-    per_copy_tick = obs_dim * 4 + engine.num_neurons * (action + 4) + FLAG_BYTES + prev_action
+    per_copy_tick = obs_dim * 4 + engine.num_neurons * (action + 4 * rewards) + FLAG_BYTES + prev_action
     return per_copy_tick * copies * ticks
 
 
@@ -109,18 +114,20 @@ def _cgroup_left() -> int | None:
 
 
 def check_record(
-    engine: Engine, task: Task, copies: int | None = None, ticks: int | None = None, upfront: bool = False
+    engine: Engine, task: Task, copies: int | None = None, ticks: int | None = None, upfront: bool = False,
+    rewards: bool = True,
 ) -> None:
     """Check that a batch's record of ``copies`` copies (default ``task.num_envs``) over ``ticks`` ticks (default
     ``task.max_episode_steps``) fits in the memory available now.
 
+    ``rewards`` False: the record holds no per-tick rewards (``collect(..., record_rewards=False)``).
     ``upfront``: the record is allocated whole before the first tick (:mod:`narla.runs`), so a record that does not
     fit raises ``MemoryError``. Otherwise it grows tick by tick and reaches its most only in episodes that long, so a
     record that may not fit warns (``RuntimeWarning``). Both name the settings that size it.
     """
     copies = task.num_envs if copies is None else copies
     ticks = task.max_episode_steps if ticks is None else ticks
-    need = record_bytes(engine, task.obs_dim, copies, ticks)
+    need = record_bytes(engine, task.obs_dim, copies, ticks, rewards)
     free = available_bytes(engine.device)
     if free is None or need <= free:
         return
@@ -133,7 +140,7 @@ def check_record(
     warnings.warn(message + " (it reaches that size only in episodes that long)", RuntimeWarning, stacklevel=2)
 
 
-def check_update(engine: Engine, task: Task, learner) -> None:
+def check_update(engine: Engine, task: Task, learner, rewards: bool = True) -> None:
     """Warn (``RuntimeWarning``) where a batch over ``task.max_episode_steps`` ticks could not fit with its update,
     against the memory available now: the record, the advantages (:data:`ADVANTAGE_BYTES`), the gradients and Adam's
     two moments of the learner's parameters (made at its first step), and the activations of the most columns the
@@ -141,15 +148,16 @@ def check_update(engine: Engine, task: Task, learner) -> None:
     hidden layer's record (:mod:`narla.hidden`) is not counted. The message names the setting that bounds the
     activations: ``learning.chunk_columns`` (or ``learning.chunk_ticks``, where that is the one set) with the most
     that fits, else ``task.num_envs``. Learners without ``max_columns`` (evolution strategies: no backward pass) and
-    populations :func:`update_column_bytes` does not estimate are not checked."""
+    populations :func:`update_column_bytes` does not estimate are not checked. ``rewards`` False: the batch records
+    no per-tick rewards, and the update holds one scoring window's advantages at a time (not counted)."""
     per_column = update_column_bytes(engine)
     max_columns = getattr(learner, "max_columns", None)
     free = available_bytes(engine.device)
     if per_column is None or max_columns is None or free is None:
         return
     copies, ticks = task.num_envs, task.max_episode_steps
-    record = record_bytes(engine, task.obs_dim, copies, ticks)
-    advantages = ADVANTAGE_BYTES * engine.num_neurons * copies * ticks
+    record = record_bytes(engine, task.obs_dim, copies, ticks, rewards)
+    advantages = ADVANTAGE_BYTES * engine.num_neurons * copies * ticks if rewards else 0  # else window by window
     state = 3 * sum(p.numel() * p.element_size() for p in getattr(learner, "params", []))  # grads, Adam's moments
     columns = max_columns(copies, ticks)
     activations = per_column * columns

@@ -26,9 +26,10 @@ class Rollout:
     """``B`` complete episodes padded to ``T`` ticks.
 
     Memory per neuron and tick is what learning needs: the action (one byte in spiking networks) and the total
-    reward (four). Each reward component is kept as its per-episode sum ``component_sums``; its per-tick values
-    ``components`` only when :func:`collect` is asked for them (``per_tick_components=True``, as ``narla record``
-    does).
+    reward (four; none where :func:`collect` was asked not to record it: ``rewards`` is then None and ``rescoring``
+    scores any window of ticks again). Each reward component is kept as its per-episode sum ``component_sums``; its
+    per-tick values ``components`` only when :func:`collect` is asked for them (``per_tick_components=True``, as
+    ``narla record`` does).
     """
 
     obs: torch.Tensor  # [T, B, obs_dim] observation each tick acted on
@@ -37,11 +38,37 @@ class Rollout:
     valid: torch.Tensor  # [T, B] bool, the tick belongs to the copy's episode
     done: torch.Tensor  # [T, B] bool, the episode ended with this tick
     task_reward: torch.Tensor  # [T, B]
-    rewards: torch.Tensor  # [T, B, N] each neuron's total reward, zero on invalid ticks
+    rewards: torch.Tensor | None  # [T, B, N] each neuron's total reward, zero on invalid ticks; None: see rescoring
     component_sums: dict[str, torch.Tensor]  # name -> [B, N], each component summed over the copy's episode
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [T, B, N] when asked for
     prev_action: torch.Tensor | None = None  # [T, B, A] previous task action features (universal context)
     hidden: HiddenRecord | None = None  # the policies' last hidden output, when collect kept it (keep_hidden)
+    rescoring: Rescoring | None = None  # instead of ``rewards`` (collect(..., record_rewards=False))
+
+    def reward_windows(self) -> list[tuple[int, int]]:
+        """The tick windows ``[lo, hi)`` :meth:`window_rewards` gives, in order: one of all ticks when ``rewards`` is
+        recorded, else the windows it was scored in."""
+        return [(0, self.valid.shape[0])] if self.rescoring is None else self.rescoring.windows
+
+    def window_rewards(self, k: int) -> torch.Tensor:
+        """Each neuron's total reward ``[hi - lo, B, N]`` over window ``k`` of :meth:`reward_windows` (zero on invalid
+        ticks): the record's, or scored again, bit for bit what a record would hold."""
+        if self.rescoring is None:
+            return self.rewards
+        return self.rescoring.score(self, k)
+
+    def all_rewards(self) -> torch.Tensor:
+        """``[T, B, N]`` each neuron's total reward: ``rewards``, or every window scored again into a new tensor."""
+        if self.rescoring is None:
+            return self.rewards
+        out = torch.empty(self.actions.shape, device=self.valid.device)
+        for k, (lo, hi) in enumerate(self.rescoring.windows):
+            out[lo:hi] = self.rescoring.score(self, k)
+        return out
+
+    def neuron_returns(self) -> torch.Tensor:
+        """``[B, N]`` each neuron's total reward summed over its copy's episode (undiscounted)."""
+        return self.rewards.sum(0) if self.rescoring is None else self.rescoring.total_sums
 
     @property
     def spikes(self) -> torch.Tensor:
@@ -55,6 +82,30 @@ class Rollout:
     @property
     def num_episodes(self) -> int:
         return self.valid.shape[1]
+
+
+@dataclass
+class Rescoring:
+    """What scoring a rollout's ticks again needs, kept instead of its ``[T, B, N]`` per-tick rewards (four bytes per
+    neuron and copy-tick): the scheme (its terms all tick-local), the wiring and episode it scored with, its tick
+    windows (:func:`score_windows`) and the :class:`TickScorer` state before each, and each neuron's total reward
+    summed over the episode (``[B, N]``, summed tick by tick)."""
+
+    scheme: RewardScheme
+    wiring: Wiring
+    episode: int
+    windows: list[tuple[int, int]]
+    starts: list[tuple[torch.Tensor, torch.Tensor]]
+    total_sums: torch.Tensor
+
+    def score(self, rollout: Rollout, k: int) -> torch.Tensor:
+        """Window ``k``'s total rewards ``[hi - lo, B, N]``, from the scorer's state before it: the same numbers as
+        scoring every window in order."""
+        lo, hi = self.windows[k]
+        b, n = self.total_sums.shape
+        scorer = TickScorer(self.scheme, self.wiring, self.episode, b, n, rollout.valid.device, start=self.starts[k])
+        return scorer.score(rollout.actions[lo:hi], rollout.first[lo:hi], rollout.valid[lo:hi], rollout.done[lo:hi],
+                            rollout.task_reward[lo:hi])[0]
 
 
 @dataclass
@@ -168,6 +219,7 @@ def collect(
     keep_hidden: bool = False,
     hidden_columns: int | None = None,
     graphs: bool = True,
+    record_rewards: bool = True,
 ) -> Rollout:
     """Play one episode in each of the task's ``B`` copies with the engine's current policies.
 
@@ -205,6 +257,12 @@ def collect(
     its remaining copies eagerly. Either way the finished copies act as without graphs (their zero actions still
     step the task, and a task may fold their observations into shared state such as running normalisation), and a
     replay draws the eager tick's uniforms and runs its kernels, so the rollout is the one eager ticks give.
+
+    ``record_rewards=False``: where the ticks are scored together after collection and every reward term is
+    tick-local (:attr:`~narla.rewards.RewardScheme.tick_local`), the rollout keeps no ``[T, B, N]`` rewards
+    (``rewards`` None) but what scores any window of its ticks again, bit for bit (``rescoring``,
+    :meth:`Rollout.window_rewards`): a learner that reads them window by window then holds one byte per neuron and
+    copy-tick (the action) instead of five. Otherwise the rewards are recorded as usual.
     """
     # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
     bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
@@ -220,7 +278,11 @@ def collect(
     stacked = {k: stack_freeing(v) for k, v in rec.items()}
     components = {k: stack_freeing(v) for k, v in comps.items()}
     sums = {k: v.clone() for k, v in sums.items()}
-    if bulk:
+    rescoring = None
+    if bulk and not record_rewards and scheme.tick_local and not per_tick_components:
+        stacked["rewards"] = None
+        rescoring, sums = _score_lean(scheme, engine.wiring, episode, stacked)
+    elif bulk:
         stacked["rewards"], sums, components = score_ticks(
             scheme, engine.wiring, stacked["actions"], stacked["first"], stacked["valid"], stacked["done"],
             stacked["task_reward"], episode, per_tick_components,
@@ -232,8 +294,26 @@ def collect(
         components=components,
         prev_action=stack_freeing(prev_actions) if use_action else None,
         hidden=None if record is None or record.dropped else record,
+        rescoring=rescoring,
         **stacked,
     )
+
+
+def _score_lean(
+    scheme: RewardScheme, wiring: Wiring, episode: int, stacked: dict[str, torch.Tensor]
+) -> tuple[Rescoring, dict[str, torch.Tensor]]:
+    """:func:`score_ticks`'s component sums of a record ``stacked``, keeping no per-tick rewards: the scorer's state
+    before each window instead (a :class:`Rescoring`), and each neuron's total summed over its episode."""
+    t, b, n = stacked["actions"].shape
+    scorer = TickScorer(scheme, wiring, episode, b, n, stacked["valid"].device)
+    windows, starts = score_windows(t, b, n), []
+    total_sums = torch.zeros(b, n, device=stacked["valid"].device)
+    for lo, hi in windows:
+        starts.append(scorer.state())
+        total, _ = scorer.score(*(stacked[key][lo:hi] for key in ("actions", "first", "valid", "done", "task_reward")))
+        for tick in range(hi - lo):
+            total_sums += total[tick]
+    return Rescoring(scheme, wiring, episode, windows, starts, total_sums), scorer.sums()
 
 
 def _play(
@@ -340,44 +420,78 @@ def score_ticks(
     ``actions[T, B, N]`` (spikes are the choices > 0), ``first``, ``valid``, ``done`` and ``task_reward`` ``[T, B]``
     as :class:`Rollout` records them (``done`` and ``task_reward`` zero on invalid ticks, which are never scored). The
     ticks go to the scheme as the rows of one :class:`NetworkState` (``ticks`` of them, tick-major), windows of at most
-    :data:`SCORE_AT_ONCE_ELEMENTS` elements in order; the activity trace is run first (a recurrence,
-    :meth:`~narla.rewards.RewardScheme.trace_ticks`).
+    :data:`SCORE_AT_ONCE_ELEMENTS` elements in order (:class:`TickScorer`); the activity trace is run first (a
+    recurrence, :meth:`~narla.rewards.RewardScheme.trace_ticks`).
     Returns each neuron's total reward ``[T, B, N]`` and each component's sum over the valid ticks ``[B, N]``
     (and per tick ``[T, B, N]`` with ``per_tick_components``), zero on invalid ticks, as :func:`collect` records.
     """
     t, b, n = actions.shape
-    window = max(1, SCORE_AT_ONCE_ELEMENTS // max(1, b * n))
+    scorer = TickScorer(scheme, wiring, episode, b, n, actions.device)
     rewards = torch.empty(t, b, n, device=actions.device)
-    running: torch.Tensor | None = None  # [C, B, N]: each component's sum over the ticks scored so far
     comps: dict[str, list[torch.Tensor]] = {name: [] for name in scheme.names} if per_tick_components else {}
-    trace = torch.zeros(b, n, device=actions.device)
-    prev = torch.zeros(b, n, device=actions.device)
-    for lo in range(0, t, window):
-        hi = min(lo + window, t)
-        spikes = (actions[lo:hi] > 0).float()  # [K, B, N]
-        traces = scheme.trace_ticks(trace, spikes, first[lo:hi])
-        trace = traces[-1]
-        before = torch.cat([prev.unsqueeze(0), spikes[:-1]])
-        prev = spikes[-1]
-        rows = (hi - lo) * b
+    for lo, hi in score_windows(t, b, n):
+        total, stacked = scorer.score(actions[lo:hi], first[lo:hi], valid[lo:hi], done[lo:hi], task_reward[lo:hi])
+        rewards[lo:hi] = total
+        for i, name in enumerate(comps):
+            comps[name].append(stacked[:, i])
+    return rewards, scorer.sums(), {name: torch.cat(windows) for name, windows in comps.items()}
+
+
+def score_windows(ticks: int, batch: int, neurons: int) -> list[tuple[int, int]]:
+    """The tick windows ``[lo, hi)`` :func:`score_ticks` scores one after another: at most
+    :data:`SCORE_AT_ONCE_ELEMENTS` ticks x copies x neurons each (at least one tick)."""
+    window = max(1, SCORE_AT_ONCE_ELEMENTS // max(1, batch * neurons))
+    return [(lo, min(lo + window, ticks)) for lo in range(0, ticks, window)]
+
+
+class TickScorer:
+    """Scores a rollout's ticks window after window, in order, carrying what joins them: the activity trace, the
+    previous tick's spikes and each component's running sum over the valid ticks (summed tick by tick, as
+    :func:`collect` sums them tick by tick: the same rounding). :meth:`state` and ``start`` let a later pass score one
+    window again from where the first pass entered it (:class:`Rewards`)."""
+
+    def __init__(self, scheme: RewardScheme, wiring: Wiring, episode: int, batch: int, neurons: int,
+                 device: torch.device, start: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        self.scheme, self.wiring, self.episode = scheme, wiring, episode
+        zeros = torch.zeros(batch, neurons, device=device)
+        self.trace, self.prev = (zeros, zeros.clone()) if start is None else start
+        self.running: torch.Tensor | None = None  # [C, B, N]: each component's sum over the ticks scored so far
+
+    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(trace, previous spikes)`` ``[B, N]`` before the next window's first tick (copies: the scorer's own are
+        views into the last window's ``[K, B, N]`` tensors, which a kept view would keep whole)."""
+        return self.trace.clone(), self.prev.clone()
+
+    def score(self, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor, done: torch.Tensor,
+              task_reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next ``K`` ticks (``actions[K, B, N]``, the rest ``[K, B]``): each neuron's total reward ``[K, B, N]``
+        and the components ``[K, C, B, N]`` (None without components), zero on invalid ticks."""
+        k, b, n = actions.shape
+        scheme = self.scheme
+        spikes = (actions > 0).float()  # [K, B, N]
+        traces = scheme.trace_ticks(self.trace, spikes, first)
+        self.trace = traces[-1]
+        before = torch.cat([self.prev.unsqueeze(0), spikes[:-1]])
+        self.prev = spikes[-1]
+        rows = k * b
         state = NetworkState(spikes.view(rows, n), before.view(rows, n), traces.view(rows, n),
-                             task_reward[lo:hi].reshape(rows), done[lo:hi].reshape(rows), first[lo:hi].reshape(rows),
-                             wiring, episode, ticks=hi - lo)
+                             task_reward.reshape(rows), done.reshape(rows), first.reshape(rows),
+                             self.wiring, self.episode, ticks=k)
         total, parts = scheme(state)
-        mask = valid[lo:hi].unsqueeze(-1).float()
-        rewards[lo:hi] = total.view(hi - lo, b, n) * mask
+        mask = valid.unsqueeze(-1).float()
+        total = total.view(k, b, n) * mask
         if not scheme.names:
-            continue
-        stacked = rewards.new_empty(hi - lo, len(scheme.names), b, n)
+            return total, None
+        stacked = total.new_empty(k, len(scheme.names), b, n)
         for i, name in enumerate(scheme.names):
-            torch.mul(parts[name].view(hi - lo, b, n), mask, out=stacked[:, i])
-        for k in range(hi - lo):  # tick by tick as collect sums them (the same rounding), all components at once
-            running = stacked[k] if running is None else running + stacked[k]
-        if per_tick_components:
-            for i, name in enumerate(scheme.names):
-                comps[name].append(stacked[:, i])
-    sums = {name: running[i] for i, name in enumerate(scheme.names)} if running is not None else {}
-    return rewards, sums, {name: torch.cat(windows) for name, windows in comps.items()}
+            torch.mul(parts[name].view(k, b, n), mask, out=stacked[:, i])
+        for tick in range(k):  # tick by tick as collect sums them (the same rounding), all components at once
+            self.running = stacked[tick] if self.running is None else self.running + stacked[tick]
+        return total, stacked
+
+    def sums(self) -> dict[str, torch.Tensor]:
+        """Each component's sum over the valid ticks scored so far, ``[B, N]``."""
+        return {name: self.running[i] for i, name in enumerate(self.scheme.names)} if self.running is not None else {}
 
 
 COMPACT_FRACTION = 0.75  # on a GPU, a check drops the finished copies once at most this fraction of the computed run

@@ -26,7 +26,7 @@ def neuron_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     valid = rollout.valid.float().unsqueeze(-1)
     length = valid.sum(0).clamp(min=1)  # [B, 1]
     firing = (rollout.spikes * valid).sum(0) / length  # [B, N]
-    returns = rollout.rewards.sum(0)  # [B, N] (already zero on invalid ticks)
+    returns = rollout.neuron_returns()  # [B, N]
     out = {f"fire:{name}": firing[:, i] for i, name in enumerate(wiring.neuron_names)}
     out.update({f"return:{name}": returns[:, i] for i, name in enumerate(wiring.neuron_names)})
     return out

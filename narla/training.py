@@ -255,6 +255,20 @@ def start_from(population: torch.nn.Module, task: Task, run_dir: str) -> None:
         ) from None
 
 
+def collect_options(run: Run, copies: int | None = None) -> dict:
+    """:func:`narla.rollout.collect`'s keyword arguments for ``run``'s learner with ``copies`` copies (default the
+    task's): whether to record each tick's rewards (``learner.records_rewards``: not where a batch's would be too
+    large and the update can score them again), and whether to keep the last hidden layer for the update
+    (``learner.keeps_hidden``, not without recorded rewards: such an update re-evaluates window by window) with its
+    window (``learner.chunk_columns``). The Trainer and ``narla bench`` collect with them."""
+    learner, task = run.learner, run.task
+    copies = task.num_envs if copies is None else copies
+    records = getattr(learner, "records_rewards", None)
+    record = records is None or records(run.scheme, run.wiring.num_neurons, copies, task.max_episode_steps)
+    return {"keep_hidden": record and getattr(learner, "keeps_hidden", False),
+            "hidden_columns": getattr(learner, "chunk_columns", None), "record_rewards": record}
+
+
 def episode_rows(rollout: Rollout, wiring: Wiring) -> dict[str, torch.Tensor]:
     """Per-episode statistics of a batch, each ``[B]`` (firing rates and reward components per layer)."""
     valid = rollout.valid.float()
@@ -306,8 +320,9 @@ class Trainer:
                 "training.log: 'tensorboard' needs the tensorboard package: pip install 'narla[tensorboard]'"
             )
         self.run = build(scenario, init_from=init_from)
-        check_record(self.run.engine, self.run.task)  # a warning now, rather than the kernel's kill hours later
-        check_update(self.run.engine, self.run.task, self.run.learner)
+        record = collect_options(self.run)["record_rewards"]
+        check_record(self.run.engine, self.run.task, rewards=record)  # a warning now, not the kernel's kill later
+        check_update(self.run.engine, self.run.task, self.run.learner, rewards=record)
         self.scenario = recorded(scenario)  # with the user modules it needs, so that it re-runs from anywhere
         self.progress = progress
         solve = self.run.task.solve
@@ -339,13 +354,12 @@ class Trainer:
         log = RunLog(self, self.out_dir, resumed=self.resumed_from is not None)
         start, neuron_steps, status = time.perf_counter(), 0, "max_episodes"
         phase = run.scheme.active_terms(len(self.returns) - run.task.num_envs) if self.returns else None
+        options = collect_options(run)
         try:
             while len(self.returns) < cfg.max_episodes:
                 first = len(self.returns)
                 phase = self._enter_phase(first, phase)
-                keep = getattr(run.learner, "keeps_hidden", False)  # the update then skips its widest product
-                rollout = collect(run.engine, run.task, run.scheme, first, keep_hidden=keep,
-                                  hidden_columns=getattr(run.learner, "chunk_columns", None))
+                rollout = collect(run.engine, run.task, run.scheme, first, **options)
                 stats = run.learner.update(rollout)
                 host, (loss,) = host_rows(episode_rows(rollout, run.wiring), [stats["loss"]])
                 check_loss(loss, run.scheme, rollout.component_sums, first)

@@ -87,6 +87,17 @@ def test_the_scan_written_over_its_own_input_equals_the_scan_into_a_new_tensor(m
     assert torch.equal(x, expected)
 
 
+def test_a_scan_window_by_window_from_the_end_equals_one_scan_to_float_rounding():
+    x, _, done = episodes(3000, neurons=4, seed=11)  # windows inside, across and beside the scan's own blocks
+    whole = reverse_discounted_sum(x, done, 0.99)
+    out, after = torch.empty_like(x), None
+    cuts = [0, 7, 500, 1401, 1402, 2999, 3000]
+    for lo, hi in reversed(list(zip(cuts[:-1], cuts[1:], strict=True))):
+        reverse_discounted_sum(x[lo:hi], done[lo:hi], 0.99, out=out[lo:hi], after=after)
+        after = out[lo].clone()
+    assert torch.allclose(out, whole, rtol=1e-5, atol=1e-5)
+
+
 def formula(x, valid, eps=1e-8):
     """Per-neuron standardization over the valid ticks, in one pass over all neurons."""
     m = valid.float().unsqueeze(-1)

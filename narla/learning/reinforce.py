@@ -28,11 +28,14 @@ fewer windows, and each window's backward writes every neuron's weight gradient 
 
 from __future__ import annotations
 
+import bisect
+
 import torch
 
 from narla.engine import Engine
 from narla.learning.clip import clip_per_neuron
 from narla.learning.returns import discounted_returns, normalize_per_neuron
+from narla.rewards.scheme import RewardScheme
 from narla.rollout import Rollout
 
 
@@ -81,9 +84,22 @@ class Reinforce:
             return min(self.chunk_ticks, ticks) * copies
         return copies * ticks
 
+    def records_rewards(self, scheme: RewardScheme, neurons: int, copies: int, ticks: int) -> bool:
+        """Whether collection should record each tick's rewards for this learner (``collect(..., record_rewards=)``):
+        yes, unless every reward term is tick-local and a batch's ``[T, B, N]`` float32 rewards over ``ticks`` ticks
+        could pass :data:`LEAN_REWARD_BYTES`. Then the update scores them again window by window
+        (:class:`WindowAdvantages`) and a batch holds one byte per neuron and copy-tick instead of nine (the record's
+        reward and the advantages). Below that size the record is faster: it is scored once."""
+        return not (scheme.tick_local and 4 * neurons * copies * ticks > LEAN_REWARD_BYTES)
+
     def advantages(self, rollout: Rollout) -> torch.Tensor:
-        """Each neuron's (normalized) discounted return ``[T, B, N]``; zero on invalid ticks."""
-        returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)  # the one new [T, B, N]
+        """Each neuron's (normalized) discounted return ``[T, B, N]``; zero on invalid ticks. From a rollout without
+        recorded rewards they are scored again, into the tensor the returns are then written over."""
+        if rollout.rewards is None:
+            rewards = rollout.all_rewards()
+            returns = discounted_returns(rewards, rollout.done, self.gamma, out=rewards)
+        else:
+            returns = discounted_returns(rollout.rewards, rollout.done, self.gamma)  # the one new [T, B, N]
         if self.normalize_returns:
             return normalize_per_neuron(returns, rollout.valid, out=returns)
         return returns.mul_(rollout.valid.unsqueeze(-1))
@@ -116,8 +132,11 @@ class Reinforce:
         """The loss of ``rollout`` as the losses of its tick windows (:meth:`windows`; their sum is :meth:`loss`).
 
         Each window carries the tick before it, masked out, so that its first tick sees the previous activity.
+        A rollout without recorded rewards, scored in several windows, gets its advantages window by window
+        (:class:`WindowAdvantages`); the carried tick's, masked out, are zeros.
         """
-        adv = self.advantages(rollout)
+        lean = _rescored_in_windows(rollout)
+        adv = WindowAdvantages(self, rollout) if lean else self.advantages(rollout)
         b = rollout.num_episodes
         for start, end in self.windows(rollout) if windows is None else windows:
             lo, hi = max(start - 1, 0), end
@@ -126,13 +145,22 @@ class Reinforce:
             logp, entropy, _ = self.engine.evaluate(rollout.obs[lo:hi], rollout.actions[lo:hi], rollout.first[lo:hi],
                                                     valid=valid)
             mask = valid.float().unsqueeze(-1)
-            yield -(logp * adv[lo:hi] * mask).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
+            if lean:
+                rows = adv.rows(start, end)
+                rows = torch.cat([rows.new_zeros(start - lo, *rows.shape[1:]), rows]) if start > lo else rows
+            else:
+                rows = adv[lo:hi]
+            yield -(logp * rows * mask).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
-        """One gradient step; returns detached statistics (no host sync but ``chunk_columns``' one copy of counts)."""
+        """One gradient step; returns detached statistics (no host sync but ``chunk_columns``' one copy of counts).
+        A rollout without recorded rewards, scored in several windows, is re-evaluated window by window: those of
+        ``chunk_ticks`` or ``chunk_columns`` where set, else its scoring windows."""
         self.optimizer.zero_grad(set_to_none=True)
-        windows = self.windows(rollout) if self.chunk_ticks is not None or self.chunk_columns is not None else []
-        if len(windows) > 1:
+        lean = _rescored_in_windows(rollout)
+        chunked = self.chunk_ticks is not None or self.chunk_columns is not None
+        windows = self.windows(rollout) if chunked else rollout.reward_windows() if lean else []
+        if len(windows) > 1 or lean:
             loss = torch.zeros((), device=rollout.obs.device)
             for part in self.chunk_losses(rollout, windows):
                 part.backward()  # this chunk's activations are freed before the next is computed
@@ -144,3 +172,82 @@ class Reinforce:
             clip_per_neuron(self.params, self.max_grad_norm)
         self.optimizer.step()
         return {"loss": loss.detach()}
+
+
+LEAN_REWARD_BYTES = 1 << 30  # a batch's [T, B, N] float32 rewards past this are scored again in the update instead
+
+
+def _rescored_in_windows(rollout: Rollout) -> bool:
+    """Whether ``rollout`` recorded no rewards and was scored in more than one window."""
+    return rollout.rewards is None and len(rollout.reward_windows()) > 1
+
+
+class WindowAdvantages:
+    """The advantages of a rollout without recorded rewards (:class:`narla.rollout.Rescoring`), one scoring window at
+    a time: never a ``[T, B, N]`` tensor.
+
+    A first pass scores the windows again from the last to the first, their returns each carrying the next window's
+    first return (:func:`~narla.learning.returns.discounted_returns`, ``after``), and keeps those carries and each
+    neuron's count, mean and squared deviations over the valid ticks (combined window by window in float64, Chan et
+    al.'s pairwise update). :meth:`rows` then scores a window once more and standardizes its returns with the whole
+    batch's mean and deviation. The same quantities as :meth:`Reinforce.advantages`, summed in another order: equal
+    to float rounding (tested)."""
+
+    def __init__(self, learner: Reinforce, rollout: Rollout) -> None:
+        self.rollout, self.gamma, self.normalize = rollout, learner.gamma, learner.normalize_returns
+        self.windows = rollout.reward_windows()
+        self.after: list[torch.Tensor | None] = [None] * len(self.windows)
+        self.cached: tuple[int, torch.Tensor] | None = None
+        n = rollout.actions.shape[2]
+        count = torch.zeros((), dtype=torch.float64, device=rollout.valid.device)
+        mean = torch.zeros(n, dtype=torch.float64, device=rollout.valid.device)
+        squares = torch.zeros(n, dtype=torch.float64, device=rollout.valid.device)
+        after = None
+        for k in reversed(range(len(self.windows))):
+            self.after[k] = after
+            g = self._returns(k)
+            after = g[0].clone()
+            if not self.normalize:
+                continue
+            lo, hi = self.windows[k]
+            m = rollout.valid[lo:hi].double().unsqueeze(-1)
+            g = g.double()
+            here = m.sum()
+            here_mean = (g * m).sum((0, 1)) / here.clamp(min=1.0)
+            here_squares = (((g - here_mean) * m) ** 2).sum((0, 1))
+            total = count + here
+            delta = here_mean - mean
+            mean = mean + delta * here / total.clamp(min=1.0)
+            squares = squares + here_squares + delta**2 * count * here / total.clamp(min=1.0)
+            count = total
+        count = count.clamp(min=1.0)
+        self.mean, self.std = mean.float(), (squares / count).float().sqrt()
+        self.bounds = [hi for _, hi in self.windows]
+
+    def _returns(self, k: int) -> torch.Tensor:
+        """Window ``k``'s discounted returns ``[hi - lo, B, N]`` (its rewards scored again, then overwritten)."""
+        lo, hi = self.windows[k]
+        rewards = self.rollout.window_rewards(k)
+        return discounted_returns(rewards, self.rollout.done[lo:hi], self.gamma, out=rewards, after=self.after[k])
+
+    def window(self, k: int) -> torch.Tensor:
+        """Window ``k``'s advantages ``[hi - lo, B, N]``, zero on invalid ticks."""
+        lo, hi = self.windows[k]
+        returns = self._returns(k)
+        m = self.rollout.valid[lo:hi].unsqueeze(-1)
+        if not self.normalize:
+            return returns.mul_(m)
+        return returns.sub_(self.mean).div_(self.std + 1e-8).mul_(m)
+
+    def rows(self, lo: int, hi: int) -> torch.Tensor:
+        """The advantages of ticks ``[lo, hi)``, ``[hi - lo, B, N]``, from the windows they fall in (the last window
+        computed is kept for the next call: an update asks for its ticks in order)."""
+        parts = []
+        k = bisect.bisect_right(self.bounds, lo)
+        while k < len(self.windows) and self.windows[k][0] < hi:
+            start, end = self.windows[k]
+            if self.cached is None or self.cached[0] != k:
+                self.cached = (k, self.window(k))
+            parts.append(self.cached[1][max(lo, start) - start : min(hi, end) - start])
+            k += 1
+        return parts[0] if len(parts) == 1 else torch.cat(parts)

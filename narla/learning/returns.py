@@ -23,9 +23,11 @@ def _slice_width(x: torch.Tensor) -> int:
 
 
 def reverse_discounted_sum(
-    x: torch.Tensor, done: torch.Tensor, factor: float, out: torch.Tensor | None = None
+    x: torch.Tensor, done: torch.Tensor, factor: float, out: torch.Tensor | None = None,
+    after: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``y_t = x_t + factor (1 − done_t) y_{t+1}`` (``y_T = 0``) for ``x[T, B, N]`` and ``done[T, B]``, as tensor ops.
+    """``y_t = x_t + factor (1 − done_t) y_{t+1}`` (``y_T = 0``, or ``after[B, N]``: the ``y`` of the tick after
+    the last, for ticks scanned window by window from the end) for ``x[T, B, N]`` and ``done[T, B]``, as tensor ops.
 
     Closed form: ``y_t = factor^(−t) Σ_{k = t}^{e(t)} factor^k x_k``, where ``e(t)`` is the first tick at or after
     ``t`` with ``done`` (the end of t's episode). With ``C`` the cumulative sum of ``factor^k x_k``, the inner sum
@@ -46,17 +48,21 @@ def reverse_discounted_sum(
         return out.copy_(x)
     width = _slice_width(x)  # float64 temporaries stay near COLUMN_BUDGET
     for i in range(0, x.shape[2], width):
-        _reverse_discounted_slice(x[..., i : i + width], done, factor, out[..., i : i + width])
+        _reverse_discounted_slice(x[..., i : i + width], done, factor, out[..., i : i + width],
+                                  None if after is None else after[..., i : i + width])
     return out
 
 
-def _reverse_discounted_slice(x: torch.Tensor, done: torch.Tensor, factor: float, out: torch.Tensor) -> None:
+def _reverse_discounted_slice(
+    x: torch.Tensor, done: torch.Tensor, factor: float, out: torch.Tensor, after: torch.Tensor | None
+) -> None:
     """:func:`reverse_discounted_sum` of one slice of neurons ``x[T, B, n]``, written into ``out[T, B, n]``."""
     steps = x.shape[0]
     block = steps if factor >= 1.0 else max(1, min(steps, int(math.log(1e-6) / math.log(factor)) + 1))
     base = torch.tensor(factor, dtype=torch.float64, device=x.device)
     columns = torch.arange(x.shape[1], device=x.device)
-    carry = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)  # y at the first tick of the next block
+    # y at the first tick of the next block (of the tick after the last, for the last block)
+    carry = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device) if after is None else after.double()
     for end in range(steps, 0, -block):
         start = max(0, end - block)
         length = end - start
@@ -73,9 +79,13 @@ def _reverse_discounted_slice(x: torch.Tensor, done: torch.Tensor, factor: float
         carry = y[0]
 
 
-def discounted_returns(rewards: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:
-    """``G_t = r_t + γ G_{t+1} (1 - done_t)`` for ``rewards[T, B, N]`` and ``done[T, B]``."""
-    return reverse_discounted_sum(rewards, done, gamma)
+def discounted_returns(
+    rewards: torch.Tensor, done: torch.Tensor, gamma: float, out: torch.Tensor | None = None,
+    after: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``G_t = r_t + γ G_{t+1} (1 - done_t)`` for ``rewards[T, B, N]`` and ``done[T, B]`` (``out`` and ``after`` as
+    :func:`reverse_discounted_sum`)."""
+    return reverse_discounted_sum(rewards, done, gamma, out, after)
 
 
 def gae(

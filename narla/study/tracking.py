@@ -55,7 +55,7 @@ class EmergenceTracker:
         row: dict[str, float] = {"episode": episode}
         w = valid.unsqueeze(-1)
         firing = (spikes * w).sum((0, 1)) / w.sum().clamp(min=1)
-        aligned = alignment(rollout.rewards.sum(0), rollout.task_reward.sum(0))  # [N]
+        aligned = alignment(rollout.neuron_returns(), rollout.task_reward.sum(0))  # [N]
         for k in sorted(set(self.layer.tolist())):
             idx = torch.nonzero(self.layer == k).flatten()
             row[f"firing_L{k}"] = float(firing[idx].mean())
