@@ -47,8 +47,10 @@ class Rollout:
 
     def reward_windows(self) -> list[tuple[int, int]]:
         """The tick windows ``[lo, hi)`` :meth:`window_rewards` gives, in order: one of all ticks when ``rewards`` is
-        recorded, else the windows it was scored in."""
-        return [(0, self.valid.shape[0])] if self.rescoring is None else self.rescoring.windows
+        recorded, else its rescoring groups (:class:`Rescoring`)."""
+        if self.rescoring is None:
+            return [(0, self.valid.shape[0])]
+        return [self.rescoring.ticks(g) for g in range(len(self.rescoring.groups))]
 
     def window_rewards(self, k: int) -> torch.Tensor:
         """Each neuron's total reward ``[hi - lo, B, N]`` over window ``k`` of :meth:`reward_windows` (zero on invalid
@@ -62,8 +64,8 @@ class Rollout:
         if self.rescoring is None:
             return self.rewards
         out = torch.empty(self.actions.shape, device=self.valid.device)
-        for k, (lo, hi) in enumerate(self.rescoring.windows):
-            out[lo:hi] = self.rescoring.score(self, k)
+        for g, (lo, hi) in enumerate(self.reward_windows()):
+            out[lo:hi] = self.rescoring.score(self, g)
         return out
 
     def neuron_returns(self) -> torch.Tensor:
@@ -87,25 +89,42 @@ class Rollout:
 @dataclass
 class Rescoring:
     """What scoring a rollout's ticks again needs, kept instead of its ``[T, B, N]`` per-tick rewards (four bytes per
-    neuron and copy-tick): the scheme (its terms all tick-local), the wiring and episode it scored with, its tick
-    windows (:func:`score_windows`) and the :class:`TickScorer` state before each, and each neuron's total reward
-    summed over the episode (``[B, N]``, summed tick by tick)."""
+    neuron and copy-tick): the scheme (its terms all tick-local), the wiring and episode it scored with, its scoring
+    windows (:func:`score_windows`), grouped into runs of at least :data:`RESCORE_GROUP_TICKS` ticks, the activity
+    trace before each group (``[B, N]``: a quarter byte per neuron and copy-tick at 16 ticks a group), and each
+    neuron's total reward summed over the episode (``[B, N]``, summed tick by tick). A group is scored again as a
+    whole (:meth:`score`), its previous spikes read from the recorded actions."""
 
     scheme: RewardScheme
     wiring: Wiring
     episode: int
-    windows: list[tuple[int, int]]
-    starts: list[tuple[torch.Tensor, torch.Tensor]]
+    windows: list[tuple[int, int]]  # the scoring windows [lo, hi) of ticks
+    groups: list[tuple[int, int]]  # [first, last) scoring windows of each group
+    traces: list[torch.Tensor]  # [B, N] the trace before each group's first tick
     total_sums: torch.Tensor
 
-    def score(self, rollout: Rollout, k: int) -> torch.Tensor:
-        """Window ``k``'s total rewards ``[hi - lo, B, N]``, from the scorer's state before it: the same numbers as
-        scoring every window in order."""
-        lo, hi = self.windows[k]
+    def ticks(self, g: int) -> tuple[int, int]:
+        """The ticks ``[lo, hi)`` of group ``g``."""
+        first, last = self.groups[g]
+        return self.windows[first][0], self.windows[last - 1][1]
+
+    def score(self, rollout: Rollout, g: int) -> torch.Tensor:
+        """Group ``g``'s total rewards ``[hi - lo, B, N]``, its windows scored in order from the state before it: the
+        same numbers as scoring every window of the rollout in order."""
+        lo, hi = self.ticks(g)
         b, n = self.total_sums.shape
-        scorer = TickScorer(self.scheme, self.wiring, self.episode, b, n, rollout.valid.device, start=self.starts[k])
-        return scorer.score(rollout.actions[lo:hi], rollout.first[lo:hi], rollout.valid[lo:hi], rollout.done[lo:hi],
-                            rollout.task_reward[lo:hi])[0]
+        prev = (rollout.actions[lo - 1] > 0).float() if lo > 0 else torch.zeros(b, n, device=rollout.valid.device)
+        scorer = TickScorer(self.scheme, self.wiring, self.episode, b, n, rollout.valid.device,
+                            start=(self.traces[g], prev))
+        out = torch.empty(hi - lo, b, n, device=rollout.valid.device)
+        for first, last in self.windows[self.groups[g][0] : self.groups[g][1]]:
+            out[first - lo : last - lo] = scorer.score(rollout.actions[first:last], rollout.first[first:last],
+                                                       rollout.valid[first:last], rollout.done[first:last],
+                                                       rollout.task_reward[first:last])[0]
+        return out
+
+
+RESCORE_GROUP_TICKS = 16  # scoring windows are grouped for rescoring into runs of at least this many ticks
 
 
 @dataclass
@@ -302,18 +321,21 @@ def collect(
 def _score_lean(
     scheme: RewardScheme, wiring: Wiring, episode: int, stacked: dict[str, torch.Tensor]
 ) -> tuple[Rescoring, dict[str, torch.Tensor]]:
-    """:func:`score_ticks`'s component sums of a record ``stacked``, keeping no per-tick rewards: the scorer's state
-    before each window instead (a :class:`Rescoring`), and each neuron's total summed over its episode."""
+    """:func:`score_ticks`'s component sums of a record ``stacked``, keeping no per-tick rewards: the trace before each
+    rescoring group instead (a :class:`Rescoring`), and each neuron's total summed over its episode."""
     t, b, n = stacked["actions"].shape
     scorer = TickScorer(scheme, wiring, episode, b, n, stacked["valid"].device)
-    windows, starts = score_windows(t, b, n), []
+    windows, groups, traces = score_windows(t, b, n), [], []
     total_sums = torch.zeros(b, n, device=stacked["valid"].device)
-    for lo, hi in windows:
-        starts.append(scorer.state())
+    for k, (lo, hi) in enumerate(windows):
+        if not groups or lo - windows[groups[-1][0]][0] >= RESCORE_GROUP_TICKS:
+            groups.append((k, k))
+            traces.append(scorer.trace_before_next())
+        groups[-1] = (groups[-1][0], k + 1)
         total, _ = scorer.score(*(stacked[key][lo:hi] for key in ("actions", "first", "valid", "done", "task_reward")))
         for tick in range(hi - lo):
             total_sums += total[tick]
-    return Rescoring(scheme, wiring, episode, windows, starts, total_sums), scorer.sums()
+    return Rescoring(scheme, wiring, episode, windows, groups, traces, total_sums), scorer.sums()
 
 
 def _play(
@@ -447,8 +469,8 @@ def score_windows(ticks: int, batch: int, neurons: int) -> list[tuple[int, int]]
 class TickScorer:
     """Scores a rollout's ticks window after window, in order, carrying what joins them: the activity trace, the
     previous tick's spikes and each component's running sum over the valid ticks (summed tick by tick, as
-    :func:`collect` sums them tick by tick: the same rounding). :meth:`state` and ``start`` let a later pass score one
-    window again from where the first pass entered it (:class:`Rewards`)."""
+    :func:`collect` sums them tick by tick: the same rounding). :meth:`trace_before_next` and ``start`` let a later
+    pass score windows again from where the first pass entered them (:class:`Rescoring`)."""
 
     def __init__(self, scheme: RewardScheme, wiring: Wiring, episode: int, batch: int, neurons: int,
                  device: torch.device, start: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -457,10 +479,10 @@ class TickScorer:
         self.trace, self.prev = (zeros, zeros.clone()) if start is None else start
         self.running: torch.Tensor | None = None  # [C, B, N]: each component's sum over the ticks scored so far
 
-    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(trace, previous spikes)`` ``[B, N]`` before the next window's first tick (copies: the scorer's own are
-        views into the last window's ``[K, B, N]`` tensors, which a kept view would keep whole)."""
-        return self.trace.clone(), self.prev.clone()
+    def trace_before_next(self) -> torch.Tensor:
+        """The trace ``[B, N]`` before the next window's first tick (a copy: the scorer's own is a view into the last
+        window's ``[K, B, N]`` traces, which a kept view would keep whole)."""
+        return self.trace.clone()
 
     def score(self, actions: torch.Tensor, first: torch.Tensor, valid: torch.Tensor, done: torch.Tensor,
               task_reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

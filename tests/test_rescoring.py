@@ -21,6 +21,7 @@ SCENARIO = {"name": "lean", "seed": 2, "task": {"id": "cartpole", "num_envs": 8}
 @pytest.fixture
 def windows_of_three_ticks(monkeypatch):
     monkeypatch.setattr(narla.rollout, "SCORE_AT_ONCE_ELEMENTS", 8 * 11 * 3)  # 8 copies x 11 neurons x 3 ticks
+    monkeypatch.setattr(narla.rollout, "RESCORE_GROUP_TICKS", 5)  # rescored two windows (six ticks) at a time
 
 
 def twin_rollouts(learning=None):
@@ -70,7 +71,7 @@ def test_the_window_advantages_are_the_whole_batchs_to_float_rounding(windows_of
     whole = runs[0].learner.advantages(recorded)
     windows = WindowAdvantages(runs[1].learner, rescored)
     assert torch.allclose(windows.rows(0, whole.shape[0]), whole, rtol=1e-4, atol=1e-5)
-    assert torch.allclose(windows.rows(4, 9), whole[4:9], rtol=1e-4, atol=1e-5)  # across a window's edge
+    assert torch.allclose(windows.rows(4, 9), whole[4:9], rtol=1e-4, atol=1e-5)  # across a group's edge
 
 
 @pytest.mark.parametrize("learning", [{}, {"chunk_columns": 20}, {"chunk_ticks": 4}, {"normalize_returns": False}])

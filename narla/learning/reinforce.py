@@ -191,7 +191,8 @@ class WindowAdvantages:
     neuron's count, mean and squared deviations over the valid ticks (combined window by window in float64, Chan et
     al.'s pairwise update). :meth:`rows` then scores a window once more and standardizes its returns with the whole
     batch's mean and deviation. The same quantities as :meth:`Reinforce.advantages`, summed in another order: equal
-    to float rounding (tested)."""
+    to float rounding (tested). Its windows are the rollout's rescoring groups (:meth:`Rollout.reward_windows`); it
+    keeps one ``[B, N]`` carry per group and one group's advantages at a time."""
 
     def __init__(self, learner: Reinforce, rollout: Rollout) -> None:
         self.rollout, self.gamma, self.normalize = rollout, learner.gamma, learner.normalize_returns
@@ -210,11 +211,10 @@ class WindowAdvantages:
             if not self.normalize:
                 continue
             lo, hi = self.windows[k]
-            m = rollout.valid[lo:hi].double().unsqueeze(-1)
-            g = g.double()
-            here = m.sum()
-            here_mean = (g * m).sum((0, 1)) / here.clamp(min=1.0)
-            here_squares = (((g - here_mean) * m) ** 2).sum((0, 1))
+            m = rollout.valid[lo:hi].unsqueeze(-1).float()
+            here = m.sum(dtype=torch.float64)
+            here_mean = (g * m).sum((0, 1), dtype=torch.float64) / here.clamp(min=1.0)
+            here_squares = (((g - here_mean.float()) * m) ** 2).sum((0, 1), dtype=torch.float64)
             total = count + here
             delta = here_mean - mean
             mean = mean + delta * here / total.clamp(min=1.0)
