@@ -142,6 +142,6 @@ def test_a_slice_takes_at_least_min_slice_neurons_however_long_the_batch(monkeyp
     import narla.learning.returns as returns
 
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 10)  # less than one neuron's T x B
-    assert returns._slice_width(torch.zeros(50, 4, 100)) == returns.MIN_SLICE
+    assert returns.slice_width(torch.zeros(50, 4, 100)) == returns.MIN_SLICE
     monkeypatch.setattr(returns, "COLUMN_BUDGET", 50 * 4 * 40)
-    assert returns._slice_width(torch.zeros(50, 4, 100)) == 40
+    assert returns.slice_width(torch.zeros(50, 4, 100)) == 40

@@ -34,7 +34,7 @@ import torch
 
 from narla.engine import Engine
 from narla.learning.clip import clip_per_neuron
-from narla.learning.returns import discounted_returns, normalize_per_neuron
+from narla.learning.returns import discounted_returns, normalize_per_neuron, slice_width
 from narla.rewards.scheme import RewardScheme
 from narla.rollout import Rollout
 
@@ -213,12 +213,15 @@ class WindowAdvantages:
             lo, hi = self.windows[k]
             m = rollout.valid[lo:hi].unsqueeze(-1).float()
             here = m.sum(dtype=torch.float64)
-            here_mean = (g * m).sum((0, 1), dtype=torch.float64) / here.clamp(min=1.0)
-            here_squares = (((g - here_mean.float()) * m) ** 2).sum((0, 1), dtype=torch.float64)
             total = count + here
-            delta = here_mean - mean
-            mean = mean + delta * here / total.clamp(min=1.0)
-            squares = squares + here_squares + delta**2 * count * here / total.clamp(min=1.0)
+            width = slice_width(g)  # a slice of neurons at a time: temporaries of a few MiB, not of the window
+            for i in range(0, n, width):
+                part, at = g[..., i : i + width], slice(i, i + width)
+                here_mean = (part * m).sum((0, 1), dtype=torch.float64) / here.clamp(min=1.0)
+                here_squares = (((part - here_mean.float()) * m) ** 2).sum((0, 1), dtype=torch.float64)
+                delta = here_mean - mean[at]
+                squares[at] += here_squares + delta**2 * count * here / total.clamp(min=1.0)
+                mean[at] += delta * here / total.clamp(min=1.0)
             count = total
         count = count.clamp(min=1.0)
         self.mean, self.std = mean.float(), (squares / count).float().sqrt()
@@ -247,6 +250,7 @@ class WindowAdvantages:
         while k < len(self.windows) and self.windows[k][0] < hi:
             start, end = self.windows[k]
             if self.cached is None or self.cached[0] != k:
+                self.cached = None  # freed before the next window is made
                 self.cached = (k, self.window(k))
             parts.append(self.cached[1][max(lo, start) - start : min(hi, end) - start])
             k += 1

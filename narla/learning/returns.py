@@ -16,7 +16,7 @@ DEVICE_COLUMN_BUDGET = 1 << 23
 MIN_SLICE = 16  # neurons a slice takes at least (a run of 16 float32 is one 64-byte cache line), however long T x B
 
 
-def _slice_width(x: torch.Tensor) -> int:
+def slice_width(x: torch.Tensor) -> int:
     """Neurons per slice of ``x[T, B, N]`` so that a temporary holds about the device's budget of elements."""
     budget = COLUMN_BUDGET if x.device.type == "cpu" else DEVICE_COLUMN_BUDGET
     return max(MIN_SLICE, budget // max(1, x.shape[0] * x.shape[1]))
@@ -46,7 +46,7 @@ def reverse_discounted_sum(
     steps = x.shape[0]
     if steps == 0 or factor == 0.0:
         return out.copy_(x)
-    width = _slice_width(x)  # float64 temporaries stay near COLUMN_BUDGET
+    width = slice_width(x)  # float64 temporaries stay near COLUMN_BUDGET
     for i in range(0, x.shape[2], width):
         _reverse_discounted_slice(x[..., i : i + width], done, factor, out[..., i : i + width],
                                   None if after is None else after[..., i : i + width])
@@ -118,7 +118,7 @@ def normalize_per_neuron(
     out = torch.empty_like(x) if out is None else out
     m = valid.float().unsqueeze(-1)
     count = m.sum((0, 1)).clamp(min=1.0)
-    width = _slice_width(x)
+    width = slice_width(x)
     for i in range(0, x.shape[2], width):
         part = x[..., i : i + width]
         mean = (part * m).sum((0, 1)) / count
