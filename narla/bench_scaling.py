@@ -65,7 +65,7 @@ def child_rows(spec: dict):
 
     import narla.training  # noqa: F401  (both imported before the clock starts: build_s times the build alone)
     from narla.bench import Config, EngineLoop, measure, training_rate, training_run
-    from narla.memory import available_bytes, record_bytes
+    from narla.memory import available_bytes, record_bytes, update_column_bytes
     from narla.neurons import Population
     from narla.readout import Readout
     from narla.tasks.cartpole import CartPole
@@ -108,9 +108,14 @@ def child_rows(spec: dict):
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
         record = run.learner.records_rewards(run.scheme, wiring.num_neurons, b, task.max_episode_steps)
         need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps, record), available_bytes(device)
+        tick = update_column_bytes(engine) * b  # the update's smallest window: one tick of every copy
         if spec.get("training", True) and free is not None and need > free:
             # training's record could get the process killed partway through
             row["training_skipped"] = (f"its rollout record could take {need / 2**30:.1f} GiB, "
+                                       f"{free / 2**30:.1f} GiB available")
+        elif spec.get("training", True) and free is not None and need + tick > free:
+            row["training_skipped"] = (f"its rollout record ({need / 2**30:.1f} GiB) and the activations of one "
+                                       f"tick's update ({tick / 2**30:.1f} GiB) could pass the "
                                        f"{free / 2**30:.1f} GiB available")
         elif spec.get("training", True):
             row.update(training_rate(cfg, b, device, spec["seconds"], run=run))
