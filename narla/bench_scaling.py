@@ -69,6 +69,7 @@ def child_rows(spec: dict):
     from narla.neurons import Population
     from narla.readout import Readout
     from narla.tasks.cartpole import CartPole
+    from narla.training import collect_options
     from narla.wiring import compile_graph
 
     if spec["threads"] > 0:  # 0: torch's default
@@ -106,7 +107,7 @@ def child_rows(spec: dict):
         with torch.inference_mode():
             steps, elapsed = measure({"engine": EngineLoop(engine, b, 0)}, spec["seconds"], 1)["engine"]
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
-        record = run.learner.records_rewards(run.scheme, wiring.num_neurons, b, task.max_episode_steps)
+        record = collect_options(run, b)["record_rewards"]
         need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps, record), available_bytes(device)
         tick = update_column_bytes(engine) * b  # the update's smallest window: one tick of every copy
         if spec.get("training", True) and free is not None and need > free:

@@ -283,8 +283,7 @@ def collect(
     :meth:`Rollout.window_rewards`): a learner that reads them window by window then holds one byte per neuron and
     copy-tick (the action) instead of five. Otherwise the rewards are recorded as usual.
     """
-    # Spiking neurons' spikes are their recorded choices > 0, so tick-local rewards can score every tick at once.
-    bulk = scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
+    bulk = scores_in_bulk(engine, scheme)
     obs = task.reset()
     record = HiddenRecord.start(engine, task.num_envs, hidden_columns) if keep_hidden else None
     engine.hidden_record = record
@@ -316,6 +315,14 @@ def collect(
         rescoring=rescoring,
         **stacked,
     )
+
+
+def scores_in_bulk(engine: Engine, scheme) -> bool:
+    """Whether :func:`collect` scores the ticks together after collection (:func:`score_ticks`) rather than tick by
+    tick: spiking neurons' spikes are their recorded choices > 0, so a scheme that
+    :attr:`~narla.rewards.RewardScheme.scores_in_bulk` can score every tick from the record. Only then can it keep
+    no per-tick rewards (``record_rewards=False``)."""
+    return scheme.scores_in_bulk and not engine.whole_network and engine.rate is None
 
 
 def _score_lean(

@@ -42,7 +42,7 @@ from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.readout import Readout
 from narla.results import atomic_write, machine, write_index
 from narla.rewards import RewardScheme
-from narla.rollout import Rollout, collect
+from narla.rollout import Rollout, collect, scores_in_bulk
 from narla.runlog import RunLog
 from narla.scenario import Scenario, ScenarioError, dump, output_kinds
 from narla.tasks.base import Task
@@ -264,7 +264,8 @@ def collect_options(run: Run, copies: int | None = None) -> dict:
     learner, task = run.learner, run.task
     copies = task.num_envs if copies is None else copies
     records = getattr(learner, "records_rewards", None)
-    record = records is None or records(run.scheme, run.wiring.num_neurons, copies, task.max_episode_steps)
+    record = (records is None or not scores_in_bulk(run.engine, run.scheme)
+              or records(run.scheme, run.wiring.num_neurons, copies, task.max_episode_steps))
     return {"keep_hidden": record and getattr(learner, "keeps_hidden", False),
             "hidden_columns": getattr(learner, "chunk_columns", None), "record_rewards": record}
 

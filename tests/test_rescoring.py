@@ -106,3 +106,11 @@ def test_the_trainer_records_no_rewards_where_a_batchs_would_pass_the_limit(monk
     summary = Trainer(scenarios.from_dict(scenario), out_dir=tmp_path / "run", progress=False).train()
     assert summary["status"] == "max_episodes"
     assert (tmp_path / "run" / "neurons.csv").read_text().count("\n") == 17  # a header and each episode's returns
+
+
+def test_a_network_scored_tick_by_tick_is_told_to_record_its_rewards(monkeypatch):
+    monkeypatch.setattr(narla.learning.reinforce, "LEAN_REWARD_BYTES", 0)
+    scenario = {**SCENARIO, "neuron": {"hidden": [8], "output": {"hidden": "rate", "motor": "spike"}}}
+    run = build(scenarios.from_dict(scenario))  # rate neurons: collect scores each tick as it goes
+    assert collect_options(run)["record_rewards"]
+    assert collect(run.engine, run.task, run.scheme, record_rewards=False).rewards is not None

@@ -88,8 +88,9 @@ class Reinforce:
         """Whether collection should record each tick's rewards for this learner (``collect(..., record_rewards=)``):
         yes, unless every reward term is tick-local and a batch's ``[T, B, N]`` float32 rewards over ``ticks`` ticks
         could pass :data:`LEAN_REWARD_BYTES`. Then the update scores them again window by window
-        (:class:`WindowAdvantages`) and a batch holds one byte per neuron and copy-tick instead of nine (the record's
-        reward and the advantages). Below that size the record is faster: it is scored once."""
+        (:class:`WindowAdvantages`) and a batch holds about 1.5 bytes per neuron and copy-tick (the action, and a trace
+        and a return carry per group of 16 ticks) instead of nine (with the record's reward and the advantages), plus
+        one group's rewards at a time. Below that size the record is faster: it is scored once."""
         return not (scheme.tick_local and 4 * neurons * copies * ticks > LEAN_REWARD_BYTES)
 
     def advantages(self, rollout: Rollout) -> torch.Tensor:
@@ -206,6 +207,7 @@ class WindowAdvantages:
         after = None
         for k in reversed(range(len(self.windows))):
             self.after[k] = after
+            g = None  # the last window's returns freed before the next is made
             g = self._returns(k)
             after = g[0].clone()
             if not self.normalize:
