@@ -89,16 +89,21 @@ def update_check_scenario():
     return run, fixed, update_column_bytes(run.engine)
 
 
-def test_an_update_that_may_not_fit_warns_naming_chunk_columns_and_the_most_that_fits(monkeypatch):
-    run, fixed, per_column = update_check_scenario()
-    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 10 * per_column)
-    with pytest.warns(RuntimeWarning, match=r"^learning\.chunk_columns: an update could re-evaluate 2,000 columns "
-                                            r".* set learning\.chunk_columns to at most 10 "):
+def warns_then_fits(run, match, setting, value):
+    """``check_update`` warns with ``match``; with the learner's ``setting`` at the ``value`` it names, it is silent."""
+    with pytest.warns(RuntimeWarning, match=match):
         check_update(run.engine, run.task, run.learner)
-    run.learner.chunk_columns = 10
+    setattr(run.learner, setting, value)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_update(run.engine, run.task, run.learner)
+
+
+def test_an_update_that_may_not_fit_warns_naming_chunk_columns_and_the_most_that_fits(monkeypatch):
+    run, fixed, per_column = update_check_scenario()
+    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 10 * per_column)
+    warns_then_fits(run, r"^learning\.chunk_columns: an update could re-evaluate 2,000 columns "
+                         r".* set learning\.chunk_columns to at most 10 ", "chunk_columns", 10)
 
 
 def test_an_update_whose_smallest_window_cannot_fit_names_task_num_envs(monkeypatch):
@@ -112,10 +117,5 @@ def test_an_update_chunked_by_ticks_is_told_the_most_ticks_that_fit(monkeypatch)
     run, fixed, per_column = update_check_scenario()
     run.learner.chunk_ticks = 50  # 50 ticks x 4 copies a window
     monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 100 * per_column)
-    with pytest.warns(RuntimeWarning, match=r"^learning\.chunk_ticks: an update could re-evaluate 200 columns "
-                                            r".* set learning\.chunk_ticks to at most 25 "):
-        check_update(run.engine, run.task, run.learner)
-    run.learner.chunk_ticks = 25
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_update(run.engine, run.task, run.learner)
+    warns_then_fits(run, r"^learning\.chunk_ticks: an update could re-evaluate 200 columns "
+                         r".* set learning\.chunk_ticks to at most 25 ", "chunk_ticks", 25)
