@@ -153,6 +153,17 @@ def training_rate(cfg: Config, batch: int, device: torch.device, seconds: float,
         run.learner.optimizer.state.clear()
 
 
+def training_chunk_columns(engine: Engine, batch: int, ticks: int) -> int | None:
+    """The ``learning.chunk_columns`` the training rows set for ``batch`` copies over episodes of at most ``ticks``:
+    None where the activations an update keeps for its backward pass (:func:`narla.memory.update_column_bytes` per
+    tick and copy) stay within :data:`ACTIVATION_BUDGET` for a whole batch, else as many columns as fit it (at least
+    one), as a user would bound an update on a network this size."""
+    per_column = update_column_bytes(engine)
+    if ACTIVATION_BUDGET // (per_column * batch) >= ticks:
+        return None
+    return max(1, ACTIVATION_BUDGET // per_column)
+
+
 def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seconds: float,
                    matmul: Callable[[], float] | None, rounds: int) -> dict:
     """:func:`training_rate` of ``run``, whose task holds ``batch`` copies."""
@@ -160,9 +171,7 @@ def _training_rate(cfg: Config, run: Run, batch: int, device: torch.device, seco
     from narla.training import collect_options
 
     n = run.wiring.num_neurons
-    per_column = update_column_bytes(run.engine)  # activations kept for backward per tick and copy, about
-    fits = ACTIVATION_BUDGET // (per_column * batch) >= run.task.max_episode_steps
-    run.learner.chunk_columns = None if fits else max(1, ACTIVATION_BUDGET // per_column)
+    run.learner.chunk_columns = training_chunk_columns(run.engine, batch, run.task.max_episode_steps)
     options = collect_options(run)  # as the Trainer collects (its rewards unrecorded where a batch's are too large)
 
     def one_batch() -> torch.Tensor:

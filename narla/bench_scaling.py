@@ -64,7 +64,7 @@ def child_rows(spec: dict):
     import torch._dynamo  # noqa: F401  (Adam's construction imports it, about 1 s)
 
     import narla.training  # noqa: F401  (both imported before the clock starts: build_s times the build alone)
-    from narla.bench import Config, EngineLoop, measure, training_rate, training_run
+    from narla.bench import Config, EngineLoop, measure, training_chunk_columns, training_rate, training_run
     from narla.memory import available_bytes, record_bytes, update_column_bytes
     from narla.neurons import Population
     from narla.readout import Readout
@@ -109,14 +109,16 @@ def child_rows(spec: dict):
         row["acting_neuron_steps_per_s"] = round(steps * wiring.num_neurons / elapsed, 1)
         record = collect_options(run, b)["record_rewards"]
         need, free = record_bytes(engine, task.obs_dim, b, task.max_episode_steps, record), available_bytes(device)
-        tick = update_column_bytes(engine) * b  # the update's smallest window: one tick of every copy
+        # the activations of the update's largest window (training_rate's chunk_columns)
+        window = update_column_bytes(engine) * (training_chunk_columns(engine, b, task.max_episode_steps)
+                                                or b * task.max_episode_steps)
         if spec.get("training", True) and free is not None and need > free:
             # training's record could get the process killed partway through
             row["training_skipped"] = (f"its rollout record could take {need / 2**30:.1f} GiB, "
                                        f"{free / 2**30:.1f} GiB available")
-        elif spec.get("training", True) and free is not None and need + tick > free:
-            row["training_skipped"] = (f"its rollout record ({need / 2**30:.1f} GiB) and the activations of one "
-                                       f"tick's update ({tick / 2**30:.1f} GiB) could pass the "
+        elif spec.get("training", True) and free is not None and need + window > free:
+            row["training_skipped"] = (f"its rollout record ({need / 2**30:.1f} GiB) and the activations of an "
+                                       f"update's window ({window / 2**30:.1f} GiB) could pass the "
                                        f"{free / 2**30:.1f} GiB available")
         elif spec.get("training", True):
             row.update(training_rate(cfg, b, device, spec["seconds"], run=run))

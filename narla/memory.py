@@ -147,9 +147,10 @@ def check_update(engine: Engine, task: Task, learner, rewards: bool = True) -> N
     update re-evaluates at once (``learner.max_columns(copies, ticks)``, :func:`update_column_bytes` each). A kept
     hidden layer's record (:mod:`narla.hidden`) is not counted. The message names the setting that bounds the
     activations: ``learning.chunk_columns`` (or ``learning.chunk_ticks``, where that is the one set) with the most
-    that fits, else ``task.num_envs``. Learners without ``max_columns`` (evolution strategies: no backward pass) and
-    populations :func:`update_column_bytes` does not estimate are not checked. ``rewards`` False: the batch records
-    no per-tick rewards, and the update holds one scoring window's advantages at a time (not counted)."""
+    that fits, else (not one column fits beside the record) ``task.num_envs``. Learners without ``max_columns``
+    (evolution strategies: no backward pass) and populations :func:`update_column_bytes` does not estimate are not
+    checked. ``rewards`` False: the batch records no per-tick rewards, and the update holds one scoring window's
+    advantages at a time (not counted)."""
     per_column = update_column_bytes(engine)
     max_columns = getattr(learner, "max_columns", None)
     free = available_bytes(engine.device)
@@ -173,7 +174,7 @@ def check_update(engine: Engine, task: Task, learner, rewards: bool = True) -> N
     room = max(0, free - fixed) // per_column
     if getattr(learner, "chunk_ticks", None) is not None and room >= copies:
         said = f"learning.chunk_ticks: {said}; set learning.chunk_ticks to at most {room // copies:,}"
-    elif hasattr(learner, "chunk_columns") and room >= copies:
+    elif hasattr(learner, "chunk_columns") and room >= 1:
         said = f"learning.chunk_columns: {said}; set learning.chunk_columns to at most {room:,}"
     else:
         said = f"task.num_envs: {said}; lower task.num_envs, the network's size or task.max_episode_steps"

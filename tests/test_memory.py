@@ -106,9 +106,15 @@ def test_an_update_that_may_not_fit_warns_naming_chunk_columns_and_the_most_that
                          r".* set learning\.chunk_columns to at most 10 ", "chunk_columns", 10)
 
 
-def test_an_update_whose_smallest_window_cannot_fit_names_task_num_envs(monkeypatch):
+def test_an_update_that_fits_a_few_columns_but_not_a_tick_of_every_copy_names_chunk_columns(monkeypatch):
     run, fixed, per_column = update_check_scenario()
     monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 3 * per_column)  # below 4 copies
+    warns_then_fits(run, r"^learning\.chunk_columns: .* set learning\.chunk_columns to at most 3 ", "chunk_columns", 3)
+
+
+def test_an_update_whose_smallest_window_cannot_fit_names_task_num_envs(monkeypatch):
+    run, fixed, per_column = update_check_scenario()
+    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + per_column // 2)  # not one column
     with pytest.warns(RuntimeWarning, match=r"^task\.num_envs: an update could re-evaluate .* lower task\.num_envs"):
         check_update(run.engine, run.task, run.learner)
 

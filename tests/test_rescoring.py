@@ -74,7 +74,8 @@ def test_the_window_advantages_are_the_whole_batchs_to_float_rounding(windows_of
     assert torch.allclose(windows.rows(4, 9), whole[4:9], rtol=1e-4, atol=1e-5)  # across a group's edge
 
 
-@pytest.mark.parametrize("learning", [{}, {"chunk_columns": 20}, {"chunk_ticks": 4}, {"normalize_returns": False}])
+@pytest.mark.parametrize("learning", [{}, {"chunk_columns": 20}, {"chunk_columns": 2}, {"chunk_ticks": 4},
+                                      {"normalize_returns": False}])
 def test_learning_from_rewards_scored_again_in_windows_equals_learning_from_the_record(learning,
                                                                                         windows_of_three_ticks):
     runs, recorded, rescored = twin_rollouts(learning)

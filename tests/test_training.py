@@ -267,7 +267,7 @@ def test_chunked_re_evaluation_gives_the_same_gradient_as_all_ticks_at_once(chun
 
 
 @pytest.mark.parametrize("columns", [1, 5, 12])
-def test_windows_of_valid_columns_hold_at_most_that_many_and_cover_every_tick(columns):
+def test_windows_of_valid_columns_hold_at_most_that_many_and_cover_every_column_once(columns):
     from narla.rollout import collect
     from narla.scenario import load
 
@@ -276,12 +276,25 @@ def test_windows_of_valid_columns_hold_at_most_that_many_and_cover_every_tick(co
     run = build(s)
     rollout = collect(run.engine, run.task, run.scheme)
     windows = run.learner.windows(rollout)
-    counts = rollout.valid.sum(1).tolist()
-    assert windows[0][0] == 0 and windows[-1][1] == len(counts)
-    assert all(a[1] == b[0] for a, b in zip(windows[:-1], windows[1:], strict=True))
-    for start, end in windows:
-        assert sum(counts[start:end]) <= columns or end - start == 1  # a tick holding more is a window of its own
+    covered = torch.zeros(rollout.valid.shape, dtype=torch.long)
+    for start, end, copies in windows:
+        assert int(rollout.valid[start:end, copies].sum()) <= columns
+        covered[start:end, copies] += 1
+    assert torch.equal(covered, torch.ones_like(covered))  # every tick of every copy, once
+    assert [w[0] for w in windows] == sorted(w[0] for w in windows)
     assert len(windows) > 1
+
+
+def test_a_tick_holding_more_valid_columns_than_a_window_is_cut_into_runs_of_copies():
+    from narla.rollout import collect
+    from narla.scenario import load
+
+    s = load(Path(__file__).parent / "context_net.yaml", ["task.num_envs=4", "task.max_episode_steps=40",
+                                                         "learning.chunk_columns=3"])
+    run = build(s)
+    rollout = collect(run.engine, run.task, run.scheme)
+    first_tick = [w for w in run.learner.windows(rollout) if w[0] == 0]
+    assert first_tick == [(0, 1, slice(0, 3)), (0, 1, slice(3, 4))]  # all four copies run at the first tick
 
 
 @pytest.mark.parametrize("columns", [1, 9])

@@ -21,9 +21,9 @@ re-evaluated and back-propagated ``K`` at a time (each chunk with the tick befor
 inputs), so those terms scale with ``K·B`` instead of ``T·B``; the gradient is the same sum, equal up to float
 rounding (tested). Only valid columns are re-evaluated, and most of a batch's late ticks hold few of them, so
 ``chunk_columns = C`` (``learning.chunk_columns``) cuts the ticks into windows of at most ``C`` valid columns
-instead (a tick holding more is a window of its own): the same bound on memory, ``C`` columns' activations, in
-fewer windows, and each window's backward writes every neuron's weight gradient once (on the bench's
-10,000-neuron network that write, not the products, is most of a window's time).
+instead, and a tick holding more into windows of its copies: the same bound on memory, ``C`` columns' activations,
+at any batch size, in fewer windows, and each window's backward writes every neuron's weight gradient once (on the
+bench's 10,000-neuron network that write, not the products, is most of a window's time).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from narla.learning.clip import clip_per_neuron
 from narla.learning.returns import discounted_returns, normalize_per_neuron, slice_width
 from narla.rewards.scheme import RewardScheme
 from narla.rollout import Rollout
+
+Window = tuple[int, int, slice]  # ticks [start, end) of the copies a slice picks (Reinforce.windows)
 
 
 class Reinforce:
@@ -75,11 +77,10 @@ class Reinforce:
 
     def max_columns(self, copies: int, ticks: int) -> int:
         """The most columns (ticks × copies) one re-evaluation of a batch of ``copies`` copies over ``ticks`` ticks
-        holds at once (:mod:`narla.memory` sizes its activations): a window of ``chunk_columns`` (or one tick of every
-        copy, where that holds more), of ``chunk_ticks`` ticks (the tick carried before them is context, not
-        re-evaluated), or the whole batch."""
+        holds at once (:mod:`narla.memory` sizes its activations): a window of ``chunk_columns``, of ``chunk_ticks``
+        ticks (the tick carried before them is context, not re-evaluated), or the whole batch."""
         if self.chunk_columns is not None:
-            return min(max(self.chunk_columns, copies), copies * ticks)
+            return min(self.chunk_columns, copies * ticks)
         if self.chunk_ticks is not None:
             return min(self.chunk_ticks, ticks) * copies
         return copies * ticks
@@ -113,23 +114,31 @@ class Reinforce:
         b = rollout.num_episodes
         return -(logp * adv).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
 
-    def windows(self, rollout: Rollout) -> list[tuple[int, int]]:
-        """The tick windows ``[start, end)`` an update re-evaluates one after another: ``chunk_ticks`` ticks each, or
-        as many ticks as hold at most ``chunk_columns`` valid columns (one host copy of ``[T]`` counts); one window
-        of all ticks without either."""
+    def windows(self, rollout: Rollout) -> list[Window]:
+        """The windows ``(start, end, copies)`` an update re-evaluates one after another, ticks ``[start, end)`` of the
+        copies ``copies`` (a slice): ``chunk_ticks`` ticks each, or as many ticks as hold at most ``chunk_columns``
+        valid columns, a tick holding more cut into runs of copies that do (one host copy of ``[T]`` counts, and one
+        of ``[B]`` flags per tick so cut); one window of all ticks without either."""
         t = rollout.obs.shape[0]
+        every = slice(None)
         if self.chunk_columns is None:
             k = self.chunk_ticks or max(t, 1)
-            return [(start, min(start + k, t)) for start in range(0, t, k)]
+            return [(start, min(start + k, t), every) for start in range(0, t, k)]
         windows, start, held = [], 0, 0
         for tick, count in enumerate(rollout.valid.sum(1).tolist()):
             if held and held + count > self.chunk_columns:
-                windows.append((start, tick))
+                windows.append((start, tick, every))
                 start, held = tick, 0
+            if count > self.chunk_columns:
+                if start < tick:  # ticks without valid columns before it
+                    windows.append((start, tick, every))
+                windows += [(tick, tick + 1, copies) for copies in _copy_runs(rollout.valid[tick], self.chunk_columns)]
+                start = tick + 1
+                continue
             held += count
-        return windows + [(start, t)] if start < t else windows
+        return windows + [(start, t, every)] if start < t else windows
 
-    def chunk_losses(self, rollout: Rollout, windows: list[tuple[int, int]] | None = None):
+    def chunk_losses(self, rollout: Rollout, windows: list[Window] | None = None):
         """The loss of ``rollout`` as the losses of its tick windows (:meth:`windows`; their sum is :meth:`loss`).
 
         Each window carries the tick before it, masked out, so that its first tick sees the previous activity.
@@ -139,28 +148,32 @@ class Reinforce:
         lean = _rescored_in_windows(rollout)
         adv = WindowAdvantages(self, rollout) if lean else self.advantages(rollout)
         b = rollout.num_episodes
-        for start, end in self.windows(rollout) if windows is None else windows:
+        for start, end, copies in self.windows(rollout) if windows is None else windows:
             lo, hi = max(start - 1, 0), end
-            valid = rollout.valid[lo:hi].clone()
+            valid = rollout.valid[lo:hi, copies].clone()
             valid[: start - lo] = False  # the carried tick is context only
-            logp, entropy, _ = self.engine.evaluate(rollout.obs[lo:hi], rollout.actions[lo:hi], rollout.first[lo:hi],
-                                                    valid=valid)
+            logp, entropy, _ = self.engine.evaluate(rollout.obs[lo:hi, copies], rollout.actions[lo:hi, copies],
+                                                    rollout.first[lo:hi, copies], valid=valid)
             mask = valid.float().unsqueeze(-1)
             if lean:
                 rows = adv.rows(start, end)
                 rows = torch.cat([rows.new_zeros(start - lo, *rows.shape[1:]), rows]) if start > lo else rows
             else:
                 rows = adv[lo:hi]
+            rows = rows[:, copies]
             yield -(logp * rows * mask).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
-        """One gradient step; returns detached statistics (no host sync but ``chunk_columns``' one copy of counts).
+        """One gradient step; returns detached statistics (no host sync but ``chunk_columns``' copies of counts).
         A rollout without recorded rewards, scored in several windows, is re-evaluated window by window: those of
         ``chunk_ticks`` or ``chunk_columns`` where set, else its scoring windows."""
         self.optimizer.zero_grad(set_to_none=True)
         lean = _rescored_in_windows(rollout)
         chunked = self.chunk_ticks is not None or self.chunk_columns is not None
-        windows = self.windows(rollout) if chunked else rollout.reward_windows() if lean else []
+        if chunked:
+            windows = self.windows(rollout)
+        else:
+            windows = [(lo, hi, slice(None)) for lo, hi in rollout.reward_windows()] if lean else []
         if len(windows) > 1 or lean:
             loss = torch.zeros((), device=rollout.obs.device)
             for part in self.chunk_losses(rollout, windows):
@@ -173,6 +186,18 @@ class Reinforce:
             clip_per_neuron(self.params, self.max_grad_norm)
         self.optimizer.step()
         return {"loss": loss.detach()}
+
+
+def _copy_runs(valid: torch.Tensor, most: int) -> list[slice]:
+    """Consecutive runs of copies that hold at most ``most`` of a tick's ``valid[B]`` columns each, covering every
+    copy."""
+    runs, first, held = [], 0, 0
+    for copy, flag in enumerate(valid.tolist()):
+        if flag and held == most:
+            runs.append(slice(first, copy))
+            first, held = copy, 0
+        held += flag
+    return runs + [slice(first, len(valid))]
 
 
 LEAN_REWARD_BYTES = 1 << 30  # a batch's [T, B, N] float32 rewards past this are scored again in the update instead
