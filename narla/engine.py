@@ -486,6 +486,32 @@ class Engine:
         Returns:
             ``log_prob[T, B, N]`` of the recorded actions, ``entropy[T, B, N]``, ``value[T, B, N]`` or None.
         """
+        t, b, n = actions.shape
+        keep, logp, entropy, value = self.evaluate_columns(obs, actions, first, values, prev_action, valid, hidden)
+
+        def spread(out: torch.Tensor) -> torch.Tensor:  # [N, computed columns] -> [T, B, N]
+            if keep is not None:
+                out = out.new_zeros(n, t * b).index_copy(1, keep, out)
+            return out.T.reshape(t, b, n)
+
+        return spread(logp), spread(entropy), spread(value) if values else None
+
+    def evaluate_columns(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        first: torch.Tensor,
+        values: bool = False,
+        prev_action: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+        hidden: HiddenRecord | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`evaluate` (the same arguments), its results kept to the columns it computes:
+        ``(keep, log_prob[N, C], entropy[N, C], value[N, C] or None)``, where ``keep[C]`` are the valid columns'
+        indices among the ``T·B`` tick-major columns (None without ``valid``: all of them, in order). Each column's
+        activity and its copy's previous tick's are gathered from the record for those columns alone, so memory
+        follows ``C``, not ``T·B``: a window of a few valid columns over many ticks of a large batch stays small.
+        """
         if self.whole_network:
             raise RuntimeError(
                 "learning.rule: whole-network populations (attention_neuron, cooperator) are deterministic rate "
@@ -493,26 +519,19 @@ class Engine:
             )
         t, b, n = actions.shape
         cols = t * b
-        flat = actions.reshape(cols, n).T
-        out = (flat > 0).float()
-        if self.rate is not None:
-            out = torch.where(self.rate.unsqueeze(1), flat.float(), out)
-        act = torch.cat([self.sensors(obs.reshape(cols, -1)), out])
-        prev = torch.zeros_like(act).view(-1, t, b)
-        prev[:, 1:] = act.view(-1, t, b)[:, :-1]
-        prev = (prev * (~first).float().unsqueeze(0)).view(-1, cols)
-        flat_actions = actions.reshape(cols, n).T
+        flat_obs, flat_actions = obs.reshape(cols, -1), actions.reshape(cols, n)
+        keep = None if valid is None else valid.reshape(cols).nonzero().squeeze(1)  # one host sync per update
+        columns = torch.arange(cols, device=actions.device) if keep is None else keep
+        before = columns - b  # the same copy's previous tick
+        act = self._recorded_activity(flat_obs, flat_actions, columns)
+        prev = self._recorded_activity(flat_obs, flat_actions, before.clamp(min=0))
+        prev = (prev * (~first.reshape(cols)[columns]).float()).masked_fill_(before < 0, 0.0)  # zero at a start
+        chosen = flat_actions.index_select(0, columns).T  # [N, C]
         flat_prev_action = None
         if self.population.action_dim:
             if prev_action is None:
                 prev_action = self.previous_task_action(actions, first)
-            flat_prev_action = prev_action.reshape(cols, -1)
-        keep = None
-        if valid is not None:
-            keep = valid.reshape(cols).nonzero().squeeze(1)  # one host sync per update, outside any tick
-            act, prev, flat_actions = act[:, keep], prev[:, keep], flat_actions[:, keep]
-            if flat_prev_action is not None:
-                flat_prev_action = flat_prev_action[keep]
+            flat_prev_action = prev_action.reshape(cols, -1).index_select(0, columns)
         logps, ents, vals = [], [], []
         groups = self.evaluation_stages(act.shape[1])
         policy = getattr(self.population, "policy", None)
@@ -521,23 +540,25 @@ class Engine:
                 x, c = self.stage_inputs(act, prev, start, end)
                 replay = hidden.take(start, end, act.shape[1]) if hidden is not None and keep is not None else None
                 logits = self._policy(x, c, start, end, flat_prev_action, replay)
-                lp, ent = log_prob(logits, flat_actions[start:end], self.wiring.motor[start:end])
+                lp, ent = log_prob(logits, chosen[start:end], self.wiring.motor[start:end])
                 if self.rate is not None:
                     rate = self.rate[start:end].unsqueeze(1)
-                    glp, gent = gaussian_log_prob(logits, flat_actions[start:end], self.population.log_std[start:end])
+                    glp, gent = gaussian_log_prob(logits, chosen[start:end], self.population.log_std[start:end])
                     lp, ent = torch.where(rate, glp, lp), torch.where(rate, gent, ent)
                 logps.append(lp)
                 ents.append(ent)
                 if values:
                     vals.append(self.population.value(x, start, end))
+        return keep, torch.cat(logps), torch.cat(ents), torch.cat(vals) if values else None
 
-        def back(parts: list[torch.Tensor]) -> torch.Tensor:
-            out = torch.cat(parts)  # [N, computed columns]
-            if keep is not None:
-                out = out.new_zeros(n, cols).index_copy(1, keep, out)
-            return out.T.reshape(t, b, n)
-
-        return back(logps), back(ents), back(vals) if values else None
+    def _recorded_activity(self, obs: torch.Tensor, actions: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """The activity vector ``act[S + N, C]`` of recorded columns ``columns[C]`` of ``obs[cols, obs_dim]`` and
+        ``actions[cols, N]``: sensors, then each neuron's spike (its choice > 0) or, for rate neurons, its value."""
+        chosen = actions.index_select(0, columns).T
+        out = (chosen > 0).float()
+        if self.rate is not None:
+            out = torch.where(self.rate.unsqueeze(1), chosen.float(), out)
+        return torch.cat([self.sensors(obs.index_select(0, columns)), out])
 
 
 def gather(src: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -70,8 +70,12 @@ def test_the_window_advantages_are_the_whole_batchs_to_float_rounding(windows_of
     runs, recorded, rescored = twin_rollouts()
     whole = runs[0].learner.advantages(recorded)
     windows = WindowAdvantages(runs[1].learner, rescored)
-    assert torch.allclose(windows.rows(0, whole.shape[0]), whole, rtol=1e-4, atol=1e-5)
-    assert torch.allclose(windows.rows(4, 9), whole[4:9], rtol=1e-4, atol=1e-5)  # across a group's edge
+    t, b, _ = whole.shape
+    ticks, copies = torch.arange(t).repeat_interleave(b), torch.arange(b).repeat(t)
+    assert torch.allclose(windows.columns(ticks, copies), whole.reshape(t * b, -1), rtol=1e-4, atol=1e-5)
+    inside = (ticks >= 4) & (ticks < 9)  # across a group's edge
+    assert torch.allclose(windows.columns(ticks[inside], copies[inside]), whole[4:9].reshape(5 * b, -1),
+                          rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("learning", [{}, {"chunk_columns": 20}, {"chunk_columns": 2}, {"chunk_ticks": 4},

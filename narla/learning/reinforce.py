@@ -28,8 +28,6 @@ bench's 10,000-neuron network that write, not the products, is most of a window'
 
 from __future__ import annotations
 
-import bisect
-
 import torch
 
 from narla.engine import Engine
@@ -147,21 +145,18 @@ class Reinforce:
         """
         lean = _rescored_in_windows(rollout)
         adv = WindowAdvantages(self, rollout) if lean else self.advantages(rollout)
-        b = rollout.num_episodes
+        b, copies_in_all = rollout.num_episodes, rollout.valid.shape[1]
         for start, end, copies in self.windows(rollout) if windows is None else windows:
             lo, hi = max(start - 1, 0), end
             valid = rollout.valid[lo:hi, copies].clone()
             valid[: start - lo] = False  # the carried tick is context only
-            logp, entropy, _ = self.engine.evaluate(rollout.obs[lo:hi, copies], rollout.actions[lo:hi, copies],
-                                                    rollout.first[lo:hi, copies], valid=valid)
-            mask = valid.float().unsqueeze(-1)
-            if lean:
-                rows = adv.rows(start, end)
-                rows = torch.cat([rows.new_zeros(start - lo, *rows.shape[1:]), rows]) if start > lo else rows
-            else:
-                rows = adv[lo:hi]
-            rows = rows[:, copies]
-            yield -(logp * rows * mask).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
+            keep, logp, entropy, _ = self.engine.evaluate_columns(
+                rollout.obs[lo:hi, copies], rollout.actions[lo:hi, copies], rollout.first[lo:hi, copies], valid=valid)
+            # the valid columns' ticks and copies in the whole batch; their advantages [N, C]
+            first_copy = copies.indices(copies_in_all)[0]
+            ticks, at = lo + keep // valid.shape[1], first_copy + keep % valid.shape[1]
+            rows = (adv.columns(ticks, at) if lean else adv[ticks, at]).T
+            yield -(logp * rows).sum() / b - self.entropy_coef * entropy.sum() / b
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
         """One gradient step; returns detached statistics (no host sync but ``chunk_columns``' copies of counts).
@@ -215,8 +210,8 @@ class WindowAdvantages:
     A first pass scores the windows again from the last to the first, their returns each carrying the next window's
     first return (:func:`~narla.learning.returns.discounted_returns`, ``after``), and keeps those carries and each
     neuron's count, mean and squared deviations over the valid ticks (combined window by window in float64, Chan et
-    al.'s pairwise update). :meth:`rows` then scores a window once more and standardizes its returns with the whole
-    batch's mean and deviation. The same quantities as :meth:`Reinforce.advantages`, summed in another order: equal
+    al.'s pairwise update). :meth:`columns` then scores a window once more (the last one made is kept: an update asks
+    for its columns in tick order) and standardizes its returns with the whole batch's mean and deviation. The same quantities as :meth:`Reinforce.advantages`, summed in another order: equal
     to float rounding (tested). Its windows are the rollout's rescoring groups (:meth:`Rollout.reward_windows`); it
     keeps one ``[B, N]`` carry per group and one group's advantages at a time."""
 
@@ -269,16 +264,19 @@ class WindowAdvantages:
             return returns.mul_(m)
         return returns.sub_(self.mean).div_(self.std + 1e-8).mul_(m)
 
-    def rows(self, lo: int, hi: int) -> torch.Tensor:
-        """The advantages of ticks ``[lo, hi)``, ``[hi - lo, B, N]``, from the windows they fall in (the last window
-        computed is kept for the next call: an update asks for its ticks in order)."""
+    def columns(self, ticks: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
+        """The advantages ``[C, N]`` of the columns ``(ticks[i], copies[i])``, ``ticks`` ascending, from the windows
+        they fall in (one host copy of where each window's columns begin)."""
         parts = []
-        k = bisect.bisect_right(self.bounds, lo)
-        while k < len(self.windows) and self.windows[k][0] < hi:
-            start, end = self.windows[k]
+        cuts = torch.searchsorted(ticks, torch.tensor(self.bounds, device=ticks.device)).tolist()
+        for k, (lo, _) in enumerate(self.windows):
+            i, j = cuts[k - 1] if k else 0, cuts[k]
+            if i == j:
+                continue
             if self.cached is None or self.cached[0] != k:
                 self.cached = None  # freed before the next window is made
                 self.cached = (k, self.window(k))
-            parts.append(self.cached[1][max(lo, start) - start : min(hi, end) - start])
-            k += 1
+            parts.append(self.cached[1][ticks[i:j] - lo, copies[i:j]])
+        if not parts:  # a window without valid columns
+            return torch.zeros(0, self.rollout.actions.shape[2], device=ticks.device)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
