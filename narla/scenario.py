@@ -111,8 +111,9 @@ class LearningConfig:
     ``task.num_envs`` must be a multiple of it, the quotient is the repeats per member). ``chunk_ticks``
     (``reinforce``): re-evaluate an update's ticks this many at a time, which bounds its memory
     (:mod:`narla.learning.reinforce`); null: all at once. ``chunk_columns`` (``reinforce``, instead of
-    ``chunk_ticks``): re-evaluate windows of ticks holding at most this many valid columns (tick × copy), the same
-    bound in fewer windows when episodes end at different ticks.
+    ``chunk_ticks``): re-evaluate windows of ticks holding at most this many valid columns (tick × copy), a tick
+    holding more cut into runs of its copies: the same bound in fewer windows when episodes end at different ticks,
+    at any batch size.
     """
 
     rule: Literal["reinforce", "actor_critic", "es", "cma_es"] = "reinforce"

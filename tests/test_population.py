@@ -275,6 +275,23 @@ def test_evaluate_on_valid_ticks_only_matches_the_full_evaluation_there():
         assert torch.count_nonzero(b[~valid]) == 0
 
 
+def test_evaluating_valid_columns_builds_their_activity_alone_and_gives_the_full_evaluations_values(monkeypatch):
+    engine, _ = NETWORKS["context-cooperation"]()
+    obs, actions, first = random_rollout(engine, t=6, b=5)
+    valid = torch.zeros(first.shape, dtype=torch.bool)
+    valid[0, 1] = valid[3, 4] = valid[5, 0] = True  # a copy's first tick, and two with a previous tick
+    built = []
+    activity = Engine._recorded_activity
+    monkeypatch.setattr(Engine, "_recorded_activity",
+                        lambda self, o, a, columns: built.append(columns.numel()) or activity(self, o, a, columns))
+    keep, logp, entropy, _ = engine.evaluate_columns(obs, actions, first, valid=valid)
+    assert built == [3, 3]  # the columns and their previous ticks: not the 30 columns of every tick
+    assert keep.tolist() == [1, 19, 25]  # tick-major: tick x 5 + copy
+    full_logp, full_entropy, _ = engine.evaluate(obs, actions, first)  # kernels may sum 3 columns in another order
+    assert torch.allclose(logp, full_logp[valid].T, atol=1e-6) and torch.allclose(entropy, full_entropy[valid].T,
+                                                                                  atol=1e-6)
+
+
 def test_re_evaluation_merges_stages_while_their_activations_fit_the_group_budget(monkeypatch):
     engine, _ = NETWORKS["context-cooperation"]()
     widths = sum(w.shape[-1] for w in engine.population.policy.weights[:-1])

@@ -210,10 +210,11 @@ class WindowAdvantages:
     A first pass scores the windows again from the last to the first, their returns each carrying the next window's
     first return (:func:`~narla.learning.returns.discounted_returns`, ``after``), and keeps those carries and each
     neuron's count, mean and squared deviations over the valid ticks (combined window by window in float64, Chan et
-    al.'s pairwise update). :meth:`columns` then scores a window once more (the last one made is kept: an update asks
-    for its columns in tick order) and standardizes its returns with the whole batch's mean and deviation. The same quantities as :meth:`Reinforce.advantages`, summed in another order: equal
-    to float rounding (tested). Its windows are the rollout's rescoring groups (:meth:`Rollout.reward_windows`); it
-    keeps one ``[B, N]`` carry per group and one group's advantages at a time."""
+    al.'s pairwise update). :meth:`columns` then scores a window once more (the last one made is kept: an update
+    asks for its columns in tick order) and standardizes its returns with the whole batch's mean and deviation. The
+    same quantities as :meth:`Reinforce.advantages`, summed in another order: equal to float rounding (tested). Its
+    windows are the rollout's rescoring groups (:meth:`Rollout.reward_windows`); it keeps one ``[B, N]`` carry per
+    group and one group's advantages at a time."""
 
     def __init__(self, learner: Reinforce, rollout: Rollout) -> None:
         self.rollout, self.gamma, self.normalize = rollout, learner.gamma, learner.normalize_returns
