@@ -9,8 +9,10 @@ builds its network once (:func:`narla.bench.training_run`): every acting row tic
 row trains that run from its built parameters, handed back afterwards. Within the process the batch sizes run in
 increasing order, so the peak reported beside a row is the largest of that row and the rows of smaller ``B`` before
 it. A configuration whose acting tick alone would take longer than ``--max-tick-s`` (estimated from the measured
-matmul rate) is skipped and says so, rather than run for hours; a row whose rollout record could pass the memory
-available (:mod:`narla.memory`) is measured acting only, and says why.
+matmul rate) is skipped and says so, rather than run for hours; a row whose rollout record, or that record and the
+activations of its update's largest window (the training rows' ``learning.chunk_columns``,
+:func:`narla.bench.training_chunk_columns`), could pass the memory available (:mod:`narla.memory`) is measured
+acting only, and says why.
 
 Writes ``scaling.json``, ``scaling.md`` and ``scaling.png`` (neuron-steps/s against N) to ``--out``.
 """
