@@ -520,7 +520,7 @@ class Engine:
         t, b, n = actions.shape
         cols = t * b
         flat_obs, flat_actions = obs.reshape(cols, -1), actions.reshape(cols, n)
-        keep = None if valid is None else valid.reshape(cols).nonzero().squeeze(1)  # one host sync per update
+        keep = None if valid is None else valid.reshape(cols).nonzero().squeeze(1)  # one host sync per call
         columns = torch.arange(cols, device=actions.device) if keep is None else keep
         before = columns - b  # the same copy's previous tick
         act = self._recorded_activity(flat_obs, flat_actions, columns)

@@ -146,8 +146,9 @@ def check_update(engine: Engine, task: Task, learner, rewards: bool = True) -> N
     two moments of the learner's parameters (made at its first step), and the activations of the most columns the
     update re-evaluates at once (``learner.max_columns(copies, ticks)``, :func:`update_column_bytes` each). A kept
     hidden layer's record (:mod:`narla.hidden`) is not counted. The message names the setting that bounds the
-    activations: ``learning.chunk_columns`` (or ``learning.chunk_ticks``, where that is the one set) with the most
-    that fits, else (not one column fits beside the record) ``task.num_envs``. Learners without ``max_columns``
+    activations: ``learning.chunk_columns`` (or ``learning.chunk_ticks``, where that is the one set and a tick of every
+    copy fits; else ``chunk_columns`` in its place) with the most that fits, else (not one column fits beside the
+    record) ``task.num_envs``. Learners without ``max_columns``
     (evolution strategies: no backward pass) and populations :func:`update_column_bytes` does not estimate are not
     checked. ``rewards`` False: the batch records no per-tick rewards, and the update holds one scoring window's
     advantages at a time (not counted)."""
@@ -175,7 +176,8 @@ def check_update(engine: Engine, task: Task, learner, rewards: bool = True) -> N
     if getattr(learner, "chunk_ticks", None) is not None and room >= copies:
         said = f"learning.chunk_ticks: {said}; set learning.chunk_ticks to at most {room // copies:,}"
     elif hasattr(learner, "chunk_columns") and room >= 1:
-        said = f"learning.chunk_columns: {said}; set learning.chunk_columns to at most {room:,}"
+        instead = " instead of learning.chunk_ticks" if getattr(learner, "chunk_ticks", None) is not None else ""
+        said = f"learning.chunk_columns: {said}; set learning.chunk_columns to at most {room:,}{instead}"
     else:
         said = f"task.num_envs: {said}; lower task.num_envs, the network's size or task.max_episode_steps"
     warnings.warn(said + " (a batch reaches that size only in episodes that long)", RuntimeWarning, stacklevel=2)

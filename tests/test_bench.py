@@ -119,15 +119,17 @@ def test_scaling_measures_only_acting_where_a_training_record_would_not_fit_in_m
 
 
 def test_scaling_skips_training_where_an_updates_window_would_not_fit_beside_the_record_and_says_why(monkeypatch):
+    import narla.bench
     import narla.memory
     from narla.bench_scaling import child
 
-    # room for the record of 500 ticks but not for the activations of an update's window as well
+    # room for the record of 500 ticks but not for the activations of an update's window (one column) as well
     monkeypatch.setattr(narla.memory, "update_column_bytes", lambda engine: 1 << 40)
+    monkeypatch.setattr(narla.bench, "update_column_bytes", lambda engine: 1 << 40)  # training_chunk_columns: 1
     spec = {"n": 50, "policy": "2x16", "batches": [1], "seconds": 0.01, "device": "cpu", "threads": 1,
             "max_tick_s": 10, "flops": 1e11}
     (row,) = child(spec)
-    assert "activations of an update's window" in row["training_skipped"]
+    assert "activations of an update's window (1024.0 GiB)" in row["training_skipped"]
     assert "training_neuron_steps_per_s" not in row
 
 

@@ -125,3 +125,16 @@ def test_an_update_chunked_by_ticks_is_told_the_most_ticks_that_fit(monkeypatch)
     monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 100 * per_column)
     warns_then_fits(run, r"^learning\.chunk_ticks: an update could re-evaluate 200 columns "
                          r".* set learning\.chunk_ticks to at most 25 ", "chunk_ticks", 25)
+
+
+def test_an_update_chunked_by_ticks_where_no_tick_of_every_copy_fits_is_told_to_use_chunk_columns(monkeypatch):
+    run, fixed, per_column = update_check_scenario()
+    run.learner.chunk_ticks = 50
+    monkeypatch.setattr(narla.memory, "available_bytes", lambda device: fixed + 3 * per_column)  # below 4 copies
+    with pytest.warns(RuntimeWarning, match=r"^learning\.chunk_columns: .* set learning\.chunk_columns to at most 3 "
+                                            r"instead of learning\.chunk_ticks "):
+        check_update(run.engine, run.task, run.learner)
+    run.learner.chunk_ticks, run.learner.chunk_columns = None, 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_update(run.engine, run.task, run.learner)

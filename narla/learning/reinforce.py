@@ -28,6 +28,8 @@ bench's 10,000-neuron network that write, not the products, is most of a window'
 
 from __future__ import annotations
 
+import bisect
+
 import torch
 
 from narla.engine import Engine
@@ -115,22 +117,24 @@ class Reinforce:
     def windows(self, rollout: Rollout) -> list[Window]:
         """The windows ``(start, end, copies)`` an update re-evaluates one after another, ticks ``[start, end)`` of the
         copies ``copies`` (a slice): ``chunk_ticks`` ticks each, or as many ticks as hold at most ``chunk_columns``
-        valid columns, a tick holding more cut into runs of copies that do (one host copy of ``[T]`` counts, and one
-        of ``[B]`` flags per tick so cut); one window of all ticks without either."""
+        valid columns, a tick holding more cut into runs of copies that do (one host copy of ``[T]`` counts, and one of
+        ``[T, B]`` flags where a tick is cut); one window of all ticks without either."""
         t = rollout.obs.shape[0]
         every = slice(None)
         if self.chunk_columns is None:
             k = self.chunk_ticks or max(t, 1)
             return [(start, min(start + k, t), every) for start in range(0, t, k)]
+        counts = rollout.valid.sum(1).tolist()
+        flags = rollout.valid.tolist() if counts and max(counts) > self.chunk_columns else None  # ticks to cut
         windows, start, held = [], 0, 0
-        for tick, count in enumerate(rollout.valid.sum(1).tolist()):
+        for tick, count in enumerate(counts):
             if held and held + count > self.chunk_columns:
                 windows.append((start, tick, every))
                 start, held = tick, 0
             if count > self.chunk_columns:
                 if start < tick:  # ticks without valid columns before it
                     windows.append((start, tick, every))
-                windows += [(tick, tick + 1, copies) for copies in _copy_runs(rollout.valid[tick], self.chunk_columns)]
+                windows += [(tick, tick + 1, copies) for copies in _copy_runs(flags[tick], self.chunk_columns)]
                 start = tick + 1
                 continue
             held += count
@@ -139,10 +143,10 @@ class Reinforce:
     def chunk_losses(self, rollout: Rollout, windows: list[Window] | None = None):
         """The loss of ``rollout`` as the losses of its tick windows (:meth:`windows`; their sum is :meth:`loss`).
 
-        Each window carries the tick before it, masked out, so that its first tick sees the previous activity.
-        A rollout without recorded rewards, scored in several windows, gets its advantages window by window
-        (:class:`WindowAdvantages`); the carried tick's, masked out, are zeros.
-        """
+        Each window evaluates its valid columns alone (:meth:`~narla.engine.Engine.evaluate_columns`), their previous
+        tick read from the tick before the window; the advantages are read at those columns, from the scoring windows
+        they fall in where the rollout recorded no rewards (:class:`WindowAdvantages`). One host sync per window
+        (which columns are valid), and one more there (where each scoring window's columns begin)."""
         lean = _rescored_in_windows(rollout)
         adv = WindowAdvantages(self, rollout) if lean else self.advantages(rollout)
         b, copies_in_all = rollout.num_episodes, rollout.valid.shape[1]
@@ -159,7 +163,8 @@ class Reinforce:
             yield -(logp * rows).sum() / b - self.entropy_coef * entropy.sum() / b
 
     def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
-        """One gradient step; returns detached statistics (no host sync but ``chunk_columns``' copies of counts).
+        """One gradient step; returns detached statistics (host syncs: which columns are valid, per window, and
+        ``chunk_columns``' copies of counts).
         A rollout without recorded rewards, scored in several windows, is re-evaluated window by window: those of
         ``chunk_ticks`` or ``chunk_columns`` where set, else its scoring windows."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -183,11 +188,11 @@ class Reinforce:
         return {"loss": loss.detach()}
 
 
-def _copy_runs(valid: torch.Tensor, most: int) -> list[slice]:
-    """Consecutive runs of copies that hold at most ``most`` of a tick's ``valid[B]`` columns each, covering every
-    copy."""
+def _copy_runs(valid: list[bool], most: int) -> list[slice]:
+    """Consecutive runs of copies that hold at most ``most`` of a tick's ``valid`` columns (one flag per copy) each,
+    covering every copy."""
     runs, first, held = [], 0, 0
-    for copy, flag in enumerate(valid.tolist()):
+    for copy, flag in enumerate(valid):
         if flag and held == most:
             runs.append(slice(first, copy))
             first, held = copy, 0
@@ -269,9 +274,11 @@ class WindowAdvantages:
         """The advantages ``[C, N]`` of the columns ``(ticks[i], copies[i])``, ``ticks`` ascending, from the windows
         they fall in (one host copy of where each window's columns begin)."""
         parts = []
-        cuts = torch.searchsorted(ticks, torch.tensor(self.bounds, device=ticks.device)).tolist()
-        for k, (lo, _) in enumerate(self.windows):
-            i, j = cuts[k - 1] if k else 0, cuts[k]
+        cuts = [0, *torch.searchsorted(ticks, torch.tensor(self.bounds, device=ticks.device)).tolist()]
+        for k in range(bisect.bisect_right(cuts, 0) - 1, len(self.windows)):  # from the first window holding any
+            (lo, _), i, j = self.windows[k], cuts[k], cuts[k + 1]
+            if i == len(ticks):
+                break
             if i == j:
                 continue
             if self.cached is None or self.cached[0] != k:
