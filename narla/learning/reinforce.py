@@ -107,12 +107,9 @@ class Reinforce:
         return returns.mul_(rollout.valid.unsqueeze(-1))
 
     def loss(self, rollout: Rollout) -> torch.Tensor:
-        adv = self.advantages(rollout)
-        logp, entropy, _ = self.engine.evaluate(rollout.obs, rollout.actions, rollout.first, valid=rollout.valid,
-                                                hidden=rollout.hidden)
-        mask = rollout.valid.float().unsqueeze(-1)
-        b = rollout.num_episodes
-        return -(logp * adv).sum() / b - self.entropy_coef * (entropy * mask).sum() / b
+        """The batch's loss, re-evaluated as one window of every tick (:meth:`chunk_losses`)."""
+        (loss,) = self.chunk_losses(rollout, [(0, rollout.obs.shape[0], slice(None))])
+        return loss
 
     def windows(self, rollout: Rollout) -> list[Window]:
         """The windows ``(start, end, copies)`` an update re-evaluates one after another, ticks ``[start, end)`` of the
@@ -145,17 +142,21 @@ class Reinforce:
 
         Each window evaluates its valid columns alone (:meth:`~narla.engine.Engine.evaluate_columns`), their previous
         tick read from the tick before the window; the advantages are read at those columns, from the scoring windows
-        they fall in where the rollout recorded no rewards (:class:`WindowAdvantages`). One host sync per window
-        (which columns are valid), and one more there (where each scoring window's columns begin)."""
+        they fall in where the rollout recorded no rewards (:class:`WindowAdvantages`). A window of the whole batch
+        replays the hidden layer collection kept (:mod:`narla.hidden`). One host sync per window (which columns are
+        valid), and one more there (where each scoring window's columns begin)."""
         lean = _rescored_in_windows(rollout)
         adv = WindowAdvantages(self, rollout) if lean else self.advantages(rollout)
-        b, copies_in_all = rollout.num_episodes, rollout.valid.shape[1]
+        (t, copies_in_all), whole = rollout.valid.shape, slice(None)
+        b = rollout.num_episodes
         for start, end, copies in self.windows(rollout) if windows is None else windows:
             lo, hi = max(start - 1, 0), end
             valid = rollout.valid[lo:hi, copies].clone()
             valid[: start - lo] = False  # the carried tick is context only
+            hidden = rollout.hidden if (start, end, copies) == (0, t, whole) else None
             keep, logp, entropy, _ = self.engine.evaluate_columns(
-                rollout.obs[lo:hi, copies], rollout.actions[lo:hi, copies], rollout.first[lo:hi, copies], valid=valid)
+                rollout.obs[lo:hi, copies], rollout.actions[lo:hi, copies], rollout.first[lo:hi, copies], valid=valid,
+                hidden=hidden)
             # the valid columns' ticks and copies in the whole batch; their advantages [N, C]
             first_copy = copies.indices(copies_in_all)[0]
             ticks, at = lo + keep // valid.shape[1], first_copy + keep % valid.shape[1]
@@ -168,20 +169,16 @@ class Reinforce:
         A rollout without recorded rewards, scored in several windows, is re-evaluated window by window: those of
         ``chunk_ticks`` or ``chunk_columns`` where set, else its scoring windows."""
         self.optimizer.zero_grad(set_to_none=True)
-        lean = _rescored_in_windows(rollout)
-        chunked = self.chunk_ticks is not None or self.chunk_columns is not None
-        if chunked:
+        if self.chunk_ticks is not None or self.chunk_columns is not None:
             windows = self.windows(rollout)
+        elif _rescored_in_windows(rollout):
+            windows = [(lo, hi, slice(None)) for lo, hi in rollout.reward_windows()]
         else:
-            windows = [(lo, hi, slice(None)) for lo, hi in rollout.reward_windows()] if lean else []
-        if len(windows) > 1 or lean:
-            loss = torch.zeros((), device=rollout.obs.device)
-            for part in self.chunk_losses(rollout, windows):
-                part.backward()  # this chunk's activations are freed before the next is computed
-                loss = loss + part.detach()
-        else:
-            loss = self.loss(rollout)
-            loss.backward()
+            windows = [(0, rollout.obs.shape[0], slice(None))]
+        loss = torch.zeros((), device=rollout.obs.device)
+        for part in self.chunk_losses(rollout, windows):
+            part.backward()  # this window's activations are freed before the next is computed
+            loss = loss + part.detach()
         if self.max_grad_norm is not None:
             clip_per_neuron(self.params, self.max_grad_norm)
         self.optimizer.step()
