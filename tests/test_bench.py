@@ -166,3 +166,17 @@ def test_public_narla_comparison_refuses_a_path_without_the_public_package(tmp_p
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert "--narla-path" in done.stderr and "no narla/ package" in done.stderr
+
+
+def test_the_batch_time_example_times_each_tick_and_its_end_by_the_copies_it_computed():
+    import narla.rollout
+    from examples.batch_time import products_alone, timed_batches
+
+    tick = narla.rollout._tick
+    widths, phases, run = timed_batches(32, 2)
+    assert narla.rollout._tick is tick  # the timing wrappers are taken off again
+    assert len(phases) == 2 and all(c > 0 and u > 0 and valid > 0 for c, u, valid in phases)
+    assert widths and all(1 <= w <= 32 for w in widths)
+    assert all(len(w["tick"]) == len(w["end"]) >= 1 for w in widths.values())
+    assert sum(len(w["tick"]) for w in widths.values()) >= max(valid for *_, valid in phases) // 32
+    assert products_alone(run, 3, repeats=2) > 0
