@@ -456,7 +456,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def argument_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``narla bench``'s arguments, in one line; None when nothing is."""
+    try:
+        torch.device(args.device)
+    except RuntimeError:
+        return f"--device {args.device!r}: not a device; allowed: cpu, cuda, cuda:N"
+    if args.threads < 0:
+        return f"--threads: must be >= 0 (0: torch's default), got {args.threads}"
+    if args.seconds is not None and not args.seconds > 0:
+        return f"--seconds: must be > 0, got {args.seconds}"
+    if args.rounds < 1:
+        return f"--rounds: must be >= 1, got {args.rounds}"
+    scaling_only = {"--sizes": args.sizes, "--policies": args.policies, "--batches": args.batches,
+                    "--build-only": args.build_only or None}
+    given = [flag for flag, value in scaling_only.items() if value is not None]
+    if given and not args.scaling:
+        return f"{', '.join(given)}: only with --scaling"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
+    error = argument_error(args)
+    if error is not None:
+        print(f"narla bench: error: {error}", file=sys.stderr)
+        return 2
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print(
@@ -479,7 +503,7 @@ def main(args: argparse.Namespace) -> int:
         return bench_scaling.main(args, matmul() if args.training else matmul_flops(device))
     rows = []
     for cfg in chosen:
-        rows.extend(bench_config(cfg, device, seconds, max(args.rounds, 1), matmul=matmul if args.training else None))
+        rows.extend(bench_config(cfg, device, seconds, args.rounds, matmul=matmul if args.training else None))
     views = []
     if args.views if args.views is not None else not args.quick:
         from narla.envs import bench_steps_per_second

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from narla.allocator import hold_freed_memory
 from narla.graph import GraphError
+from narla.results import OutputError, atomic_write, output_file
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError
 from narla.tasks.ant import TaskUnavailable
@@ -92,7 +93,7 @@ def _schema(args: argparse.Namespace) -> int:
 
     text = schema_json()
     if args.out:
-        Path(args.out).write_text(text)
+        atomic_write(output_file(args.out, "--out"), text)
         print(f"written: {args.out}", file=sys.stderr)
     else:
         print(text, end="")
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ScenarioError, GraphError, RewardError, ResultsExistError, TrainingError, TaskUnavailable) as err:
+    except (ScenarioError, GraphError, RewardError, ResultsExistError, TrainingError, TaskUnavailable,
+            OutputError) as err:
         print(f"narla: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,11 +20,12 @@ import importlib.util
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
 
-from narla.results import atomic_write
+from narla.results import atomic_write, output_file
 from narla.rollout import collect
 from narla.scenario import Scenario, ScenarioError, from_dict
 from narla.tasks.base import Task
@@ -148,8 +149,9 @@ def evaluate(
         try:
             apply_model(saved, run.engine.population, run.task)
         except RuntimeError as err:
+            shaped = ", ".join(re.findall(r"size mismatch for ([\w.]+)", str(err))) or "their shapes"
             raise ScenarioError(
-                f"--noise-features: this network's parameters depend on its number of inputs ({err}); only "
+                f"--noise-features: this network's parameters depend on its number of inputs ({shaped}); only "
                 "networks without per-input parameters (e.g. network.context_map: shared) take extra inputs"
             ) from None
         run.task.training = False
@@ -356,13 +358,15 @@ def main(args: argparse.Namespace) -> int:
     """``narla eval``: print and write the evaluation; optionally a video (checked before anything is written)."""
     if args.episodes < 1:
         raise ScenarioError(f"--episodes: must be >= 1, got {args.episodes}")
+    if args.noise_features < 0:
+        raise ScenarioError(f"--noise-features: must be >= 0, got {args.noise_features}")
+    out = output_file(args.json, "--json") if args.json else Path(args.run_dir) / "eval.json"
     if args.video:
         check_video(eval_scenario(load_model(args.run_dir)["scenario"], 1), args.video)
     stats = evaluate(
         args.run_dir, args.episodes, seed=args.seed, shuffle=args.shuffle, noise_features=args.noise_features,
         overrides=args.set, rewards=args.rewards, distance=args.distance,
     )
-    out = Path(args.json) if args.json else Path(args.run_dir) / "eval.json"
     atomic_write(out, json.dumps(stats, indent=2) + "\n")
     kind = " (shuffled)" if args.shuffle else ""
     kind += f" (+{args.noise_features} noise inputs)" if args.noise_features else ""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from narla.results import output_dir
 from narla.scenario import ScenarioError
 
 
@@ -183,6 +184,8 @@ def plot(path: str | Path, out: str | Path | None = None, seed: int | None = Non
 
 def main(args: argparse.Namespace) -> int:
     """``narla plot``: write the figures and name them."""
+    if args.out is not None:
+        output_dir(args.out, "--out")
     for path in plot(args.path, args.out, args.seed):
         print(path)
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from narla.evaluate import add_replay_arguments, load_policy
+from narla.results import output_file
 from narla.rollout import collect
 from narla.scenario import ScenarioError
 
@@ -78,8 +79,8 @@ def save(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     """``narla record``: record episodes of a run's policy to ``.npz``."""
+    out = output_file(args.out, "--out") if args.out else Path(args.run_dir) / "record.npz"  # checked first
     arrays = record(args.run_dir, args.episodes, seed=args.seed)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "record.npz"
     save(arrays, out)
     e, t, n = arrays["spikes"].shape
     print(f"recorded {e} episode(s) (longest {t} ticks) of {n} neurons, components "

@@ -25,8 +25,36 @@ FILES: dict[str, str] = {
                      "lesion effects of a sample of neurons); `narla analyze` plots them",
     "eval.json": "written by `narla eval`: returns of the replayed policy",
     "record.npz": "written by `narla record`: spikes, observations and rewards of replayed episodes",
+    "tensorboard/": "with `training.log: [csv, tensorboard]`: the episode statistics as TensorBoard events",
     "plots/": "written by `narla plot`: learning curve and spike raster",
 }
+
+
+class OutputError(ValueError):
+    """An output path narla cannot write: a folder where a file goes, or a file where a folder goes."""
+
+
+def output_file(path: str | Path, option: str) -> Path:
+    """``path`` as a file a command may write (named ``option`` in the message): not an existing folder; its
+    missing parent folders are made."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{option} {str(path)!r}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"{option} {str(path)!r}: a part of its folder is a file") from None
+    return path
+
+
+def output_dir(path: str | Path, option: str) -> Path:
+    """``path`` as a folder a command may write into (named ``option`` in the message): not an existing file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {str(path)!r}: is a file; give a folder")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise OutputError(f"{option} {str(path)!r}: a part of its folder is a file")
+    return path
 
 
 def atomic_write(path: str | Path, text: str) -> Path:

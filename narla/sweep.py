@@ -6,9 +6,11 @@
 
 Layout of ``--out``: ``SCENARIO_STEM/[KEY=VALUE,...]/seedN/`` (a ``narla run`` results directory per trial),
 plus ``trials.csv`` (one row per trial) and ``sweep.csv`` (one row per grid cell: scenario x grid values).
-A trial that raises is recorded with ``status: "failed: ..."`` in its ``summary.json`` and the tables; the
-others go on. A trial whose ``summary.json`` holds a non-failed status is finished and skipped on a re-run
-(delete its directory to run it again); an unfinished or failed trial starts over in its directory.
+Every cell's scenario is loaded and its rewards resolved before any trial starts (:func:`check_trials`): a bad field
+or an unknown reward is one error. A trial that raises later (its network or task cannot be built, its training
+stops) is recorded with ``status: "failed: ..."`` in its ``summary.json`` and the tables; the others go on.
+A trial whose ``summary.json`` holds a non-failed status is finished and skipped on a re-run (delete its
+directory to run it again); an unfinished or failed trial starts over in its directory.
 Unsolved trials count as the episode cap in the ``solved_at`` statistics, as the NaRLA paper counts them.
 """
 
@@ -34,7 +36,7 @@ from typing import Any, NamedTuple
 import yaml
 from tqdm.auto import tqdm
 
-from narla.results import atomic_write
+from narla.results import atomic_write, output_dir
 from narla.scenario import ScenarioError, parse_override
 
 TRIAL_FIELDS = ["cell", "scenario", "seed", "status", "solved_at", "episodes", "cap", "final_mean_return",
@@ -157,15 +159,41 @@ def _write_failure(trial: Trial, error: str) -> None:
     atomic_write(path, json.dumps(summary, indent=2) + "\n")
 
 
+def check_trials(trials: Sequence[Trial]) -> None:
+    """Load each grid cell's scenario once (its trials differ only in seed) and resolve its rewards, before any
+    trial starts: a bad field or an unknown reward is one error naming the cell, not a failure of every trial.
+    The networks and tasks are built by the trials themselves."""
+    from narla import scenario as scenarios
+    from narla.imports import import_all
+    from narla.rewards import RewardError
+    from narla.rewards.scheme import RewardScheme
+
+    seen = set()
+    for trial in trials:
+        if (trial.scenario, trial.grid) in seen:
+            continue
+        seen.add((trial.scenario, trial.grid))
+        try:
+            scenario = scenarios.load(trial.scenario, _overrides(trial))
+            import_all(scenario.imports)
+            RewardScheme.from_config(scenario.rewards, None)
+        except (ScenarioError, RewardError) as err:
+            raise ScenarioError(f"{trial.cell}: {err}") from None
+
+
+def _overrides(trial: Trial, seed: bool = True) -> list[str]:
+    """``trial``'s overrides of its scenario file: ``--set``, then its grid values, then (``seed``) its seed."""
+    return list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + ([f"seed={trial.seed}"] if seed else [])
+
+
 def run_trial(trial: Trial) -> dict:
     """Train one trial into its directory (in a worker process); errors are recorded, never raised."""
     from narla import scenario as scenarios
     from narla.training import Trainer
 
-    overrides = list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + [f"seed={trial.seed}"]
     (trial.dir / "error.txt").unlink(missing_ok=True)
     try:
-        scenario = scenarios.load(trial.scenario, overrides)
+        scenario = scenarios.load(trial.scenario, _overrides(trial))
         Trainer(scenario, trial.dir, progress=False, overwrite=True).train()  # an unfinished trial starts over
     except Exception as err:  # a failing trial must not stop the sweep
         _write_failure(trial, f"{type(err).__name__}: {err}")
@@ -188,8 +216,7 @@ def run_cell(trials: Sequence[Trial]) -> list[dict]:
         loaded = []
         for trial in trials:
             (trial.dir / "error.txt").unlink(missing_ok=True)
-            overrides = list(trial.overrides) + [f"{k}={_fmt(v)}" for k, v in trial.grid] + [f"seed={trial.seed}"]
-            loaded.append(scenarios.load(trial.scenario, overrides))
+            loaded.append(scenarios.load(trial.scenario, _overrides(trial)))
         checkpoint = trials[0].dir.parent / BATCH_CHECKPOINT
         trainer = RunsTrainer(loaded, [t.dir for t in trials], checkpoint=checkpoint)
         if checkpoint.is_file() and not trainer.can_resume():
@@ -227,8 +254,7 @@ def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[Job]:
     for group in groups.values():
         t = group[0]
         try:
-            overrides = list(t.overrides) + [f"{k}={_fmt(v)}" for k, v in t.grid]
-            ok = batchable(scenarios.load(t.scenario, overrides)) is None
+            ok = batchable(scenarios.load(t.scenario, _overrides(t, seed=False))) is None
         except ScenarioError:
             ok = False  # the trial itself reports the error
         jobs.extend([Job(group, True)] if ok else [Job([x], False) for x in group])
@@ -503,7 +529,9 @@ def check_trial_options(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the sweep, write ``trials.csv`` / ``sweep.csv`` and print the table; 1 if any trial failed."""
     check_trial_options(args)
-    trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), args.out, args.set)
+    trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), output_dir(args.out, "--out"),
+                         args.set)
+    check_trials(trials)
     records = run_sweep(trials, args.workers, progress=not args.quiet, batch_seeds=not args.separate_seeds,
                         backend=args.backend, address=args.address)
     cells = write_tables(args.out, records)

@@ -40,7 +40,7 @@ from narla.memory import check_record, check_update
 from narla.neurons import Population
 from narla.neurons.heads import SoftmaxHeadPopulation
 from narla.readout import Readout
-from narla.results import atomic_write, machine, write_index
+from narla.results import atomic_write, machine, output_dir, write_index
 from narla.rewards import RewardScheme
 from narla.rollout import Rollout, collect, scores_in_bulk
 from narla.runlog import RunLog
@@ -100,14 +100,20 @@ def build_graph(network: dict, n_obs: int, motor_groups: list[str]) -> nx.DiGrap
     kwargs = {"n_obs": n_obs, "motor_groups": motor_groups, **params}
     if "n_motor" in sig.parameters:
         kwargs["n_motor"] = len(motor_groups)
+    for key, p in sig.parameters.items():
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and key not in kwargs:
+            raise ScenarioError(f"network.{key}: required by builder {name!r}")
     try:
         graph = fn(**kwargs)
-    except graphs.GraphError:
-        raise
-    except ValueError as err:
-        if name in BUILDERS:
-            raise ScenarioError(str(err)) from None
-        raise
+    except ValueError as err:  # GraphError included
+        if name not in BUILDERS:
+            raise
+        # a built-in builder names the parameter first ("width must be ..."): say it by its dotted path
+        text = str(err)
+        key, must, rest = text.partition(" must ")
+        if must and key in params:
+            raise ScenarioError(f"network.{key}: must {rest}") from None
+        raise ScenarioError(text if text.startswith("network") else f"network: {text}") from None
     if not isinstance(graph, nx.DiGraph):
         raise ScenarioError(f"network.builder: {name!r} returned {type(graph).__name__}, expected a networkx.DiGraph")
     # a built-in builder's graph is new and validated, with every default set; a user's is copied and checked
@@ -310,7 +316,7 @@ class Trainer:
         self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False,
         init_from: bool = True,
     ) -> None:
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.out_dir = output_dir(out_dir, "--out") if out_dir is not None else None
         if self.out_dir is not None and not overwrite and (self.out_dir / "episodes.csv").exists():
             raise ResultsExistError(
                 f"results directory {str(self.out_dir)!r} already holds a run; choose another --out "

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from narla.bench import configs, training_rate, training_run
@@ -180,3 +181,15 @@ def test_the_batch_time_example_times_each_tick_and_its_end_by_the_copies_it_com
     assert all(len(w["tick"]) == len(w["end"]) >= 1 for w in widths.values())
     assert sum(len(w["tick"]) for w in widths.values()) >= max(valid for *_, valid in phases) // 32
     assert products_alone(run, 3, repeats=2) > 0
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--device", "tpu"], "--device 'tpu': not a device; allowed: cpu, cuda, cuda:N"),
+    (["--threads", "-1"], "--threads: must be >= 0"),
+    (["--seconds", "0"], "--seconds: must be > 0"),
+    (["--rounds", "0"], "--rounds: must be >= 1"),
+    (["--batches", "64"], "--batches: only with --scaling"),
+])
+def test_bench_refuses_a_bad_argument_naming_it(argv, said, capsys):
+    assert main(["bench", "--quick", *argv]) == 2
+    assert said in capsys.readouterr().err

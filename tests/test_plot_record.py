@@ -81,3 +81,46 @@ def test_a_results_directory_explains_every_file_in_it(run_dir):
     present = [p.name for p in run_dir.iterdir() if p.name != "README.md"]
     assert present and all(f"`{name}`" in index for name in present)
     assert all(f"`{name}`" in index for name in FILES)
+
+
+def test_file_outputs_go_into_new_folders_as_they_are_named(run_dir, tmp_path):
+    assert cli_main(["record", str(run_dir), "--out", str(tmp_path / "new" / "r.npz")]) == 0
+    assert cli_main(["eval", str(run_dir), "--episodes", "1", "--json", str(tmp_path / "other" / "e.json")]) == 0
+    assert cli_main(["schema", "--out", str(tmp_path / "third" / "s.json")]) == 0
+    assert all((tmp_path / p).is_file() for p in ("new/r.npz", "other/e.json", "third/s.json"))
+
+
+@pytest.mark.parametrize("argv", [["record", "{run}", "--out", "{tmp}"], ["eval", "{run}", "--json", "{tmp}"],
+                                  ["schema", "--out", "{tmp}"]])
+def test_a_folder_given_where_a_file_goes_is_one_message_and_nothing_is_written(run_dir, tmp_path, capsys, argv):
+    before = sorted(tmp_path.parent.iterdir())
+    argv = [a.format(run=run_dir, tmp=tmp_path) for a in argv]
+    assert cli_main(argv) == 2
+    assert f"'{tmp_path}': is a folder; give a file name" in capsys.readouterr().err
+    assert sorted(tmp_path.parent.iterdir()) == before and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["run", "scenarios/cartpole_1layer.yaml", "--out", "{file}"],
+                                  ["analyze", "{run}", "--out", "{file}"], ["plot", "{run}", "--out", "{file}"]])
+def test_a_file_given_where_a_folder_goes_is_one_message(run_dir, tmp_path, capsys, argv):
+    (tmp_path / "a_file").write_text("mine")
+    assert cli_main([a.format(run=run_dir, file=tmp_path / "a_file") for a in argv]) == 2
+    assert "a_file': is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_eval_refuses_a_negative_count_of_noise_features(run_dir, capsys):
+    assert cli_main(["eval", str(run_dir), "--noise-features", "-1"]) == 2
+    assert "--noise-features: must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_eval_with_noise_features_on_a_network_with_per_input_parameters_is_one_short_message(tmp_path, capsys):
+    cooperator = {"name": "coop", "task": {"id": "cartpole", "num_envs": 4, "max_episode_steps": 10},
+                  "network": {"builder": "cooperator", "latent": 4, "msg_dim": 4, "state_dim": 2, "pos_dim": 2},
+                  "readout": {"kind": "value"}, "learning": {"rule": "cma_es", "population": 2, "sigma": 0.1},
+                  "training": {"max_episodes": 4}}
+    Trainer(scenarios.from_dict(cooperator), tmp_path / "coop", progress=False).train()
+    assert cli_main(["eval", str(tmp_path / "coop"), "--episodes", "1", "--noise-features", "2"]) == 2
+    said = capsys.readouterr().err
+    assert "--noise-features: this network's parameters depend on its number of inputs (context_weight" in said
+    assert said.count("\n") == 1 and "size mismatch" not in said

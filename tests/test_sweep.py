@@ -31,26 +31,26 @@ def test_parse_seeds_and_grid():
 
 def test_sweep_parallel_failure_and_skip(tmp_path, capsys):
     out = tmp_path / "sweep"
-    argv = ["sweep", str(SCENARIO), "--grid", "learning.lr=0.001,-1", "--seeds", "0-1", "--out", str(out),
+    argv = ["sweep", str(SCENARIO), "--grid", "network.width=2,-1", "--seeds", "0-1", "--out", str(out),
             "--workers", "2", "--quiet", *TINY]
-    assert cli_main(argv) == 1  # some trials failed, the others finished
+    assert cli_main(argv) == 1  # some trials failed (their network cannot be built), the others finished
     printed = capsys.readouterr().out
-    assert "learning.lr=0.001" in printed and "0/2 (2 failed)" in printed
+    assert "network.width=2" in printed and "0/2 (2 failed)" in printed
 
-    good = [out / "cartpole_1layer" / "learning.lr=0.001" / f"seed{s}" for s in (0, 1)]
-    bad = [out / "cartpole_1layer" / "learning.lr=-1" / f"seed{s}" for s in (0, 1)]
+    good = [out / "cartpole_1layer" / "network.width=2" / f"seed{s}" for s in (0, 1)]
+    bad = [out / "cartpole_1layer" / "network.width=-1" / f"seed{s}" for s in (0, 1)]
     for d in good:
         summary = json.loads((d / "summary.json").read_text())
         assert summary["status"] == "max_episodes" and summary["episodes"] == 3
         assert (d / "episodes.csv").is_file() and (d / "model.pt").is_file()
     for d in bad:
-        assert "learning.lr" in json.loads((d / "summary.json").read_text())["status"]
+        assert "network.width" in json.loads((d / "summary.json").read_text())["status"]
 
     with open(out / "sweep.csv", newline="") as f:
         cells = {row["cell"]: row for row in csv.DictReader(f)}
-    ok, failed = cells["cartpole_1layer learning.lr=0.001"], cells["cartpole_1layer learning.lr=-1"]
+    ok, failed = cells["cartpole_1layer network.width=2"], cells["cartpole_1layer network.width=-1"]
     assert ok["failed"] == "0" and float(ok["solved_at_mean"]) == 3.0  # unsolved counts as the cap
-    assert failed["failed"] == "2" and "learning.lr" in failed["errors"]
+    assert failed["failed"] == "2" and "network.width" in failed["errors"]
     with open(out / "trials.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 4
 
@@ -63,6 +63,17 @@ def test_sweep_parallel_failure_and_skip(tmp_path, capsys):
     assert cli_main(argv) == 1  # an unfinished trial starts over in its directory
     assert json.loads((good[0] / "summary.json").read_text())["status"] == "max_episodes"
     assert (good[1] / "summary.json").stat().st_mtime_ns == stamps[1]
+
+
+def test_a_sweep_with_a_bad_field_or_reward_stops_before_any_trial_naming_the_cell(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    cases = [(["--grid", "learning.lr=0.001,-1"], "cartpole_1layer learning.lr=-1: learning.lr: must be > 0"),
+             (["--set", "nosuch=1"], "cartpole_1layer: nosuch: unknown field"),
+             (["--set", "rewards=[task,nosuch]"], "rewards.terms[1].name: unknown reward 'nosuch'")]
+    for extra, said in cases:
+        assert cli_main(["sweep", str(SCENARIO), "--seeds", "0-1", "--out", str(out), "--quiet", *TINY, *extra]) == 2
+        assert said in capsys.readouterr().err
+        assert not out.exists()  # nothing ran, nothing was written
 
 
 def _fake_trial(root: Path, name: str, seed: int, solved_at: int | None, episodes: int,

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from narla.cli import main
-from narla.graph import GraphError
 from narla.rewards import RewardError, register_reward
 from narla.scenario import ScenarioError, from_dict
 from narla.training import Trainer, build
@@ -111,9 +110,20 @@ def test_user_builder_by_dotted_path_is_validated():
         build(scenario(network={"builder": "no_such_module:graph"}))
 
 
-def test_invalid_builder_argument_raises_graph_error():
-    with pytest.raises(GraphError):
+def test_invalid_builder_argument_is_reported_by_its_dotted_path():
+    with pytest.raises(ScenarioError, match=r"^network\.layers: must be an int >= 1, got 0$"):
         build(scenario(network={"builder": "layered", "layers": 0}))
+
+
+@pytest.mark.parametrize("builder", ["random_sparse", "small_world"])
+def test_a_builder_argument_without_a_default_is_required_by_its_dotted_path(builder):
+    with pytest.raises(ScenarioError, match=rf"^network\.n_neurons: required by builder '{builder}'$"):
+        build(scenario(network={"builder": builder}))
+
+
+def test_a_builder_rule_across_arguments_is_reported_under_network():
+    with pytest.raises(ScenarioError, match=r"^network: give exactly one of hidden_layers"):
+        build(scenario(network={"builder": "layered", "width": 3}))
 
 
 def test_unknown_task_is_reported_under_task():

@@ -37,6 +37,7 @@ from narla.scenario import ScenarioError
 from narla.sweep import (
     add_trial_options,
     check_trial_options,
+    check_trials,
     load_record,
     make_trials,
     parse_seeds,
@@ -365,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         best = _trials(args.scenarios / "best", args.runs / "best", seeds, args.set + cap)
         wall_file = args.runs / "wall.json"
         if not args.render_only:
+            check_trials(paper + best)
             start = time.perf_counter()
             workers = args.workers or len(os.sched_getaffinity(0))  # as run_sweep: one per core by default
             run_sweep(largest_first(paper + best), workers, progress=not args.quiet)

@@ -102,13 +102,16 @@ def _selection(path: str, value: Any, what: str) -> list:
     return items
 
 
-def _where_mask(path: str, where: Any, wiring: Wiring) -> torch.Tensor | None:
-    """The [N] float mask of the neurons a ``where`` selects (AND across keys, OR within a key)."""
+def _where_mask(path: str, where: Any, wiring: Wiring | None) -> torch.Tensor | None:
+    """The [N] float mask of the neurons a ``where`` selects (AND across keys, OR within a key); without a
+    ``wiring``, only its keys are checked (None)."""
     if where is None:
         return None
     if not isinstance(where, Mapping):
         raise _fail(path, f"must be a mapping with keys {', '.join(WHERE_KEYS)}, got {where!r}")
     _check_keys(path, where, WHERE_KEYS)
+    if wiring is None:
+        return None
     device = wiring.layer.device
     mask = torch.ones(wiring.num_neurons, dtype=torch.bool, device=device)
     if "roles" in where:
@@ -149,7 +152,7 @@ def _where_mask(path: str, where: Any, wiring: Wiring) -> torch.Tensor | None:
     return mask.float()
 
 
-def _term(path: str, spec: Any, wiring: Wiring) -> Term:
+def _term(path: str, spec: Any, wiring: Wiring | None) -> Term:
     """One term from a bare name or a mapping ``{name, weight, params, where, label}``."""
     if isinstance(spec, str):
         spec = {"name": spec}
@@ -247,8 +250,10 @@ class RewardScheme:
         return out
 
     @classmethod
-    def from_config(cls, config: Any, wiring: Wiring, path: str = "rewards") -> RewardScheme:
-        """Build from the ``rewards:`` section (long mapping form or short list form; None means ``[task]``)."""
+    def from_config(cls, config: Any, wiring: Wiring | None, path: str = "rewards") -> RewardScheme:
+        """Build from the ``rewards:`` section (long mapping form or short list form; None means ``[task]``).
+        ``wiring`` None checks the section without a network (its terms' ``where`` selections left unchecked and
+        unapplied): for checking scenarios before they are built."""
         if config is None:
             config = ["task"]
         if not isinstance(config, Mapping):

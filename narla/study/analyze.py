@@ -26,7 +26,7 @@ import torch
 from narla.evaluate import add_replay_arguments, load_policy
 from narla.plot import read_csv
 from narla.record import record
-from narla.results import atomic_write
+from narla.results import atomic_write, output_dir
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError
 from narla.study.activity import firing_rates, layer_rates, spike_correlation
@@ -307,10 +307,10 @@ def main(args: argparse.Namespace) -> int:
     """``narla analyze``."""
     if args.episodes < 2:
         raise ScenarioError(f"--episodes: must be >= 2 (lesion intervals need a spread), got {args.episodes}")
+    out = output_dir(args.out, "--out") if args.out else Path(args.run_dir) / "analysis"  # checked first
     start = time.perf_counter()
     result = analyze_run(args.run_dir, args.episodes, args.lesion_neurons, args.influence_sources, args.horizon,
                          args.bins, args.seed)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "analysis"
     for path in write(result, out):
         print(path)
     print(f"analyzed in {time.perf_counter() - start:.1f} s")
