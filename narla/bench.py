@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from narla.neurons import Population
 from narla.readout import Readout
 from narla.reference import ReferenceNetwork
 from narla.results import machine
+from narla.scenario import DEVICE_PATTERN
 from narla.tasks.cartpole import CartPole
 from narla.wiring import compile_graph
 
@@ -458,9 +460,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def argument_error(args: argparse.Namespace) -> str | None:
     """What is wrong with ``narla bench``'s arguments, in one line; None when nothing is."""
-    try:
-        torch.device(args.device)
-    except RuntimeError:
+    if not re.fullmatch(DEVICE_PATTERN, args.device):
         return f"--device {args.device!r}: not a device; allowed: cpu, cuda, cuda:N"
     if args.threads < 0:
         return f"--threads: must be >= 0 (0: torch's default), got {args.threads}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from narla.allocator import hold_freed_memory
 from narla.graph import GraphError
-from narla.results import OutputError, atomic_write, output_file
+from narla.results import OutputError, output_file
 from narla.rewards import RewardError
 from narla.scenario import ScenarioError
 from narla.tasks.ant import TaskUnavailable
@@ -93,7 +93,9 @@ def _schema(args: argparse.Namespace) -> int:
 
     text = schema_json()
     if args.out:
-        atomic_write(output_file(args.out, "--out"), text)
+        out = output_file(args.out, "--out")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
         print(f"written: {args.out}", file=sys.stderr)
     else:
         print(text, end="")

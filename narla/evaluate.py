@@ -139,6 +139,8 @@ def evaluate(
     from narla.scenario import apply_overrides
     from narla.training import build
 
+    if noise_features < 0:
+        raise ScenarioError(f"--noise-features: must be >= 0, got {noise_features}")
     saved = load_model(run_dir)
     scenario = eval_scenario(apply_overrides(saved["scenario"], overrides or []), num_envs or min(episodes, 10), seed,
                              rewards)
@@ -149,7 +151,7 @@ def evaluate(
         try:
             apply_model(saved, run.engine.population, run.task)
         except RuntimeError as err:
-            shaped = ", ".join(re.findall(r"size mismatch for ([\w.]+)", str(err))) or "their shapes"
+            shaped = ", ".join(re.findall(r"size mismatch for ([\w.]+)", str(err))) or str(err).splitlines()[0]
             raise ScenarioError(
                 f"--noise-features: this network's parameters depend on its number of inputs ({shaped}); only "
                 "networks without per-input parameters (e.g. network.context_map: shared) take extra inputs"
@@ -358,8 +360,6 @@ def main(args: argparse.Namespace) -> int:
     """``narla eval``: print and write the evaluation; optionally a video (checked before anything is written)."""
     if args.episodes < 1:
         raise ScenarioError(f"--episodes: must be >= 1, got {args.episodes}")
-    if args.noise_features < 0:
-        raise ScenarioError(f"--noise-features: must be >= 0, got {args.noise_features}")
     out = output_file(args.json, "--json") if args.json else Path(args.run_dir) / "eval.json"
     if args.video:
         check_video(eval_scenario(load_model(args.run_dir)["scenario"], 1), args.video)

@@ -71,6 +71,7 @@ def record(
 def save(arrays: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write ``arrays`` to ``path`` (``.npz``, compressed), whole or not at all."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)

@@ -35,31 +35,35 @@ class OutputError(ValueError):
 
 
 def output_file(path: str | Path, option: str) -> Path:
-    """``path`` as a file a command may write (named ``option`` in the message): not an existing folder; its
-    missing parent folders are made."""
+    """``path`` checked as a file a command may write (``option`` names it in the message): not an existing folder,
+    and no part of its folder an existing file. Nothing is made here: the writer makes the missing folders."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {str(path)!r}: is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise OutputError(f"{option} {str(path)!r}: a part of its folder is a file") from None
+    _check_folders(path.parents, path, option)
     return path
 
 
 def output_dir(path: str | Path, option: str) -> Path:
-    """``path`` as a folder a command may write into (named ``option`` in the message): not an existing file."""
+    """``path`` checked as a folder a command may write into (``option`` names it in the message): not an existing
+    file, and no part of it an existing file. Nothing is made here."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} {str(path)!r}: is a file; give a folder")
-    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
-        raise OutputError(f"{option} {str(path)!r}: a part of its folder is a file")
+    _check_folders(path.parents, path, option)
     return path
 
 
+def _check_folders(folders, path: Path, option: str) -> None:
+    if any(folder.exists() and not folder.is_dir() for folder in folders):
+        raise OutputError(f"{option} {str(path)!r}: a part of its folder is a file")
+
+
 def atomic_write(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole or not at all (a ``.tmp`` beside it, then a rename)."""
+    """Write ``text`` to ``path`` whole or not at all (a ``.tmp`` beside it, then a rename), its missing folders
+    made first."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)

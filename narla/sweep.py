@@ -159,26 +159,31 @@ def _write_failure(trial: Trial, error: str) -> None:
     atomic_write(path, json.dumps(summary, indent=2) + "\n")
 
 
-def check_trials(trials: Sequence[Trial]) -> None:
-    """Load each grid cell's scenario once (its trials differ only in seed) and resolve its rewards, before any
-    trial starts: a bad field or an unknown reward is one error naming the cell, not a failure of every trial.
-    The networks and tasks are built by the trials themselves."""
+def check_trials(trials: Sequence[Trial], rewards: bool = True) -> None:
+    """Load the scenario of each grid cell that has unfinished trials once (its trials differ only in seed) and,
+    with ``rewards``, import its modules and resolve its rewards, before any trial starts: a bad field or an unknown
+    reward is one error naming the cell, not a failure of every trial. The networks and tasks are built by the
+    trials themselves. (``rewards`` False: where the trials run elsewhere, on a Ray cluster whose modules this
+    machine may not have.)"""
     from narla import scenario as scenarios
     from narla.imports import import_all
-    from narla.rewards import RewardError
     from narla.rewards.scheme import RewardScheme
 
     seen = set()
     for trial in trials:
-        if (trial.scenario, trial.grid) in seen:
+        key = (trial.scenario, *_overrides(trial, seed=False))  # grid values may be lists: their text is the key
+        if key in seen or is_finished(trial):
             continue
-        seen.add((trial.scenario, trial.grid))
+        seen.add(key)
         try:
             scenario = scenarios.load(trial.scenario, _overrides(trial))
-            import_all(scenario.imports)
-            RewardScheme.from_config(scenario.rewards, None)
-        except (ScenarioError, RewardError) as err:
+            if rewards:
+                import_all(scenario.imports)
+                RewardScheme.from_config(scenario.rewards, None)
+        except ValueError as err:  # ScenarioError, RewardError
             raise ScenarioError(f"{trial.cell}: {err}") from None
+        except Exception as err:  # a user module or a reward failing as it loads: said the same way
+            raise ScenarioError(f"{trial.cell}: {type(err).__name__}: {err}") from None
 
 
 def _overrides(trial: Trial, seed: bool = True) -> list[str]:
@@ -249,7 +254,7 @@ def plan_jobs(trials: Sequence[Trial], batch_seeds: bool = True) -> list[Job]:
         return [Job([t], False) for t in trials]
     groups: dict[tuple, list[Trial]] = {}
     for t in trials:
-        groups.setdefault((t.scenario, t.grid, t.overrides), []).append(t)
+        groups.setdefault((t.scenario, *_overrides(t, seed=False)), []).append(t)  # grid values may be lists
     jobs: list[Job] = []
     for group in groups.values():
         t = group[0]
@@ -531,7 +536,7 @@ def main(args: argparse.Namespace) -> int:
     check_trial_options(args)
     trials = make_trials(args.scenarios, parse_grid(args.grid), parse_seeds(args.seeds), output_dir(args.out, "--out"),
                          args.set)
-    check_trials(trials)
+    check_trials(trials, rewards=not (args.backend == "ray" and args.address))
     records = run_sweep(trials, args.workers, progress=not args.quiet, batch_seeds=not args.separate_seeds,
                         backend=args.backend, address=args.address)
     cells = write_tables(args.out, records)

@@ -100,7 +100,7 @@ def build_graph(network: dict, n_obs: int, motor_groups: list[str]) -> nx.DiGrap
     kwargs = {"n_obs": n_obs, "motor_groups": motor_groups, **params}
     if "n_motor" in sig.parameters:
         kwargs["n_motor"] = len(motor_groups)
-    for key, p in sig.parameters.items():
+    for key, p in sig.parameters.items() if name in BUILDERS else ():  # a user's builder may be wrapped
         if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and key not in kwargs:
             raise ScenarioError(f"network.{key}: required by builder {name!r}")
     try:
@@ -316,7 +316,7 @@ class Trainer:
         self, scenario: Scenario, out_dir: str | Path | None = None, progress: bool = True, overwrite: bool = False,
         init_from: bool = True,
     ) -> None:
-        self.out_dir = output_dir(out_dir, "--out") if out_dir is not None else None
+        self.out_dir = output_dir(out_dir, "results directory") if out_dir is not None else None
         if self.out_dir is not None and not overwrite and (self.out_dir / "episodes.csv").exists():
             raise ResultsExistError(
                 f"results directory {str(self.out_dir)!r} already holds a run; choose another --out "

@@ -189,6 +189,7 @@ def test_the_batch_time_example_times_each_tick_and_its_end_by_the_copies_it_com
     (["--seconds", "0"], "--seconds: must be > 0"),
     (["--rounds", "0"], "--rounds: must be >= 1"),
     (["--batches", "64"], "--batches: only with --scaling"),
+    (["--sizes", "100", "--build-only"], "--sizes, --build-only: only with --scaling"),
 ])
 def test_bench_refuses_a_bad_argument_naming_it(argv, said, capsys):
     assert main(["bench", "--quick", *argv]) == 2

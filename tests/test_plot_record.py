@@ -124,3 +124,15 @@ def test_eval_with_noise_features_on_a_network_with_per_input_parameters_is_one_
     said = capsys.readouterr().err
     assert "--noise-features: this network's parameters depend on its number of inputs (context_weight" in said
     assert said.count("\n") == 1 and "size mismatch" not in said
+
+
+def test_a_command_that_fails_leaves_no_folder_for_its_output(tmp_path, capsys):
+    assert cli_main(["eval", str(tmp_path / "no_run"), "--json", str(tmp_path / "new" / "e.json")]) == 2
+    assert cli_main(["record", str(tmp_path / "no_run"), "--out", str(tmp_path / "other" / "r.npz")]) == 2
+    assert not (tmp_path / "new").exists() and not (tmp_path / "other").exists()
+
+
+def test_an_output_under_a_file_is_one_message(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("mine")
+    assert cli_main(["schema", "--out", str(tmp_path / "a_file" / "s.json")]) == 2
+    assert "a_file/s.json': a part of its folder is a file" in capsys.readouterr().err

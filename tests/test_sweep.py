@@ -247,3 +247,27 @@ def test_table1_starts_the_cells_with_the_most_hidden_layers_first():
     order = [Path(t.scenario).stem for t in table1.largest_first(trials)]
     assert order == ["all_L5", "task_L5", "all_L2", "all_relay_L2", "all_L1", "task_L1"]
 
+
+
+@pytest.mark.parametrize("separate", [False, True])
+def test_a_grid_over_lists_runs_each_cell(tmp_path, separate):
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(SCENARIO), "--grid", "rewards=[task],[activity]", "--seeds", "0", "--out", str(out),
+            "--workers", "1", "--quiet", *TINY] + (["--separate-seeds"] if separate else [])
+    assert cli_main(argv) == 0
+    assert len(list(out.glob("cartpole_1layer/*/seed0/summary.json"))) == 2
+
+
+def test_every_committed_scenario_passes_the_sweeps_check_before_trials():
+    from narla.sweep import check_trials
+
+    root = SCENARIO.parent
+    files = [*root.glob("*.yaml"), *root.glob("table1/*/*.yaml")]
+    check_trials([Trial(str(f), (), 0, "/nonexistent") for f in files])  # imports, where, phases and all
+
+
+def test_the_sweeps_check_refuses_an_unknown_role_in_a_rewards_where_without_building_a_network(tmp_path):
+    from narla.sweep import check_trials
+
+    with pytest.raises(ScenarioError, match=r"rewards\.terms\[0\]\.where\.roles\[0\]: unknown role 'hiden'"):
+        check_trials([Trial(str(SCENARIO), (), 0, str(tmp_path), ("rewards=[{name: task, where: {roles: [hiden]}}]",))])

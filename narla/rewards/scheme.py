@@ -110,15 +110,15 @@ def _where_mask(path: str, where: Any, wiring: Wiring | None) -> torch.Tensor | 
     if not isinstance(where, Mapping):
         raise _fail(path, f"must be a mapping with keys {', '.join(WHERE_KEYS)}, got {where!r}")
     _check_keys(path, where, WHERE_KEYS)
+    roles = _selection(f"{path}.roles", where["roles"], "roles") if "roles" in where else []
+    for i, role in enumerate(roles):
+        if role not in ROLES:
+            raise _fail(f"{path}.roles[{i}]", f"unknown role {role!r}; allowed: {', '.join(ROLES)}")
     if wiring is None:
         return None
     device = wiring.layer.device
     mask = torch.ones(wiring.num_neurons, dtype=torch.bool, device=device)
     if "roles" in where:
-        roles = _selection(f"{path}.roles", where["roles"], "roles")
-        for i, role in enumerate(roles):
-            if role not in ROLES:
-                raise _fail(f"{path}.roles[{i}]", f"unknown role {role!r}; allowed: {', '.join(ROLES)}")
         motor = wiring.motor
         mask &= (motor & ("motor" in roles)) | (~motor & ("hidden" in roles))
     if "layers" in where:
