@@ -19,7 +19,7 @@ from collections import defaultdict
 import torch
 
 import narla.rollout as rollout_module
-from narla.bench import configs, matmul_flops, training_run, weights_per_neuron
+from narla.bench import configs, machine_info, matmul_flops, training_run, weights_per_neuron
 from narla.rollout import collect
 
 BINS = ((1, 4), (5, 8), (9, 16), (17, 32), (33, 63), (64, 255), (256, 1 << 30))
@@ -103,8 +103,8 @@ def report(batch: int, batches: int, threads: int) -> None:
     update_s = sum(p[1] for p in phases) / n
     batch_s = collect_s + update_s
     neurons = run.engine.num_neurons
-    print(f"NaRLA 5-layer network ({neurons} neurons, 2x128 policies), B = {batch}, {threads} thread(s), "
-          f"{n} batches after 2 warm-up ones; torch {torch.__version__}")
+    print(f"NaRLA 5-layer network ({neurons} neurons, 2x128 policies), B = {batch}, {n} batches after 2 warm-up ones; "
+          f"{time.strftime('%Y-%m-%d')}, {machine_info(torch.device('cpu'))}")
     print(f"batch: collection {collect_s * 1e3:.1f} ms + update {update_s * 1e3:.1f} ms (medians "
           f"{statistics.median(p[0] for p in phases) * 1e3:.1f} + {statistics.median(p[1] for p in phases) * 1e3:.1f})")
     print()

@@ -271,3 +271,15 @@ def test_the_sweeps_check_refuses_an_unknown_role_in_a_rewards_where_without_bui
 
     with pytest.raises(ScenarioError, match=r"rewards\.terms\[0\]\.where\.roles\[0\]: unknown role 'hiden'"):
         check_trials([Trial(str(SCENARIO), (), 0, str(tmp_path), ("rewards=[{name: task, where: {roles: [hiden]}}]",))])
+
+
+def test_the_cartpole_page_gives_the_papers_mean_to_the_15_plus_1_network_and_none_to_the_lone_neuron(tmp_path):
+    from narla.analysis.cartpole import render
+
+    records = [{"scenario": stem, "seed": 0, "status": "solved", "solved_at": 500, "episodes": 600,
+                "wall_time_s": 10.0} for stem in ("cartpole_1layer", "cartpole_2layer")]
+    text = render(records, tmp_path, "cmd", None).read_text()
+    assert ("1 hidden layer (15 + 1 neurons): 1/1 seeds solved, median 500 episodes (the paper's Table 1 mean for "
+            "this network: 7,691)") in text
+    assert "output neuron alone (1 neuron): 1/1 seeds solved, median 500 episodes (a network the paper did not run)" \
+        in text

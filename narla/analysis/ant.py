@@ -221,12 +221,13 @@ def _params(run_dir: Path) -> int:
 def render(data: dict, args: argparse.Namespace) -> str:
     """The markdown page."""
     bench, rnd = data["throughput"], data["random"]
-    tests = "" if args.test_episodes == 10 else f" --test-episodes {args.test_episodes}"
+    flags = "" if args.test_episodes == 10 else f" --test-episodes {args.test_episodes}"
+    flags += "" if args.models == ",".join(MODELS) else f" --models {args.models}"
     lines = [
         "# PyBullet Ant: the Cooperator vs AttentionNeuron vs a plain layered network",
         "",
         f"Regenerate: `python -m narla.analysis.ant --runs {args.runs} --out {args.out} --env-steps "
-        f"{args.env_steps}{tests}` (add `--max-minutes M` to cap each model's training in one invocation; runs resume "
+        f"{args.env_steps}{flags}` (add `--max-minutes M` to cap each model's training in one invocation; runs resume "
         "from their checkpoints, finished steps are skipped, and a larger `--env-steps` extends them). Measured on "
         "this project's 2-core CPU machine; PyBullet runs on the CPU only.",
         "",

@@ -125,7 +125,8 @@ def render(rows: list[tuple[str, str, dict, list[tuple[str, int, str]]]], out: P
     lines += ["", "## Figures of one run per condition (seed 0)", ""]
     for label, stem, _, _ in rows:
         lines.append(f"- {label}: " + ", ".join(f"![{p}](emergence/{stem}_{p})" for p in
-                                                ("lesions.png", "influence.png", "information_alignment.png")))
+                                                ("activity.png", "lesions.png", "influence.png",
+                                                 "information_alignment.png")))
     lines += ["", "The iterated prisoner's dilemma between neurons, with and without sight of the partner's last move,",
               "has a page of its own: [dilemma.md](dilemma.md) (`python -m narla.study.dilemma`).", ""]
     out.mkdir(parents=True, exist_ok=True)
