@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import statistics
+import sys
 import threading
 import traceback
 from collections.abc import Iterable, Sequence
@@ -542,4 +543,7 @@ def main(args: argparse.Namespace) -> int:
     cells = write_tables(args.out, records)
     print(format_table(cells))
     print(f"results: {args.out}/sweep.csv", flush=True)
+    for cell in cells:  # why, in one line a cell, even under --quiet (each trial's error.txt has the traceback)
+        if cell["failed"]:
+            print(f"sweep: {cell['cell']}: {cell['failed']} failed: {cell['errors']}", file=sys.stderr)
     return 1 if any(c["failed"] for c in cells) else 0

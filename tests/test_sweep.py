@@ -34,8 +34,9 @@ def test_sweep_parallel_failure_and_skip(tmp_path, capsys):
     argv = ["sweep", str(SCENARIO), "--grid", "network.width=2,-1", "--seeds", "0-1", "--out", str(out),
             "--workers", "2", "--quiet", *TINY]
     assert cli_main(argv) == 1  # some trials failed (their network cannot be built), the others finished
-    printed = capsys.readouterr().out
-    assert "network.width=2" in printed and "0/2 (2 failed)" in printed
+    printed = capsys.readouterr()
+    assert "network.width=2" in printed.out and "0/2 (2 failed)" in printed.out
+    assert "sweep: cartpole_1layer network.width=-1: 2 failed: " in printed.err and "network.width" in printed.err
 
     good = [out / "cartpole_1layer" / "network.width=2" / f"seed{s}" for s in (0, 1)]
     bad = [out / "cartpole_1layer" / "network.width=-1" / f"seed{s}" for s in (0, 1)]
