@@ -40,7 +40,7 @@ def output_file(path: str | Path, option: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{option} {str(path)!r}: is a folder; give a file name")
-    _check_folders(path.parents, path, option)
+    _check_folders(path, option)
     return path
 
 
@@ -50,12 +50,13 @@ def output_dir(path: str | Path, option: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} {str(path)!r}: is a file; give a folder")
-    _check_folders(path.parents, path, option)
+    _check_folders(path, option)
     return path
 
 
-def _check_folders(folders, path: Path, option: str) -> None:
-    if any(folder.exists() and not folder.is_dir() for folder in folders):
+def _check_folders(path: Path, option: str) -> None:
+    """Refuse ``path`` when a folder above it is an existing file."""
+    if any(folder.exists() and not folder.is_dir() for folder in path.parents):
         raise OutputError(f"{option} {str(path)!r}: a part of its folder is a file")
 
 

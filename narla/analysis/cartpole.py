@@ -59,8 +59,8 @@ def render(records: list[dict], out: Path, command: str, wall_s: float | None) -
         walls = {r.get("wall_time_s") for r in rs.values() if r.get("wall_time_s") is not None}
         batch = f"{max(walls):.0f} s for the {len(rs)} seeds as one batch" if walls else "—"
         if solved:
-            cell = ("the paper's Table 1 mean for this network: " + f"{paper:,}" if paper is not None
-                    else "a network the paper did not run")
+            cell = f"the paper's Table 1 mean for this network: {paper:,}" if paper is not None else (
+                "a network the paper did not run")
             notes.append(f"- {label}: {len(solved)}/{n} seeds solved, median {med} episodes ({cell}); "
                          f"wall time {batch}.")
         else:

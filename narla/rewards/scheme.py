@@ -104,7 +104,7 @@ def _selection(path: str, value: Any, what: str) -> list:
 
 def _where_mask(path: str, where: Any, wiring: Wiring | None) -> torch.Tensor | None:
     """The [N] float mask of the neurons a ``where`` selects (AND across keys, OR within a key); without a
-    ``wiring``, only its keys are checked (None)."""
+    ``wiring``, only what needs no network is checked (its keys and roles) and None is returned."""
     if where is None:
         return None
     if not isinstance(where, Mapping):
@@ -252,8 +252,8 @@ class RewardScheme:
     @classmethod
     def from_config(cls, config: Any, wiring: Wiring | None, path: str = "rewards") -> RewardScheme:
         """Build from the ``rewards:`` section (long mapping form or short list form; None means ``[task]``).
-        ``wiring`` None checks the section without a network (its terms' ``where`` selections left unchecked and
-        unapplied): for checking scenarios before they are built."""
+        ``wiring`` None checks the section without a network (its terms' ``where`` selections checked as far as no
+        network is needed, and not applied): for checking scenarios before they are built."""
         if config is None:
             config = ["task"]
         if not isinstance(config, Mapping):
