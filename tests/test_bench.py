@@ -176,11 +176,29 @@ def test_the_batch_time_example_times_each_tick_and_its_end_by_the_copies_it_com
     tick = narla.rollout._tick
     widths, phases, run = timed_batches(32, 2)
     assert narla.rollout._tick is tick  # the timing wrappers are taken off again
-    assert len(phases) == 2 and all(c > 0 and u > 0 and valid > 0 for c, u, valid in phases)
+    assert len(phases) == 2 and all(c > 0 and u > 0 and valid > 0 for c, u, valid, _ in phases)
     assert widths and all(1 <= w <= 32 for w in widths)
     assert all(len(w["tick"]) == len(w["end"]) >= 1 for w in widths.values())
-    assert sum(len(w["tick"]) for w in widths.values()) >= max(valid for *_, valid in phases) // 32
+    assert sum(len(w["tick"]) for w in widths.values()) >= max(valid for _, _, valid, _ in phases) // 32
     assert products_alone(run, 3, repeats=2) > 0
+
+
+def test_the_batch_time_examples_update_floor_skips_the_kept_layers_forward_product():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from examples.batch_time import timed_batches, update_products_alone
+
+    _, phases, run = timed_batches(32, 1)
+    assert all(kept for *_, kept in phases)  # a B = 32 batch of the 5-layer network keeps its last hidden layer
+
+    def flops(kept: bool) -> int:  # of the warm-up call and one timed call
+        with FlopCounterMode(display=False) as counter:
+            assert update_products_alone(run, 100, kept, repeats=1) > 0
+        return counter.get_total_flops()
+
+    weights = run.engine.population.policy.weights
+    neurons, h1, h2 = weights[1].shape
+    assert flops(False) - flops(True) == 2 * (2 * neurons * 100 * h1 * h2)
 
 
 @pytest.mark.parametrize(("argv", "said"), [
